@@ -1,0 +1,398 @@
+//! Finalize's CSR checks (RFC 8555 §7.4): the CSR must be well-formed,
+//! self-signed with an acceptable key that is not the account key, and ask
+//! for exactly the order's names.
+
+use std::collections::BTreeSet;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use domain::{Problem, ProblemKind};
+use openssl::nid::Nid;
+use openssl::pkey::{Id, PKey};
+use openssl::x509::X509Req;
+use x509_parser::certification_request::X509CertificationRequest;
+use x509_parser::cri_attributes::ParsedCriAttribute;
+use x509_parser::extensions::{GeneralName, ParsedExtension};
+use x509_parser::oid_registry::{
+    OID_PKCS1_SHA256WITHRSA, OID_PKCS1_SHA384WITHRSA, OID_PKCS1_SHA512WITHRSA,
+    OID_SIG_ECDSA_WITH_SHA256, OID_SIG_ECDSA_WITH_SHA384, OID_SIG_ECDSA_WITH_SHA512,
+};
+use x509_parser::prelude::FromDer;
+
+/// What finalize may issue for: the CSR's names and key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckedCsr {
+    /// Lowercased, sorted, deduplicated; equal to the order's names.
+    pub names: Vec<String>,
+    pub public_key_spki_der: Vec<u8>,
+}
+
+const KEY_POLICY: &str = "use RSA with 2048 to 4096 bits or ECDSA P-256/P-384";
+
+/// Names listed in a problem detail; a hostile CSR may hold thousands.
+const MAX_LISTED: usize = 10;
+
+fn bad_csr(detail: impl Into<String>) -> Problem {
+    Problem::new(ProblemKind::BadCsr, detail)
+}
+
+fn list(names: &BTreeSet<&str>) -> String {
+    let mut shown: Vec<&str> = names.iter().take(MAX_LISTED).copied().collect();
+    let more = names.len().saturating_sub(MAX_LISTED);
+    let more = (more > 0).then(|| format!(" and {more} more"));
+    if shown.is_empty() {
+        shown.push("(none)");
+    }
+    format!("{}{}", shown.join(", "), more.unwrap_or_default())
+}
+
+/// `csr_b64`: the finalize payload's `csr` (base64url DER, no padding).
+/// `order_names`: the order's identifiers. `account_key_spki_der`: the
+/// requesting account's key.
+pub fn check_csr(
+    csr_b64: &str,
+    order_names: &[String],
+    account_key_spki_der: &[u8],
+) -> Result<CheckedCsr, Problem> {
+    let der = URL_SAFE_NO_PAD
+        .decode(csr_b64)
+        .map_err(|_| bad_csr("csr is not base64url without padding"))?;
+    let parsed = match X509CertificationRequest::from_der(&der) {
+        Ok((rest, _)) if !rest.is_empty() => {
+            return Err(bad_csr("csr has trailing data after the DER request"));
+        }
+        Ok((_, parsed)) => parsed,
+        Err(_) => return Err(bad_csr("csr is not a DER-encoded PKCS#10 request")),
+    };
+    let req =
+        X509Req::from_der(&der).map_err(|_| bad_csr("csr is not a DER-encoded PKCS#10 request"))?;
+    let key = req
+        .public_key()
+        .map_err(|_| bad_csr("CSR public key cannot be read"))?;
+
+    // Key policy first: it also bounds the cost of the signature check below.
+    match key.id() {
+        Id::RSA if !(2048..=4096).contains(&key.bits()) => {
+            return Err(bad_csr(format!(
+                "CSR key is RSA with {} bits; {KEY_POLICY}",
+                key.bits()
+            )));
+        }
+        Id::RSA => {}
+        Id::EC => {
+            let curve = key.ec_key().ok().and_then(|ec| ec.group().curve_name());
+            if !matches!(curve, Some(Nid::X9_62_PRIME256V1 | Nid::SECP384R1)) {
+                let name = curve
+                    .and_then(|nid| nid.short_name().ok())
+                    .unwrap_or("(explicit parameters)");
+                return Err(bad_csr(format!(
+                    "CSR key uses EC curve {name}; {KEY_POLICY}"
+                )));
+            }
+        }
+        Id::ED25519 => {
+            return Err(bad_csr(format!(
+                "Ed25519 CSR keys are not supported yet; {KEY_POLICY}"
+            )));
+        }
+        _ => {
+            return Err(bad_csr(format!(
+                "CSR key type is not supported; {KEY_POLICY}"
+            )));
+        }
+    }
+
+    let sig_alg = &parsed.signature_algorithm.algorithm;
+    let good_sig_algs = [
+        OID_PKCS1_SHA256WITHRSA,
+        OID_PKCS1_SHA384WITHRSA,
+        OID_PKCS1_SHA512WITHRSA,
+        OID_SIG_ECDSA_WITH_SHA256,
+        OID_SIG_ECDSA_WITH_SHA384,
+        OID_SIG_ECDSA_WITH_SHA512,
+    ];
+    if !good_sig_algs.contains(sig_alg) {
+        return Err(bad_csr(format!(
+            "CSR is signed with algorithm {sig_alg}; sign it with SHA-256, SHA-384 or SHA-512"
+        )));
+    }
+    if !req.verify(&key).unwrap_or(false) {
+        return Err(bad_csr(
+            "CSR signature does not verify with the CSR's own key",
+        ));
+    }
+
+    // Compared as keys, not bytes: the same EC key has two point encodings.
+    let account_key =
+        PKey::public_key_from_der(account_key_spki_der).map_err(|_| Problem::internal())?;
+    if key.public_eq(&account_key) {
+        return Err(bad_csr(
+            "CSR public key must not be the account key; generate a separate certificate key",
+        ));
+    }
+
+    let csr_names = names_of(&parsed)?;
+    let order: BTreeSet<String> = order_names.iter().map(|n| n.to_ascii_lowercase()).collect();
+    if csr_names != order {
+        let extra: BTreeSet<&str> = csr_names.difference(&order).map(String::as_str).collect();
+        let missing: BTreeSet<&str> = order.difference(&csr_names).map(String::as_str).collect();
+        return Err(bad_csr(format!(
+            "CSR names must equal the order's identifiers; not in the order: {}; missing from the CSR: {}",
+            list(&extra),
+            list(&missing)
+        )));
+    }
+
+    Ok(CheckedCsr {
+        names: csr_names.into_iter().collect(),
+        public_key_spki_der: key
+            .public_key_to_der()
+            .map_err(|_| bad_csr("CSR public key cannot be encoded"))?,
+    })
+}
+
+/// The subject CN (if any) and all dNSName SANs, lowercased. Any other SAN
+/// type is refused rather than silently dropped from the certificate.
+fn names_of(csr: &X509CertificationRequest<'_>) -> Result<BTreeSet<String>, Problem> {
+    let mut names = BTreeSet::new();
+    let mut cns = csr.certification_request_info.subject.iter_common_name();
+    if let Some(cn) = cns.next() {
+        if cns.next().is_some() {
+            return Err(bad_csr("CSR subject has more than one CN"));
+        }
+        let cn = cn
+            .as_str()
+            .map_err(|_| bad_csr("CSR subject CN is not a readable string"))?;
+        names.insert(cn.to_ascii_lowercase());
+    }
+    // Every extensionRequest attribute, not only the first one.
+    let extensions = csr
+        .certification_request_info
+        .iter_attributes()
+        .filter_map(|attr| match attr.parsed_attribute() {
+            ParsedCriAttribute::ExtensionRequest(req) => Some(req.extensions.iter()),
+            _ => None,
+        })
+        .flatten();
+    for ext in extensions {
+        if ext.oid != x509_parser::oid_registry::OID_X509_EXT_SUBJECT_ALT_NAME {
+            continue;
+        }
+        let ParsedExtension::SubjectAlternativeName(san) = ext.parsed_extension() else {
+            return Err(bad_csr(
+                "CSR subjectAlternativeName extension cannot be parsed",
+            ));
+        };
+        for name in &san.general_names {
+            let kind = match name {
+                GeneralName::DNSName(dns) => {
+                    names.insert(dns.to_ascii_lowercase());
+                    continue;
+                }
+                GeneralName::IPAddress(_) => "an IP address",
+                GeneralName::RFC822Name(_) => "an email address",
+                GeneralName::URI(_) => "a URI",
+                GeneralName::Invalid(..) => "an unparsable",
+                _ => "a non-DNS",
+            };
+            return Err(bad_csr(format!(
+                "CSR requests {kind} subjectAlternativeName; only dNSName SANs are supported"
+            )));
+        }
+    }
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::hash::MessageDigest;
+    use openssl::pkey::Private;
+    use openssl::rsa::Rsa;
+    use openssl::stack::Stack;
+    use openssl::x509::X509NameBuilder;
+    use openssl::x509::extension::SubjectAlternativeName;
+    use std::sync::OnceLock;
+
+    fn ec(nid: Nid) -> PKey<Private> {
+        PKey::from_ec_key(EcKey::generate(&EcGroup::from_curve_name(nid).unwrap()).unwrap())
+            .unwrap()
+    }
+
+    fn rsa2048() -> PKey<Private> {
+        static KEY: OnceLock<PKey<Private>> = OnceLock::new();
+        KEY.get_or_init(|| PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap())
+            .clone()
+    }
+
+    /// A CSR for `cn` (optional) and the DNS SANs `dns`, plus `ip` SANs.
+    fn csr_der(key: &PKey<Private>, cn: Option<&str>, dns: &[&str], ip: &[&str]) -> Vec<u8> {
+        let mut builder = X509Req::builder().unwrap();
+        builder.set_pubkey(key).unwrap();
+        if let Some(cn) = cn {
+            let mut name = X509NameBuilder::new().unwrap();
+            name.append_entry_by_nid(Nid::COMMONNAME, cn).unwrap();
+            builder.set_subject_name(&name.build()).unwrap();
+        }
+        if !dns.is_empty() || !ip.is_empty() {
+            let mut san = SubjectAlternativeName::new();
+            for d in dns {
+                san.dns(d);
+            }
+            for i in ip {
+                san.ip(i);
+            }
+            let ext = san.build(&builder.x509v3_context(None)).unwrap();
+            let mut stack = Stack::new().unwrap();
+            stack.push(ext).unwrap();
+            builder.add_extensions(&stack).unwrap();
+        }
+        builder.sign(key, MessageDigest::sha256()).unwrap();
+        builder.build().to_der().unwrap()
+    }
+
+    fn b64(der: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(der)
+    }
+
+    fn order(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    fn account_spki() -> Vec<u8> {
+        ec(Nid::X9_62_PRIME256V1).public_key_to_der().unwrap()
+    }
+
+    fn check(der: &[u8], names: &[&str]) -> Result<CheckedCsr, Problem> {
+        check_csr(&b64(der), &order(names), &account_spki())
+    }
+
+    #[test]
+    fn good_csrs() {
+        for key in [rsa2048(), ec(Nid::X9_62_PRIME256V1), ec(Nid::SECP384R1)] {
+            let der = csr_der(&key, Some("a.example"), &["b.example", "a.example"], &[]);
+            let checked = check(&der, &["b.example", "a.example"]).unwrap();
+            assert_eq!(checked.names, ["a.example", "b.example"]);
+            assert_eq!(
+                checked.public_key_spki_der,
+                key.public_key_to_der().unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn cn_only_and_uppercase_names() {
+        let key = ec(Nid::X9_62_PRIME256V1);
+        let checked = check(
+            &csr_der(&key, Some("WWW.Example.COM"), &[], &[]),
+            &["www.example.com"],
+        )
+        .unwrap();
+        assert_eq!(checked.names, ["www.example.com"]);
+
+        let der = csr_der(&key, None, &["*.Example.com", "EXAMPLE.com"], &[]);
+        let checked = check(&der, &["example.com", "*.example.com"]).unwrap();
+        assert_eq!(checked.names, ["*.example.com", "example.com"]);
+    }
+
+    #[test]
+    fn names_must_match_exactly() {
+        let key = ec(Nid::X9_62_PRIME256V1);
+        let der = csr_der(&key, None, &["a.example", "evil.example"], &[]);
+        let err = check(&der, &["a.example"]).unwrap_err();
+        assert_eq!(err.kind, ProblemKind::BadCsr);
+        assert!(
+            err.detail.contains("not in the order: evil.example;"),
+            "{}",
+            err.detail
+        );
+
+        let der = csr_der(&key, None, &["a.example"], &[]);
+        let err = check(&der, &["a.example", "b.example"]).unwrap_err();
+        assert_eq!(err.kind, ProblemKind::BadCsr);
+        assert!(
+            err.detail.contains("missing from the CSR: b.example"),
+            "{}",
+            err.detail
+        );
+
+        // A CN outside the SANs counts as an extra name too.
+        let der = csr_der(&key, Some("c.example"), &["a.example"], &[]);
+        let err = check(&der, &["a.example"]).unwrap_err();
+        assert!(err.detail.contains("c.example"), "{}", err.detail);
+    }
+
+    #[test]
+    fn ip_sans_refused() {
+        let key = ec(Nid::X9_62_PRIME256V1);
+        let der = csr_der(&key, None, &["a.example"], &["192.0.2.1"]);
+        let err = check(&der, &["a.example"]).unwrap_err();
+        assert_eq!(err.kind, ProblemKind::BadCsr);
+        assert!(err.detail.contains("IP address"), "{}", err.detail);
+    }
+
+    #[test]
+    fn weak_or_unsupported_keys_refused() {
+        let rsa1024 = PKey::from_rsa(Rsa::generate(1024).unwrap()).unwrap();
+        let err = check(
+            &csr_der(&rsa1024, None, &["a.example"], &[]),
+            &["a.example"],
+        )
+        .unwrap_err();
+        assert_eq!(err.kind, ProblemKind::BadCsr);
+        assert!(err.detail.contains("1024"), "{}", err.detail);
+
+        let p521 = ec(Nid::SECP521R1);
+        let err = check(&csr_der(&p521, None, &["a.example"], &[]), &["a.example"]).unwrap_err();
+        assert!(err.detail.contains("secp521r1"), "{}", err.detail);
+
+        // Ed25519 CSRs are signed without a digest.
+        let ed = PKey::generate_ed25519().unwrap();
+        let mut builder = X509Req::builder().unwrap();
+        builder.set_pubkey(&ed).unwrap();
+        builder.sign(&ed, MessageDigest::null()).unwrap();
+        let err = check(&builder.build().to_der().unwrap(), &["a.example"]).unwrap_err();
+        assert_eq!(err.kind, ProblemKind::BadCsr);
+        assert!(err.detail.contains("Ed25519"), "{}", err.detail);
+    }
+
+    #[test]
+    fn bad_self_signature() {
+        let mut der = csr_der(&rsa2048(), None, &["a.example"], &[]);
+        // The last octet belongs to the RSA signature value.
+        *der.last_mut().unwrap() ^= 0x01;
+        let err = check(&der, &["a.example"]).unwrap_err();
+        assert_eq!(err.kind, ProblemKind::BadCsr);
+        assert!(err.detail.contains("signature"), "{}", err.detail);
+    }
+
+    #[test]
+    fn account_key_refused() {
+        let key = ec(Nid::X9_62_PRIME256V1);
+        let der = csr_der(&key, None, &["a.example"], &[]);
+        let spki = key.public_key_to_der().unwrap();
+        let err = check_csr(&b64(&der), &order(&["a.example"]), &spki).unwrap_err();
+        assert_eq!(err.kind, ProblemKind::BadCsr);
+        assert!(err.detail.contains("account key"), "{}", err.detail);
+    }
+
+    #[test]
+    fn garbage_input() {
+        let acct = account_spki();
+        let names = order(&["a.example"]);
+        for csr in [
+            "not base64!".to_owned(),
+            "AAAA=".to_owned(),
+            b64(b"definitely not DER"),
+            b64(&[0x30, 0x03, 0x02, 0x01]),
+        ] {
+            let err = check_csr(&csr, &names, &acct).unwrap_err();
+            assert_eq!(err.kind, ProblemKind::BadCsr, "{csr}");
+        }
+        let mut der = csr_der(&rsa2048(), None, &["a.example"], &[]);
+        der.push(0);
+        let err = check(&der, &["a.example"]).unwrap_err();
+        assert!(err.detail.contains("trailing"), "{}", err.detail);
+    }
+}

@@ -1,0 +1,113 @@
+//! Kiln's ACME front end (RFC 8555): every resource, JWS authentication,
+//! nonces, and the one mapping from typed problems to RFC 7807 documents.
+//!
+//! The api never waits on slow dependencies: finalize moves the order to
+//! `processing` with one conditional UPDATE, enqueues the pipeline's first
+//! job and answers at once; a challenge POST does the same for validation.
+//! Any replica serves any request: nonces are checkable by every replica and
+//! all state lives in the shared store (invariant 10).
+
+#![forbid(unsafe_code)]
+// ApiError is large, but errors are the cold path of a request.
+#![allow(clippy::result_large_err)]
+
+pub mod csr;
+mod error;
+mod handlers;
+pub mod jwk;
+pub mod jws;
+mod nonce;
+mod resources;
+
+pub use error::{ApiError, problem_json};
+
+use axum::Router;
+use axum::routing::{get, post};
+use queue::Queue;
+use std::sync::Arc;
+use std::time::Duration;
+use store::Store;
+
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    /// The scheme, host and port clients use, e.g. `https://127.0.0.1:14443`;
+    /// every URL in a response and every JWS `url` is checked against it.
+    pub base_url: String,
+    pub order_lifetime: Duration,
+    pub authz_lifetime: Duration,
+    /// How long a nonce stays usable.
+    pub nonce_lifetime: Duration,
+    /// A finalized order not `valid` by then ends `invalid`.
+    pub finalize_timeout: Duration,
+    /// A pipeline step not done by then is re-driven by the sweeper.
+    pub step_timeout: Duration,
+    /// A challenge still `processing` after this is re-driven.
+    pub challenge_timeout: Duration,
+    /// `Retry-After` on `processing` orders and challenges.
+    pub retry_after: Duration,
+    /// Shown in the directory's `meta.caaIdentities`.
+    pub caa_identities: Vec<String>,
+    pub terms_of_service: Option<String>,
+    /// Served at `/roots/0` so clients and scripts can fetch the trust anchor.
+    pub root_pem: Option<String>,
+    /// The intermediate(s) served after each leaf, as PEM.
+    pub chain_pem: Option<String>,
+}
+
+impl ApiConfig {
+    pub fn new(base_url: impl Into<String>) -> Self {
+        ApiConfig {
+            base_url: base_url.into().trim_end_matches('/').to_string(),
+            order_lifetime: Duration::from_secs(7 * 24 * 3600),
+            authz_lifetime: Duration::from_secs(7 * 24 * 3600),
+            nonce_lifetime: Duration::from_secs(3600),
+            finalize_timeout: Duration::from_secs(600),
+            step_timeout: Duration::from_secs(60),
+            challenge_timeout: Duration::from_secs(60),
+            retry_after: Duration::from_secs(1),
+            caa_identities: vec!["kiln.test".into()],
+            terms_of_service: None,
+            root_pem: None,
+            chain_pem: None,
+        }
+    }
+}
+
+pub(crate) struct Api {
+    pub store: Store,
+    pub queue: Arc<dyn Queue>,
+    pub nonces: nonce::Nonces,
+    pub config: ApiConfig,
+}
+
+/// Builds the ACME router. Serve it over HTTPS; `config.base_url` must be
+/// the address clients reach it at.
+pub async fn router(store: Store, queue: Arc<dyn Queue>, config: ApiConfig) -> Result<Router, store::StoreError> {
+    let nonces = nonce::Nonces::load(&store, config.nonce_lifetime.as_secs()).await?;
+    let api = Arc::new(Api {
+        store,
+        queue,
+        nonces,
+        config,
+    });
+    use handlers::*;
+    Ok(Router::new()
+        .route("/directory", get(directory))
+        .route("/acme/new-nonce", get(new_nonce_get).head(new_nonce_head))
+        .route("/acme/new-account", post(new_account))
+        .route("/acme/acct/{id}", post(account))
+        .route("/acme/acct/{id}/orders", post(account_orders))
+        .route("/acme/key-change", post(key_change))
+        .route("/acme/new-order", post(new_order))
+        .route("/acme/order/{id}", post(order))
+        .route("/acme/authz/{id}", post(authz))
+        .route("/acme/chall/{id}", post(challenge))
+        .route("/acme/finalize/{id}", post(finalize))
+        .route("/acme/cert/{serial}", post(certificate))
+        .route("/acme/revoke-cert", post(revoke_cert))
+        .route("/roots/0", get(root))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(api.clone(), common_headers))
+        .with_state(api))
+}

@@ -1,0 +1,92 @@
+//! The `caa-checker` stage: before a finalizing order is signed, recheck CAA
+//! (RFC 8659, RFC 8657) for every identifier whose authorization was
+//! validated longer ago than the recheck window. A fresh authorization was
+//! checked at validation time and is not looked up again.
+
+#![forbid(unsafe_code)]
+
+use async_trait::async_trait;
+use dns::Dns;
+use dns::caa::{CaaPolicy, CaaRequest};
+use domain::{FinalizeStep, OrderStatus, ProblemKind};
+use proto::Job;
+use queue::{Handler, StageError, job_for_step};
+use std::time::Duration;
+use store::{Store, now_ms};
+use tracing::{info, warn};
+
+pub struct CaaChecker {
+    pub store: Store,
+    pub dns: Dns,
+    pub policy: CaaPolicy,
+    /// Authorizations validated longer ago than this are rechecked (the
+    /// CA/B Forum allows reuse of a CAA check for 8 hours).
+    pub recheck_after: Duration,
+    /// Deadline given to the next step before the sweeper re-drives it.
+    pub step_timeout: Duration,
+    /// Account URLs are `{account_url_prefix}{id}`, for `accounturi`.
+    pub account_url_prefix: String,
+}
+
+#[async_trait]
+impl Handler for CaaChecker {
+    fn stage(&self) -> &'static str {
+        "caa-checker"
+    }
+
+    async fn handle(&self, job: &Job, attempt: u32) -> Result<Vec<Job>, StageError> {
+        let Job::CheckCaa { order_id } = job else {
+            return Err(StageError::Permanent(format!("caa-checker got {}", job.name())));
+        };
+        let order = self.store.order(order_id).await.map_err(StageError::retry)?;
+        let Some(order) = order else {
+            return Err(StageError::Permanent(format!("order {order_id} does not exist")));
+        };
+        match (order.status, order.step) {
+            (OrderStatus::Processing, Some(FinalizeStep::CheckCaa)) => {}
+            // Already past this stage: make sure the next step has its job.
+            (OrderStatus::Processing, Some(step)) => return Ok(vec![job_for_step(step, order_id)]),
+            _ => return Ok(vec![]),
+        }
+        let authzs = self.store.authzs_for_order(order_id).await.map_err(StageError::retry)?;
+        let stale_before = now_ms() - self.recheck_after.as_millis() as i64;
+        let names: Vec<String> = authzs
+            .iter()
+            .filter(|a| a.validated_at.is_none_or(|at| at < stale_before))
+            .map(|a| if a.wildcard { format!("*.{}", a.identifier) } else { a.identifier.clone() })
+            .collect();
+        if !names.is_empty() {
+            let account_uri = format!("{}{}", self.account_url_prefix, order.account_id);
+            let requests: Vec<CaaRequest> = names
+                .iter()
+                .map(|name| CaaRequest {
+                    identifier: name,
+                    account_uri: Some(&account_uri),
+                    validation_method: None,
+                })
+                .collect();
+            info!(order_id, rechecked = names.len(), "rechecking CAA for stale authorizations");
+            if let Err(problem) = dns::caa::check_all(&self.dns, &requests, &self.policy).await {
+                // DNS trouble may pass; a CAA record forbidding us will not.
+                if problem.kind == ProblemKind::Dns && attempt < 4 {
+                    return Err(StageError::retry(problem));
+                }
+                warn!(order_id, %problem, "CAA forbids issuance");
+                self.store.fail_order(order_id, &problem).await.map_err(StageError::retry)?;
+                return Ok(vec![]);
+            }
+        }
+        let deadline = now_ms() + self.step_timeout.as_millis() as i64;
+        self.store
+            .advance_step(order_id, FinalizeStep::CheckCaa, FinalizeStep::SignPrecert, deadline)
+            .await
+            .map_err(StageError::retry)?;
+        Ok(vec![Job::SignPrecert {
+            order_id: order_id.clone(),
+        }])
+    }
+
+    async fn give_up(&self, job: &Job, reason: &str) {
+        self.store.give_up_order(job.subject_id(), reason).await;
+    }
+}

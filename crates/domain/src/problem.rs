@@ -1,0 +1,121 @@
+//! Typed problems. Workers store these; only `api` turns them into RFC 7807
+//! documents with `urn:ietf:params:acme:error:*` types (invariant 7).
+
+use serde::{Deserialize, Serialize};
+
+use crate::Identifier;
+
+/// The ACME error types of RFC 8555 §6.7 that Kiln can produce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ProblemKind {
+    AccountDoesNotExist,
+    AlreadyRevoked,
+    BadCsr,
+    BadNonce,
+    BadPublicKey,
+    BadRevocationReason,
+    BadSignatureAlgorithm,
+    Caa,
+    Compound,
+    Connection,
+    Dns,
+    IncorrectResponse,
+    InvalidContact,
+    Malformed,
+    OrderNotReady,
+    RateLimited,
+    RejectedIdentifier,
+    ServerInternal,
+    Tls,
+    Unauthorized,
+    UnsupportedContact,
+    UnsupportedIdentifier,
+}
+
+impl ProblemKind {
+    /// The token after `urn:ietf:params:acme:error:`.
+    pub fn acme_name(self) -> &'static str {
+        use ProblemKind::*;
+        match self {
+            AccountDoesNotExist => "accountDoesNotExist",
+            AlreadyRevoked => "alreadyRevoked",
+            BadCsr => "badCSR",
+            BadNonce => "badNonce",
+            BadPublicKey => "badPublicKey",
+            BadRevocationReason => "badRevocationReason",
+            BadSignatureAlgorithm => "badSignatureAlgorithm",
+            Caa => "caa",
+            Compound => "compound",
+            Connection => "connection",
+            Dns => "dns",
+            IncorrectResponse => "incorrectResponse",
+            InvalidContact => "invalidContact",
+            Malformed => "malformed",
+            OrderNotReady => "orderNotReady",
+            RateLimited => "rateLimited",
+            RejectedIdentifier => "rejectedIdentifier",
+            ServerInternal => "serverInternal",
+            Tls => "tls",
+            Unauthorized => "unauthorized",
+            UnsupportedContact => "unsupportedContact",
+            UnsupportedIdentifier => "unsupportedIdentifier",
+        }
+    }
+
+    /// The HTTP status a request failing with this problem is answered with.
+    pub fn http_status(self) -> u16 {
+        use ProblemKind::*;
+        match self {
+            Unauthorized | OrderNotReady => 403,
+            RateLimited => 429,
+            ServerInternal => 500,
+            _ => 400,
+        }
+    }
+}
+
+/// A problem as stored with an order, authorization or challenge.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    pub kind: ProblemKind,
+    pub detail: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identifier: Option<Identifier>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subproblems: Vec<Problem>,
+}
+
+impl Problem {
+    pub fn new(kind: ProblemKind, detail: impl Into<String>) -> Self {
+        Problem {
+            kind,
+            detail: detail.into(),
+            identifier: None,
+            subproblems: Vec::new(),
+        }
+    }
+
+    pub fn for_identifier(mut self, identifier: Identifier) -> Self {
+        self.identifier = Some(identifier);
+        self
+    }
+
+    pub fn with_subproblems(mut self, subproblems: Vec<Problem>) -> Self {
+        self.subproblems = subproblems;
+        self
+    }
+
+    /// A failure inside Kiln: the detail is for logs only and never shown.
+    pub fn internal() -> Self {
+        Problem::new(ProblemKind::ServerInternal, "internal error; please retry later")
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind.acme_name(), self.detail)
+    }
+}
+
+impl std::error::Error for Problem {}

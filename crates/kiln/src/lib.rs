@@ -1,0 +1,298 @@
+//! The all-in-one Kiln: the api and every pipeline stage in one process, on
+//! SQLite and the in-process queue, with fake CT logs on loopback. The same
+//! stage code runs here as in the distributed binaries; only the back ends
+//! differ.
+
+#![forbid(unsafe_code)]
+
+pub mod sweeper;
+
+use anyhow::Context;
+use api::ApiConfig;
+use caa_checker::CaaChecker;
+use ct_submitter::{CtLog, CtSubmitter, SubmitPolicy};
+use dns::caa::CaaPolicy;
+use dns::{Dns, DnsMode};
+use fake_ct_log::{FakeLog, FakeLogConfig};
+use openssl::pkey::PKey;
+use openssl::ssl::{SslAcceptor, SslMethod};
+use queue::{Handler, MemoryQueue, Queue, RunnerConfig, run_stage};
+use signer::Signer;
+use signer::ca::CaHierarchy;
+use signer::certificate::Profile;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use store::Store;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use validator::Validator;
+use validator::challenge::ChallengePorts;
+
+/// Settings of the all-in-one binary; `kiln --help` documents each flag.
+#[derive(Clone, Debug)]
+pub struct EmbeddedConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// Every lookup goes here; `None`: every name is 127.0.0.1 without CAA.
+    pub dns_server: Option<SocketAddr>,
+    pub http01_port: u16,
+    pub tlsalpn01_port: u16,
+    /// Fake CT logs started on loopback, each its own operator.
+    pub fake_ct_logs: usize,
+}
+
+impl EmbeddedConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        EmbeddedConfig {
+            data_dir: data_dir.into(),
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 14443)),
+            dns_server: None,
+            http01_port: 5002,
+            tlsalpn01_port: 5001,
+            fake_ct_logs: 3,
+        }
+    }
+}
+
+/// A CT log Kiln submits to, with the fake that serves it.
+pub struct RunningLog {
+    pub log: CtLog,
+    pub fake: Arc<FakeLog>,
+}
+
+/// A running embedded Kiln. Drop does not stop it: call `shutdown`.
+pub struct Kiln {
+    pub directory_url: String,
+    pub base_url: String,
+    pub root_pem_path: PathBuf,
+    pub root_pem: String,
+    pub ct_logs: Vec<RunningLog>,
+    pub store: Store,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Kiln {
+    pub async fn start(config: EmbeddedConfig) -> anyhow::Result<Kiln> {
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let db_url = format!("sqlite://{}", dir.join("kiln.db").display());
+        let store = Store::connect(&db_url).await.context("opening the database")?;
+        store.migrate().await.context("migrating the database")?;
+
+        let ca = CaHierarchy::load_or_create(&dir.join("ca")).context("loading the CA")?;
+        let root_pem = String::from_utf8(ca.root.cert.to_pem()?)?;
+        let root_pem_path = dir.join("root.pem");
+        std::fs::write(&root_pem_path, &root_pem)?;
+
+        let shutdown = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+
+        // Bind first: with port 0 (tests) the URL needs the real port.
+        let listener = std::net::TcpListener::bind(config.listen)
+            .with_context(|| format!("listening on {}", config.listen))?;
+        let bound = listener.local_addr()?;
+        let host = match bound.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_string(),
+            IpAddr::V4(ip) => ip.to_string(),
+            IpAddr::V6(ip) => format!("[{ip}]"),
+        };
+        let base_url = format!("https://{host}:{}", bound.port());
+
+        let ct_logs = start_fake_logs(dir, config.fake_ct_logs, &shutdown, &mut tasks).await?;
+        let dns = Dns::new(match config.dns_server {
+            Some(addr) => DnsMode::Server(addr),
+            None => DnsMode::Loopback,
+        })?;
+        let caa_identities = vec!["kiln.test".to_string()];
+        let caa_policy = CaaPolicy {
+            issuer_domains: caa_identities.clone(),
+        };
+        let account_url_prefix = format!("{base_url}/acme/acct/");
+        let queue = MemoryQueue::new();
+        let queue_dyn: Arc<dyn Queue> = Arc::new(queue.clone());
+
+        let validator = Validator {
+            store: store.clone(),
+            dns: dns.clone(),
+            ports: ChallengePorts {
+                http01: config.http01_port,
+                tlsalpn01: config.tlsalpn01_port,
+            },
+            caa_policy: caa_policy.clone(),
+            account_url_prefix: account_url_prefix.clone(),
+        };
+        spawn_stage(&mut tasks, &queue_dyn, proto::queues::VALIDATOR, validator, &shutdown);
+        let caa = CaaChecker {
+            store: store.clone(),
+            dns,
+            policy: caa_policy,
+            recheck_after: Duration::from_secs(7 * 3600),
+            step_timeout: STEP_TIMEOUT,
+            account_url_prefix,
+        };
+        spawn_stage(&mut tasks, &queue_dyn, proto::queues::CAA_CHECKER, caa, &shutdown);
+        let issuer_der = ca.intermediate.cert.to_der()?;
+        let chain_pem = ca.chain_pem();
+        let signer = Signer {
+            store: store.clone(),
+            ca: ca.clone(),
+            profile: Profile::new(
+                format!("{base_url}/ca/intermediate.der"),
+                format!("{base_url}/ca/crl"),
+            ),
+            serial_prefix: 0x01,
+            step_timeout: STEP_TIMEOUT,
+        };
+        spawn_stage(&mut tasks, &queue_dyn, proto::queues::SIGNER, signer, &shutdown);
+        let submitter = CtSubmitter {
+            store: store.clone(),
+            client: reqwest::Client::builder().build()?,
+            logs: ct_logs.iter().map(|l| l.log.clone()).collect(),
+            policy: SubmitPolicy {
+                min_scts: 2,
+                min_operators: 2,
+                stagger: Duration::from_millis(200),
+                deadline: Duration::from_secs(20),
+                per_request_timeout: Duration::from_secs(10),
+            },
+            issuer_der,
+            step_timeout: STEP_TIMEOUT,
+        };
+        spawn_stage(&mut tasks, &queue_dyn, proto::queues::CT_SUBMITTER, submitter, &shutdown);
+
+        // The in-process queue starts empty: re-drive whatever a previous
+        // run left in flight, then keep sweeping.
+        let sweeper = sweeper::Sweeper {
+            store: store.clone(),
+            queue: queue_dyn.clone(),
+            step_timeout: STEP_TIMEOUT,
+        };
+        sweeper.sweep(i64::MAX).await?;
+        tasks.spawn(sweeper.run(Duration::from_secs(1), shutdown.clone()));
+
+        let mut api_config = ApiConfig::new(&base_url);
+        api_config.caa_identities = caa_identities;
+        api_config.step_timeout = STEP_TIMEOUT;
+        api_config.root_pem = Some(root_pem.clone());
+        api_config.chain_pem = Some(chain_pem);
+        let router = api::router(store.clone(), queue_dyn, api_config).await?;
+        let tls = tls_acceptor(&ca)?;
+        let handle = axum_server::Handle::new();
+        let server = axum_server::from_tcp(listener)?
+            .acceptor(axum_server::tls_openssl::OpenSSLAcceptor::new(
+                axum_server::tls_openssl::OpenSSLConfig::from_acceptor(Arc::new(tls)),
+            ))
+            .handle(handle.clone());
+        tasks.spawn(async move {
+            if let Err(e) = server.serve(router.into_make_service()).await {
+                tracing::error!(error = %e, "HTTPS server failed");
+            }
+        });
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            stop.cancelled().await;
+            handle.graceful_shutdown(Some(Duration::from_secs(5)));
+        });
+
+        Ok(Kiln {
+            directory_url: format!("{base_url}/directory"),
+            base_url,
+            root_pem_path,
+            root_pem,
+            ct_logs,
+            store,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Stops accepting, finishes in-flight jobs, and returns.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        while self.tasks.join_next().await.is_some() {}
+        self.store.close().await;
+    }
+}
+
+fn spawn_stage<H: Handler>(
+    tasks: &mut JoinSet<()>,
+    queue: &Arc<dyn Queue>,
+    name: &'static str,
+    handler: H,
+    shutdown: &CancellationToken,
+) {
+    let (queue, shutdown) = (queue.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        if let Err(e) = run_stage(queue, name, Arc::new(handler), RunnerConfig::default(), shutdown).await {
+            tracing::error!(stage = name, error = %e, "stage stopped");
+        }
+    });
+}
+
+/// Fake CT logs on loopback, one operator each; keys persist in the data
+/// directory so SCTs stay verifiable across restarts.
+async fn start_fake_logs(
+    dir: &Path,
+    count: usize,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> anyhow::Result<Vec<RunningLog>> {
+    let key_dir = dir.join("ct-logs");
+    std::fs::create_dir_all(&key_dir)?;
+    let mut logs = Vec::new();
+    for i in 0..count {
+        let key_path = key_dir.join(format!("log-{i}.key.pem"));
+        let key = match std::fs::read(&key_path) {
+            Ok(pem) => PKey::private_key_from_pem(&pem)?,
+            Err(_) => {
+                let key = FakeLogConfig::generate()?.key;
+                std::fs::write(&key_path, key.private_key_to_pem_pkcs8()?)?;
+                key
+            }
+        };
+        let fake = Arc::new(FakeLog::new(FakeLogConfig::new(key))?);
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let stop = shutdown.clone();
+        let served = fake.clone();
+        tasks.spawn(async move {
+            let stopped = async move { stop.cancelled().await };
+            if let Err(e) = fake_ct_log::serve(listener, served, stopped).await {
+                tracing::error!(error = %e, "fake CT log stopped");
+            }
+        });
+        logs.push(RunningLog {
+            log: CtLog {
+                name: format!("kiln-fake-log-{i}"),
+                url,
+                public_key_der: fake.public_key_der().to_vec(),
+                operator: format!("Fake Operator {i}"),
+            },
+            fake,
+        });
+    }
+    Ok(logs)
+}
+
+/// TLS for the ACME listener: a localhost certificate from Kiln's own CA,
+/// sent with the intermediate so clients trusting `root.pem` can verify it.
+fn tls_acceptor(ca: &CaHierarchy) -> anyhow::Result<SslAcceptor> {
+    let (cert, key) = ca.tls_server_certificate(
+        &["localhost"],
+        &[IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)],
+    )?;
+    let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
+    builder.set_certificate(&cert)?;
+    builder.set_private_key(&key)?;
+    builder.add_extra_chain_cert(ca.intermediate.cert.clone())?;
+    builder.check_private_key()?;
+    builder.set_alpn_select_callback(|_, client| {
+        openssl::ssl::select_next_proto(b"\x02h2\x08http/1.1", client).ok_or(openssl::ssl::AlpnError::NOACK)
+    });
+    Ok(builder.build())
+}

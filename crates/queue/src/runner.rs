@@ -1,0 +1,275 @@
+//! The stage runner: consume, handle, publish the follow-up jobs, ack.
+
+use crate::{Delivery, Message, Queue};
+use async_trait::async_trait;
+use proto::Job;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, error, info_span, warn};
+
+/// What the runner does with a job that did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    /// A passing failure (DNS timeout, CT log down, database busy): try the
+    /// job again after the delay, until the runner's attempt limit.
+    #[error("retry in {after:?}: {reason}")]
+    Retry { after: Option<Duration>, reason: String },
+    /// A bug or corrupt state: retrying cannot help. The order is given up.
+    #[error("permanent failure: {0}")]
+    Permanent(String),
+}
+
+impl StageError {
+    pub fn retry(reason: impl std::fmt::Display) -> Self {
+        StageError::Retry {
+            after: None,
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// One stage's logic. `handle` makes its effects durable and returns the
+/// jobs to publish next; the runner publishes them and then acks.
+#[async_trait]
+pub trait Handler: Send + Sync + 'static {
+    /// The stage's name for logs and metrics, e.g. "signer".
+    fn stage(&self) -> &'static str;
+
+    /// Must be idempotent: a redelivered job whose effect is already stored
+    /// re-emits the next job instead of redoing the work (invariant 2).
+    async fn handle(&self, job: &Job, attempt: u32) -> Result<Vec<Job>, StageError>;
+
+    /// Called once a job has failed for good: the handler ends the order or
+    /// challenge `invalid` with `serverInternal` so nothing waits forever.
+    async fn give_up(&self, job: &Job, reason: &str);
+}
+
+#[derive(Clone, Debug)]
+pub struct RunnerConfig {
+    /// Jobs handled at once by this replica (also the broker prefetch).
+    pub concurrency: usize,
+    pub max_attempts: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        RunnerConfig {
+            concurrency: 16,
+            max_attempts: 8,
+            backoff_base: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RunnerConfig {
+    /// Exponential backoff: base · 2^(attempt-1), capped.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u32 << attempt.saturating_sub(1).min(16);
+        (self.backoff_base * factor).min(self.backoff_max)
+    }
+}
+
+/// Runs `handler` on `queue_name` until `shutdown` is cancelled, then stops
+/// taking deliveries and returns once the jobs in hand are finished and acked.
+pub async fn run_stage<H: Handler>(
+    queue: Arc<dyn Queue>,
+    queue_name: &str,
+    handler: Arc<H>,
+    config: RunnerConfig,
+    shutdown: CancellationToken,
+) -> Result<(), crate::QueueError> {
+    let prefetch = u16::try_from(config.concurrency).unwrap_or(u16::MAX);
+    let mut consumer = queue.consume(queue_name, prefetch).await?;
+    let permits = Arc::new(Semaphore::new(config.concurrency));
+    let config = Arc::new(config);
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            permit = permits.clone().acquire_owned() => permit.expect("semaphore never closed"),
+        };
+        let delivery = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            next = consumer.next() => match next {
+                Some(Ok(delivery)) => delivery,
+                Some(Err(e)) => {
+                    warn!(stage = handler.stage(), error = %e, "consume failed");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+                None => break,
+            },
+        };
+        let (queue, handler, config) = (queue.clone(), handler.clone(), config.clone());
+        tokio::spawn(async move {
+            process(queue.as_ref(), handler.as_ref(), &config, delivery).await;
+            drop(permit);
+        });
+    }
+    // Drain: every permit back means every job in hand is done.
+    let _ = permits
+        .acquire_many(u32::try_from(config.concurrency).unwrap_or(u32::MAX))
+        .await;
+    Ok(())
+}
+
+async fn process<H: Handler>(queue: &dyn Queue, handler: &H, config: &RunnerConfig, delivery: Delivery) {
+    let Delivery { message, acker, .. } = delivery;
+    let message = match message {
+        Ok(message) => message,
+        Err(why) => {
+            error!(stage = handler.stage(), %why, "undecodable message dead-lettered");
+            let _ = acker.reject().await;
+            return;
+        }
+    };
+    let job = message.envelope.job.clone();
+    let attempt = message.envelope.attempt;
+    let span = info_span!("job", stage = handler.stage(), job = job.name(), id = job.subject_id(), attempt);
+    async {
+        let outcome = handler.handle(&job, attempt).await;
+        let published = match outcome {
+            Ok(next) => publish_all(queue, &message, next).await,
+            Err(StageError::Retry { after, reason }) if attempt < config.max_attempts => {
+                let delay = after.unwrap_or_else(|| config.backoff(attempt));
+                warn!(%reason, ?delay, "job will be retried");
+                let mut again = message.clone();
+                again.envelope.attempt = attempt + 1;
+                queue.publish_delayed(again, delay).await
+            }
+            Err(StageError::Retry { reason, .. }) => {
+                error!(%reason, "attempts exhausted; giving up");
+                handler.give_up(&job, &reason).await;
+                Ok(())
+            }
+            Err(StageError::Permanent(reason)) => {
+                error!(%reason, "permanent failure; giving up");
+                handler.give_up(&job, &reason).await;
+                Ok(())
+            }
+        };
+        match published {
+            // The effect is stored and the next job is with the broker.
+            Ok(()) => {
+                if let Err(e) = acker.ack().await {
+                    warn!(error = %e, "ack failed; the job will be redelivered");
+                }
+            }
+            // Not acked: the broker redelivers, and the handler is idempotent.
+            Err(e) => warn!(error = %e, "publishing the next job failed; leaving input unacked"),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn publish_all(queue: &dyn Queue, input: &Message, next: Vec<Job>) -> Result<(), crate::QueueError> {
+    for job in next {
+        let mut message = Message::new(job);
+        // The trace context follows the order from stage to stage.
+        message.headers = input.headers.clone();
+        queue.publish(message).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryQueue;
+    use std::sync::Mutex;
+
+    /// Fails `fail_times` times, then passes the order on to the signer.
+    struct Flaky {
+        fail_times: u32,
+        calls: Mutex<Vec<u32>>,
+        gave_up: Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl Handler for Flaky {
+        fn stage(&self) -> &'static str {
+            "test"
+        }
+        async fn handle(&self, job: &Job, attempt: u32) -> Result<Vec<Job>, StageError> {
+            self.calls.lock().unwrap().push(attempt);
+            if attempt <= self.fail_times {
+                return Err(StageError::retry("flaky"));
+            }
+            Ok(vec![Job::SignPrecert {
+                order_id: job.subject_id().to_string(),
+            }])
+        }
+        async fn give_up(&self, job: &Job, _reason: &str) {
+            self.gave_up.lock().unwrap().push(job.subject_id().to_string());
+        }
+    }
+
+    async fn run(fail_times: u32, max_attempts: u32) -> (Arc<Flaky>, MemoryQueue) {
+        let queue = MemoryQueue::new();
+        let handler = Arc::new(Flaky {
+            fail_times,
+            calls: Mutex::default(),
+            gave_up: Mutex::default(),
+        });
+        let shutdown = CancellationToken::new();
+        let config = RunnerConfig {
+            concurrency: 2,
+            max_attempts,
+            backoff_base: Duration::from_millis(1),
+            backoff_max: Duration::from_millis(5),
+        };
+        let task = tokio::spawn(run_stage(
+            Arc::new(queue.clone()),
+            proto::queues::CAA_CHECKER,
+            handler.clone(),
+            config,
+            shutdown.clone(),
+        ));
+        queue
+            .publish(Message::new(Job::CheckCaa { order_id: "o1".into() }))
+            .await
+            .unwrap();
+        for _ in 0..200 {
+            if queue.depth(proto::queues::SIGNER) == 1 || !handler.gave_up.lock().unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+        (handler, queue)
+    }
+
+    #[tokio::test]
+    async fn retries_then_publishes_the_next_job() {
+        let (handler, queue) = run(2, 5).await;
+        assert_eq!(*handler.calls.lock().unwrap(), vec![1, 2, 3]);
+        assert_eq!(queue.depth(proto::queues::SIGNER), 1);
+        assert!(handler.gave_up.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn gives_up_after_max_attempts() {
+        let (handler, queue) = run(10, 3).await;
+        assert_eq!(*handler.calls.lock().unwrap(), vec![1, 2, 3]);
+        assert_eq!(*handler.gave_up.lock().unwrap(), vec!["o1".to_string()]);
+        assert_eq!(queue.depth(proto::queues::SIGNER), 0);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let c = RunnerConfig {
+            backoff_base: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(1),
+            ..RunnerConfig::default()
+        };
+        assert_eq!(c.backoff(1), Duration::from_millis(100));
+        assert_eq!(c.backoff(3), Duration::from_millis(400));
+        assert_eq!(c.backoff(30), Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,441 @@
+//! Kiln's own CA hierarchy: a P-256 root and a single intermediate that signs
+//! every leaf. Only the signer process loads these keys.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use openssl::asn1::Asn1Time;
+use openssl::bn::{BigNum, MsbOption};
+use openssl::ec::{EcGroup, EcKey};
+use openssl::error::ErrorStack;
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::pkey::{PKey, Private};
+use openssl::x509::extension::{
+    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
+    SubjectKeyIdentifier,
+};
+use openssl::x509::{X509, X509Builder, X509Name, X509NameRef, X509VerifyResult};
+
+const ROOT_CERT: &str = "root.pem";
+const ROOT_KEY: &str = "root-key.pem";
+const INTERMEDIATE_CERT: &str = "intermediate.pem";
+const INTERMEDIATE_KEY: &str = "intermediate-key.pem";
+
+const DAY: i64 = 24 * 60 * 60;
+const ROOT_VALIDITY_DAYS: i64 = 3653;
+const INTERMEDIATE_VALIDITY_DAYS: i64 = 1826;
+/// CA/B Forum maximum for TLS server certificates (inclusive period).
+const TLS_SERVER_VALIDITY_DAYS: i64 = 397;
+/// CA certificates start an hour in the past to tolerate relying-party clock skew.
+const CA_BACKDATE_SECS: i64 = 60 * 60;
+const TLS_BACKDATE_SECS: i64 = 60;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    #[error("openssl: {0}")]
+    OpenSsl(#[from] ErrorStack),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("CA directory is incomplete: {} is missing", .0.display())]
+    Incomplete(PathBuf),
+    #[error("inconsistent CA material: {0}")]
+    Inconsistent(&'static str),
+    #[error("invalid TLS certificate request: {0}")]
+    InvalidRequest(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CaError + '_ {
+    move |source| CaError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A CA certificate with its private key.
+#[derive(Clone)]
+pub struct Issuer {
+    pub cert: X509,
+    pub key: PKey<Private>,
+}
+
+// Manual impl so that logging an issuer can never print key material.
+impl fmt::Debug for Issuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Issuer")
+            .field("subject", &self.cert.subject_name())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct CaHierarchy {
+    pub root: Issuer,
+    pub intermediate: Issuer,
+}
+
+impl CaHierarchy {
+    /// P-256 root ("Kiln Root CA <random suffix>", ~10 years) and intermediate
+    /// ("Kiln Intermediate CA", ~5 years, pathlen:0, EKU serverAuth).
+    pub fn generate() -> Result<Self, CaError> {
+        // The random suffix keeps roots from different installations (and test
+        // runs) distinguishable in trust stores.
+        let mut suffix = [0u8; 4];
+        openssl::rand::rand_bytes(&mut suffix)?;
+        let root_name = ca_name(&format!("Kiln Root CA {}", hex::encode(suffix)))?;
+        let root_key = p256_key()?;
+        let root_cert = ca_certificate(&root_name, &root_key, None, ROOT_VALIDITY_DAYS, None)?;
+        let root = Issuer {
+            cert: root_cert,
+            key: root_key,
+        };
+
+        let intermediate_name = ca_name("Kiln Intermediate CA")?;
+        let intermediate_key = p256_key()?;
+        let intermediate_cert = ca_certificate(
+            &intermediate_name,
+            &intermediate_key,
+            Some(&root),
+            INTERMEDIATE_VALIDITY_DAYS,
+            Some(0),
+        )?;
+        Ok(Self {
+            root,
+            intermediate: Issuer {
+                cert: intermediate_cert,
+                key: intermediate_key,
+            },
+        })
+    }
+
+    /// Loads the hierarchy from `dir`, or generates and stores one if `dir`
+    /// holds none yet.
+    ///
+    /// `root.pem` is written last and acts as the commit marker: if it is
+    /// absent a new CA is generated (overwriting leftovers of an interrupted
+    /// run); if it is present every other file must be too.
+    pub fn load_or_create(dir: &Path) -> Result<Self, CaError> {
+        let root_path = dir.join(ROOT_CERT);
+        if root_path.try_exists().map_err(io_err(&root_path))? {
+            return Self::load(dir);
+        }
+        let ca = Self::generate()?;
+        ca.store(dir)?;
+        Ok(ca)
+    }
+
+    fn load(dir: &Path) -> Result<Self, CaError> {
+        let root = load_issuer(dir, ROOT_CERT, ROOT_KEY)?;
+        let intermediate = load_issuer(dir, INTERMEDIATE_CERT, INTERMEDIATE_KEY)?;
+        // Refuse to run with a mismatched pair rather than issue an unverifiable chain.
+        if !root.cert.verify(&root.key)?
+            || root.cert.issued(&intermediate.cert) != X509VerifyResult::OK
+            || !intermediate.cert.verify(&root.key)?
+        {
+            return Err(CaError::Inconsistent(
+                "intermediate is not issued by the stored root",
+            ));
+        }
+        Ok(Self { root, intermediate })
+    }
+
+    fn store(&self, dir: &Path) -> Result<(), CaError> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        write_atomic(
+            dir,
+            ROOT_KEY,
+            &self.root.key.private_key_to_pem_pkcs8()?,
+            0o600,
+        )?;
+        write_atomic(
+            dir,
+            INTERMEDIATE_KEY,
+            &self.intermediate.key.private_key_to_pem_pkcs8()?,
+            0o600,
+        )?;
+        write_atomic(
+            dir,
+            INTERMEDIATE_CERT,
+            &self.intermediate.cert.to_pem()?,
+            0o644,
+        )?;
+        write_atomic(dir, ROOT_CERT, &self.root.cert.to_pem()?, 0o644)?;
+        // Make the renames themselves durable.
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(dir))
+    }
+
+    /// A TLS server certificate (fresh P-256 key) for Kiln's own HTTPS
+    /// listener, issued by the intermediate.
+    pub fn tls_server_certificate(
+        &self,
+        dns_names: &[&str],
+        ips: &[IpAddr],
+    ) -> Result<(X509, PKey<Private>), CaError> {
+        if dns_names.is_empty() && ips.is_empty() {
+            return Err(CaError::InvalidRequest(
+                "at least one DNS name or IP address is required".into(),
+            ));
+        }
+        if let Some(bad) = dns_names
+            .iter()
+            .find(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(CaError::InvalidRequest(format!("bad DNS name {bad:?}")));
+        }
+
+        let key = p256_key()?;
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let not_before = now - TLS_BACKDATE_SECS;
+        let not_after = not_before + TLS_SERVER_VALIDITY_DAYS * DAY - 1;
+
+        let mut subject = X509Name::builder()?;
+        let common_name = dns_names.first().filter(|n| n.len() <= 64);
+        if let Some(cn) = common_name {
+            subject.append_entry_by_nid(Nid::COMMONNAME, cn)?;
+        }
+        let subject = subject.build();
+
+        let mut builder = X509Builder::new()?;
+        builder.set_version(2)?;
+        let serial = random_serial()?.to_asn1_integer()?;
+        builder.set_serial_number(&serial)?;
+        builder.set_issuer_name(self.intermediate.cert.subject_name())?;
+        builder.set_subject_name(&subject)?;
+        let (not_before, not_after) = (
+            Asn1Time::from_unix(not_before)?,
+            Asn1Time::from_unix(not_after)?,
+        );
+        builder.set_not_before(&not_before)?;
+        builder.set_not_after(&not_after)?;
+        builder.set_pubkey(&key)?;
+
+        let mut san = SubjectAlternativeName::new();
+        // RFC 5280 §4.2.1.6: with an empty subject the SAN must be critical.
+        if common_name.is_none() {
+            san.critical();
+        }
+        for name in dns_names {
+            san.dns(name);
+        }
+        for ip in ips {
+            san.ip(&ip.to_string());
+        }
+        let extensions = {
+            let ctx = builder.x509v3_context(Some(&self.intermediate.cert), None);
+            [
+                KeyUsage::new().critical().digital_signature().build()?,
+                ExtendedKeyUsage::new().server_auth().build()?,
+                BasicConstraints::new().critical().build()?,
+                SubjectKeyIdentifier::new().build(&ctx)?,
+                AuthorityKeyIdentifier::new().keyid(true).build(&ctx)?,
+                san.build(&ctx)?,
+            ]
+        };
+        for extension in extensions {
+            builder.append_extension(extension)?;
+        }
+        builder.sign(&self.intermediate.key, MessageDigest::sha256())?;
+        Ok((builder.build(), key))
+    }
+
+    /// PEM chain served to clients after a leaf: the intermediate only (the
+    /// root is what relying parties already trust).
+    pub fn chain_pem(&self) -> String {
+        // PEM-encoding a certificate already held in memory only fails on
+        // allocation failure, which Rust treats as fatal anyway.
+        let pem = self
+            .intermediate
+            .cert
+            .to_pem()
+            .expect("PEM-encoding an in-memory certificate");
+        String::from_utf8_lossy(&pem).into_owned()
+    }
+}
+
+fn p256_key() -> Result<PKey<Private>, ErrorStack> {
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
+    PKey::from_ec_key(EcKey::generate(&group)?)
+}
+
+/// Random positive serial of up to 128 bits for CA and listener certificates.
+fn random_serial() -> Result<BigNum, ErrorStack> {
+    let mut serial = BigNum::new()?;
+    serial.rand(128, MsbOption::MAYBE_ZERO, false)?;
+    Ok(serial)
+}
+
+fn ca_name(common_name: &str) -> Result<X509Name, ErrorStack> {
+    let mut name = X509Name::builder()?;
+    name.append_entry_by_nid(Nid::ORGANIZATIONNAME, "Kiln")?;
+    name.append_entry_by_nid(Nid::COMMONNAME, common_name)?;
+    Ok(name.build())
+}
+
+/// Builds a CA certificate; `signer: None` means self-signed (the root).
+fn ca_certificate(
+    subject: &X509NameRef,
+    key: &PKey<Private>,
+    signer: Option<&Issuer>,
+    validity_days: i64,
+    path_len: Option<u32>,
+) -> Result<X509, ErrorStack> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut builder = X509Builder::new()?;
+    builder.set_version(2)?;
+    let serial = random_serial()?.to_asn1_integer()?;
+    builder.set_serial_number(&serial)?;
+    builder.set_subject_name(subject)?;
+    builder.set_issuer_name(signer.map_or(subject, |s| s.cert.subject_name()))?;
+    let not_before = Asn1Time::from_unix(now - CA_BACKDATE_SECS)?;
+    let not_after = Asn1Time::from_unix(now + validity_days * DAY)?;
+    builder.set_not_before(&not_before)?;
+    builder.set_not_after(&not_after)?;
+    builder.set_pubkey(key)?;
+
+    let mut basic_constraints = BasicConstraints::new();
+    basic_constraints.critical().ca();
+    if let Some(len) = path_len {
+        basic_constraints.pathlen(len);
+    }
+    let mut extensions = vec![
+        basic_constraints.build()?,
+        KeyUsage::new()
+            .critical()
+            .key_cert_sign()
+            .crl_sign()
+            .digital_signature()
+            .build()?,
+    ];
+    {
+        let ctx = builder.x509v3_context(signer.map(|s| s.cert.as_ref()), None);
+        extensions.push(SubjectKeyIdentifier::new().build(&ctx)?);
+        if signer.is_some() {
+            // Baseline Requirements: TLS subordinate CAs carry an EKU.
+            extensions.push(ExtendedKeyUsage::new().server_auth().build()?);
+            extensions.push(AuthorityKeyIdentifier::new().keyid(true).build(&ctx)?);
+        }
+    }
+    for extension in extensions {
+        builder.append_extension(extension)?;
+    }
+    builder.sign(signer.map_or(key, |s| &s.key), MessageDigest::sha256())?;
+    Ok(builder.build())
+}
+
+fn load_issuer(dir: &Path, cert_file: &str, key_file: &str) -> Result<Issuer, CaError> {
+    let cert = X509::from_pem(&read_required(&dir.join(cert_file))?)?;
+    let key = PKey::private_key_from_pem(&read_required(&dir.join(key_file))?)?;
+    if !cert.public_key()?.public_eq(&key) {
+        return Err(CaError::Inconsistent(
+            "private key does not match certificate",
+        ));
+    }
+    Ok(Issuer { cert, key })
+}
+
+fn read_required(path: &Path) -> Result<Vec<u8>, CaError> {
+    fs::read(path).map_err(|source| match source.kind() {
+        io::ErrorKind::NotFound => CaError::Incomplete(path.to_path_buf()),
+        _ => CaError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+    })
+}
+
+/// Writes `contents` to `dir/name` via a temp file + rename, so a crash never
+/// leaves a truncated key or certificate behind.
+fn write_atomic(dir: &Path, name: &str, contents: &[u8], mode: u32) -> Result<(), CaError> {
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&tmp)(e)),
+        _ => {}
+    }
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(io_err(&tmp))?;
+    // The umask may have narrowed the creation mode; make it exact.
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .and_then(|()| file.write_all(contents))
+        .and_then(|()| file.sync_all())
+        .map_err(io_err(&tmp))?;
+    let path = dir.join(name);
+    fs::rename(&tmp, &path).map_err(io_err(&path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openssl::stack::Stack;
+    use openssl::x509::store::X509StoreBuilder;
+    use openssl::x509::{X509StoreContext, X509VerifyResult};
+
+    fn verify(leaf: &X509, chain: &[&X509], root: &X509) -> Result<(), X509VerifyResult> {
+        let mut store = X509StoreBuilder::new().unwrap();
+        store.add_cert(root.clone()).unwrap();
+        let store = store.build();
+        let mut untrusted = Stack::new().unwrap();
+        for c in chain {
+            untrusted.push((*c).clone()).unwrap();
+        }
+        let mut ctx = X509StoreContext::new().unwrap();
+        ctx.init(&store, leaf, &untrusted, |c| {
+            Ok(if c.verify_cert()? {
+                Ok(())
+            } else {
+                Err(c.error())
+            })
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn generated_hierarchy_verifies() {
+        let ca = CaHierarchy::generate().unwrap();
+        verify(&ca.intermediate.cert, &[], &ca.root.cert).unwrap();
+        assert!(ca.intermediate.cert.verify(&ca.root.key).unwrap());
+        assert_ne!(ca.root.cert.serial_number().to_bn().unwrap().num_bits(), 0);
+        assert!(ca.chain_pem().starts_with("-----BEGIN CERTIFICATE-----"));
+        assert_eq!(
+            X509::from_pem(ca.chain_pem().as_bytes()).unwrap(),
+            ca.intermediate.cert
+        );
+    }
+
+    #[test]
+    fn tls_server_certificate_verifies_and_has_sans() {
+        let ca = CaHierarchy::generate().unwrap();
+        let ips = ["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
+        let (cert, key) = ca.tls_server_certificate(&["localhost"], &ips).unwrap();
+        assert!(cert.public_key().unwrap().public_eq(&key));
+        verify(&cert, &[&ca.intermediate.cert], &ca.root.cert).unwrap();
+        let sans = cert.subject_alt_names().unwrap();
+        assert_eq!(sans.len(), 3);
+        assert_eq!(sans.get(0).unwrap().dnsname(), Some("localhost"));
+        assert_eq!(sans.get(1).unwrap().ipaddress(), Some(&[127, 0, 0, 1][..]));
+        let days = cert.not_before().diff(cert.not_after()).unwrap().days;
+        assert!(days <= 397, "{days} days");
+    }
+
+    #[test]
+    fn tls_server_certificate_needs_a_name() {
+        let ca = CaHierarchy::generate().unwrap();
+        assert!(matches!(
+            ca.tls_server_certificate(&[], &[]),
+            Err(CaError::InvalidRequest(_))
+        ));
+    }
+}

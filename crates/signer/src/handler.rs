@@ -1,0 +1,224 @@
+//! The `signer` stage: the only code that holds the CA's private key
+//! (invariant 8). It signs twice per order: the precertificate, then the
+//! final certificate once the SCTs are stored.
+
+use crate::ca::CaHierarchy;
+use crate::certificate::{LeafRequest, Profile, build_final_certificate, build_precertificate};
+use crate::serial::{new_serial, serial_hex};
+use async_trait::async_trait;
+use domain::{FinalizeStep, OrderStatus, Problem, ProblemKind};
+use proto::Job;
+use queue::{Handler, StageError, job_for_step};
+use std::time::Duration;
+use store::{CertificateState, NewCertificate, Order, Store, now_ms};
+use tracing::{info, warn};
+
+pub struct Signer {
+    pub store: Store,
+    pub ca: CaHierarchy,
+    pub profile: Profile,
+    /// Distinguishes serials of signer deployments (0x01..=0x7f).
+    pub serial_prefix: u8,
+    pub step_timeout: Duration,
+}
+
+impl Signer {
+    fn deadline(&self) -> i64 {
+        now_ms() + self.step_timeout.as_millis() as i64
+    }
+
+    /// Loads the order if it is processing at `step`; otherwise says which
+    /// job (if any) should run instead.
+    async fn order_at(
+        &self,
+        order_id: &str,
+        step: FinalizeStep,
+    ) -> Result<Result<Order, Vec<Job>>, StageError> {
+        let order = self
+            .store
+            .order(order_id)
+            .await
+            .map_err(StageError::retry)?;
+        let Some(order) = order else {
+            return Err(StageError::Permanent(format!(
+                "order {order_id} does not exist"
+            )));
+        };
+        Ok(match (order.status, order.step) {
+            (OrderStatus::Processing, Some(s)) if s == step => Ok(order),
+            (OrderStatus::Processing, Some(s)) => Err(vec![job_for_step(s, order_id)]),
+            _ => Err(vec![]),
+        })
+    }
+
+    async fn sign_precert(&self, order_id: &str) -> Result<Vec<Job>, StageError> {
+        let order = match self.order_at(order_id, FinalizeStep::SignPrecert).await? {
+            Ok(order) => order,
+            Err(jobs) => return Ok(jobs),
+        };
+        let csr_der = order
+            .csr
+            .as_deref()
+            .ok_or_else(|| StageError::Permanent("processing order has no CSR".into()))?;
+        let public_key_der = openssl::x509::X509Req::from_der(csr_der)
+            .and_then(|csr| csr.public_key())
+            .and_then(|key| key.public_key_to_der())
+            .map_err(|e| StageError::Permanent(format!("stored CSR unreadable: {e}")))?;
+        let serial =
+            new_serial(self.serial_prefix).map_err(|e| StageError::Permanent(e.to_string()))?;
+        let (not_before, not_after) = self.profile.validity_window(now_ms() / 1000);
+        let request = LeafRequest {
+            serial: serial.clone(),
+            dns_names: order.identifiers.iter().map(|i| i.value.clone()).collect(),
+            public_key_der,
+            not_before,
+            not_after,
+        };
+        let serial = serial_hex(&serial);
+        // Intent first (invariant 5): the serial is on record before any
+        // signature exists, so it can never be used twice.
+        self.store
+            .reserve_serial(&NewCertificate {
+                serial: serial.clone(),
+                order_id: order_id.to_string(),
+                account_id: order.account_id.clone(),
+                not_before: not_before * 1000,
+                not_after: not_after * 1000,
+            })
+            .await
+            .map_err(StageError::retry)?;
+        let precert = match build_precertificate(&self.ca.intermediate, &request, &self.profile) {
+            Ok(cert) => cert,
+            Err(e) => {
+                // A lint or key failure will not pass on retry.
+                warn!(order_id, error = %e, "precertificate refused before signing");
+                let problem = Problem::new(
+                    ProblemKind::BadCsr,
+                    format!("cannot issue for this CSR: {e}"),
+                );
+                self.store
+                    .fail_order(order_id, &problem)
+                    .await
+                    .map_err(StageError::retry)?;
+                return Ok(vec![]);
+            }
+        };
+        let der = precert
+            .to_der()
+            .map_err(|e| StageError::Permanent(e.to_string()))?;
+        if !self
+            .store
+            .store_precert(order_id, &serial, &der, self.deadline())
+            .await
+            .map_err(StageError::retry)?
+        {
+            // Another delivery of this job won the race; its serial stands.
+            return Ok(vec![]);
+        }
+        info!(order_id, serial, "precertificate signed");
+        Ok(vec![Job::SubmitCt {
+            order_id: order_id.to_string(),
+        }])
+    }
+
+    async fn sign_final(&self, order_id: &str) -> Result<Vec<Job>, StageError> {
+        let order = match self.order_at(order_id, FinalizeStep::SignFinal).await? {
+            Ok(order) => order,
+            Err(jobs) => return Ok(jobs),
+        };
+        let serial = order
+            .certificate_serial
+            .clone()
+            .ok_or_else(|| StageError::Permanent("order at sign-final has no serial".into()))?;
+        let cert = self
+            .store
+            .certificate(&serial)
+            .await
+            .map_err(StageError::retry)?
+            .ok_or_else(|| StageError::Permanent(format!("serial {serial} not on record")))?;
+        match cert.state {
+            CertificateState::Precert => {}
+            // A signature for this serial may exist already (a crash after
+            // signing, or a concurrent delivery): never sign it again. Start
+            // over with a new serial; the precertificate stays on record.
+            CertificateState::FinalSigning => {
+                warn!(
+                    order_id,
+                    serial, "final signing was begun before; restarting with a new serial"
+                );
+                self.store
+                    .restart_issuance(order_id, &serial, self.deadline())
+                    .await
+                    .map_err(StageError::retry)?;
+                return Ok(vec![Job::SignPrecert {
+                    order_id: order_id.to_string(),
+                }]);
+            }
+            other => {
+                return Err(StageError::Permanent(format!(
+                    "serial {serial} is {other:?} at sign-final"
+                )));
+            }
+        }
+        let (Some(precert_der), Some(sct_list)) = (&cert.precert_der, &cert.sct_list) else {
+            return Err(StageError::Permanent(format!(
+                "serial {serial} lacks precert or SCTs"
+            )));
+        };
+        if !self
+            .store
+            .begin_final_signing(&serial)
+            .await
+            .map_err(StageError::retry)?
+        {
+            // Someone else began it between our read and now.
+            return Ok(vec![]);
+        }
+        let final_cert = match build_final_certificate(&self.ca.intermediate, precert_der, sct_list)
+        {
+            Ok(cert) => cert,
+            Err(e) => {
+                warn!(order_id, serial, error = %e, "final certificate refused");
+                self.store
+                    .fail_order(order_id, &Problem::internal())
+                    .await
+                    .map_err(StageError::retry)?;
+                return Ok(vec![]);
+            }
+        };
+        let der = final_cert
+            .to_der()
+            .map_err(|e| StageError::Permanent(e.to_string()))?;
+        if self
+            .store
+            .store_final(order_id, &serial, &der)
+            .await
+            .map_err(StageError::retry)?
+        {
+            info!(order_id, serial, "certificate issued");
+        }
+        Ok(vec![])
+    }
+}
+
+#[async_trait]
+impl Handler for Signer {
+    fn stage(&self) -> &'static str {
+        "signer"
+    }
+
+    async fn handle(&self, job: &Job, _attempt: u32) -> Result<Vec<Job>, StageError> {
+        match job {
+            Job::SignPrecert { order_id } => self.sign_precert(order_id).await,
+            Job::SignFinal { order_id } => self.sign_final(order_id).await,
+            other => Err(StageError::Permanent(format!(
+                "signer got {}",
+                other.name()
+            ))),
+        }
+    }
+
+    async fn give_up(&self, job: &Job, reason: &str) {
+        self.store.give_up_order(job.subject_id(), reason).await;
+    }
+}

@@ -1,0 +1,896 @@
+//! Kiln's state: accounts, orders, authorizations, challenges, certificates
+//! and used nonces, in SQLite (embedded) or PostgreSQL (distributed).
+//!
+//! The database is the truth (invariant 1). Every state change here is a
+//! compare-and-set — `UPDATE … WHERE id = $1 AND state = $expected` — whose
+//! `bool` result says whether this caller made the transition (invariant 3).
+//! One implementation serves both back ends through sqlx's `Any` driver: the
+//! SQL is the portable subset, the migrations differ per back end.
+
+#![forbid(unsafe_code)]
+
+mod records;
+
+pub use records::*;
+
+use domain::{
+    AccountStatus, AuthzStatus, ChallengeStatus, FinalizeStep, OrderStatus, Problem,
+};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Migrations are compiled in (so the binary needs no files beside it), one
+/// list per back end; a new migration is a new file and a new line here.
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "initial",
+    include_str!("../migrations/sqlite/0001_initial.sql"),
+)];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "initial",
+    include_str!("../migrations/postgres/0001_initial.sql"),
+)];
+
+fn migrator(list: &'static [(i64, &'static str, &'static str)]) -> sqlx::migrate::Migrator {
+    use sqlx::SqlSafeStr;
+    let migrations = list
+        .iter()
+        .map(|(version, name, sql)| {
+            sqlx::migrate::Migration::new(
+                *version,
+                (*name).into(),
+                sqlx::migrate::MigrationType::Simple,
+                sqlx::AssertSqlSafe(*sql).into_sql_str(),
+                false,
+            )
+        })
+        .collect::<Vec<_>>();
+    sqlx::migrate::Migrator {
+        migrations: migrations.into(),
+        ..sqlx::migrate::Migrator::DEFAULT
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// Milliseconds since the Unix epoch: the unit of every stored time.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// Connects to `sqlite://PATH` (created if missing) or `postgres://…`.
+    pub async fn connect(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        let pool = match backend {
+            // One connection: SQLite has one writer anyway, and a single
+            // connection can never hit SQLITE_BUSY on a read→write upgrade.
+            Backend::Sqlite => {
+                let url = if url.contains('?') {
+                    url.to_string()
+                } else {
+                    format!("{url}?mode=rwc")
+                };
+                AnyPoolOptions::new()
+                    .max_connections(1)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            use sqlx::Executor;
+                            conn.execute("PRAGMA journal_mode = WAL").await?;
+                            conn.execute("PRAGMA synchronous = NORMAL").await?;
+                            conn.execute("PRAGMA foreign_keys = ON").await?;
+                            conn.execute("PRAGMA busy_timeout = 5000").await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(&url)
+                    .await?
+            }
+            Backend::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect(url)
+                    .await?
+            }
+        };
+        Ok(Store { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Applies the back end's migrations (idempotent).
+    pub async fn migrate(&self) -> Result<()> {
+        match self.backend {
+            Backend::Sqlite => migrator(SQLITE_MIGRATIONS).run(&self.pool).await?,
+            Backend::Postgres => migrator(POSTGRES_MIGRATIONS).run(&self.pool).await?,
+        }
+        Ok(())
+    }
+
+    /// True when the database answers; for readiness probes.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    // ---- secrets and nonces -------------------------------------------------
+
+    /// The named secret, created from `init` on first use. Every replica
+    /// reads the same value, so any api replica can check any nonce.
+    pub async fn secret(&self, name: &str, init: &[u8]) -> Result<Vec<u8>> {
+        sqlx::query("INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(init.to_vec())
+            .execute(&self.pool)
+            .await?;
+        let row = sqlx::query("SELECT value FROM secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("value")?)
+    }
+
+    /// Marks a nonce used. False when it was used before: a replay.
+    pub async fn consume_nonce(&self, nonce: &str, expires_at: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO used_nonces (nonce, expires_at) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING",
+        )
+        .bind(nonce)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Forgets used nonces that would be refused as expired anyway.
+    pub async fn prune_nonces(&self, now: i64) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM used_nonces WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    // ---- accounts -----------------------------------------------------------
+
+    /// Inserts the account unless one exists for its key; returns the stored
+    /// one and whether it was created now.
+    pub async fn insert_account(&self, account: &Account) -> Result<(Account, bool)> {
+        let done = sqlx::query(
+            "INSERT INTO accounts (id, key_thumbprint, jwk, contact, status, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (key_thumbprint) DO NOTHING",
+        )
+        .bind(&account.id)
+        .bind(&account.key_thumbprint)
+        .bind(&account.jwk)
+        .bind(json(&account.contact))
+        .bind(account.status.as_str())
+        .bind(account.created_at)
+        .execute(&self.pool)
+        .await?;
+        let stored = self
+            .account_by_thumbprint(&account.key_thumbprint)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("account vanished after insert".into()))?;
+        Ok((stored, done.rows_affected() == 1))
+    }
+
+    pub async fn account(&self, id: &str) -> Result<Option<Account>> {
+        let row = sqlx::query("SELECT * FROM accounts WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Account::from_row(&r)).transpose()
+    }
+
+    pub async fn account_by_thumbprint(&self, thumbprint: &str) -> Result<Option<Account>> {
+        let row = sqlx::query("SELECT * FROM accounts WHERE key_thumbprint = $1")
+            .bind(thumbprint)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Account::from_row(&r)).transpose()
+    }
+
+    pub async fn update_account_contact(&self, id: &str, contact: &[String]) -> Result<bool> {
+        let done = sqlx::query("UPDATE accounts SET contact = $2 WHERE id = $1 AND status = 'valid'")
+            .bind(id)
+            .bind(json(&contact))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn deactivate_account(&self, id: &str) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE accounts SET status = 'deactivated' WHERE id = $1 AND status = 'valid'")
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Replaces the account key if it is still `old_thumbprint`. A new key
+    /// already used by another account is a `Conflict`.
+    pub async fn change_account_key(
+        &self,
+        id: &str,
+        old_thumbprint: &str,
+        new_thumbprint: &str,
+        new_jwk: &str,
+    ) -> Result<bool> {
+        if let Some(other) = self.account_by_thumbprint(new_thumbprint).await? {
+            return Err(StoreError::Conflict(other.id));
+        }
+        let done = sqlx::query(
+            "UPDATE accounts SET key_thumbprint = $3, jwk = $4
+             WHERE id = $1 AND key_thumbprint = $2 AND status = 'valid'",
+        )
+        .bind(id)
+        .bind(old_thumbprint)
+        .bind(new_thumbprint)
+        .bind(new_jwk)
+        .execute(&self.pool)
+        .await;
+        match done {
+            Ok(done) => Ok(done.rows_affected() == 1),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict("key in use".into())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    // ---- orders, authorizations, challenges --------------------------------
+
+    /// Stores a new order with its authorizations and their challenges in one
+    /// transaction: a client never sees half an order.
+    pub async fn insert_order(&self, order: &Order, authzs: &[(Authz, Vec<Challenge>)]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO orders (id, account_id, status, identifiers, not_before, not_after, expires_at, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&order.id)
+        .bind(&order.account_id)
+        .bind(order.status.as_str())
+        .bind(json(&order.identifiers))
+        .bind(order.not_before)
+        .bind(order.not_after)
+        .bind(order.expires_at)
+        .bind(order.created_at)
+        .execute(&mut *tx)
+        .await?;
+        for (authz, challenges) in authzs {
+            sqlx::query(
+                "INSERT INTO authzs (id, order_id, account_id, identifier, wildcard, status, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&authz.id)
+            .bind(&authz.order_id)
+            .bind(&authz.account_id)
+            .bind(&authz.identifier)
+            .bind(authz.wildcard as i64)
+            .bind(authz.status.as_str())
+            .bind(authz.expires_at)
+            .execute(&mut *tx)
+            .await?;
+            for c in challenges {
+                sqlx::query(
+                    "INSERT INTO challenges (id, authz_id, kind, token, status) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&c.id)
+                .bind(&c.authz_id)
+                .bind(c.kind.as_str())
+                .bind(&c.token)
+                .bind(c.status.as_str())
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn order(&self, id: &str) -> Result<Option<Order>> {
+        let row = sqlx::query("SELECT * FROM orders WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Order::from_row(&r)).transpose()
+    }
+
+    /// The account's order ids, oldest first, from `offset`.
+    pub async fn order_ids_for_account(&self, account_id: &str, offset: i64, limit: i64) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT id FROM orders WHERE account_id = $1 ORDER BY created_at, id LIMIT $2 OFFSET $3",
+        )
+        .bind(account_id)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+    }
+
+    pub async fn authzs_for_order(&self, order_id: &str) -> Result<Vec<Authz>> {
+        let rows = sqlx::query("SELECT * FROM authzs WHERE order_id = $1 ORDER BY identifier, wildcard")
+            .bind(order_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(Authz::from_row).collect()
+    }
+
+    pub async fn authz(&self, id: &str) -> Result<Option<Authz>> {
+        let row = sqlx::query("SELECT * FROM authzs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Authz::from_row(&r)).transpose()
+    }
+
+    pub async fn challenges_for_authz(&self, authz_id: &str) -> Result<Vec<Challenge>> {
+        let rows = sqlx::query("SELECT * FROM challenges WHERE authz_id = $1 ORDER BY kind")
+            .bind(authz_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(Challenge::from_row).collect()
+    }
+
+    pub async fn challenge(&self, id: &str) -> Result<Option<Challenge>> {
+        let row = sqlx::query("SELECT * FROM challenges WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Challenge::from_row(&r)).transpose()
+    }
+
+    /// pending → processing, only while its authorization is still pending
+    /// and no sibling challenge is already being validated.
+    pub async fn start_challenge(&self, challenge_id: &str, deadline: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE challenges SET status = 'processing', deadline = $2
+             WHERE id = $1 AND status = 'pending'
+               AND EXISTS (SELECT 1 FROM authzs a WHERE a.id = challenges.authz_id AND a.status = 'pending')
+               AND NOT EXISTS (SELECT 1 FROM challenges s
+                               WHERE s.authz_id = challenges.authz_id AND s.status = 'processing')",
+        )
+        .bind(challenge_id)
+        .bind(deadline)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records a validation result: the challenge, its authorization and, when
+    /// this was the last missing authorization, the order (→ `ready`), in one
+    /// transaction. False when the challenge was no longer `processing`.
+    pub async fn finish_challenge(
+        &self,
+        challenge_id: &str,
+        outcome: std::result::Result<(), &Problem>,
+        now: i64,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let (status, error) = match outcome {
+            Ok(()) => (ChallengeStatus::Valid, None),
+            Err(p) => (ChallengeStatus::Invalid, Some(json(p))),
+        };
+        let done = sqlx::query(
+            "UPDATE challenges SET status = $2, validated_at = $3, error = $4, deadline = NULL
+             WHERE id = $1 AND status = 'processing'",
+        )
+        .bind(challenge_id)
+        .bind(status.as_str())
+        .bind(now)
+        .bind(error.clone())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        let row = sqlx::query(
+            "SELECT a.id AS authz_id, a.order_id AS order_id FROM challenges c
+             JOIN authzs a ON a.id = c.authz_id WHERE c.id = $1",
+        )
+        .bind(challenge_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let authz_id: String = row.try_get("authz_id")?;
+        let order_id: String = row.try_get("order_id")?;
+        let authz_status = if outcome.is_ok() {
+            AuthzStatus::Valid
+        } else {
+            AuthzStatus::Invalid
+        };
+        sqlx::query(
+            "UPDATE authzs SET status = $2, validated_at = $3 WHERE id = $1 AND status = 'pending'",
+        )
+        .bind(&authz_id)
+        .bind(authz_status.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if outcome.is_ok() {
+            sqlx::query(
+                "UPDATE orders SET status = 'ready' WHERE id = $1 AND status = 'pending'
+                 AND NOT EXISTS (SELECT 1 FROM authzs WHERE order_id = $1 AND status <> 'valid')",
+            )
+            .bind(&order_id)
+            .execute(&mut *tx)
+            .await?;
+        } else {
+            sqlx::query("UPDATE orders SET status = 'invalid', error = $2 WHERE id = $1 AND status = 'pending'")
+                .bind(&order_id)
+                .bind(error)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// pending|valid → deactivated (RFC 8555 §7.5.2); the order then reads
+    /// as `invalid` if it was not finalized yet.
+    pub async fn deactivate_authz(&self, authz_id: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE authzs SET status = 'deactivated' WHERE id = $1 AND status IN ('pending', 'valid')",
+        )
+        .bind(authz_id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 1 {
+            sqlx::query(
+                "UPDATE orders SET status = 'invalid' WHERE status IN ('pending', 'ready')
+                 AND id = (SELECT order_id FROM authzs WHERE id = $1)",
+            )
+            .bind(authz_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    // ---- finalization pipeline ----------------------------------------------
+
+    /// ready → processing at step `check-caa`, in one conditional UPDATE: of
+    /// two concurrent finalizes exactly one gets `true`.
+    pub async fn begin_finalize(
+        &self,
+        order_id: &str,
+        csr_der: &[u8],
+        now: i64,
+        step_deadline: i64,
+        finalize_deadline: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE orders SET status = 'processing', step = $2, csr = $3, processing_since = $4,
+                    step_deadline = $5, finalize_deadline = $6
+             WHERE id = $1 AND status = 'ready' AND expires_at > $4",
+        )
+        .bind(order_id)
+        .bind(FinalizeStep::CheckCaa.as_str())
+        .bind(csr_der.to_vec())
+        .bind(now)
+        .bind(step_deadline)
+        .bind(finalize_deadline)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Moves a processing order from one step to the next.
+    pub async fn advance_step(
+        &self,
+        order_id: &str,
+        from: FinalizeStep,
+        to: FinalizeStep,
+        step_deadline: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE orders SET step = $3, step_deadline = $4
+             WHERE id = $1 AND status = 'processing' AND step = $2",
+        )
+        .bind(order_id)
+        .bind(from.as_str())
+        .bind(to.as_str())
+        .bind(step_deadline)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// processing → invalid with the problem the client will see (invariant 6).
+    pub async fn fail_order(&self, order_id: &str, problem: &Problem) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE orders SET status = 'invalid', step = NULL, step_deadline = NULL, error = $2
+             WHERE id = $1 AND status = 'processing'",
+        )
+        .bind(order_id)
+        .bind(json(problem))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Ends an order whose job failed for good (invariant 6). The client sees
+    /// only `serverInternal`; the reason goes to the logs.
+    pub async fn give_up_order(&self, order_id: &str, reason: &str) {
+        tracing::warn!(order_id, reason, "giving up on order");
+        if let Err(e) = self.fail_order(order_id, &Problem::internal()).await {
+            tracing::warn!(order_id, error = %e, "could not mark the order invalid; the sweeper will");
+        }
+    }
+
+    /// Records a serial and the validity before anything is signed with it
+    /// (invariant 5). The serial's uniqueness is the primary key's.
+    pub async fn reserve_serial(&self, cert: &NewCertificate) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO certificates (serial, order_id, account_id, state, not_before, not_after, created_at)
+             VALUES ($1, $2, $3, 'reserved', $4, $5, $6)",
+        )
+        .bind(&cert.serial)
+        .bind(&cert.order_id)
+        .bind(&cert.account_id)
+        .bind(cert.not_before)
+        .bind(cert.not_after)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("serial {} already used", cert.serial))
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(())
+    }
+
+    /// Stores the signed precertificate and moves the order to `submit-ct`,
+    /// in one transaction.
+    pub async fn store_precert(&self, order_id: &str, serial: &str, der: &[u8], step_deadline: i64) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE orders SET step = $3, step_deadline = $4, certificate_serial = $2
+             WHERE id = $1 AND status = 'processing' AND step = $5",
+        )
+        .bind(order_id)
+        .bind(serial)
+        .bind(FinalizeStep::SubmitCt.as_str())
+        .bind(step_deadline)
+        .bind(FinalizeStep::SignPrecert.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        let cert = sqlx::query(
+            "UPDATE certificates SET state = 'precert', precert_der = $2 WHERE serial = $1 AND state = 'reserved'",
+        )
+        .bind(serial)
+        .bind(der.to_vec())
+        .execute(&mut *tx)
+        .await?;
+        if cert.rows_affected() != 1 {
+            return Ok(false);
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Stores the SCT list extension for the order's precertificate and moves
+    /// the order to `sign-final`.
+    pub async fn store_scts(&self, order_id: &str, serial: &str, sct_list: &[u8], step_deadline: i64) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE orders SET step = $3, step_deadline = $4
+             WHERE id = $1 AND status = 'processing' AND step = $5 AND certificate_serial = $2",
+        )
+        .bind(order_id)
+        .bind(serial)
+        .bind(FinalizeStep::SignFinal.as_str())
+        .bind(step_deadline)
+        .bind(FinalizeStep::SubmitCt.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE certificates SET sct_list = $2 WHERE serial = $1 AND state = 'precert'")
+            .bind(serial)
+            .bind(sct_list.to_vec())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// precert → final-signing, committed before the signing call: a signer
+    /// that later finds this state without a final certificate knows a
+    /// signature may exist and must not sign this serial again.
+    pub async fn begin_final_signing(&self, serial: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE certificates SET state = 'final-signing'
+             WHERE serial = $1 AND state = 'precert' AND sct_list IS NOT NULL",
+        )
+        .bind(serial)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Stores the final certificate and makes the order `valid`.
+    pub async fn store_final(&self, order_id: &str, serial: &str, der: &[u8]) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let cert = sqlx::query(
+            "UPDATE certificates SET state = 'issued', final_der = $2 WHERE serial = $1 AND state = 'final-signing'",
+        )
+        .bind(serial)
+        .bind(der.to_vec())
+        .execute(&mut *tx)
+        .await?;
+        if cert.rows_affected() != 1 {
+            return Ok(false);
+        }
+        let done = sqlx::query(
+            "UPDATE orders SET status = 'valid', step = NULL, step_deadline = NULL
+             WHERE id = $1 AND status = 'processing' AND step = $3 AND certificate_serial = $2",
+        )
+        .bind(order_id)
+        .bind(serial)
+        .bind(FinalizeStep::SignFinal.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// After a final signing that may or may not have happened: abandon the
+    /// serial (its precertificate stays recorded, so it can be revoked) and
+    /// send the order back to `sign-precert` for a new serial.
+    pub async fn restart_issuance(&self, order_id: &str, serial: &str, step_deadline: i64) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE certificates SET state = 'abandoned' WHERE serial = $1 AND state <> 'issued'")
+            .bind(serial)
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query(
+            "UPDATE orders SET step = $3, step_deadline = $4, certificate_serial = NULL
+             WHERE id = $1 AND status = 'processing' AND certificate_serial = $2",
+        )
+        .bind(order_id)
+        .bind(serial)
+        .bind(FinalizeStep::SignPrecert.as_str())
+        .bind(step_deadline)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>> {
+        let row = sqlx::query("SELECT * FROM certificates WHERE serial = $1")
+            .bind(serial)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| CertificateRecord::from_row(&r)).transpose()
+    }
+
+    pub async fn certificates_for_order(&self, order_id: &str) -> Result<Vec<CertificateRecord>> {
+        let rows = sqlx::query("SELECT * FROM certificates WHERE order_id = $1 ORDER BY created_at")
+            .bind(order_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(CertificateRecord::from_row).collect()
+    }
+
+    /// Marks an issued certificate revoked; false if it already was.
+    pub async fn revoke_certificate(&self, serial: &str, reason: i64, now: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE certificates SET revoked_at = $3, revoked_reason = $2
+             WHERE serial = $1 AND state = 'issued' AND revoked_at IS NULL",
+        )
+        .bind(serial)
+        .bind(reason)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    // ---- sweeping -----------------------------------------------------------
+
+    /// Processing orders whose current step is past its deadline.
+    pub async fn overdue_orders(&self, now: i64, limit: i64) -> Result<Vec<Order>> {
+        let rows = sqlx::query(
+            "SELECT * FROM orders WHERE status = 'processing' AND step_deadline < $1
+             ORDER BY step_deadline LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(Order::from_row).collect()
+    }
+
+    /// Pushes an order's step deadline forward after re-driving it; false if
+    /// the order moved on meanwhile.
+    pub async fn extend_step_deadline(&self, order_id: &str, step: FinalizeStep, deadline: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE orders SET step_deadline = $3 WHERE id = $1 AND status = 'processing' AND step = $2",
+        )
+        .bind(order_id)
+        .bind(step.as_str())
+        .bind(deadline)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Challenges in `processing` past their deadline.
+    pub async fn overdue_challenges(&self, now: i64, limit: i64) -> Result<Vec<Challenge>> {
+        let rows = sqlx::query(
+            "SELECT * FROM challenges WHERE status = 'processing' AND deadline < $1 ORDER BY deadline LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(Challenge::from_row).collect()
+    }
+
+    pub async fn extend_challenge_deadline(&self, challenge_id: &str, deadline: i64) -> Result<bool> {
+        let done = sqlx::query("UPDATE challenges SET deadline = $2 WHERE id = $1 AND status = 'processing'")
+            .bind(challenge_id)
+            .bind(deadline)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).expect("domain types serialize")
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+fn parse<T: FromStr<Err = String>>(row: &AnyRow, col: &str) -> Result<T> {
+    let text: String = row.try_get(col)?;
+    text.parse().map_err(StoreError::Corrupt)
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> Result<Option<T>> {
+    let text: Option<String> = row.try_get(col)?;
+    text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("{col}: {e}"))))
+        .transpose()
+}
+
+impl Account {
+    fn from_row(r: &AnyRow) -> Result<Self> {
+        Ok(Account {
+            id: r.try_get("id")?,
+            key_thumbprint: r.try_get("key_thumbprint")?,
+            jwk: r.try_get("jwk")?,
+            contact: parse_json(r, "contact")?.unwrap_or_default(),
+            status: parse::<AccountStatus>(r, "status")?,
+            created_at: r.try_get("created_at")?,
+        })
+    }
+}
+
+impl Order {
+    fn from_row(r: &AnyRow) -> Result<Self> {
+        let step: Option<String> = r.try_get("step")?;
+        Ok(Order {
+            id: r.try_get("id")?,
+            account_id: r.try_get("account_id")?,
+            status: parse::<OrderStatus>(r, "status")?,
+            step: step.map(|s| s.parse()).transpose().map_err(StoreError::Corrupt)?,
+            identifiers: parse_json(r, "identifiers")?.unwrap_or_default(),
+            not_before: r.try_get("not_before")?,
+            not_after: r.try_get("not_after")?,
+            expires_at: r.try_get("expires_at")?,
+            created_at: r.try_get("created_at")?,
+            csr: r.try_get("csr")?,
+            processing_since: r.try_get("processing_since")?,
+            step_deadline: r.try_get("step_deadline")?,
+            finalize_deadline: r.try_get("finalize_deadline")?,
+            error: parse_json(r, "error")?,
+            certificate_serial: r.try_get("certificate_serial")?,
+        })
+    }
+}
+
+impl Authz {
+    fn from_row(r: &AnyRow) -> Result<Self> {
+        Ok(Authz {
+            id: r.try_get("id")?,
+            order_id: r.try_get("order_id")?,
+            account_id: r.try_get("account_id")?,
+            identifier: r.try_get("identifier")?,
+            wildcard: r.try_get::<i64, _>("wildcard")? != 0,
+            status: parse::<AuthzStatus>(r, "status")?,
+            expires_at: r.try_get("expires_at")?,
+            validated_at: r.try_get("validated_at")?,
+        })
+    }
+}
+
+impl Challenge {
+    fn from_row(r: &AnyRow) -> Result<Self> {
+        Ok(Challenge {
+            id: r.try_get("id")?,
+            authz_id: r.try_get("authz_id")?,
+            kind: parse(r, "kind")?,
+            token: r.try_get("token")?,
+            status: parse::<ChallengeStatus>(r, "status")?,
+            validated_at: r.try_get("validated_at")?,
+            error: parse_json(r, "error")?,
+        })
+    }
+}
+
+impl CertificateRecord {
+    fn from_row(r: &AnyRow) -> Result<Self> {
+        Ok(CertificateRecord {
+            serial: r.try_get("serial")?,
+            order_id: r.try_get("order_id")?,
+            account_id: r.try_get("account_id")?,
+            state: parse(r, "state")?,
+            not_before: r.try_get("not_before")?,
+            not_after: r.try_get("not_after")?,
+            precert_der: r.try_get("precert_der")?,
+            sct_list: r.try_get("sct_list")?,
+            final_der: r.try_get("final_der")?,
+            revoked_at: r.try_get("revoked_at")?,
+            revoked_reason: r.try_get("revoked_reason")?,
+        })
+    }
+}

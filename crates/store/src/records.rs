@@ -1,0 +1,118 @@
+//! The rows Kiln stores, as plain structs.
+
+use domain::{
+    AccountStatus, AuthzStatus, ChallengeStatus, ChallengeType, FinalizeStep, Identifier,
+    OrderStatus, Problem,
+};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Account {
+    pub id: String,
+    /// RFC 7638 thumbprint of `jwk`; unique, so one key is one account.
+    pub key_thumbprint: String,
+    /// The public key as canonical JWK JSON.
+    pub jwk: String,
+    pub contact: Vec<String>,
+    pub status: AccountStatus,
+    pub created_at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Order {
+    pub id: String,
+    pub account_id: String,
+    /// As stored: `ready` and an expiry's `invalid` are also derived on read
+    /// (see `domain::order_status_on_read`).
+    pub status: OrderStatus,
+    pub step: Option<FinalizeStep>,
+    pub identifiers: Vec<Identifier>,
+    pub not_before: Option<i64>,
+    pub not_after: Option<i64>,
+    pub expires_at: i64,
+    pub created_at: i64,
+    pub csr: Option<Vec<u8>>,
+    pub processing_since: Option<i64>,
+    pub step_deadline: Option<i64>,
+    pub finalize_deadline: Option<i64>,
+    pub error: Option<Problem>,
+    pub certificate_serial: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Authz {
+    pub id: String,
+    pub order_id: String,
+    pub account_id: String,
+    /// The base name (without `*.`), as RFC 8555 §7.1.4 shows it.
+    pub identifier: String,
+    pub wildcard: bool,
+    pub status: AuthzStatus,
+    pub expires_at: i64,
+    pub validated_at: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Challenge {
+    pub id: String,
+    pub authz_id: String,
+    pub kind: ChallengeType,
+    pub token: String,
+    pub status: ChallengeStatus,
+    pub validated_at: Option<i64>,
+    pub error: Option<Problem>,
+}
+
+/// A serial to reserve before signing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewCertificate {
+    pub serial: String,
+    pub order_id: String,
+    pub account_id: String,
+    /// Unix milliseconds.
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CertificateState {
+    /// Serial stored, nothing signed yet.
+    Reserved,
+    /// Precertificate signed and stored.
+    Precert,
+    /// The final signature may have been made; never sign this serial again.
+    FinalSigning,
+    Issued,
+    /// Given up after a possible signature; the precertificate stays on record.
+    Abandoned,
+}
+
+impl std::str::FromStr for CertificateState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "reserved" => Self::Reserved,
+            "precert" => Self::Precert,
+            "final-signing" => Self::FinalSigning,
+            "issued" => Self::Issued,
+            "abandoned" => Self::Abandoned,
+            other => return Err(format!("unknown certificate state {other:?}")),
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CertificateRecord {
+    /// Lowercase hex, as in the certificate URL.
+    pub serial: String,
+    pub order_id: String,
+    pub account_id: String,
+    pub state: CertificateState,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub precert_der: Option<Vec<u8>>,
+    /// The SCT list extension value the final certificate embeds.
+    pub sct_list: Option<Vec<u8>>,
+    pub final_der: Option<Vec<u8>>,
+    pub revoked_at: Option<i64>,
+    pub revoked_reason: Option<i64>,
+}

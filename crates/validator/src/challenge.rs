@@ -1,0 +1,519 @@
+//! The network checks of ACME challenges: http-01 and dns-01 (RFC 8555 §8.3,
+//! §8.4) and tls-alpn-01 (RFC 8737). Each returns `Ok(())` or the problem to
+//! store on the challenge. Queueing and state changes live elsewhere.
+//!
+//! Everything received here (HTTP bodies, TXT records, certificates) is
+//! untrusted: it is size-bounded, never panics the validator, and is quoted
+//! back to the client only escaped and truncated.
+
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use dns::{Dns, DnsError};
+use domain::{Identifier, Problem, ProblemKind};
+use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode, SslVersion};
+use tokio::net::TcpStream;
+use tokio_openssl::SslStream;
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+/// Where challenge servers listen on the validated host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChallengePorts {
+    /// 80 in production, 5002 on a laptop.
+    pub http01: u16,
+    /// 443 in production, 5001 on a laptop.
+    pub tlsalpn01: u16,
+}
+
+impl ChallengePorts {
+    pub const PRODUCTION: ChallengePorts = ChallengePorts {
+        http01: 80,
+        tlsalpn01: 443,
+    };
+}
+
+/// Whole http-01 exchange, redirects included.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_REDIRECTS: usize = 10;
+/// A key authorization is ~90 bytes; anything past this is not one.
+const MAX_BODY: usize = 4096;
+/// Whole tls-alpn-01 exchange: connect and handshake.
+const TLS_TIMEOUT: Duration = Duration::from_secs(10);
+const ACME_TLS_1: &[u8] = b"acme-tls/1";
+/// id-pe-acmeIdentifier (RFC 8737 §6.1).
+const ACME_IDENTIFIER_OID: &str = "1.3.6.1.5.5.7.1.31";
+/// Longest piece of received data quoted in a problem detail.
+const QUOTE_MAX: usize = 64;
+
+fn problem(kind: ProblemKind, domain: &str, detail: String) -> Problem {
+    Problem::new(kind, detail).for_identifier(Identifier::dns(domain))
+}
+
+/// An internal failure (our bug or our environment): logged, not shown.
+fn internal(domain: &str, what: &str, err: impl std::fmt::Display) -> Problem {
+    tracing::error!(domain, error = %err, "{what}");
+    Problem::internal().for_identifier(Identifier::dns(domain))
+}
+
+fn dns_problem(domain: &str, what: &str, err: &DnsError) -> Problem {
+    let retry = if err.is_transient() {
+        "; this may be temporary, please retry"
+    } else {
+        ""
+    };
+    problem(ProblemKind::Dns, domain, format!("{what}: {err}{retry}"))
+}
+
+/// Received bytes for a problem detail: lossy, escaped, bounded.
+fn quote(raw: &[u8]) -> String {
+    let head = &raw[..raw.len().min(QUOTE_MAX * 4)];
+    let text = String::from_utf8_lossy(head);
+    let mut shown: String = text.chars().take(QUOTE_MAX).collect();
+    if head.len() < raw.len() || text.chars().count() > QUOTE_MAX {
+        shown.push('…');
+    }
+    format!("{shown:?}")
+}
+
+/// base64url(SHA-256(key authorization)), the dns-01 TXT value (§8.4).
+pub fn dns01_txt_value(key_authorization: &str) -> String {
+    URL_SAFE_NO_PAD.encode(openssl::sha::sha256(key_authorization.as_bytes()))
+}
+
+// ---------------------------------------------------------------- http-01
+
+/// RFC 8555 §8.3: GET `http://{domain}:{port}/.well-known/acme-challenge/{token}`
+/// and compare the body (whitespace-trimmed) to the key authorization.
+///
+/// Names are resolved with `dns` (never the system resolver), including the
+/// targets of redirects.
+pub async fn validate_http01(
+    dns: &Dns,
+    ports: &ChallengePorts,
+    domain: &str,
+    token: &str,
+    key_authorization: &str,
+) -> Result<(), Problem> {
+    // The token is ours (base64url); anything else would bend the URL.
+    if token.is_empty()
+        || !token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(internal(domain, "http-01 token is not base64url", token));
+    }
+    let url = format!(
+        "http://{domain}:{}/.well-known/acme-challenge/{token}",
+        ports.http01
+    );
+    let parsed = reqwest::Url::parse(&url).map_err(|e| internal(domain, "bad http-01 URL", e))?;
+    if parsed.host_str() != Some(domain) {
+        return Err(internal(
+            domain,
+            "http-01 URL host differs from domain",
+            &url,
+        ));
+    }
+
+    let ips = dns
+        .lookup_ip(domain)
+        .await
+        .map_err(|e| dns_problem(domain, &format!("cannot resolve {domain}"), &e))?;
+    let addrs: Vec<SocketAddr> = ips
+        .iter()
+        .map(|ip| SocketAddr::new(*ip, ports.http01))
+        .collect();
+
+    let allowed_ports = *ports;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(HTTP_TIMEOUT)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+            let port = attempt.url().port_or_known_default();
+            let why = match attempt.url().scheme() {
+                _ if attempt.previous().len() > MAX_REDIRECTS => {
+                    Some(format!("more than {MAX_REDIRECTS} redirects"))
+                }
+                "http" if port == Some(allowed_ports.http01) => None,
+                "https" if port == Some(allowed_ports.tlsalpn01) => None,
+                // Like Let's Encrypt: only the challenge ports, so redirects
+                // cannot make us probe arbitrary services.
+                "http" | "https" => Some(format!(
+                    "redirect to {} uses a port other than {} (http) or {} (https)",
+                    attempt.url(),
+                    allowed_ports.http01,
+                    allowed_ports.tlsalpn01
+                )),
+                other => Some(format!("redirect to unsupported scheme {other:?}")),
+            };
+            match why {
+                Some(why) => attempt.error(why),
+                None => attempt.follow(),
+            }
+        }))
+        // The first hop uses the addresses we just resolved; redirect targets
+        // go through the same `Dns`.
+        .resolve_to_addrs(domain, &addrs)
+        .dns_resolver(Arc::new(KilnResolver(dns.clone())))
+        // A redirect to https is allowed without a valid certificate (the
+        // point is control of the host, not of a trusted cert).
+        .tls_danger_accept_invalid_certs(true)
+        .tls_danger_accept_invalid_hostnames(true)
+        .user_agent(concat!("Kiln-validator/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| internal(domain, "cannot build HTTP client", e))?;
+
+    let mut response = client
+        .get(parsed)
+        .send()
+        .await
+        .map_err(|e| http_error_problem(domain, &url, &e))?;
+    let final_url = response.url().to_string();
+    let status = response.status();
+    if status != reqwest::StatusCode::OK {
+        return Err(problem(
+            ProblemKind::Unauthorized,
+            domain,
+            format!("invalid response from {final_url}: HTTP {status}"),
+        ));
+    }
+
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| http_error_problem(domain, &final_url, &e))?
+    {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_BODY {
+            return Err(problem(
+                ProblemKind::IncorrectResponse,
+                domain,
+                format!(
+                    "response from {final_url} is longer than {MAX_BODY} bytes; starts with {}",
+                    quote(&body)
+                ),
+            ));
+        }
+    }
+    if body.trim_ascii() != key_authorization.as_bytes() {
+        return Err(problem(
+            ProblemKind::IncorrectResponse,
+            domain,
+            format!(
+                "the key authorization from {final_url} is wrong: received {}",
+                quote(body.trim_ascii())
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn http_error_problem(domain: &str, url: &str, err: &reqwest::Error) -> Problem {
+    let mut chain = err.to_string();
+    let mut source = std::error::Error::source(err);
+    let mut dns_err = None;
+    while let Some(s) = source {
+        if let Some(d) = s.downcast_ref::<DnsError>() {
+            dns_err = Some(d.clone());
+        }
+        chain.push_str(": ");
+        chain.push_str(&s.to_string());
+        source = s.source();
+    }
+    if let Some(d) = dns_err {
+        return dns_problem(
+            domain,
+            &format!("cannot resolve a host while fetching {url}"),
+            &d,
+        );
+    }
+    let what = if err.is_timeout() {
+        "timeout"
+    } else if err.is_redirect() {
+        "bad redirect"
+    } else if err.is_connect() {
+        "cannot connect"
+    } else {
+        "error"
+    };
+    problem(
+        ProblemKind::Connection,
+        domain,
+        format!("{what} while fetching {url}: {chain}"),
+    )
+}
+
+/// reqwest's resolver hook, answering from Kiln's [`Dns`].
+struct KilnResolver(Dns);
+
+impl reqwest::dns::Resolve for KilnResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let dns = self.0.clone();
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let ips = dns.lookup_ip(&host).await?;
+            // Port 0 is replaced by the URL's port.
+            let addrs: reqwest::dns::Addrs =
+                Box::new(ips.into_iter().map(|ip| SocketAddr::new(ip, 0)));
+            Ok(addrs)
+        })
+    }
+}
+
+// ----------------------------------------------------------------- dns-01
+
+/// RFC 8555 §8.4: a TXT record at `_acme-challenge.{domain}` must equal
+/// base64url(SHA-256(key authorization)). `domain` is the base name (no `*.`).
+pub async fn validate_dns01(
+    dns: &Dns,
+    domain: &str,
+    key_authorization: &str,
+) -> Result<(), Problem> {
+    let name = format!("_acme-challenge.{domain}");
+    let expected = dns01_txt_value(key_authorization);
+    let txts = dns
+        .lookup_txt(&name)
+        .await
+        .map_err(|e| dns_problem(domain, &format!("no usable TXT record at {name}"), &e))?;
+    if txts.iter().any(|t| *t == expected) {
+        return Ok(());
+    }
+    let first = txts
+        .first()
+        .map(|t| quote(t.as_bytes()))
+        .unwrap_or_default();
+    Err(problem(
+        ProblemKind::Unauthorized,
+        domain,
+        format!(
+            "incorrect TXT record at {name}: {} record(s) found, none matches the key authorization digest (first: {first})",
+            txts.len()
+        ),
+    ))
+}
+
+// ------------------------------------------------------------ tls-alpn-01
+
+/// RFC 8737: TLS to `{ip}:{port}` with SNI `domain` and ALPN `acme-tls/1`
+/// only; the self-signed certificate must carry exactly the one dNSName
+/// `domain` and a critical acmeIdentifier holding SHA-256(key authorization).
+pub async fn validate_tlsalpn01(
+    dns: &Dns,
+    ports: &ChallengePorts,
+    domain: &str,
+    key_authorization: &str,
+) -> Result<(), Problem> {
+    let ips = dns
+        .lookup_ip(domain)
+        .await
+        .map_err(|e| dns_problem(domain, &format!("cannot resolve {domain}"), &e))?;
+    let port = ports.tlsalpn01;
+    let exchange = async {
+        let (tcp, addr) = connect_any(domain, &ips, port).await?;
+        let der = tls_alpn_handshake(domain, tcp, addr).await?;
+        check_acme_certificate(&der, domain, key_authorization)
+    };
+    tokio::time::timeout(TLS_TIMEOUT, exchange)
+        .await
+        .unwrap_or_else(|_| {
+            Err(problem(
+                ProblemKind::Connection,
+                domain,
+                format!("timeout during tls-alpn-01 exchange with {domain}:{port}"),
+            ))
+        })
+}
+
+/// The first address that accepts a TCP connection, in resolver order.
+async fn connect_any(
+    domain: &str,
+    ips: &[IpAddr],
+    port: u16,
+) -> Result<(TcpStream, SocketAddr), Problem> {
+    let mut failures = Vec::new();
+    for ip in ips {
+        let addr = SocketAddr::new(*ip, port);
+        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+            Ok(Ok(tcp)) => return Ok((tcp, addr)),
+            Ok(Err(e)) => failures.push(format!("{addr}: {e}")),
+            Err(_) => failures.push(format!("{addr}: timed out")),
+        }
+    }
+    Err(problem(
+        ProblemKind::Connection,
+        domain,
+        format!("cannot connect to {domain}: {}", failures.join("; ")),
+    ))
+}
+
+/// Handshake offering only `acme-tls/1`; returns the peer certificate (DER).
+async fn tls_alpn_handshake(
+    domain: &str,
+    tcp: TcpStream,
+    addr: SocketAddr,
+) -> Result<Vec<u8>, Problem> {
+    let tls_err = |what: &str, e: &dyn std::fmt::Display| {
+        problem(
+            ProblemKind::Tls,
+            domain,
+            format!("{what} with {addr} (SNI {domain}): {e}"),
+        )
+    };
+    let mut builder = SslConnector::builder(SslMethod::tls_client())
+        .map_err(|e| internal(domain, "TLS setup", e))?;
+    // The challenge certificate is self-signed by design; we check it ourselves.
+    builder.set_verify(SslVerifyMode::NONE);
+    // RFC 8737 §4: TLS 1.2 or higher.
+    builder
+        .set_min_proto_version(Some(SslVersion::TLS1_2))
+        .map_err(|e| internal(domain, "TLS setup", e))?;
+    let mut alpn = vec![ACME_TLS_1.len() as u8];
+    alpn.extend_from_slice(ACME_TLS_1);
+    builder
+        .set_alpn_protos(&alpn)
+        .map_err(|e| internal(domain, "TLS setup", e))?;
+    let ssl = builder
+        .build()
+        .configure()
+        .and_then(|c| {
+            c.verify_hostname(false)
+                .use_server_name_indication(true)
+                .into_ssl(domain)
+        })
+        .map_err(|e| internal(domain, "TLS setup", e))?;
+    let mut stream = SslStream::new(ssl, tcp).map_err(|e| internal(domain, "TLS setup", e))?;
+    Pin::new(&mut stream)
+        .connect()
+        .await
+        .map_err(|e| tls_err("TLS handshake failed", &e))?;
+
+    let ssl = stream.ssl();
+    if ssl.selected_alpn_protocol() != Some(ACME_TLS_1) {
+        return Err(problem(
+            ProblemKind::Unauthorized,
+            domain,
+            format!("{addr} (SNI {domain}) did not negotiate ALPN protocol \"acme-tls/1\""),
+        ));
+    }
+    let cert = ssl
+        .peer_certificate()
+        .ok_or_else(|| tls_err("no certificate", &"the server sent none"))?;
+    cert.to_der()
+        .map_err(|e| tls_err("unusable certificate", &e))
+}
+
+/// RFC 8737 §3: exactly one SAN, the dNSName `domain`; a critical
+/// acmeIdentifier whose value is the DER OCTET STRING of SHA-256(key authz).
+fn check_acme_certificate(
+    der: &[u8],
+    domain: &str,
+    key_authorization: &str,
+) -> Result<(), Problem> {
+    let unauthorized = |why: String| {
+        problem(
+            ProblemKind::Unauthorized,
+            domain,
+            format!("incorrect tls-alpn-01 certificate for {domain}: {why}"),
+        )
+    };
+    let (_, cert) = X509Certificate::from_der(der).map_err(|e| {
+        problem(
+            ProblemKind::Tls,
+            domain,
+            format!("cannot parse the tls-alpn-01 certificate for {domain}: {e}"),
+        )
+    })?;
+
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|e| unauthorized(format!("bad subjectAltName extension: {e}")))?
+        .ok_or_else(|| unauthorized("no subjectAltName extension".into()))?;
+    match san.value.general_names.as_slice() {
+        [GeneralName::DNSName(name)] if name.eq_ignore_ascii_case(domain) => {}
+        names => {
+            let shown: Vec<String> = names
+                .iter()
+                .take(5)
+                .map(|n| match n {
+                    GeneralName::DNSName(d) => quote(d.as_bytes()),
+                    other => format!("{other:?}").chars().take(QUOTE_MAX).collect(),
+                })
+                .collect();
+            return Err(unauthorized(format!(
+                "subjectAltName must be exactly the dNSName {domain}, got {} name(s): {}",
+                names.len(),
+                shown.join(", ")
+            )));
+        }
+    }
+
+    let ext = match cert
+        .extensions()
+        .iter()
+        .filter(|e| e.oid.to_id_string() == ACME_IDENTIFIER_OID)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [ext] => *ext,
+        [] => return Err(unauthorized("no acmeIdentifier extension".into())),
+        _ => {
+            return Err(unauthorized(
+                "more than one acmeIdentifier extension".into(),
+            ));
+        }
+    };
+    if !ext.critical {
+        return Err(unauthorized(
+            "the acmeIdentifier extension is not critical".into(),
+        ));
+    }
+    let digest = openssl::sha::sha256(key_authorization.as_bytes());
+    // DER OCTET STRING: tag 0x04, length 32, then the digest.
+    let mut expected = vec![0x04, 0x20];
+    expected.extend_from_slice(&digest);
+    if ext.value != expected.as_slice() {
+        return Err(problem(
+            ProblemKind::IncorrectResponse,
+            domain,
+            format!(
+                "the acmeIdentifier in the tls-alpn-01 certificate for {domain} does not match the key authorization"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns01_value_matches_rfc_example_shape() {
+        let v = dns01_txt_value("token.thumbprint");
+        assert_eq!(v.len(), 43);
+        assert!(!v.contains('=') && !v.contains('+') && !v.contains('/'));
+    }
+
+    #[test]
+    fn quote_is_bounded_and_escaped() {
+        let q = quote(&[b'a'; 10_000]);
+        assert!(q.len() < QUOTE_MAX + 10, "{q}");
+        assert_eq!(quote(b"x\ny"), "\"x\\ny\"");
+        assert_eq!(quote(b"\xff"), "\"\u{fffd}\"");
+    }
+
+    #[test]
+    fn garbage_certificate_is_a_tls_problem_not_a_panic() {
+        for der in [&b""[..], b"\x30\x82\xff\xff", &[0u8; 100]] {
+            let p = check_acme_certificate(der, "a.com", "k.t").unwrap_err();
+            assert_eq!(p.kind, ProblemKind::Tls, "{p}");
+        }
+    }
+}

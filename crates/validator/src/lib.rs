@@ -1,0 +1,96 @@
+//! The `validator` stage: checks a challenge the client declared ready
+//! (http-01, dns-01, tls-alpn-01), then CAA at validation time, and records
+//! the outcome on the challenge, its authorization and its order.
+
+#![forbid(unsafe_code)]
+
+pub mod challenge;
+
+use async_trait::async_trait;
+use challenge::ChallengePorts;
+use dns::Dns;
+use dns::caa::{CaaPolicy, CaaRequest};
+use domain::{ChallengeStatus, ChallengeType, Problem};
+use proto::Job;
+use queue::{Handler, StageError};
+use store::{Store, now_ms};
+use tracing::info;
+
+pub struct Validator {
+    pub store: Store,
+    pub dns: Dns,
+    pub ports: ChallengePorts,
+    pub caa_policy: CaaPolicy,
+    /// Account URLs are `{account_url_prefix}{id}`, for CAA `accounturi`.
+    pub account_url_prefix: String,
+}
+
+impl Validator {
+    async fn validate(&self, job_id: &str) -> Result<(), StageError> {
+        let Some(chal) = self.store.challenge(job_id).await.map_err(StageError::retry)? else {
+            return Err(StageError::Permanent(format!("challenge {job_id} does not exist")));
+        };
+        if chal.status != ChallengeStatus::Processing {
+            return Ok(()); // already decided: a redelivery
+        }
+        let authz = self
+            .store
+            .authz(&chal.authz_id)
+            .await
+            .map_err(StageError::retry)?
+            .ok_or_else(|| StageError::Permanent("challenge without authorization".into()))?;
+        let account = self
+            .store
+            .account(&authz.account_id)
+            .await
+            .map_err(StageError::retry)?
+            .ok_or_else(|| StageError::Permanent("authorization without account".into()))?;
+        let key_authorization = domain::key_authorization(&chal.token, &account.key_thumbprint);
+        let name = authz.identifier.as_str();
+        let mut outcome = match chal.kind {
+            ChallengeType::Http01 => {
+                challenge::validate_http01(&self.dns, &self.ports, name, &chal.token, &key_authorization).await
+            }
+            ChallengeType::Dns01 => challenge::validate_dns01(&self.dns, name, &key_authorization).await,
+            ChallengeType::TlsAlpn01 => {
+                challenge::validate_tlsalpn01(&self.dns, &self.ports, name, &key_authorization).await
+            }
+        };
+        if outcome.is_ok() {
+            let identifier = if authz.wildcard { format!("*.{name}") } else { name.to_string() };
+            let account_uri = format!("{}{}", self.account_url_prefix, account.id);
+            let request = CaaRequest {
+                identifier: &identifier,
+                account_uri: Some(&account_uri),
+                validation_method: Some(chal.kind.as_str()),
+            };
+            outcome = dns::caa::check(&self.dns, &request, &self.caa_policy).await;
+        }
+        info!(challenge_id = job_id, kind = %chal.kind, identifier = name, ok = outcome.is_ok(), "challenge validated");
+        self.store
+            .finish_challenge(job_id, outcome.as_ref().map(|_| ()), now_ms())
+            .await
+            .map_err(StageError::retry)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Handler for Validator {
+    fn stage(&self) -> &'static str {
+        "validator"
+    }
+
+    async fn handle(&self, job: &Job, _attempt: u32) -> Result<Vec<Job>, StageError> {
+        match job {
+            Job::ValidateChallenge { challenge_id } => self.validate(challenge_id).await.map(|()| vec![]),
+            other => Err(StageError::Permanent(format!("validator got {}", other.name()))),
+        }
+    }
+
+    async fn give_up(&self, job: &Job, reason: &str) {
+        tracing::warn!(challenge_id = job.subject_id(), reason, "giving up on challenge");
+        let problem = Problem::internal();
+        let _ = self.store.finish_challenge(job.subject_id(), Err(&problem), now_ms()).await;
+    }
+}

@@ -1,0 +1,202 @@
+//! The wire contract between Kiln's stages: queue names and job messages.
+//!
+//! Messages carry ids, never state (invariant 1): a worker reads the order
+//! from the database. Bodies are MessagePack maps with named fields
+//! (`rmp_serde::to_vec_named`), so a field can be added with a default and
+//! workers of two versions decode each other's messages during a rolling
+//! deploy (invariant 9). The golden vectors in `vectors/` pin that contract.
+
+#![forbid(unsafe_code)]
+
+use serde::{Deserialize, Serialize};
+
+/// The version this build writes. Readers accept any version: unknown fields
+/// are ignored and missing ones take their defaults.
+pub const MESSAGE_VERSION: u16 = 1;
+
+/// One queue per stage; the signer serves both signing steps.
+pub mod queues {
+    pub const VALIDATOR: &str = "kiln.validator";
+    pub const CAA_CHECKER: &str = "kiln.caa-checker";
+    pub const SIGNER: &str = "kiln.signer";
+    pub const CT_SUBMITTER: &str = "kiln.ct-submitter";
+    pub const ALL: [&str; 4] = [VALIDATOR, CAA_CHECKER, SIGNER, CT_SUBMITTER];
+}
+
+/// A unit of work for one stage.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Job {
+    /// Check a challenge the client said is ready (validator).
+    ValidateChallenge { challenge_id: String },
+    /// Recheck CAA for stale authorizations of a finalizing order (caa-checker).
+    CheckCaa { order_id: String },
+    /// Reserve a serial and sign the precertificate (signer).
+    SignPrecert { order_id: String },
+    /// Obtain SCTs for the order's precertificate (ct-submitter).
+    SubmitCt { order_id: String },
+    /// Sign the final certificate with the SCTs embedded (signer).
+    SignFinal { order_id: String },
+}
+
+impl Job {
+    /// The queue whose stage handles this job.
+    pub fn queue(&self) -> &'static str {
+        match self {
+            Job::ValidateChallenge { .. } => queues::VALIDATOR,
+            Job::CheckCaa { .. } => queues::CAA_CHECKER,
+            Job::SignPrecert { .. } | Job::SignFinal { .. } => queues::SIGNER,
+            Job::SubmitCt { .. } => queues::CT_SUBMITTER,
+        }
+    }
+
+    /// The order or challenge this job is about, for logs and spans.
+    pub fn subject_id(&self) -> &str {
+        match self {
+            Job::ValidateChallenge { challenge_id } => challenge_id,
+            Job::CheckCaa { order_id }
+            | Job::SignPrecert { order_id }
+            | Job::SubmitCt { order_id }
+            | Job::SignFinal { order_id } => order_id,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Job::ValidateChallenge { .. } => "validate-challenge",
+            Job::CheckCaa { .. } => "check-caa",
+            Job::SignPrecert { .. } => "sign-precert",
+            Job::SubmitCt { .. } => "submit-ct",
+            Job::SignFinal { .. } => "sign-final",
+        }
+    }
+}
+
+/// What travels on the queue: the job plus delivery bookkeeping.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    #[serde(default = "default_version")]
+    pub v: u16,
+    pub job: Job,
+    /// 1 for the first delivery; incremented by each retry.
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
+}
+
+fn default_version() -> u16 {
+    MESSAGE_VERSION
+}
+
+fn first_attempt() -> u32 {
+    1
+}
+
+impl Envelope {
+    pub fn new(job: Job) -> Self {
+        Envelope {
+            v: MESSAGE_VERSION,
+            job,
+            attempt: 1,
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        // Encoding plain structs of strings and integers cannot fail.
+        rmp_serde::to_vec_named(self).expect("envelope encodes")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, rmp_serde::decode::Error> {
+        rmp_serde::from_slice(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn golden() -> Vec<(&'static str, Envelope)> {
+        let id = "ord_0123456789abcdef".to_string();
+        vec![
+            (
+                "validate-challenge.v1.msgpack",
+                Envelope::new(Job::ValidateChallenge {
+                    challenge_id: "chl_0123456789abcdef".into(),
+                }),
+            ),
+            ("check-caa.v1.msgpack", Envelope::new(Job::CheckCaa { order_id: id.clone() })),
+            ("sign-precert.v1.msgpack", Envelope::new(Job::SignPrecert { order_id: id.clone() })),
+            ("submit-ct.v1.msgpack", Envelope::new(Job::SubmitCt { order_id: id.clone() })),
+            ("sign-final.v1.msgpack", Envelope { v: 1, job: Job::SignFinal { order_id: id }, attempt: 3 }),
+        ]
+    }
+
+    fn vector_path(name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("vectors").join(name)
+    }
+
+    /// The checked-in bytes decode to the expected jobs: a worker built from
+    /// this tree understands messages written by the version that made them.
+    /// Set KILN_BLESS_VECTORS=1 to write vectors for a new message.
+    #[test]
+    fn golden_vectors_decode() {
+        for (name, want) in golden() {
+            let path = vector_path(name);
+            if std::env::var_os("KILN_BLESS_VECTORS").is_some() && !path.exists() {
+                std::fs::write(&path, want.encode()).unwrap();
+            }
+            let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(Envelope::decode(&bytes).unwrap(), want, "{name}");
+        }
+    }
+
+    /// A newer writer may add fields; this reader ignores them. An older one
+    /// may omit `attempt`; this reader defaults it.
+    #[test]
+    fn unknown_fields_are_ignored_and_missing_ones_defaulted() {
+        #[derive(Serialize)]
+        struct Future<'a> {
+            v: u16,
+            job: FutureJob<'a>,
+            attempt: u32,
+            trace_hint: &'a str,
+        }
+        #[derive(Serialize)]
+        struct FutureJob<'a> {
+            kind: &'a str,
+            order_id: &'a str,
+            priority: u8,
+        }
+        let bytes = rmp_serde::to_vec_named(&Future {
+            v: 2,
+            job: FutureJob { kind: "sign-final", order_id: "o1", priority: 9 },
+            attempt: 2,
+            trace_hint: "x",
+        })
+        .unwrap();
+        let env = Envelope::decode(&bytes).unwrap();
+        assert_eq!(env.job, Job::SignFinal { order_id: "o1".into() });
+        assert_eq!(env.attempt, 2);
+
+        #[derive(Serialize)]
+        struct Old<'a> {
+            job: Job,
+            #[serde(skip)]
+            _p: std::marker::PhantomData<&'a ()>,
+        }
+        let bytes = rmp_serde::to_vec_named(&Old {
+            job: Job::CheckCaa { order_id: "o2".into() },
+            _p: Default::default(),
+        })
+        .unwrap();
+        let env = Envelope::decode(&bytes).unwrap();
+        assert_eq!((env.v, env.attempt), (1, 1));
+    }
+
+    #[test]
+    fn every_job_routes_to_its_stage_queue() {
+        for (_, env) in golden() {
+            assert!(queues::ALL.contains(&env.job.queue()));
+        }
+        assert_eq!(Job::SignFinal { order_id: "x".into() }.queue(), queues::SIGNER);
+    }
+}
