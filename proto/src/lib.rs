@@ -123,15 +123,39 @@ mod tests {
                     challenge_id: "chl_0123456789abcdef".into(),
                 }),
             ),
-            ("check-caa.v1.msgpack", Envelope::new(Job::CheckCaa { order_id: id.clone() })),
-            ("sign-precert.v1.msgpack", Envelope::new(Job::SignPrecert { order_id: id.clone() })),
-            ("submit-ct.v1.msgpack", Envelope::new(Job::SubmitCt { order_id: id.clone() })),
-            ("sign-final.v1.msgpack", Envelope { v: 1, job: Job::SignFinal { order_id: id }, attempt: 3 }),
+            (
+                "check-caa.v1.msgpack",
+                Envelope::new(Job::CheckCaa {
+                    order_id: id.clone(),
+                }),
+            ),
+            (
+                "sign-precert.v1.msgpack",
+                Envelope::new(Job::SignPrecert {
+                    order_id: id.clone(),
+                }),
+            ),
+            (
+                "submit-ct.v1.msgpack",
+                Envelope::new(Job::SubmitCt {
+                    order_id: id.clone(),
+                }),
+            ),
+            (
+                "sign-final.v1.msgpack",
+                Envelope {
+                    v: 1,
+                    job: Job::SignFinal { order_id: id },
+                    attempt: 3,
+                },
+            ),
         ]
     }
 
     fn vector_path(name: &str) -> std::path::PathBuf {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("vectors").join(name)
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("vectors")
+            .join(name)
     }
 
     /// The checked-in bytes decode to the expected jobs: a worker built from
@@ -168,13 +192,22 @@ mod tests {
         }
         let bytes = rmp_serde::to_vec_named(&Future {
             v: 2,
-            job: FutureJob { kind: "sign-final", order_id: "o1", priority: 9 },
+            job: FutureJob {
+                kind: "sign-final",
+                order_id: "o1",
+                priority: 9,
+            },
             attempt: 2,
             trace_hint: "x",
         })
         .unwrap();
         let env = Envelope::decode(&bytes).unwrap();
-        assert_eq!(env.job, Job::SignFinal { order_id: "o1".into() });
+        assert_eq!(
+            env.job,
+            Job::SignFinal {
+                order_id: "o1".into()
+            }
+        );
         assert_eq!(env.attempt, 2);
 
         #[derive(Serialize)]
@@ -184,7 +217,9 @@ mod tests {
             _p: std::marker::PhantomData<&'a ()>,
         }
         let bytes = rmp_serde::to_vec_named(&Old {
-            job: Job::CheckCaa { order_id: "o2".into() },
+            job: Job::CheckCaa {
+                order_id: "o2".into(),
+            },
             _p: Default::default(),
         })
         .unwrap();
@@ -197,6 +232,12 @@ mod tests {
         for (_, env) in golden() {
             assert!(queues::ALL.contains(&env.job.queue()));
         }
-        assert_eq!(Job::SignFinal { order_id: "x".into() }.queue(), queues::SIGNER);
+        assert_eq!(
+            Job::SignFinal {
+                order_id: "x".into()
+            }
+            .queue(),
+            queues::SIGNER
+        );
     }
 }

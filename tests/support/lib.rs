@@ -1,1 +1,198 @@
+//! Shared helpers for Kiln's end-to-end tests: a Kiln started in-process on
+//! free loopback ports, an http-01 responder, and certificate checks.
 
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use kiln::{EmbeddedConfig, Kiln};
+use openssl::x509::X509;
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+/// A Kiln on a temporary data directory, with its own http-01 responder.
+pub struct TestKiln {
+    pub kiln: Kiln,
+    pub http01: Http01Responder,
+    pub data_dir: tempfile::TempDir,
+}
+
+impl TestKiln {
+    /// Starts Kiln on 127.0.0.1:0; `dns_server`: where every lookup goes
+    /// (None: all names are 127.0.0.1 without CAA).
+    pub async fn start(dns_server: Option<SocketAddr>) -> TestKiln {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(data_dir, dns_server).await
+    }
+
+    pub async fn start_in(data_dir: tempfile::TempDir, dns_server: Option<SocketAddr>) -> TestKiln {
+        let http01 = Http01Responder::start().await;
+        let mut config = EmbeddedConfig::new(data_dir.path());
+        config.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        config.dns_server = dns_server;
+        config.http01_port = http01.port;
+        config.tlsalpn01_port = free_port();
+        let kiln = Kiln::start(config).await.expect("kiln starts");
+        TestKiln {
+            kiln,
+            http01,
+            data_dir,
+        }
+    }
+
+    pub fn directory_url(&self) -> String {
+        self.kiln.directory_url.clone()
+    }
+
+    /// An HTTP client that trusts Kiln's root, as an ACME client would.
+    pub fn https_client(&self) -> reqwest::Client {
+        let root = reqwest::Certificate::from_pem(self.kiln.root_pem.as_bytes()).expect("root pem");
+        reqwest::Client::builder()
+            .add_root_certificate(root)
+            .build()
+            .expect("client")
+    }
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Serves `/.well-known/acme-challenge/{token}` from a map the test fills.
+#[derive(Clone)]
+pub struct Http01Responder {
+    pub port: u16,
+    tokens: Arc<Mutex<HashMap<String, String>>>,
+}
+
+impl Http01Responder {
+    pub async fn start() -> Http01Responder {
+        let tokens: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+        let app = axum::Router::new()
+            .route(
+                "/.well-known/acme-challenge/{token}",
+                axum::routing::get(answer),
+            )
+            .with_state(tokens.clone());
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("bind http-01");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Http01Responder { port, tokens }
+    }
+
+    pub fn set(&self, token: &str, key_authorization: &str) {
+        self.tokens
+            .lock()
+            .expect("lock")
+            .insert(token.to_string(), key_authorization.to_string());
+    }
+}
+
+async fn answer(
+    State(tokens): State<Arc<Mutex<HashMap<String, String>>>>,
+    Path(token): Path<String>,
+) -> Result<String, StatusCode> {
+    tokens
+        .lock()
+        .expect("lock")
+        .get(&token)
+        .cloned()
+        .ok_or(StatusCode::NOT_FOUND)
+}
+
+/// A CSR for `names` with a fresh P-256 key, DER.
+pub fn csr_der(names: &[&str]) -> Vec<u8> {
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+    let key = PKey::from_ec_key(
+        EcKey::generate(&EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).expect("curve"))
+            .expect("key"),
+    )
+    .expect("pkey");
+    csr_der_with_key(names, &key)
+}
+
+pub fn csr_der_with_key(
+    names: &[&str],
+    key: &openssl::pkey::PKeyRef<openssl::pkey::Private>,
+) -> Vec<u8> {
+    use openssl::hash::MessageDigest;
+    use openssl::stack::Stack;
+    use openssl::x509::X509ReqBuilder;
+    use openssl::x509::extension::SubjectAlternativeName;
+    let mut builder = X509ReqBuilder::new().expect("builder");
+    builder.set_pubkey(key).expect("pubkey");
+    let mut san = SubjectAlternativeName::new();
+    for name in names {
+        san.dns(name);
+    }
+    let context = builder.x509v3_context(None);
+    let mut extensions = Stack::new().expect("stack");
+    extensions
+        .push(san.build(&context).expect("san"))
+        .expect("push");
+    builder.add_extensions(&extensions).expect("extensions");
+    builder.sign(key, MessageDigest::sha256()).expect("sign");
+    builder.build().to_der().expect("der")
+}
+
+/// Splits a PEM chain into certificates.
+pub fn parse_chain(pem: &str) -> Vec<X509> {
+    X509::stack_from_pem(pem.as_bytes()).expect("PEM chain")
+}
+
+/// Verifies `chain` (leaf first) up to `root_pem`.
+pub fn verify_chain(chain: &[X509], root_pem: &str) -> Result<(), String> {
+    use openssl::stack::Stack;
+    use openssl::x509::X509StoreContext;
+    use openssl::x509::store::X509StoreBuilder;
+    let root = X509::from_pem(root_pem.as_bytes()).map_err(|e| e.to_string())?;
+    let mut store = X509StoreBuilder::new().map_err(|e| e.to_string())?;
+    store.add_cert(root).map_err(|e| e.to_string())?;
+    let store = store.build();
+    let mut intermediates = Stack::new().map_err(|e| e.to_string())?;
+    for c in &chain[1..] {
+        intermediates.push(c.clone()).map_err(|e| e.to_string())?;
+    }
+    let mut ctx = X509StoreContext::new().map_err(|e| e.to_string())?;
+    let ok = ctx
+        .init(&store, &chain[0], &intermediates, |c| {
+            let ok = c.verify_cert()?;
+            Ok(if ok {
+                Ok(())
+            } else {
+                Err(c.error().to_string())
+            })
+        })
+        .map_err(|e| e.to_string())?;
+    ok
+}
+
+/// The dNSName SANs of a certificate, sorted.
+pub fn san_names(cert: &X509) -> Vec<String> {
+    let mut names: Vec<String> = cert
+        .subject_alt_names()
+        .map(|sans| {
+            sans.iter()
+                .filter_map(|n| n.dnsname().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// True if the certificate carries the CT poison extension.
+pub fn has_poison(cert_der: &[u8]) -> bool {
+    use x509_parser::prelude::*;
+    let (_, cert) = X509Certificate::from_der(cert_der).expect("parse");
+    cert.extensions()
+        .iter()
+        .any(|e| e.oid.to_id_string() == ct::POISON_OID)
+}

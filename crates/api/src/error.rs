@@ -27,7 +27,8 @@ impl ApiError {
     }
 
     pub fn not_found(what: &str) -> Self {
-        ApiError::new(ProblemKind::Malformed, format!("no such {what}")).with_status(StatusCode::NOT_FOUND)
+        ApiError::new(ProblemKind::Malformed, format!("no such {what}"))
+            .with_status(StatusCode::NOT_FOUND)
     }
 
     pub fn internal(e: impl std::fmt::Display) -> Self {

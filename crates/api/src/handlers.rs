@@ -87,7 +87,10 @@ impl IntoResponse for Reply {
     fn into_response(self) -> Response {
         let mut response = (self.status, self.body.to_string()).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if let Some(v) = self.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
             headers.insert(header::LOCATION, v);
         }
@@ -140,12 +143,18 @@ struct Authenticated {
 
 impl Authenticated {
     fn account(&self) -> &Account {
-        self.account.as_ref().expect("kid requests carry an account")
+        self.account
+            .as_ref()
+            .expect("kid requests carry an account")
     }
 
     /// The payload as JSON; POST-as-GET reads as `{}`.
     fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
-        let text: &[u8] = if self.post_as_get { b"{}" } else { &self.payload };
+        let text: &[u8] = if self.post_as_get {
+            b"{}"
+        } else {
+            &self.payload
+        };
         serde_json::from_slice(text)
             .map_err(|e| ApiError::new(ProblemKind::Malformed, format!("payload: {e}")))
     }
@@ -162,7 +171,13 @@ impl Authenticated {
     }
 }
 
-async fn authenticate(api: &Api, headers: &HeaderMap, uri: &Uri, body: &[u8], rule: KeyRule) -> Result<Authenticated, ApiError> {
+async fn authenticate(
+    api: &Api,
+    headers: &HeaderMap,
+    uri: &Uri,
+    body: &[u8],
+    rule: KeyRule,
+) -> Result<Authenticated, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -177,7 +192,11 @@ async fn authenticate(api: &Api, headers: &HeaderMap, uri: &Uri, body: &[u8], ru
     let parsed = jws::parse(body)?;
     let url = api.url(uri.path());
     parsed.protected.check_url(&url)?;
-    match api.nonces.consume(&api.store, &parsed.protected.nonce).await {
+    match api
+        .nonces
+        .consume(&api.store, &parsed.protected.nonce)
+        .await
+    {
         Ok(()) => {}
         Err(ApiNonceError::Bad(p)) => return Err(p.into()),
         Err(ApiNonceError::Store(e)) => return Err(e.into()),
@@ -214,7 +233,9 @@ async fn authenticate(api: &Api, headers: &HeaderMap, uri: &Uri, body: &[u8], ru
 
 async fn account_for_kid(api: &Api, kid: &str) -> Result<Account, ApiError> {
     let prefix = api.url("/acme/acct/");
-    let id = kid.strip_prefix(&prefix).filter(|id| !id.is_empty() && !id.contains('/'));
+    let id = kid
+        .strip_prefix(&prefix)
+        .filter(|id| !id.is_empty() && !id.contains('/'));
     let Some(id) = id else {
         return Err(ApiError::new(
             ProblemKind::Malformed,
@@ -222,7 +243,10 @@ async fn account_for_kid(api: &Api, kid: &str) -> Result<Account, ApiError> {
         ));
     };
     let Some(account) = api.store.account(id).await? else {
-        return Err(ApiError::new(ProblemKind::AccountDoesNotExist, "no account for this kid"));
+        return Err(ApiError::new(
+            ProblemKind::AccountDoesNotExist,
+            "no account for this kid",
+        ));
     };
     if account.status != AccountStatus::Valid {
         return Err(ApiError::new(
@@ -234,7 +258,10 @@ async fn account_for_kid(api: &Api, kid: &str) -> Result<Account, ApiError> {
 }
 
 fn not_yours(what: &str) -> ApiError {
-    ApiError::new(ProblemKind::Unauthorized, format!("this {what} belongs to another account"))
+    ApiError::new(
+        ProblemKind::Unauthorized,
+        format!("this {what} belongs to another account"),
+    )
 }
 
 fn random_id(bytes: usize) -> String {
@@ -251,7 +278,6 @@ fn processing_retry_after(api: &Api, processing: bool) -> Option<u64> {
 
 pub async fn directory(State(api): Shared) -> Response {
     let mut meta = json!({
-        "website": "https://github.com/kiln-ca/kiln",
         "caaIdentities": api.config.caa_identities,
         "externalAccountRequired": false,
     });
@@ -303,7 +329,10 @@ struct NewAccountPayload {
 
 fn check_contacts(contact: &[String]) -> Result<(), ApiError> {
     if contact.len() > 10 {
-        return Err(ApiError::new(ProblemKind::InvalidContact, "at most 10 contacts"));
+        return Err(ApiError::new(
+            ProblemKind::InvalidContact,
+            "at most 10 contacts",
+        ));
     }
     for c in contact {
         let Some(address) = c.strip_prefix("mailto:") else {
@@ -312,10 +341,9 @@ fn check_contacts(contact: &[String]) -> Result<(), ApiError> {
                 format!("contact {c:?}: only mailto: URLs are supported"),
             ));
         };
-        let valid = address
-            .split_once('@')
-            .is_some_and(|(user, host)| !user.is_empty() && host.contains('.') && !host.contains(['@', ',', ' ']))
-            && !address.contains(['?', ' ', ',']);
+        let valid = address.split_once('@').is_some_and(|(user, host)| {
+            !user.is_empty() && host.contains('.') && !host.contains(['@', ',', ' '])
+        }) && !address.contains(['?', ' ', ',']);
         if !valid {
             return Err(ApiError::new(
                 ProblemKind::InvalidContact,
@@ -326,7 +354,12 @@ fn check_contacts(contact: &[String]) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub async fn new_account(State(api): Shared, headers: HeaderMap, uri: Uri, body: Bytes) -> ApiResult {
+pub async fn new_account(
+    State(api): Shared,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> ApiResult {
     let req = authenticate(&api, &headers, &uri, &body, KeyRule::Jwk).await?;
     let payload: NewAccountPayload = req.json()?;
     let thumbprint = req.key.thumbprint();
@@ -337,11 +370,17 @@ pub async fn new_account(State(api): Shared, headers: HeaderMap, uri: Uri, body:
             .into_response());
     }
     if payload.only_return_existing {
-        return Err(ApiError::new(ProblemKind::AccountDoesNotExist, "no account exists for this key"));
+        return Err(ApiError::new(
+            ProblemKind::AccountDoesNotExist,
+            "no account exists for this key",
+        ));
     }
     jws::check_account_key(&req.key)?;
     if payload.terms_of_service_agreed == Some(false) && api.config.terms_of_service.is_some() {
-        return Err(ApiError::new(ProblemKind::Malformed, "the terms of service must be agreed to"));
+        return Err(ApiError::new(
+            ProblemKind::Malformed,
+            "the terms of service must be agreed to",
+        ));
     }
     let contact = payload.contact.unwrap_or_default();
     check_contacts(&contact)?;
@@ -354,7 +393,11 @@ pub async fn new_account(State(api): Shared, headers: HeaderMap, uri: Uri, body:
         created_at: now_ms(),
     };
     let (stored, created) = api.store.insert_account(&account).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok(Reply::ok(api.account_json(&stored))
         .status(status)
         .location(api.account_url(&stored.id))
@@ -369,7 +412,13 @@ struct AccountUpdate {
     status: Option<String>,
 }
 
-pub async fn account(State(api): Shared, Path(id): Path<String>, headers: HeaderMap, uri: Uri, body: Bytes) -> ApiResult {
+pub async fn account(
+    State(api): Shared,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> ApiResult {
     let req = authenticate(&api, &headers, &uri, &body, KeyRule::Kid).await?;
     if req.account().id != id {
         return Err(not_yours("account"));
@@ -391,11 +440,21 @@ pub async fn account(State(api): Shared, Path(id): Path<String>, headers: Header
         check_contacts(&contact)?;
         api.store.update_account_contact(&id, &contact).await?;
     }
-    let account = api.store.account(&id).await?.ok_or_else(|| ApiError::not_found("account"))?;
+    let account = api
+        .store
+        .account(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("account"))?;
     Ok(Reply::ok(api.account_json(&account)).into_response())
 }
 
-pub async fn account_orders(State(api): Shared, Path(id): Path<String>, headers: HeaderMap, uri: Uri, body: Bytes) -> ApiResult {
+pub async fn account_orders(
+    State(api): Shared,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> ApiResult {
     let req = authenticate(&api, &headers, &uri, &body, KeyRule::Kid).await?;
     req.require_post_as_get()?;
     if req.account().id != id {
@@ -406,9 +465,16 @@ pub async fn account_orders(State(api): Shared, Path(id): Path<String>, headers:
         .and_then(|q| q.strip_prefix("page="))
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
-    let ids = api.store.order_ids_for_account(&id, page * ORDERS_PAGE, ORDERS_PAGE + 1).await?;
+    let ids = api
+        .store
+        .order_ids_for_account(&id, page * ORDERS_PAGE, ORDERS_PAGE + 1)
+        .await?;
     let more = ids.len() as i64 > ORDERS_PAGE;
-    let urls: Vec<String> = ids.iter().take(ORDERS_PAGE as usize).map(|o| api.order_url(o)).collect();
+    let urls: Vec<String> = ids
+        .iter()
+        .take(ORDERS_PAGE as usize)
+        .map(|o| api.order_url(o))
+        .collect();
     let mut reply = Reply::ok(json!({ "orders": urls }));
     if more {
         let next = api.url(&format!("/acme/acct/{id}/orders?page={}", page + 1));
@@ -417,29 +483,54 @@ pub async fn account_orders(State(api): Shared, Path(id): Path<String>, headers:
     Ok(reply.into_response())
 }
 
-pub async fn key_change(State(api): Shared, headers: HeaderMap, uri: Uri, body: Bytes) -> ApiResult {
+pub async fn key_change(
+    State(api): Shared,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> ApiResult {
     let req = authenticate(&api, &headers, &uri, &body, KeyRule::Kid).await?;
     let account = req.account();
-    let new_key = jws::verify_key_change(&req.payload, &req.url, &api.account_url(&account.id), &req.key)?;
+    let new_key = jws::verify_key_change(
+        &req.payload,
+        &req.url,
+        &api.account_url(&account.id),
+        &req.key,
+    )?;
     match api
         .store
-        .change_account_key(&account.id, &account.key_thumbprint, &new_key.thumbprint(), &new_key.to_json())
+        .change_account_key(
+            &account.id,
+            &account.key_thumbprint,
+            &new_key.thumbprint(),
+            &new_key.to_json(),
+        )
         .await
     {
         Ok(true) => {}
         Ok(false) => {
-            return Err(ApiError::new(ProblemKind::Malformed, "the account key changed concurrently; retry")
-                .with_status(StatusCode::CONFLICT));
+            return Err(ApiError::new(
+                ProblemKind::Malformed,
+                "the account key changed concurrently; retry",
+            )
+            .with_status(StatusCode::CONFLICT));
         }
         Err(store::StoreError::Conflict(other)) => {
-            let mut err = ApiError::new(ProblemKind::Malformed, "the new key already belongs to an account")
-                .with_status(StatusCode::CONFLICT);
+            let mut err = ApiError::new(
+                ProblemKind::Malformed,
+                "the new key already belongs to an account",
+            )
+            .with_status(StatusCode::CONFLICT);
             err.location = Some(api.account_url(&other));
             return Err(err);
         }
         Err(e) => return Err(e.into()),
     }
-    let account = api.store.account(&account.id).await?.ok_or_else(|| ApiError::not_found("account"))?;
+    let account = api
+        .store
+        .account(&account.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("account"))?;
     Ok(Reply::ok(api.account_json(&account)).into_response())
 }
 
@@ -472,7 +563,10 @@ pub async fn new_order(State(api): Shared, headers: HeaderMap, uri: Uri, body: B
         ));
     }
     if payload.identifiers.is_empty() {
-        return Err(ApiError::new(ProblemKind::Malformed, "an order needs at least one identifier"));
+        return Err(ApiError::new(
+            ProblemKind::Malformed,
+            "an order needs at least one identifier",
+        ));
     }
     if payload.identifiers.len() > MAX_IDENTIFIERS {
         return Err(ApiError::new(
@@ -486,7 +580,10 @@ pub async fn new_order(State(api): Shared, headers: HeaderMap, uri: Uri, body: B
         if id.kind != "dns" {
             return Err(ApiError::new(
                 ProblemKind::UnsupportedIdentifier,
-                format!("identifier type {:?} is not supported; only \"dns\"", id.kind),
+                format!(
+                    "identifier type {:?} is not supported; only \"dns\"",
+                    id.kind
+                ),
             ));
         }
         match domain::normalize_dns_identifier(&id.value) {
@@ -556,8 +653,16 @@ pub async fn new_order(State(api): Shared, headers: HeaderMap, uri: Uri, body: B
 }
 
 /// The order, if the account owns it.
-async fn owned_order(api: &Api, id: &str, account: &Account) -> Result<(Order, Vec<Authz>), ApiError> {
-    let order = api.store.order(id).await?.ok_or_else(|| ApiError::not_found("order"))?;
+async fn owned_order(
+    api: &Api,
+    id: &str,
+    account: &Account,
+) -> Result<(Order, Vec<Authz>), ApiError> {
+    let order = api
+        .store
+        .order(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("order"))?;
     if order.account_id != account.id {
         return Err(not_yours("order"));
     }
@@ -572,7 +677,13 @@ fn order_reply(api: &Api, order: &Order, authzs: &[Authz]) -> Reply {
         .retry_after(processing_retry_after(api, processing))
 }
 
-pub async fn order(State(api): Shared, Path(id): Path<String>, headers: HeaderMap, uri: Uri, body: Bytes) -> ApiResult {
+pub async fn order(
+    State(api): Shared,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> ApiResult {
     let req = authenticate(&api, &headers, &uri, &body, KeyRule::Kid).await?;
     req.require_post_as_get()?;
     let (order, authzs) = owned_order(&api, &id, req.account()).await?;
@@ -584,7 +695,13 @@ struct FinalizePayload {
     csr: String,
 }
 
-pub async fn finalize(State(api): Shared, Path(id): Path<String>, headers: HeaderMap, uri: Uri, body: Bytes) -> ApiResult {
+pub async fn finalize(
+    State(api): Shared,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> ApiResult {
     let req = authenticate(&api, &headers, &uri, &body, KeyRule::Kid).await?;
     let account = req.account();
     let (order, authzs) = owned_order(&api, &id, account).await?;
@@ -596,7 +713,10 @@ pub async fn finalize(State(api): Shared, Path(id): Path<String>, headers: Heade
         ));
     }
     if req.post_as_get {
-        return Err(ApiError::new(ProblemKind::Malformed, "finalize needs a payload with a csr"));
+        return Err(ApiError::new(
+            ProblemKind::Malformed,
+            "finalize needs a payload with a csr",
+        ));
     }
     let payload: FinalizePayload = req.json()?;
     let names: Vec<String> = order.identifiers.iter().map(|i| i.value.clone()).collect();
@@ -613,22 +733,40 @@ pub async fn finalize(State(api): Shared, Path(id): Path<String>, headers: Heade
         .await?
     {
         // Someone else moved it first (a concurrent finalize).
-        return Err(ApiError::new(ProblemKind::OrderNotReady, "order is already being finalized"));
+        return Err(ApiError::new(
+            ProblemKind::OrderNotReady,
+            "order is already being finalized",
+        ));
     }
     // The order is durably `processing`; if this publish is lost the sweeper
     // re-drives it once the step deadline passes.
-    if let Err(e) = api.queue.publish(Message::new(Job::CheckCaa { order_id: id.clone() })).await {
+    if let Err(e) = api
+        .queue
+        .publish(Message::new(Job::CheckCaa {
+            order_id: id.clone(),
+        }))
+        .await
+    {
         tracing::warn!(order_id = %id, error = %e, "enqueueing finalization failed; the sweeper will re-drive it");
     }
     tracing::info!(order_id = %id, "order finalizing");
-    let order = api.store.order(&id).await?.ok_or_else(|| ApiError::not_found("order"))?;
+    // Answer with the order as this request left it: `processing`, whatever
+    // the pipeline has done since.
+    let order = Order {
+        status: OrderStatus::Processing,
+        ..order
+    };
     Ok(order_reply(&api, &order, &authzs).into_response())
 }
 
 // ---- authorizations and challenges --------------------------------------------
 
 async fn owned_authz(api: &Api, id: &str, account: &Account) -> Result<Authz, ApiError> {
-    let authz = api.store.authz(id).await?.ok_or_else(|| ApiError::not_found("authorization"))?;
+    let authz = api
+        .store
+        .authz(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("authorization"))?;
     if authz.account_id != account.id {
         return Err(not_yours("authorization"));
     }
@@ -641,7 +779,13 @@ struct AuthzUpdate {
     status: Option<String>,
 }
 
-pub async fn authz(State(api): Shared, Path(id): Path<String>, headers: HeaderMap, uri: Uri, body: Bytes) -> ApiResult {
+pub async fn authz(
+    State(api): Shared,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> ApiResult {
     let req = authenticate(&api, &headers, &uri, &body, KeyRule::Kid).await?;
     let mut authz = owned_authz(&api, &id, req.account()).await?;
     let update: AuthzUpdate = req.json()?;
@@ -651,7 +795,10 @@ pub async fn authz(State(api): Shared, Path(id): Path<String>, headers: HeaderMa
             if !api.store.deactivate_authz(&id).await? {
                 return Err(ApiError::new(
                     ProblemKind::Malformed,
-                    format!("an authorization that is {} cannot be deactivated", authz.status),
+                    format!(
+                        "an authorization that is {} cannot be deactivated",
+                        authz.status
+                    ),
                 ));
             }
             authz = owned_authz(&api, &id, req.account()).await?;
@@ -659,20 +806,34 @@ pub async fn authz(State(api): Shared, Path(id): Path<String>, headers: HeaderMa
         Some(other) => {
             return Err(ApiError::new(
                 ProblemKind::Malformed,
-                format!("an authorization's status can only be set to \"deactivated\", not {other:?}"),
+                format!(
+                    "an authorization's status can only be set to \"deactivated\", not {other:?}"
+                ),
             ));
         }
     }
     let challenges = api.store.challenges_for_authz(&id).await?;
-    let processing = challenges.iter().any(|c| c.status == ChallengeStatus::Processing);
+    let processing = challenges
+        .iter()
+        .any(|c| c.status == ChallengeStatus::Processing);
     Ok(Reply::ok(api.authz_json(&authz, &challenges))
         .retry_after(processing_retry_after(&api, processing))
         .into_response())
 }
 
-pub async fn challenge(State(api): Shared, Path(id): Path<String>, headers: HeaderMap, uri: Uri, body: Bytes) -> ApiResult {
+pub async fn challenge(
+    State(api): Shared,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> ApiResult {
     let req = authenticate(&api, &headers, &uri, &body, KeyRule::Kid).await?;
-    let challenge = api.store.challenge(&id).await?.ok_or_else(|| ApiError::not_found("challenge"))?;
+    let challenge = api
+        .store
+        .challenge(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("challenge"))?;
     let authz = owned_authz(&api, &challenge.authz_id, req.account()).await?;
     let up = api.authz_url(&authz.id);
     if req.post_as_get {
@@ -690,7 +851,9 @@ pub async fn challenge(State(api): Shared, Path(id): Path<String>, headers: Head
         if api.store.start_challenge(&id, deadline).await? {
             if let Err(e) = api
                 .queue
-                .publish(Message::new(Job::ValidateChallenge { challenge_id: id.clone() }))
+                .publish(Message::new(Job::ValidateChallenge {
+                    challenge_id: id.clone(),
+                }))
                 .await
             {
                 tracing::warn!(challenge_id = %id, error = %e, "enqueueing validation failed; the sweeper will re-drive it");
@@ -698,11 +861,18 @@ pub async fn challenge(State(api): Shared, Path(id): Path<String>, headers: Head
         } else if authz.status != AuthzStatus::Pending {
             return Err(ApiError::new(
                 ProblemKind::Malformed,
-                format!("the authorization is {}; its challenges can no longer be attempted", authz.status),
+                format!(
+                    "the authorization is {}; its challenges can no longer be attempted",
+                    authz.status
+                ),
             ));
         }
     }
-    let challenge = api.store.challenge(&id).await?.ok_or_else(|| ApiError::not_found("challenge"))?;
+    let challenge = api
+        .store
+        .challenge(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("challenge"))?;
     let processing = challenge.status == ChallengeStatus::Processing;
     Ok(Reply::ok(api.challenge_json(&challenge))
         .link(&up, "up")
@@ -712,10 +882,20 @@ pub async fn challenge(State(api): Shared, Path(id): Path<String>, headers: Head
 
 // ---- certificates ------------------------------------------------------------
 
-pub async fn certificate(State(api): Shared, Path(serial): Path<String>, headers: HeaderMap, uri: Uri, body: Bytes) -> ApiResult {
+pub async fn certificate(
+    State(api): Shared,
+    Path(serial): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> ApiResult {
     let req = authenticate(&api, &headers, &uri, &body, KeyRule::Kid).await?;
     req.require_post_as_get()?;
-    let cert = api.store.certificate(&serial).await?.ok_or_else(|| ApiError::not_found("certificate"))?;
+    let cert = api
+        .store
+        .certificate(&serial)
+        .await?
+        .ok_or_else(|| ApiError::not_found("certificate"))?;
     if cert.account_id != req.account().id {
         return Err(not_yours("certificate"));
     }
@@ -723,7 +903,8 @@ pub async fn certificate(State(api): Shared, Path(serial): Path<String>, headers
         return Err(ApiError::not_found("certificate"));
     };
     let leaf = openssl::x509::X509::from_der(der).map_err(ApiError::internal)?;
-    let mut pem = String::from_utf8(leaf.to_pem().map_err(ApiError::internal)?).map_err(ApiError::internal)?;
+    let mut pem = String::from_utf8(leaf.to_pem().map_err(ApiError::internal)?)
+        .map_err(ApiError::internal)?;
     pem.push_str(&api_chain_pem(&api));
     Ok((
         [(header::CONTENT_TYPE, "application/pem-certificate-chain")],
@@ -749,7 +930,12 @@ struct RevokePayload {
 /// 3, 4, 5); the others are the CA's own or meaningless for a leaf.
 const ALLOWED_REASONS: &[i64] = &[0, 1, 3, 4, 5];
 
-pub async fn revoke_cert(State(api): Shared, headers: HeaderMap, uri: Uri, body: Bytes) -> ApiResult {
+pub async fn revoke_cert(
+    State(api): Shared,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> ApiResult {
     let req = authenticate(&api, &headers, &uri, &body, KeyRule::Either).await?;
     let payload: RevokePayload = req.json()?;
     let reason = payload.reason.unwrap_or(0);
@@ -762,9 +948,18 @@ pub async fn revoke_cert(State(api): Shared, headers: HeaderMap, uri: Uri, body:
     let der = URL_SAFE_NO_PAD
         .decode(&payload.certificate)
         .map_err(|_| ApiError::new(ProblemKind::Malformed, "certificate is not base64url"))?;
-    let x509 = openssl::x509::X509::from_der(&der)
-        .map_err(|_| ApiError::new(ProblemKind::Malformed, "certificate is not a DER certificate"))?;
-    let serial = hex::encode(x509.serial_number().to_bn().map_err(ApiError::internal)?.to_vec());
+    let x509 = openssl::x509::X509::from_der(&der).map_err(|_| {
+        ApiError::new(
+            ProblemKind::Malformed,
+            "certificate is not a DER certificate",
+        )
+    })?;
+    let serial = hex::encode(
+        x509.serial_number()
+            .to_bn()
+            .map_err(ApiError::internal)?
+            .to_vec(),
+    );
     let cert = api.store.certificate(&serial).await?;
     let cert = match cert {
         Some(c) if c.final_der.as_deref() == Some(der.as_slice()) => c,
@@ -786,8 +981,15 @@ pub async fn revoke_cert(State(api): Shared, headers: HeaderMap, uri: Uri, body:
             }
         }
     }
-    if !api.store.revoke_certificate(&serial, reason, now_ms()).await? {
-        return Err(ApiError::new(ProblemKind::AlreadyRevoked, "certificate is already revoked"));
+    if !api
+        .store
+        .revoke_certificate(&serial, reason, now_ms())
+        .await?
+    {
+        return Err(ApiError::new(
+            ProblemKind::AlreadyRevoked,
+            "certificate is already revoked",
+        ));
     }
     tracing::info!(serial = %serial, reason, "certificate revoked");
     Ok(StatusCode::OK.into_response())

@@ -82,7 +82,11 @@ pub(crate) struct Api {
 
 /// Builds the ACME router. Serve it over HTTPS; `config.base_url` must be
 /// the address clients reach it at.
-pub async fn router(store: Store, queue: Arc<dyn Queue>, config: ApiConfig) -> Result<Router, store::StoreError> {
+pub async fn router(
+    store: Store,
+    queue: Arc<dyn Queue>,
+    config: ApiConfig,
+) -> Result<Router, store::StoreError> {
     let nonces = nonce::Nonces::load(&store, config.nonce_lifetime.as_secs()).await?;
     let api = Arc::new(Api {
         store,
@@ -108,6 +112,9 @@ pub async fn router(store: Store, queue: Arc<dyn Queue>, config: ApiConfig) -> R
         .route("/roots/0", get(root))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(api.clone(), common_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            common_headers,
+        ))
         .with_state(api))
 }

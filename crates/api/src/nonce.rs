@@ -65,7 +65,9 @@ impl Nonces {
         }
         match store.consume_nonce(nonce, expiry as i64 * 1000).await {
             Ok(true) => Ok(()),
-            Ok(false) => Err(bad("nonce was already used; use the fresh one in this response")),
+            Ok(false) => Err(bad(
+                "nonce was already used; use the fresh one in this response",
+            )),
             Err(e) => Err(ApiNonceError::Store(e)),
         }
     }

@@ -106,7 +106,10 @@ impl Api {
             "status": c.status.as_str(),
             "token": c.token,
         });
-        if let Some(at) = c.validated_at.filter(|_| c.status == ChallengeStatus::Valid) {
+        if let Some(at) = c
+            .validated_at
+            .filter(|_| c.status == ChallengeStatus::Valid)
+        {
             doc["validated"] = json!(rfc3339(at));
         }
         if let Some(error) = &c.error {
@@ -119,7 +122,9 @@ impl Api {
 /// A pending or valid authorization past its expiry reads as `expired`.
 pub fn authz_status(authz: &Authz, now: i64) -> AuthzStatus {
     match authz.status {
-        AuthzStatus::Pending | AuthzStatus::Valid if authz.expires_at <= now => AuthzStatus::Expired,
+        AuthzStatus::Pending | AuthzStatus::Valid if authz.expires_at <= now => {
+            AuthzStatus::Expired
+        }
         s => s,
     }
 }

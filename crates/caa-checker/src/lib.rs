@@ -36,11 +36,20 @@ impl Handler for CaaChecker {
 
     async fn handle(&self, job: &Job, attempt: u32) -> Result<Vec<Job>, StageError> {
         let Job::CheckCaa { order_id } = job else {
-            return Err(StageError::Permanent(format!("caa-checker got {}", job.name())));
+            return Err(StageError::Permanent(format!(
+                "caa-checker got {}",
+                job.name()
+            )));
         };
-        let order = self.store.order(order_id).await.map_err(StageError::retry)?;
+        let order = self
+            .store
+            .order(order_id)
+            .await
+            .map_err(StageError::retry)?;
         let Some(order) = order else {
-            return Err(StageError::Permanent(format!("order {order_id} does not exist")));
+            return Err(StageError::Permanent(format!(
+                "order {order_id} does not exist"
+            )));
         };
         match (order.status, order.step) {
             (OrderStatus::Processing, Some(FinalizeStep::CheckCaa)) => {}
@@ -48,12 +57,22 @@ impl Handler for CaaChecker {
             (OrderStatus::Processing, Some(step)) => return Ok(vec![job_for_step(step, order_id)]),
             _ => return Ok(vec![]),
         }
-        let authzs = self.store.authzs_for_order(order_id).await.map_err(StageError::retry)?;
+        let authzs = self
+            .store
+            .authzs_for_order(order_id)
+            .await
+            .map_err(StageError::retry)?;
         let stale_before = now_ms() - self.recheck_after.as_millis() as i64;
         let names: Vec<String> = authzs
             .iter()
             .filter(|a| a.validated_at.is_none_or(|at| at < stale_before))
-            .map(|a| if a.wildcard { format!("*.{}", a.identifier) } else { a.identifier.clone() })
+            .map(|a| {
+                if a.wildcard {
+                    format!("*.{}", a.identifier)
+                } else {
+                    a.identifier.clone()
+                }
+            })
             .collect();
         if !names.is_empty() {
             let account_uri = format!("{}{}", self.account_url_prefix, order.account_id);
@@ -65,20 +84,32 @@ impl Handler for CaaChecker {
                     validation_method: None,
                 })
                 .collect();
-            info!(order_id, rechecked = names.len(), "rechecking CAA for stale authorizations");
+            info!(
+                order_id,
+                rechecked = names.len(),
+                "rechecking CAA for stale authorizations"
+            );
             if let Err(problem) = dns::caa::check_all(&self.dns, &requests, &self.policy).await {
                 // DNS trouble may pass; a CAA record forbidding us will not.
                 if problem.kind == ProblemKind::Dns && attempt < 4 {
                     return Err(StageError::retry(problem));
                 }
                 warn!(order_id, %problem, "CAA forbids issuance");
-                self.store.fail_order(order_id, &problem).await.map_err(StageError::retry)?;
+                self.store
+                    .fail_order(order_id, &problem)
+                    .await
+                    .map_err(StageError::retry)?;
                 return Ok(vec![]);
             }
         }
         let deadline = now_ms() + self.step_timeout.as_millis() as i64;
         self.store
-            .advance_step(order_id, FinalizeStep::CheckCaa, FinalizeStep::SignPrecert, deadline)
+            .advance_step(
+                order_id,
+                FinalizeStep::CheckCaa,
+                FinalizeStep::SignPrecert,
+                deadline,
+            )
             .await
             .map_err(StageError::retry)?;
         Ok(vec![Job::SignPrecert {

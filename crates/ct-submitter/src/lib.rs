@@ -34,11 +34,20 @@ impl Handler for CtSubmitter {
 
     async fn handle(&self, job: &Job, _attempt: u32) -> Result<Vec<Job>, StageError> {
         let Job::SubmitCt { order_id } = job else {
-            return Err(StageError::Permanent(format!("ct-submitter got {}", job.name())));
+            return Err(StageError::Permanent(format!(
+                "ct-submitter got {}",
+                job.name()
+            )));
         };
-        let order = self.store.order(order_id).await.map_err(StageError::retry)?;
+        let order = self
+            .store
+            .order(order_id)
+            .await
+            .map_err(StageError::retry)?;
         let Some(order) = order else {
-            return Err(StageError::Permanent(format!("order {order_id} does not exist")));
+            return Err(StageError::Permanent(format!(
+                "order {order_id} does not exist"
+            )));
         };
         match (order.status, order.step) {
             (OrderStatus::Processing, Some(FinalizeStep::SubmitCt)) => {}
@@ -55,10 +64,18 @@ impl Handler for CtSubmitter {
             .await
             .map_err(StageError::retry)?
             .ok_or_else(|| StageError::Permanent(format!("serial {serial} not on record")))?;
-        let precert = cert
-            .precert_der
-            .ok_or_else(|| StageError::Permanent(format!("serial {serial} has no precertificate")))?;
-        let scts = match submit_precert(&self.client, &self.logs, &precert, &self.issuer_der, &self.policy).await {
+        let precert = cert.precert_der.ok_or_else(|| {
+            StageError::Permanent(format!("serial {serial} has no precertificate"))
+        })?;
+        let scts = match submit_precert(
+            &self.client,
+            &self.logs,
+            &precert,
+            &self.issuer_der,
+            &self.policy,
+        )
+        .await
+        {
             Ok(scts) => scts,
             Err(e) => {
                 // Logs may come back; keep trying until the order's deadline.
@@ -71,12 +88,16 @@ impl Handler for CtSubmitter {
                     ProblemKind::ServerInternal,
                     "Certificate Transparency logs did not answer in time; please retry the order",
                 );
-                self.store.fail_order(order_id, &problem).await.map_err(StageError::retry)?;
+                self.store
+                    .fail_order(order_id, &problem)
+                    .await
+                    .map_err(StageError::retry)?;
                 return Ok(vec![]);
             }
         };
         let list: Vec<ct::Sct> = scts.iter().map(|s| s.sct.clone()).collect();
-        let extension = ct::encode_sct_list_extension(&list).map_err(|e| StageError::Permanent(e.to_string()))?;
+        let extension = ct::encode_sct_list_extension(&list)
+            .map_err(|e| StageError::Permanent(e.to_string()))?;
         let deadline = now_ms() + self.step_timeout.as_millis() as i64;
         if self
             .store

@@ -161,7 +161,10 @@ impl SubmitError {
 
     /// Whether trying again later may succeed without a configuration or input change.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, SubmitError::DeadlinePassed { .. } | SubmitError::LogsExhausted { .. })
+        matches!(
+            self,
+            SubmitError::DeadlinePassed { .. } | SubmitError::LogsExhausted { .. }
+        )
     }
 }
 
@@ -244,7 +247,11 @@ fn interleave_by_operator(logs: &[CtLog]) -> Vec<usize> {
     }
     let rounds = groups.iter().map(|(_, m)| m.len()).max().unwrap_or(0);
     (0..rounds)
-        .flat_map(|round| groups.iter().filter_map(move |(_, m)| m.get(round).copied()))
+        .flat_map(|round| {
+            groups
+                .iter()
+                .filter_map(move |(_, m)| m.get(round).copied())
+        })
         .collect()
 }
 
@@ -270,7 +277,10 @@ impl Hedge<'_> {
     /// Lower bound of further SCTs needed.
     fn still_needed(&self) -> usize {
         let scts = self.policy.min_scts.saturating_sub(self.scts.len());
-        let operators = self.policy.min_operators.saturating_sub(self.covered().len());
+        let operators = self
+            .policy
+            .min_operators
+            .saturating_sub(self.covered().len());
         scts.max(operators)
     }
 
@@ -279,18 +289,19 @@ impl Hedge<'_> {
     /// while SCTs are short) any.
     fn peek_next(&self) -> Option<usize> {
         let covered = self.covered();
-        let busy: HashSet<&str> =
-            self.in_flight.iter().map(|&i| self.logs[i].operator.as_str()).collect();
-        let op = |pos: &usize| self.logs[self.pending[*pos]].operator.as_str();
-        let positions = 0..self.pending.len();
-        positions
-            .clone()
-            .find(|p| !covered.contains(op(p)) && !busy.contains(op(p)))
-            .or_else(|| positions.clone().find(|p| !covered.contains(op(p))))
+        let busy: HashSet<&str> = self
+            .in_flight
+            .iter()
+            .map(|&i| self.logs[i].operator.as_str())
+            .collect();
+        let operator = |log: &usize| self.logs[*log].operator.as_str();
+        let pending = || self.pending.iter();
+        pending()
+            .position(|l| !covered.contains(operator(l)) && !busy.contains(operator(l)))
+            .or_else(|| pending().position(|l| !covered.contains(operator(l))))
             .or_else(|| {
-                (self.scts.len() < self.policy.min_scts)
-                    .then_some(0)
-                    .filter(|_| !self.pending.is_empty())
+                let more_scts_help = self.scts.len() < self.policy.min_scts;
+                (more_scts_help && !self.pending.is_empty()).then_some(0)
             })
     }
 
@@ -518,7 +529,13 @@ mod tests {
 
     #[test]
     fn interleaving_spreads_operators() {
-        let logs = [log("a1", "A"), log("a2", "A"), log("a3", "A"), log("b1", "B"), log("c1", "C")];
+        let logs = [
+            log("a1", "A"),
+            log("a2", "A"),
+            log("a3", "A"),
+            log("b1", "B"),
+            log("c1", "C"),
+        ];
         assert_eq!(interleave_by_operator(&logs), [0, 3, 4, 1, 2]);
         assert!(interleave_by_operator(&[]).is_empty());
     }

@@ -44,7 +44,9 @@ pub(crate) fn read_tlv(input: &[u8]) -> Result<(Tlv<'_>, &[u8]), CtError> {
         if bytes[0] == 0 {
             return Err(CtError::Der("non-minimal length"));
         }
-        let len = bytes.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        let len = bytes
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
         if len < 0x80 {
             return Err(CtError::Der("non-minimal length"));
         }
@@ -77,7 +79,11 @@ fn children(mut content: &[u8]) -> Result<Vec<Tlv<'_>>, CtError> {
 }
 
 fn expect_tag<'a>(tlv: Tlv<'a>, tag: u8, what: &'static str) -> Result<Tlv<'a>, CtError> {
-    if tlv.tag == tag { Ok(tlv) } else { Err(CtError::Der(what)) }
+    if tlv.tag == tag {
+        Ok(tlv)
+    } else {
+        Err(CtError::Der(what))
+    }
 }
 
 pub(crate) fn write_tlv(out: &mut Vec<u8>, tag: u8, content: &[u8]) {
@@ -174,7 +180,9 @@ fn parse_tbs(cert_der: &[u8]) -> Result<Tbs<'_>, CtError> {
     let mut extensions = Vec::new();
     if let Some(pos) = fields.iter().position(|f| f.tag == TAG_EXTENSIONS) {
         if pos + 1 != fields.len() {
-            return Err(CtError::Der("extensions are not the last TBSCertificate field"));
+            return Err(CtError::Der(
+                "extensions are not the last TBSCertificate field",
+            ));
         }
         let (seq, rest) = read_tlv(fields[pos].content)?;
         if !rest.is_empty() {
@@ -192,7 +200,11 @@ impl<'a> Tbs<'a> {
     /// The one extension with this OID; duplicates are an error (RFC 5280 §4.2).
     fn find(&self, oid: &str) -> Result<Option<(usize, &ParsedExtension<'a>)>, CtError> {
         let wanted = encode_oid(oid)?;
-        let mut found = self.extensions.iter().enumerate().filter(|(_, e)| e.oid == wanted);
+        let mut found = self
+            .extensions
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.oid == wanted);
         let first = found.next();
         if found.next().is_some() {
             return Err(CtError::DuplicateExtension(oid.to_owned()));
@@ -202,9 +214,20 @@ impl<'a> Tbs<'a> {
 
     fn spki(&self) -> Result<Tlv<'a>, CtError> {
         // version? serial, signature, issuer, validity, subject, subjectPublicKeyInfo
-        let index = if self.fields.first().is_some_and(|f| f.tag == TAG_VERSION) { 6 } else { 5 };
-        let spki = self.fields.get(index).ok_or(CtError::Der("TBSCertificate too short"))?;
-        expect_tag(*spki, TAG_SEQUENCE, "SubjectPublicKeyInfo is not a SEQUENCE")
+        let index = if self.fields.first().is_some_and(|f| f.tag == TAG_VERSION) {
+            6
+        } else {
+            5
+        };
+        let spki = self
+            .fields
+            .get(index)
+            .ok_or(CtError::Der("TBSCertificate too short"))?;
+        expect_tag(
+            *spki,
+            TAG_SEQUENCE,
+            "SubjectPublicKeyInfo is not a SEQUENCE",
+        )
     }
 }
 
@@ -242,7 +265,9 @@ pub fn is_precertificate(cert_der: &[u8]) -> Result<bool, CtError> {
 /// `[3]` field is dropped, since RFC 5280 forbids an empty extensions SEQUENCE.
 pub fn tbs_without_extension(cert_der: &[u8], oid: &str) -> Result<Vec<u8>, CtError> {
     let tbs = parse_tbs(cert_der)?;
-    let (skip, _) = tbs.find(oid)?.ok_or_else(|| CtError::ExtensionNotFound(oid.to_owned()))?;
+    let (skip, _) = tbs
+        .find(oid)?
+        .ok_or_else(|| CtError::ExtensionNotFound(oid.to_owned()))?;
     let kept: Vec<u8> = tbs
         .extensions
         .iter()
@@ -310,7 +335,10 @@ mod tests {
             assert_eq!(tlv.raw, &out[..]);
         }
         assert!(read_tlv(&[0x04, 0x80]).is_err(), "indefinite");
-        assert!(read_tlv(&[0x04, 0x81, 0x05, 0, 0, 0, 0, 0]).is_err(), "non-minimal");
+        assert!(
+            read_tlv(&[0x04, 0x81, 0x05, 0, 0, 0, 0, 0]).is_err(),
+            "non-minimal"
+        );
         assert!(read_tlv(&[0x04, 0x82, 0x00, 0x80]).is_err(), "leading zero");
         assert!(read_tlv(&[0x04, 0x05, 0x00]).is_err(), "truncated");
         assert!(read_tlv(&[0x1f, 0x01, 0x00]).is_err(), "high tag");

@@ -14,14 +14,14 @@ mod tls;
 pub mod test_util;
 
 pub use der::{
-    encode_oid, find_extension, is_precertificate, issuer_key_hash, subject_public_key_info,
-    tbs_matches_precert, tbs_without_extension, Extension,
+    Extension, encode_oid, find_extension, is_precertificate, issuer_key_hash,
+    subject_public_key_info, tbs_matches_precert, tbs_without_extension,
 };
 pub use error::CtError;
 pub use merkle::{GetSthResponse, leaf_hash, merkle_tree_hash, tree_head_signed_data, verify_sth};
 pub use sct::{
-    AddChainRequest, AddChainResponse, Sct, decode_sct_list_extension,
-    encode_sct_list_extension, scts_from_certificate,
+    AddChainRequest, AddChainResponse, Sct, decode_sct_list_extension, encode_sct_list_extension,
+    scts_from_certificate,
 };
 pub use sign::{
     HASH_SHA256, LogSigner, SIG_ECDSA, SIG_RSA, log_id, precert_signed_data, verify_sct,

@@ -130,7 +130,12 @@ mod tests {
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
         for (n, root) in roots.iter().enumerate() {
-            assert_eq!(hex(&merkle_tree_hash(&hashes[..=n])), *root, "tree of {}", n + 1);
+            assert_eq!(
+                hex(&merkle_tree_hash(&hashes[..=n])),
+                *root,
+                "tree of {}",
+                n + 1
+            );
         }
     }
 }

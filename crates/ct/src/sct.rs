@@ -152,7 +152,8 @@ impl TryFrom<&AddChainResponse> for Sct {
             .try_into()
             .map_err(|_| CtError::Tls("log id is not 32 bytes"))?;
         let extensions = B64.decode(&resp.extensions)?;
-        let (hash_alg, sig_alg, signature) = decode_digitally_signed(&B64.decode(&resp.signature)?)?;
+        let (hash_alg, sig_alg, signature) =
+            decode_digitally_signed(&B64.decode(&resp.signature)?)?;
         Ok(Sct {
             version: resp.sct_version,
             log_id,
@@ -187,7 +188,9 @@ pub fn encode_sct_list_extension(scts: &[Sct]) -> Result<Vec<u8>, CtError> {
 pub fn decode_sct_list_extension(der: &[u8]) -> Result<Vec<Sct>, CtError> {
     let (Tlv { tag, content, .. }, rest) = der::read_tlv(der)?;
     if tag != der::TAG_OCTET_STRING || !rest.is_empty() {
-        return Err(CtError::Der("SCT list extension is not a single OCTET STRING"));
+        return Err(CtError::Der(
+            "SCT list extension is not a single OCTET STRING",
+        ));
     }
     let mut outer = Reader::new(content);
     let list = outer.u16_prefixed()?;

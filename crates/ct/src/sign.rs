@@ -80,14 +80,18 @@ pub struct LogSigner {
 impl std::fmt::Debug for LogSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the private key.
-        f.debug_struct("LogSigner").field("log_id", &self.log_id).finish_non_exhaustive()
+        f.debug_struct("LogSigner")
+            .field("log_id", &self.log_id)
+            .finish_non_exhaustive()
     }
 }
 
 impl LogSigner {
     /// Takes a P-256 key; any other key is refused because SCTs would say `ecdsa`/`sha256`.
     pub fn new(key: PKey<Private>) -> Result<Self, CtError> {
-        let ec = key.ec_key().map_err(|_| CtError::UnsupportedKey("log key is not EC"))?;
+        let ec = key
+            .ec_key()
+            .map_err(|_| CtError::UnsupportedKey("log key is not EC"))?;
         if ec.group().curve_name() != Some(Nid::X9_62_PRIME256V1) {
             return Err(CtError::UnsupportedKey("log key is not P-256"));
         }
@@ -195,5 +199,11 @@ pub fn verify_sct(sct: &Sct, log_spki_der: &[u8], signed_data: &[u8]) -> Result<
     if sct.log_id != log_id(log_spki_der) {
         return Err(CtError::LogIdMismatch);
     }
-    verify_digitally_signed(sct.hash_alg, sct.sig_alg, &sct.signature, log_spki_der, signed_data)
+    verify_digitally_signed(
+        sct.hash_alg,
+        sct.sig_alg,
+        &sct.signature,
+        log_spki_der,
+        signed_data,
+    )
 }

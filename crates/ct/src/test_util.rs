@@ -68,7 +68,13 @@ impl TestCa {
         b.set_not_before(&not_before)?;
         b.set_not_after(&not_after)?;
         b.append_extension(BasicConstraints::new().critical().ca().build()?)?;
-        b.append_extension(KeyUsage::new().critical().key_cert_sign().crl_sign().build()?)?;
+        b.append_extension(
+            KeyUsage::new()
+                .critical()
+                .key_cert_sign()
+                .crl_sign()
+                .build()?,
+        )?;
         let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(None, None))?;
         b.append_extension(ski)?;
         b.sign(&key, MessageDigest::sha256())?;
@@ -132,7 +138,9 @@ impl TestLeaf {
             CtMarker::Poison => {
                 b.append_extension(raw_extension(POISON_OID, true, &POISON_EXTENSION_DER)?)?
             }
-            CtMarker::SctList(der) => b.append_extension(raw_extension(SCT_LIST_OID, false, der)?)?,
+            CtMarker::SctList(der) => {
+                b.append_extension(raw_extension(SCT_LIST_OID, false, der)?)?
+            }
         }
         b.append_extension(ExtendedKeyUsage::new().server_auth().build()?)?;
         let mut san = SubjectAlternativeName::new();

@@ -41,13 +41,22 @@ fn sct_tls_round_trip() {
         assert!(Sct::from_tls_bytes(&bytes[..bytes.len() - 1]).is_err());
         let mut trailing = bytes.clone();
         trailing.push(0);
-        assert!(matches!(Sct::from_tls_bytes(&trailing), Err(CtError::Tls(_))));
+        assert!(matches!(
+            Sct::from_tls_bytes(&trailing),
+            Err(CtError::Tls(_))
+        ));
         let mut v2 = bytes;
         v2[0] = 1;
-        assert!(matches!(Sct::from_tls_bytes(&v2), Err(CtError::UnsupportedVersion(1))));
+        assert!(matches!(
+            Sct::from_tls_bytes(&v2),
+            Err(CtError::UnsupportedVersion(1))
+        ));
     }
     let too_long = sample_sct(&vec![0; 70_000]);
-    assert!(matches!(too_long.to_tls_bytes(), Err(CtError::TooLong { .. })));
+    assert!(matches!(
+        too_long.to_tls_bytes(),
+        Err(CtError::TooLong { .. })
+    ));
 }
 
 #[test]
@@ -74,7 +83,10 @@ fn add_chain_json_round_trip() {
     assert!(matches!(Sct::try_from(&bad_b64), Err(CtError::Base64(_))));
 
     let req = AddChainRequest::from_der_chain(&[b"leaf".to_vec(), b"issuer".to_vec()]);
-    assert_eq!(req.decode_chain().unwrap(), [b"leaf".to_vec(), b"issuer".to_vec()]);
+    assert_eq!(
+        req.decode_chain().unwrap(),
+        [b"leaf".to_vec(), b"issuer".to_vec()]
+    );
 }
 
 #[test]
@@ -110,7 +122,10 @@ fn sct_list_extension_round_trips_through_openssl_and_x509_parser() {
         .unwrap();
     assert!(!ext.critical);
     let ParsedExtension::SCT(list) = ext.parsed_extension() else {
-        panic!("x509-parser did not parse the SCT list: {:?}", ext.parsed_extension());
+        panic!(
+            "x509-parser did not parse the SCT list: {:?}",
+            ext.parsed_extension()
+        );
     };
     assert_eq!(list.len(), scts.len());
     for (theirs, ours) in list.iter().zip(&scts) {
@@ -124,7 +139,11 @@ fn sct_list_extension_round_trips_through_openssl_and_x509_parser() {
     }
     // OpenSSL decodes the list too when printing.
     let text = String::from_utf8(cert.to_text().unwrap()).unwrap();
-    assert_eq!(text.matches("Signed Certificate Timestamp:").count(), 3, "{text}");
+    assert_eq!(
+        text.matches("Signed Certificate Timestamp:").count(),
+        3,
+        "{text}"
+    );
 }
 
 #[test]
@@ -146,7 +165,11 @@ fn tbs_without_poison_is_the_tbs_openssl_builds_without_it() {
     // It parses as a complete TBSCertificate, without the poison but with everything else.
     let (rest, parsed) = TbsCertificate::from_der(&tbs).unwrap();
     assert!(rest.is_empty());
-    let oids: Vec<String> = parsed.extensions().iter().map(|e| e.oid.to_id_string()).collect();
+    let oids: Vec<String> = parsed
+        .extensions()
+        .iter()
+        .map(|e| e.oid.to_id_string())
+        .collect();
     assert!(!oids.iter().any(|o| o == POISON_OID));
     let (_, original) = X509Certificate::from_der(&precert).unwrap();
     let original_oids: Vec<String> = original
@@ -163,12 +186,23 @@ fn tbs_without_poison_is_the_tbs_openssl_builds_without_it() {
     let plain = leaf.build(&ca, CtMarker::None).unwrap().to_der().unwrap();
     assert_eq!(tbs, tbs_of(&plain));
     let sct_ext = encode_sct_list_extension(&[sample_sct(b"")]).unwrap();
-    let final_der = leaf.build(&ca, CtMarker::SctList(&sct_ext)).unwrap().to_der().unwrap();
-    assert_eq!(tbs_without_extension(&final_der, SCT_LIST_OID).unwrap(), tbs);
+    let final_der = leaf
+        .build(&ca, CtMarker::SctList(&sct_ext))
+        .unwrap()
+        .to_der()
+        .unwrap();
+    assert_eq!(
+        tbs_without_extension(&final_der, SCT_LIST_OID).unwrap(),
+        tbs
+    );
     assert!(tbs_matches_precert(&final_der, &precert).unwrap());
 
     let other = TestLeaf::new(&["example.com"]).unwrap();
-    let other_final = other.build(&ca, CtMarker::SctList(&sct_ext)).unwrap().to_der().unwrap();
+    let other_final = other
+        .build(&ca, CtMarker::SctList(&sct_ext))
+        .unwrap()
+        .to_der()
+        .unwrap();
     assert!(!tbs_matches_precert(&other_final, &precert).unwrap());
 
     assert!(matches!(
@@ -188,10 +222,13 @@ fn cert_with_extensions(ca: &TestCa, exts: &[(&str, bool, &[u8])]) -> Vec<u8> {
     b.set_subject_name(ca.cert.subject_name()).unwrap();
     b.set_issuer_name(ca.cert.subject_name()).unwrap();
     b.set_pubkey(&ca.key).unwrap();
-    b.set_not_before(&Asn1Time::from_unix(1_700_000_000).unwrap()).unwrap();
-    b.set_not_after(&Asn1Time::from_unix(1_800_000_000).unwrap()).unwrap();
+    b.set_not_before(&Asn1Time::from_unix(1_700_000_000).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::from_unix(1_800_000_000).unwrap())
+        .unwrap();
     for (oid, critical, value) in exts {
-        b.append_extension(raw_extension(oid, *critical, value).unwrap()).unwrap();
+        b.append_extension(raw_extension(oid, *critical, value).unwrap())
+            .unwrap();
     }
     b.sign(&ca.key, MessageDigest::sha256()).unwrap();
     b.build().to_der().unwrap()
@@ -204,7 +241,10 @@ fn removing_the_only_extension_drops_the_extensions_field() {
     let none = cert_with_extensions(&ca, &[]);
     let tbs = tbs_without_extension(&only_poison, POISON_OID).unwrap();
     assert_eq!(tbs, tbs_of(&none));
-    assert_eq!(TbsCertificate::from_der(&tbs).unwrap().1.extensions().len(), 0);
+    assert_eq!(
+        TbsCertificate::from_der(&tbs).unwrap().1.extensions().len(),
+        0
+    );
 }
 
 #[test]
@@ -218,14 +258,26 @@ fn precertificate_detection() {
     assert_eq!(ext.value, POISON_EXTENSION_DER);
 
     let non_critical = cert_with_extensions(&ca, &[(POISON_OID, false, &POISON_EXTENSION_DER)]);
-    assert!(matches!(is_precertificate(&non_critical), Err(CtError::BadPoison(_))));
+    assert!(matches!(
+        is_precertificate(&non_critical),
+        Err(CtError::BadPoison(_))
+    ));
     let not_null = cert_with_extensions(&ca, &[(POISON_OID, true, &[0x04, 0x00])]);
-    assert!(matches!(is_precertificate(&not_null), Err(CtError::BadPoison(_))));
+    assert!(matches!(
+        is_precertificate(&not_null),
+        Err(CtError::BadPoison(_))
+    ));
     let twice = cert_with_extensions(
         &ca,
-        &[(POISON_OID, true, &POISON_EXTENSION_DER), (POISON_OID, true, &POISON_EXTENSION_DER)],
+        &[
+            (POISON_OID, true, &POISON_EXTENSION_DER),
+            (POISON_OID, true, &POISON_EXTENSION_DER),
+        ],
     );
-    assert!(matches!(is_precertificate(&twice), Err(CtError::DuplicateExtension(_))));
+    assert!(matches!(
+        is_precertificate(&twice),
+        Err(CtError::DuplicateExtension(_))
+    ));
     assert!(matches!(
         tbs_without_extension(&twice, POISON_OID),
         Err(CtError::DuplicateExtension(_))
@@ -251,8 +303,13 @@ fn sign_and_verify_precert_and_x509_entries() {
     let ikh = issuer_key_hash(&ca.der().unwrap()).unwrap();
     let tbs = tbs_without_extension(&precert, POISON_OID).unwrap();
 
-    let sct = signer.sign_precert(1_700_000_000_000, &ikh, &tbs, b"").unwrap();
-    assert_eq!((sct.hash_alg, sct.sig_alg, sct.log_id), (4, 3, log_id(&spki)));
+    let sct = signer
+        .sign_precert(1_700_000_000_000, &ikh, &tbs, b"")
+        .unwrap();
+    assert_eq!(
+        (sct.hash_alg, sct.sig_alg, sct.log_id),
+        (4, 3, log_id(&spki))
+    );
     let data = precert_signed_data(sct.timestamp, &ikh, &tbs, &sct.extensions).unwrap();
     verify_sct(&sct, &spki, &data).unwrap();
 
@@ -266,7 +323,10 @@ fn sign_and_verify_precert_and_x509_entries() {
         precert_signed_data(sct.timestamp + 1, &ikh, &tbs, b"").unwrap(),
     ];
     for data in &tampered {
-        assert!(matches!(verify_sct(&sct, &spki, data), Err(CtError::BadSignature)));
+        assert!(matches!(
+            verify_sct(&sct, &spki, data),
+            Err(CtError::BadSignature)
+        ));
     }
 
     // Wrong key: the log ID gives it away; with a forged log ID the signature does.
@@ -287,7 +347,10 @@ fn sign_and_verify_precert_and_x509_entries() {
         signature: vec![0x30, 0x00],
         ..sct.clone()
     };
-    assert!(matches!(verify_sct(&garbled, &spki, &data), Err(CtError::BadSignature)));
+    assert!(matches!(
+        verify_sct(&garbled, &spki, &data),
+        Err(CtError::BadSignature)
+    ));
     let rsa_claim = Sct {
         sig_alg: SIG_RSA,
         ..sct.clone()
@@ -299,7 +362,11 @@ fn sign_and_verify_precert_and_x509_entries() {
 
     // x509 entries, and an SCT that survives the trip through the final certificate.
     let sct_ext = encode_sct_list_extension(std::slice::from_ref(&sct)).unwrap();
-    let final_der = leaf.build(&ca, CtMarker::SctList(&sct_ext)).unwrap().to_der().unwrap();
+    let final_der = leaf
+        .build(&ca, CtMarker::SctList(&sct_ext))
+        .unwrap()
+        .to_der()
+        .unwrap();
     for embedded in scts_from_certificate(&final_der).unwrap() {
         let data = precert_signed_data(embedded.timestamp, &ikh, &tbs, b"").unwrap();
         verify_sct(&embedded, &spki, &data).unwrap();
@@ -314,11 +381,17 @@ fn sign_and_verify_precert_and_x509_entries() {
 #[test]
 fn signer_refuses_non_p256_keys() {
     let rsa = openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
-    assert!(matches!(LogSigner::new(rsa), Err(CtError::UnsupportedKey(_))));
+    assert!(matches!(
+        LogSigner::new(rsa),
+        Err(CtError::UnsupportedKey(_))
+    ));
     let group = openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::SECP384R1).unwrap();
     let p384 =
         openssl::pkey::PKey::from_ec_key(openssl::ec::EcKey::generate(&group).unwrap()).unwrap();
-    assert!(matches!(LogSigner::new(p384), Err(CtError::UnsupportedKey(_))));
+    assert!(matches!(
+        LogSigner::new(p384),
+        Err(CtError::UnsupportedKey(_))
+    ));
 }
 
 #[test]
@@ -333,5 +406,8 @@ fn signed_tree_heads_verify() {
         tree_size: 4,
         ..sth.clone()
     };
-    assert!(matches!(verify_sth(&lie, signer.public_key_der()), Err(CtError::BadSignature)));
+    assert!(matches!(
+        verify_sth(&lie, signer.public_key_der()),
+        Err(CtError::BadSignature)
+    ));
 }

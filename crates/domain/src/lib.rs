@@ -117,7 +117,10 @@ pub fn order_status_on_read(
     match stored {
         OrderStatus::Pending | OrderStatus::Ready if expired => OrderStatus::Invalid,
         OrderStatus::Pending | OrderStatus::Ready => {
-            if authzs.iter().any(|s| !matches!(s, AuthzStatus::Pending | AuthzStatus::Valid)) {
+            if authzs
+                .iter()
+                .any(|s| !matches!(s, AuthzStatus::Pending | AuthzStatus::Valid))
+            {
                 OrderStatus::Invalid
             } else if !authzs.is_empty() && authzs.iter().all(|s| *s == AuthzStatus::Valid) {
                 OrderStatus::Ready
@@ -144,8 +147,16 @@ mod tests {
             assert_eq!(normalize_dns_identifier(raw).unwrap(), want, "{raw}");
         }
         for bad in [
-            "", "localhost", "127.0.0.1", "a..b", "-a.com", "a-.com", "*.*.a.com", "a.*.com",
-            "under_score.com", "a.123",
+            "",
+            "localhost",
+            "127.0.0.1",
+            "a..b",
+            "-a.com",
+            "a-.com",
+            "*.*.a.com",
+            "a.*.com",
+            "under_score.com",
+            "a.123",
         ] {
             let err = normalize_dns_identifier(bad).unwrap_err();
             assert_eq!(err.kind, ProblemKind::RejectedIdentifier, "{bad}");

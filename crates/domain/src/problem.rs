@@ -108,7 +108,10 @@ impl Problem {
 
     /// A failure inside Kiln: the detail is for logs only and never shown.
     pub fn internal() -> Self {
-        Problem::new(ProblemKind::ServerInternal, "internal error; please retry later")
+        Problem::new(
+            ProblemKind::ServerInternal,
+            "internal error; please retry later",
+        )
     }
 }
 

@@ -8,13 +8,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Json;
 use ct::{AddChainRequest, AddChainResponse, CtError, LogSigner};
 use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
@@ -75,7 +75,9 @@ pub struct Knobs {
 impl Knobs {
     fn validate(&self) -> Result<(), FakeLogError> {
         if !(0.0..=1.0).contains(&self.error_rate) {
-            return Err(FakeLogError::InvalidKnobs("error_rate must be within 0..=1"));
+            return Err(FakeLogError::InvalidKnobs(
+                "error_rate must be within 0..=1",
+            ));
         }
         Ok(())
     }
@@ -265,16 +267,22 @@ impl FakeLog {
             (_, [leaf, issuer, ..]) => (leaf, Some(issuer)),
             (EntryKind::X509, [leaf]) => (leaf, None),
             (EntryKind::Precert, _) => {
-                return Err(Rejection("add-pre-chain needs the precert and its issuer".into()));
+                return Err(Rejection(
+                    "add-pre-chain needs the precert and its issuer".into(),
+                ));
             }
             (EntryKind::X509, []) => return Err(Rejection("empty chain".into())),
         };
         match (kind, ct::is_precertificate(leaf_der)?) {
             (EntryKind::Precert, false) => {
-                return Err(Rejection("chain[0] has no critical poison extension".into()));
+                return Err(Rejection(
+                    "chain[0] has no critical poison extension".into(),
+                ));
             }
             (EntryKind::X509, true) => {
-                return Err(Rejection("chain[0] is a precertificate; use add-pre-chain".into()));
+                return Err(Rejection(
+                    "chain[0] is a precertificate; use add-pre-chain".into(),
+                ));
             }
             _ => {}
         }

@@ -27,7 +27,9 @@ fn fixture() -> Fixture {
 }
 
 async fn start(config: FakeLogConfig) -> RunningLog {
-    RunningLog::start(Arc::new(FakeLog::new(config).unwrap())).await.unwrap()
+    RunningLog::start(Arc::new(FakeLog::new(config).unwrap()))
+        .await
+        .unwrap()
 }
 
 async fn post(url: &str, path: &str, body: impl Into<reqwest::Body>) -> (StatusCode, String) {
@@ -73,7 +75,12 @@ async fn precert_and_final_submissions_yield_verifiable_scts_and_sth() {
 
     // Embed it and log the final certificate too.
     let ext = ct::encode_sct_list_extension(&[sct]).unwrap();
-    let final_der = f.leaf.build(&f.ca, CtMarker::SctList(&ext)).unwrap().to_der().unwrap();
+    let final_der = f
+        .leaf
+        .build(&f.ca, CtMarker::SctList(&ext))
+        .unwrap()
+        .to_der()
+        .unwrap();
     let (status, body) = submit(&url, "/ct/v1/add-chain", &[&final_der, &f.issuer]).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let final_sct = parse_sct(&body);
@@ -87,7 +94,8 @@ async fn precert_and_final_submissions_yield_verifiable_scts_and_sth() {
     let sth: GetSthResponse = serde_json::from_str(&body).unwrap();
     assert_eq!(sth.tree_size, 2);
     ct::verify_sth(&sth, &spki).unwrap();
-    let expected = ct::merkle_tree_hash(&[ct::leaf_hash(&precert_data), ct::leaf_hash(&final_data)]);
+    let expected =
+        ct::merkle_tree_hash(&[ct::leaf_hash(&precert_data), ct::leaf_hash(&final_data)]);
     assert_eq!(sth.root_hash().unwrap(), expected);
 
     assert_eq!(running.log.submissions().accepted, 2);
@@ -99,18 +107,42 @@ async fn bad_submissions_get_400() {
     let f = fixture();
     let running = start(FakeLogConfig::generate().unwrap()).await;
     let url = running.url();
-    let plain = f.leaf.build(&f.ca, CtMarker::None).unwrap().to_der().unwrap();
+    let plain = f
+        .leaf
+        .build(&f.ca, CtMarker::None)
+        .unwrap()
+        .to_der()
+        .unwrap();
     let other_ca = TestCa::new("Someone Else").unwrap().der().unwrap();
 
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("/ct/v1/add-pre-chain", b"not json".to_vec()),
         ("/ct/v1/add-pre-chain", br#"{"chain":["***"]}"#.to_vec()),
         ("/ct/v1/add-chain", br#"{"chain":[]}"#.to_vec()),
-        ("/ct/v1/add-pre-chain", serde_json::to_vec(&AddChainRequest::from_der_chain(&[&f.precert])).unwrap()),
-        ("/ct/v1/add-pre-chain", serde_json::to_vec(&AddChainRequest::from_der_chain(&[&plain, &f.issuer])).unwrap()),
-        ("/ct/v1/add-chain", serde_json::to_vec(&AddChainRequest::from_der_chain(&[&f.precert, &f.issuer])).unwrap()),
-        ("/ct/v1/add-pre-chain", serde_json::to_vec(&AddChainRequest::from_der_chain(&[&f.precert, &other_ca])).unwrap()),
-        ("/ct/v1/add-pre-chain", serde_json::to_vec(&AddChainRequest::from_der_chain(&[b"\x30\x00".as_slice(), &f.issuer])).unwrap()),
+        (
+            "/ct/v1/add-pre-chain",
+            serde_json::to_vec(&AddChainRequest::from_der_chain(&[&f.precert])).unwrap(),
+        ),
+        (
+            "/ct/v1/add-pre-chain",
+            serde_json::to_vec(&AddChainRequest::from_der_chain(&[&plain, &f.issuer])).unwrap(),
+        ),
+        (
+            "/ct/v1/add-chain",
+            serde_json::to_vec(&AddChainRequest::from_der_chain(&[&f.precert, &f.issuer])).unwrap(),
+        ),
+        (
+            "/ct/v1/add-pre-chain",
+            serde_json::to_vec(&AddChainRequest::from_der_chain(&[&f.precert, &other_ca])).unwrap(),
+        ),
+        (
+            "/ct/v1/add-pre-chain",
+            serde_json::to_vec(&AddChainRequest::from_der_chain(&[
+                b"\x30\x00".as_slice(),
+                &f.issuer,
+            ]))
+            .unwrap(),
+        ),
     ];
     for (i, (path, body)) in cases.into_iter().enumerate() {
         let (status, text) = post(&url, path, body).await;
@@ -130,29 +162,59 @@ async fn knobs_down_error_and_reject_are_observed() {
 
     let (status, _) = post(&url, "/knobs", r#"{"down":true}"#).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(submit(&url, "/ct/v1/add-pre-chain", &chain).await.0, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(submit(&url, "/ct/v1/add-chain", &chain).await.0, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(get(&url, "/ct/v1/get-sth").await.0, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        submit(&url, "/ct/v1/add-pre-chain", &chain).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        submit(&url, "/ct/v1/add-chain", &chain).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        get(&url, "/ct/v1/get-sth").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
 
     let (status, body) = post(&url, "/knobs", r#"{"down":false,"error_rate":1.0}"#).await;
     assert_eq!(status, StatusCode::OK);
     let knobs: fake_ct_log::Knobs = serde_json::from_str(&body).unwrap();
     assert!(!knobs.down);
     assert_eq!(knobs.error_rate, 1.0);
-    assert_eq!(submit(&url, "/ct/v1/add-pre-chain", &chain).await.0, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        submit(&url, "/ct/v1/add-pre-chain", &chain).await.0,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
 
-    let (status, _) =
-        post(&url, "/knobs", r#"{"error_rate":0,"reject_names":["WWW.example.com"]}"#).await;
+    let (status, _) = post(
+        &url,
+        "/knobs",
+        r#"{"error_rate":0,"reject_names":["WWW.example.com"]}"#,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     let (status, text) = submit(&url, "/ct/v1/add-pre-chain", &chain).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(text.contains("www.example.com"), "{text}");
 
-    let other = TestLeaf::new(&["fine.example.org"]).unwrap().precert_der(&f.ca).unwrap();
-    assert_eq!(submit(&url, "/ct/v1/add-pre-chain", &[&other, &f.issuer]).await.0, StatusCode::OK);
+    let other = TestLeaf::new(&["fine.example.org"])
+        .unwrap()
+        .precert_der(&f.ca)
+        .unwrap();
+    assert_eq!(
+        submit(&url, "/ct/v1/add-pre-chain", &[&other, &f.issuer])
+            .await
+            .0,
+        StatusCode::OK
+    );
 
-    assert_eq!(post(&url, "/knobs", r#"{"error_rate":2}"#).await.0, StatusCode::BAD_REQUEST);
-    assert_eq!(post(&url, "/knobs", "nope").await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        post(&url, "/knobs", r#"{"error_rate":2}"#).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        post(&url, "/knobs", "nope").await.0,
+        StatusCode::BAD_REQUEST
+    );
     let (status, body) = get(&url, "/knobs").await;
     assert_eq!(status, StatusCode::OK);
     let knobs: fake_ct_log::Knobs = serde_json::from_str(&body).unwrap();
@@ -177,7 +239,10 @@ async fn latency_knob_delays_answers() {
     config.latency = Duration::from_millis(300);
     let running = start(config).await;
     let started = Instant::now();
-    assert_eq!(get(&running.url(), "/ct/v1/get-sth").await.0, StatusCode::OK);
+    assert_eq!(
+        get(&running.url(), "/ct/v1/get-sth").await.0,
+        StatusCode::OK
+    );
     assert!(started.elapsed() >= Duration::from_millis(300));
 }
 

@@ -81,7 +81,9 @@ impl Kiln {
         let dir = &config.data_dir;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let db_url = format!("sqlite://{}", dir.join("kiln.db").display());
-        let store = Store::connect(&db_url).await.context("opening the database")?;
+        let store = Store::connect(&db_url)
+            .await
+            .context("opening the database")?;
         store.migrate().await.context("migrating the database")?;
 
         let ca = CaHierarchy::load_or_create(&dir.join("ca")).context("loading the CA")?;
@@ -126,7 +128,13 @@ impl Kiln {
             caa_policy: caa_policy.clone(),
             account_url_prefix: account_url_prefix.clone(),
         };
-        spawn_stage(&mut tasks, &queue_dyn, proto::queues::VALIDATOR, validator, &shutdown);
+        spawn_stage(
+            &mut tasks,
+            &queue_dyn,
+            proto::queues::VALIDATOR,
+            validator,
+            &shutdown,
+        );
         let caa = CaaChecker {
             store: store.clone(),
             dns,
@@ -135,7 +143,13 @@ impl Kiln {
             step_timeout: STEP_TIMEOUT,
             account_url_prefix,
         };
-        spawn_stage(&mut tasks, &queue_dyn, proto::queues::CAA_CHECKER, caa, &shutdown);
+        spawn_stage(
+            &mut tasks,
+            &queue_dyn,
+            proto::queues::CAA_CHECKER,
+            caa,
+            &shutdown,
+        );
         let issuer_der = ca.intermediate.cert.to_der()?;
         let chain_pem = ca.chain_pem();
         let signer = Signer {
@@ -148,7 +162,13 @@ impl Kiln {
             serial_prefix: 0x01,
             step_timeout: STEP_TIMEOUT,
         };
-        spawn_stage(&mut tasks, &queue_dyn, proto::queues::SIGNER, signer, &shutdown);
+        spawn_stage(
+            &mut tasks,
+            &queue_dyn,
+            proto::queues::SIGNER,
+            signer,
+            &shutdown,
+        );
         let submitter = CtSubmitter {
             store: store.clone(),
             client: reqwest::Client::builder().build()?,
@@ -163,7 +183,13 @@ impl Kiln {
             issuer_der,
             step_timeout: STEP_TIMEOUT,
         };
-        spawn_stage(&mut tasks, &queue_dyn, proto::queues::CT_SUBMITTER, submitter, &shutdown);
+        spawn_stage(
+            &mut tasks,
+            &queue_dyn,
+            proto::queues::CT_SUBMITTER,
+            submitter,
+            &shutdown,
+        );
 
         // The in-process queue starts empty: re-drive whatever a previous
         // run left in flight, then keep sweeping.
@@ -228,7 +254,15 @@ fn spawn_stage<H: Handler>(
 ) {
     let (queue, shutdown) = (queue.clone(), shutdown.clone());
     tasks.spawn(async move {
-        if let Err(e) = run_stage(queue, name, Arc::new(handler), RunnerConfig::default(), shutdown).await {
+        if let Err(e) = run_stage(
+            queue,
+            name,
+            Arc::new(handler),
+            RunnerConfig::default(),
+            shutdown,
+        )
+        .await
+        {
             tracing::error!(stage = name, error = %e, "stage stopped");
         }
     });
@@ -284,7 +318,10 @@ async fn start_fake_logs(
 fn tls_acceptor(ca: &CaHierarchy) -> anyhow::Result<SslAcceptor> {
     let (cert, key) = ca.tls_server_certificate(
         &["localhost"],
-        &[IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)],
+        &[
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ],
     )?;
     let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
     builder.set_certificate(&cert)?;
@@ -292,7 +329,8 @@ fn tls_acceptor(ca: &CaHierarchy) -> anyhow::Result<SslAcceptor> {
     builder.add_extra_chain_cert(ca.intermediate.cert.clone())?;
     builder.check_private_key()?;
     builder.set_alpn_select_callback(|_, client| {
-        openssl::ssl::select_next_proto(b"\x02h2\x08http/1.1", client).ok_or(openssl::ssl::AlpnError::NOACK)
+        openssl::ssl::select_next_proto(b"\x02h2\x08http/1.1", client)
+            .ok_or(openssl::ssl::AlpnError::NOACK)
     });
     Ok(builder.build())
 }

@@ -31,21 +31,32 @@ impl Sweeper {
             if order.finalize_deadline.is_some_and(|d| d < now_ms()) {
                 warn!(order_id = order.id, %step, "finalization deadline passed");
                 self.store
-                    .fail_order(&order.id, &domain::Problem::new(
-                        domain::ProblemKind::ServerInternal,
-                        "finalization did not complete in time; please create a new order",
-                    ))
+                    .fail_order(
+                        &order.id,
+                        &domain::Problem::new(
+                            domain::ProblemKind::ServerInternal,
+                            "finalization did not complete in time; please create a new order",
+                        ),
+                    )
                     .await?;
                 continue;
             }
-            if self.store.extend_step_deadline(&order.id, step, next_deadline).await? {
+            if self
+                .store
+                .extend_step_deadline(&order.id, step, next_deadline)
+                .await?
+            {
                 info!(order_id = order.id, %step, "re-driving overdue order");
                 self.publish(job_for_step(step, &order.id)).await;
                 redriven += 1;
             }
         }
         for challenge in self.store.overdue_challenges(now, BATCH).await? {
-            if self.store.extend_challenge_deadline(&challenge.id, next_deadline).await? {
+            if self
+                .store
+                .extend_challenge_deadline(&challenge.id, next_deadline)
+                .await?
+            {
                 info!(challenge_id = challenge.id, "re-driving overdue challenge");
                 self.publish(Job::ValidateChallenge {
                     challenge_id: challenge.id.clone(),

@@ -15,7 +15,10 @@ pub enum StageError {
     /// A passing failure (DNS timeout, CT log down, database busy): try the
     /// job again after the delay, until the runner's attempt limit.
     #[error("retry in {after:?}: {reason}")]
-    Retry { after: Option<Duration>, reason: String },
+    Retry {
+        after: Option<Duration>,
+        reason: String,
+    },
     /// A bug or corrupt state: retrying cannot help. The order is given up.
     #[error("permanent failure: {0}")]
     Permanent(String),
@@ -117,7 +120,12 @@ pub async fn run_stage<H: Handler>(
     Ok(())
 }
 
-async fn process<H: Handler>(queue: &dyn Queue, handler: &H, config: &RunnerConfig, delivery: Delivery) {
+async fn process<H: Handler>(
+    queue: &dyn Queue,
+    handler: &H,
+    config: &RunnerConfig,
+    delivery: Delivery,
+) {
     let Delivery { message, acker, .. } = delivery;
     let message = match message {
         Ok(message) => message,
@@ -129,7 +137,13 @@ async fn process<H: Handler>(queue: &dyn Queue, handler: &H, config: &RunnerConf
     };
     let job = message.envelope.job.clone();
     let attempt = message.envelope.attempt;
-    let span = info_span!("job", stage = handler.stage(), job = job.name(), id = job.subject_id(), attempt);
+    let span = info_span!(
+        "job",
+        stage = handler.stage(),
+        job = job.name(),
+        id = job.subject_id(),
+        attempt
+    );
     async {
         let outcome = handler.handle(&job, attempt).await;
         let published = match outcome {
@@ -167,7 +181,11 @@ async fn process<H: Handler>(queue: &dyn Queue, handler: &H, config: &RunnerConf
     .await
 }
 
-async fn publish_all(queue: &dyn Queue, input: &Message, next: Vec<Job>) -> Result<(), crate::QueueError> {
+async fn publish_all(
+    queue: &dyn Queue,
+    input: &Message,
+    next: Vec<Job>,
+) -> Result<(), crate::QueueError> {
     for job in next {
         let mut message = Message::new(job);
         // The trace context follows the order from stage to stage.
@@ -205,7 +223,10 @@ mod tests {
             }])
         }
         async fn give_up(&self, job: &Job, _reason: &str) {
-            self.gave_up.lock().unwrap().push(job.subject_id().to_string());
+            self.gave_up
+                .lock()
+                .unwrap()
+                .push(job.subject_id().to_string());
         }
     }
 
@@ -231,11 +252,15 @@ mod tests {
             shutdown.clone(),
         ));
         queue
-            .publish(Message::new(Job::CheckCaa { order_id: "o1".into() }))
+            .publish(Message::new(Job::CheckCaa {
+                order_id: "o1".into(),
+            }))
             .await
             .unwrap();
         for _ in 0..200 {
-            if queue.depth(proto::queues::SIGNER) == 1 || !handler.gave_up.lock().unwrap().is_empty() {
+            if queue.depth(proto::queues::SIGNER) == 1
+                || !handler.gave_up.lock().unwrap().is_empty()
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;

@@ -13,9 +13,7 @@ mod records;
 
 pub use records::*;
 
-use domain::{
-    AccountStatus, AuthzStatus, ChallengeStatus, FinalizeStep, OrderStatus, Problem,
-};
+use domain::{AccountStatus, AuthzStatus, ChallengeStatus, FinalizeStep, OrderStatus, Problem};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use std::str::FromStr;
@@ -159,11 +157,13 @@ impl Store {
     /// The named secret, created from `init` on first use. Every replica
     /// reads the same value, so any api replica can check any nonce.
     pub async fn secret(&self, name: &str, init: &[u8]) -> Result<Vec<u8>> {
-        sqlx::query("INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
-            .bind(name)
-            .bind(init.to_vec())
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(init.to_vec())
+        .execute(&self.pool)
+        .await?;
         let row = sqlx::query("SELECT value FROM secrets WHERE name = $1")
             .bind(name)
             .fetch_one(&self.pool)
@@ -233,20 +233,22 @@ impl Store {
     }
 
     pub async fn update_account_contact(&self, id: &str, contact: &[String]) -> Result<bool> {
-        let done = sqlx::query("UPDATE accounts SET contact = $2 WHERE id = $1 AND status = 'valid'")
-            .bind(id)
-            .bind(json(&contact))
-            .execute(&self.pool)
-            .await?;
+        let done =
+            sqlx::query("UPDATE accounts SET contact = $2 WHERE id = $1 AND status = 'valid'")
+                .bind(id)
+                .bind(json(&contact))
+                .execute(&self.pool)
+                .await?;
         Ok(done.rows_affected() == 1)
     }
 
     pub async fn deactivate_account(&self, id: &str) -> Result<bool> {
-        let done =
-            sqlx::query("UPDATE accounts SET status = 'deactivated' WHERE id = $1 AND status = 'valid'")
-                .bind(id)
-                .execute(&self.pool)
-                .await?;
+        let done = sqlx::query(
+            "UPDATE accounts SET status = 'deactivated' WHERE id = $1 AND status = 'valid'",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -283,7 +285,11 @@ impl Store {
 
     /// Stores a new order with its authorizations and their challenges in one
     /// transaction: a client never sees half an order.
-    pub async fn insert_order(&self, order: &Order, authzs: &[(Authz, Vec<Challenge>)]) -> Result<()> {
+    pub async fn insert_order(
+        &self,
+        order: &Order,
+        authzs: &[(Authz, Vec<Challenge>)],
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO orders (id, account_id, status, identifiers, not_before, not_after, expires_at, created_at)
@@ -339,7 +345,12 @@ impl Store {
     }
 
     /// The account's order ids, oldest first, from `offset`.
-    pub async fn order_ids_for_account(&self, account_id: &str, offset: i64, limit: i64) -> Result<Vec<String>> {
+    pub async fn order_ids_for_account(
+        &self,
+        account_id: &str,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<String>> {
         let rows = sqlx::query(
             "SELECT id FROM orders WHERE account_id = $1 ORDER BY created_at, id LIMIT $2 OFFSET $3",
         )
@@ -352,10 +363,11 @@ impl Store {
     }
 
     pub async fn authzs_for_order(&self, order_id: &str) -> Result<Vec<Authz>> {
-        let rows = sqlx::query("SELECT * FROM authzs WHERE order_id = $1 ORDER BY identifier, wildcard")
-            .bind(order_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT * FROM authzs WHERE order_id = $1 ORDER BY identifier, wildcard")
+                .bind(order_id)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(Authz::from_row).collect()
     }
 
@@ -589,7 +601,13 @@ impl Store {
 
     /// Stores the signed precertificate and moves the order to `submit-ct`,
     /// in one transaction.
-    pub async fn store_precert(&self, order_id: &str, serial: &str, der: &[u8], step_deadline: i64) -> Result<bool> {
+    pub async fn store_precert(
+        &self,
+        order_id: &str,
+        serial: &str,
+        der: &[u8],
+        step_deadline: i64,
+    ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE orders SET step = $3, step_deadline = $4, certificate_serial = $2
@@ -621,7 +639,13 @@ impl Store {
 
     /// Stores the SCT list extension for the order's precertificate and moves
     /// the order to `sign-final`.
-    pub async fn store_scts(&self, order_id: &str, serial: &str, sct_list: &[u8], step_deadline: i64) -> Result<bool> {
+    pub async fn store_scts(
+        &self,
+        order_id: &str,
+        serial: &str,
+        sct_list: &[u8],
+        step_deadline: i64,
+    ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE orders SET step = $3, step_deadline = $4
@@ -637,11 +661,13 @@ impl Store {
         if done.rows_affected() != 1 {
             return Ok(false);
         }
-        sqlx::query("UPDATE certificates SET sct_list = $2 WHERE serial = $1 AND state = 'precert'")
-            .bind(serial)
-            .bind(sct_list.to_vec())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE certificates SET sct_list = $2 WHERE serial = $1 AND state = 'precert'",
+        )
+        .bind(serial)
+        .bind(sct_list.to_vec())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -692,12 +718,19 @@ impl Store {
     /// After a final signing that may or may not have happened: abandon the
     /// serial (its precertificate stays recorded, so it can be revoked) and
     /// send the order back to `sign-precert` for a new serial.
-    pub async fn restart_issuance(&self, order_id: &str, serial: &str, step_deadline: i64) -> Result<bool> {
+    pub async fn restart_issuance(
+        &self,
+        order_id: &str,
+        serial: &str,
+        step_deadline: i64,
+    ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE certificates SET state = 'abandoned' WHERE serial = $1 AND state <> 'issued'")
-            .bind(serial)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE certificates SET state = 'abandoned' WHERE serial = $1 AND state <> 'issued'",
+        )
+        .bind(serial)
+        .execute(&mut *tx)
+        .await?;
         let done = sqlx::query(
             "UPDATE orders SET step = $3, step_deadline = $4, certificate_serial = NULL
              WHERE id = $1 AND status = 'processing' AND certificate_serial = $2",
@@ -721,10 +754,11 @@ impl Store {
     }
 
     pub async fn certificates_for_order(&self, order_id: &str) -> Result<Vec<CertificateRecord>> {
-        let rows = sqlx::query("SELECT * FROM certificates WHERE order_id = $1 ORDER BY created_at")
-            .bind(order_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT * FROM certificates WHERE order_id = $1 ORDER BY created_at")
+                .bind(order_id)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(CertificateRecord::from_row).collect()
     }
 
@@ -759,7 +793,12 @@ impl Store {
 
     /// Pushes an order's step deadline forward after re-driving it; false if
     /// the order moved on meanwhile.
-    pub async fn extend_step_deadline(&self, order_id: &str, step: FinalizeStep, deadline: i64) -> Result<bool> {
+    pub async fn extend_step_deadline(
+        &self,
+        order_id: &str,
+        step: FinalizeStep,
+        deadline: i64,
+    ) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE orders SET step_deadline = $3 WHERE id = $1 AND status = 'processing' AND step = $2",
         )
@@ -783,12 +822,18 @@ impl Store {
         rows.iter().map(Challenge::from_row).collect()
     }
 
-    pub async fn extend_challenge_deadline(&self, challenge_id: &str, deadline: i64) -> Result<bool> {
-        let done = sqlx::query("UPDATE challenges SET deadline = $2 WHERE id = $1 AND status = 'processing'")
-            .bind(challenge_id)
-            .bind(deadline)
-            .execute(&self.pool)
-            .await?;
+    pub async fn extend_challenge_deadline(
+        &self,
+        challenge_id: &str,
+        deadline: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE challenges SET deadline = $2 WHERE id = $1 AND status = 'processing'",
+        )
+        .bind(challenge_id)
+        .bind(deadline)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 }
@@ -832,7 +877,10 @@ impl Order {
             id: r.try_get("id")?,
             account_id: r.try_get("account_id")?,
             status: parse::<OrderStatus>(r, "status")?,
-            step: step.map(|s| s.parse()).transpose().map_err(StoreError::Corrupt)?,
+            step: step
+                .map(|s| s.parse())
+                .transpose()
+                .map_err(StoreError::Corrupt)?,
             identifiers: parse_json(r, "identifiers")?.unwrap_or_default(),
             not_before: r.try_get("not_before")?,
             not_after: r.try_get("not_after")?,

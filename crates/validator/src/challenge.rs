@@ -15,7 +15,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use dns::{Dns, DnsError};
 use domain::{Identifier, Problem, ProblemKind};
-use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode, SslVersion};
+use openssl::ssl::{Ssl, SslContext, SslMethod, SslVerifyMode, SslVersion};
 use tokio::net::TcpStream;
 use tokio_openssl::SslStream;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
@@ -278,11 +278,24 @@ pub async fn validate_dns01(
 ) -> Result<(), Problem> {
     let name = format!("_acme-challenge.{domain}");
     let expected = dns01_txt_value(key_authorization);
-    let txts = dns
-        .lookup_txt(&name)
-        .await
-        .map_err(|e| dns_problem(domain, &format!("no usable TXT record at {name}"), &e))?;
-    if txts.iter().any(|t| *t == expected) {
+    let txts = match dns.lookup_txt(&name).await {
+        Ok(txts) => txts,
+        Err(DnsError::NoRecords(_)) => {
+            return Err(problem(
+                ProblemKind::Dns,
+                domain,
+                format!("no TXT record found at {name}"),
+            ));
+        }
+        Err(e) => {
+            return Err(dns_problem(
+                domain,
+                &format!("TXT lookup at {name} failed"),
+                &e,
+            ));
+        }
+    };
+    if txts.contains(&expected) {
         return Ok(());
     }
     let first = txts
@@ -366,28 +379,21 @@ async fn tls_alpn_handshake(
             format!("{what} with {addr} (SNI {domain}): {e}"),
         )
     };
-    let mut builder = SslConnector::builder(SslMethod::tls_client())
-        .map_err(|e| internal(domain, "TLS setup", e))?;
-    // The challenge certificate is self-signed by design; we check it ourselves.
-    builder.set_verify(SslVerifyMode::NONE);
-    // RFC 8737 §4: TLS 1.2 or higher.
-    builder
-        .set_min_proto_version(Some(SslVersion::TLS1_2))
-        .map_err(|e| internal(domain, "TLS setup", e))?;
-    let mut alpn = vec![ACME_TLS_1.len() as u8];
-    alpn.extend_from_slice(ACME_TLS_1);
-    builder
-        .set_alpn_protos(&alpn)
-        .map_err(|e| internal(domain, "TLS setup", e))?;
-    let ssl = builder
-        .build()
-        .configure()
-        .and_then(|c| {
-            c.verify_hostname(false)
-                .use_server_name_indication(true)
-                .into_ssl(domain)
-        })
-        .map_err(|e| internal(domain, "TLS setup", e))?;
+    // A bare context, not SslConnector: no trust store to load, since the
+    // challenge certificate is self-signed by design and checked by us.
+    let setup = || -> Result<Ssl, openssl::error::ErrorStack> {
+        let mut ctx = SslContext::builder(SslMethod::tls_client())?;
+        ctx.set_verify(SslVerifyMode::NONE);
+        // RFC 8737 §4: TLS 1.2 or higher.
+        ctx.set_min_proto_version(Some(SslVersion::TLS1_2))?;
+        let mut alpn = vec![ACME_TLS_1.len() as u8];
+        alpn.extend_from_slice(ACME_TLS_1);
+        ctx.set_alpn_protos(&alpn)?;
+        let mut ssl = Ssl::new(&ctx.build())?;
+        ssl.set_hostname(domain)?; // SNI
+        Ok(ssl)
+    };
+    let ssl = setup().map_err(|e| internal(domain, "TLS setup", e))?;
     let mut stream = SslStream::new(ssl, tcp).map_err(|e| internal(domain, "TLS setup", e))?;
     Pin::new(&mut stream)
         .connect()

@@ -27,8 +27,15 @@ pub struct Validator {
 
 impl Validator {
     async fn validate(&self, job_id: &str) -> Result<(), StageError> {
-        let Some(chal) = self.store.challenge(job_id).await.map_err(StageError::retry)? else {
-            return Err(StageError::Permanent(format!("challenge {job_id} does not exist")));
+        let Some(chal) = self
+            .store
+            .challenge(job_id)
+            .await
+            .map_err(StageError::retry)?
+        else {
+            return Err(StageError::Permanent(format!(
+                "challenge {job_id} does not exist"
+            )));
         };
         if chal.status != ChallengeStatus::Processing {
             return Ok(()); // already decided: a redelivery
@@ -49,15 +56,29 @@ impl Validator {
         let name = authz.identifier.as_str();
         let mut outcome = match chal.kind {
             ChallengeType::Http01 => {
-                challenge::validate_http01(&self.dns, &self.ports, name, &chal.token, &key_authorization).await
+                challenge::validate_http01(
+                    &self.dns,
+                    &self.ports,
+                    name,
+                    &chal.token,
+                    &key_authorization,
+                )
+                .await
             }
-            ChallengeType::Dns01 => challenge::validate_dns01(&self.dns, name, &key_authorization).await,
+            ChallengeType::Dns01 => {
+                challenge::validate_dns01(&self.dns, name, &key_authorization).await
+            }
             ChallengeType::TlsAlpn01 => {
-                challenge::validate_tlsalpn01(&self.dns, &self.ports, name, &key_authorization).await
+                challenge::validate_tlsalpn01(&self.dns, &self.ports, name, &key_authorization)
+                    .await
             }
         };
         if outcome.is_ok() {
-            let identifier = if authz.wildcard { format!("*.{name}") } else { name.to_string() };
+            let identifier = if authz.wildcard {
+                format!("*.{name}")
+            } else {
+                name.to_string()
+            };
             let account_uri = format!("{}{}", self.account_url_prefix, account.id);
             let request = CaaRequest {
                 identifier: &identifier,
@@ -83,14 +104,26 @@ impl Handler for Validator {
 
     async fn handle(&self, job: &Job, _attempt: u32) -> Result<Vec<Job>, StageError> {
         match job {
-            Job::ValidateChallenge { challenge_id } => self.validate(challenge_id).await.map(|()| vec![]),
-            other => Err(StageError::Permanent(format!("validator got {}", other.name()))),
+            Job::ValidateChallenge { challenge_id } => {
+                self.validate(challenge_id).await.map(|()| vec![])
+            }
+            other => Err(StageError::Permanent(format!(
+                "validator got {}",
+                other.name()
+            ))),
         }
     }
 
     async fn give_up(&self, job: &Job, reason: &str) {
-        tracing::warn!(challenge_id = job.subject_id(), reason, "giving up on challenge");
+        tracing::warn!(
+            challenge_id = job.subject_id(),
+            reason,
+            "giving up on challenge"
+        );
         let problem = Problem::internal();
-        let _ = self.store.finish_challenge(job.subject_id(), Err(&problem), now_ms()).await;
+        let _ = self
+            .store
+            .finish_challenge(job.subject_id(), Err(&problem), now_ms())
+            .await;
     }
 }

@@ -1,0 +1,157 @@
+//! A real ACME client (instant-acme) gets certificates from an in-process
+//! Kiln: finalize answers `processing`, the client polls to `valid`, and the
+//! certificate is what the order asked for, with verifiable embedded SCTs.
+
+use dns::testing::TestDnsServer;
+use instant_acme::{
+    Account, ChallengeType, Identifier, NewAccount, NewOrder, Order, OrderStatus, RetryPolicy,
+};
+use kiln_tests::{
+    Http01Responder, TestKiln, csr_der, has_poison, parse_chain, san_names, verify_chain,
+};
+use std::time::Duration;
+
+async fn account(kiln: &TestKiln) -> Account {
+    let (account, _) = Account::builder_with_root(&kiln.kiln.root_pem_path)
+        .expect("builder")
+        .create(
+            &NewAccount {
+                contact: &["mailto:client@kiln.test"],
+                terms_of_service_agreed: true,
+                only_return_existing: false,
+            },
+            kiln.directory_url(),
+            None,
+        )
+        .await
+        .expect("account created");
+    account
+}
+
+/// Where a test publishes challenge responses.
+enum Responder<'a> {
+    Http(&'a Http01Responder),
+    Dns(&'a TestDnsServer),
+}
+
+/// Answers every authorization's challenge of `kind`, waits for `ready`.
+async fn authorize(order: &mut Order, kind: ChallengeType, responder: Responder<'_>) {
+    let mut authzs = order.authorizations();
+    while let Some(authz) = authzs.next().await {
+        let mut authz = authz.expect("authorization");
+        let mut challenge = authz.challenge(kind.clone()).expect("challenge offered");
+        let name = challenge.identifier().to_string();
+        let key_auth = challenge.key_authorization();
+        match responder {
+            Responder::Http(http) => http.set(&challenge.token, key_auth.as_str()),
+            Responder::Dns(dns) => {
+                let base = name.trim_start_matches("*.");
+                dns.set_txt(&format!("_acme-challenge.{base}"), &key_auth.dns_value())
+                    .await
+            }
+        }
+        challenge.set_ready().await.expect("challenge accepted");
+    }
+    let retry = RetryPolicy::new()
+        .initial_delay(Duration::from_millis(50))
+        .timeout(Duration::from_secs(30));
+    assert_eq!(
+        order.poll_ready(&retry).await.expect("order ready"),
+        OrderStatus::Ready
+    );
+}
+
+/// Finalizes, checks the immediate answer is `processing`, polls to the
+/// certificate and checks it thoroughly.
+async fn finalize_and_check(kiln: &TestKiln, order: &mut Order, names: &[&str]) {
+    order
+        .finalize_csr(&csr_der(names))
+        .await
+        .expect("finalize accepted");
+    assert_eq!(
+        order.state().status,
+        OrderStatus::Processing,
+        "async finalization answers processing"
+    );
+    let retry = RetryPolicy::new()
+        .initial_delay(Duration::from_millis(50))
+        .timeout(Duration::from_secs(60));
+    let pem = order
+        .poll_certificate(&retry)
+        .await
+        .expect("certificate issued");
+    let chain = parse_chain(&pem);
+    assert_eq!(chain.len(), 2, "leaf then intermediate");
+    verify_chain(&chain, &kiln.kiln.root_pem).expect("chain verifies to root.pem");
+    let mut want: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    want.sort();
+    assert_eq!(san_names(&chain[0]), want, "exactly the order's names");
+    let leaf_der = chain[0].to_der().unwrap();
+    assert!(!has_poison(&leaf_der), "final certificate has no poison");
+    check_scts(kiln, &leaf_der, &chain[1].to_der().unwrap());
+}
+
+/// At least two SCTs, from two different logs, each verifying against its
+/// log's key over the precertificate entry the final certificate implies.
+fn check_scts(kiln: &TestKiln, leaf_der: &[u8], issuer_der: &[u8]) {
+    let scts = ct::scts_from_certificate(leaf_der).expect("SCT list");
+    assert!(scts.len() >= 2, "at least two SCTs, got {}", scts.len());
+    let tbs = ct::tbs_without_extension(leaf_der, ct::SCT_LIST_OID).unwrap();
+    let key_hash = ct::issuer_key_hash(issuer_der).unwrap();
+    let mut logs_seen = std::collections::BTreeSet::new();
+    for sct in &scts {
+        let log = kiln
+            .kiln
+            .ct_logs
+            .iter()
+            .find(|l| ct::log_id(&l.log.public_key_der) == sct.log_id)
+            .expect("SCT from a configured log");
+        let signed =
+            ct::precert_signed_data(sct.timestamp, &key_hash, &tbs, &sct.extensions).unwrap();
+        ct::verify_sct(sct, &log.log.public_key_der, &signed).expect("SCT signature verifies");
+        logs_seen.insert(log.log.operator.clone());
+    }
+    assert!(logs_seen.len() >= 2, "SCTs from two operators");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http01_order_is_finalized_asynchronously() {
+    let kiln = TestKiln::start(None).await;
+    let account = account(&kiln).await;
+    let names = ["www.kiln-e2e.test", "kiln-e2e.test"];
+    let ids: Vec<Identifier> = names
+        .iter()
+        .map(|n| Identifier::Dns(n.to_string()))
+        .collect();
+    let mut order = account
+        .new_order(&NewOrder::new(&ids))
+        .await
+        .expect("order");
+    authorize(
+        &mut order,
+        ChallengeType::Http01,
+        Responder::Http(&kiln.http01),
+    )
+    .await;
+    finalize_and_check(&kiln, &mut order, &names).await;
+    kiln.kiln.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns01_wildcard_order_is_finalized_asynchronously() {
+    let dns = TestDnsServer::start().await;
+    let kiln = TestKiln::start(Some(dns.addr())).await;
+    let account = account(&kiln).await;
+    let names = ["*.dns-e2e.test", "dns-e2e.test"];
+    let ids: Vec<Identifier> = names
+        .iter()
+        .map(|n| Identifier::Dns(n.to_string()))
+        .collect();
+    let mut order = account
+        .new_order(&NewOrder::new(&ids))
+        .await
+        .expect("order");
+    authorize(&mut order, ChallengeType::Dns01, Responder::Dns(&dns)).await;
+    finalize_and_check(&kiln, &mut order, &names).await;
+    kiln.kiln.shutdown().await;
+}
