@@ -5,7 +5,7 @@
 //! serves, chosen names can be made to answer SERVFAIL, and every query is
 //! logged so tests can assert what was asked.
 //!
-//! ```ignore
+//! ```text
 //! let server = TestDnsServer::start().await;
 //! server.set_caa("example.com", false, "issue", "kiln.test").await;
 //! let dns = server.dns();

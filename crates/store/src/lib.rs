@@ -148,6 +148,15 @@ impl Store {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
 
+    /// Runs one administrative statement (e.g. `CREATE DATABASE` in tests
+    /// and tooling). Never pass it client input.
+    pub async fn execute_admin(&self, sql: &str) -> Result<()> {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

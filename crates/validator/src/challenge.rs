@@ -80,6 +80,15 @@ fn quote(raw: &[u8]) -> String {
     format!("{shown:?}")
 }
 
+/// A URL (or other mostly-trusted text) cut to a sane length for a detail.
+fn bounded(text: &str) -> String {
+    const MAX: usize = 200;
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
 /// base64url(SHA-256(key authorization)), the dns-01 TXT value (§8.4).
 pub fn dns01_txt_value(key_authorization: &str) -> String {
     URL_SAFE_NO_PAD.encode(openssl::sha::sha256(key_authorization.as_bytes()))
@@ -146,7 +155,7 @@ pub async fn validate_http01(
                 // cannot make us probe arbitrary services.
                 "http" | "https" => Some(format!(
                     "redirect to {} uses a port other than {} (http) or {} (https)",
-                    attempt.url(),
+                    bounded(attempt.url().as_str()),
                     allowed_ports.http01,
                     allowed_ports.tlsalpn01
                 )),
@@ -174,7 +183,8 @@ pub async fn validate_http01(
         .send()
         .await
         .map_err(|e| http_error_problem(domain, &url, &e))?;
-    let final_url = response.url().to_string();
+    // Redirects make the URL the server's choice: keep it short.
+    let final_url = bounded(response.url().as_str());
     let status = response.status();
     if status != reqwest::StatusCode::OK {
         return Err(problem(
@@ -513,6 +523,8 @@ mod tests {
         assert!(q.len() < QUOTE_MAX + 10, "{q}");
         assert_eq!(quote(b"x\ny"), "\"x\\ny\"");
         assert_eq!(quote(b"\xff"), "\"\u{fffd}\"");
+        assert_eq!(bounded(&"é".repeat(300)).chars().count(), 201);
+        assert_eq!(bounded("short"), "short");
     }
 
     #[test]

@@ -1,0 +1,232 @@
+//! Real, unmodified ACME clients get certificates from an in-process Kiln
+//! over http-01: certbot (PyPI) and lego (Debian package). Kiln's finalize
+//! answers `processing`, so each client must poll the order to `valid`; this
+//! is what broke real clients when Let's Encrypt made finalization
+//! asynchronous.
+//!
+//! The clients are required: if one is missing the test fails (CI installs
+//! them in `.ci/run`), it does not skip.
+
+use kiln::{EmbeddedConfig, Kiln};
+use kiln_tests::{free_port, parse_chain, san_names, verify_chain};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+use tokio::process::Command;
+
+/// How long one client run may take before the test gives up on it.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A Kiln whose http-01 validation connects to `http01_port`, where the
+/// client's own standalone server will listen.
+async fn start_kiln(data_dir: &Path, http01_port: u16) -> Kiln {
+    let mut config = EmbeddedConfig::new(data_dir);
+    config.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    config.dns_server = None;
+    config.http01_port = http01_port;
+    config.tlsalpn01_port = free_port();
+    Kiln::start(config).await.expect("kiln starts")
+}
+
+/// The absolute path of `program` on PATH; fails the test, naming what to
+/// install, if it is not there.
+fn require_binary(program: &str, install_hint: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(candidate)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "`{program}` is not on PATH; the interop test needs it: {install_hint} \
+                 (.ci/run installs it)"
+            )
+        })
+}
+
+/// Runs `command` to completion within `CLIENT_TIMEOUT`, killing it after.
+async fn run(what: &str, mut command: Command) -> (Output, Duration) {
+    command.kill_on_drop(true).stdin(std::process::Stdio::null());
+    let started = Instant::now();
+    let output = tokio::time::timeout(CLIENT_TIMEOUT, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within {CLIENT_TIMEOUT:?}"))
+        .unwrap_or_else(|e| panic!("{what} could not be started: {e}"));
+    (output, started.elapsed())
+}
+
+fn first_line(output: &Output) -> String {
+    let text = if output.stdout.is_empty() {
+        &output.stderr
+    } else {
+        &output.stdout
+    };
+    String::from_utf8_lossy(text)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
+/// Everything a failed run left behind: its output and its log files.
+fn report(what: &str, output: &Output, logs: &[PathBuf]) -> String {
+    let mut text = format!(
+        "{what} exited with {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    for log in logs {
+        let content = std::fs::read_to_string(log).unwrap_or_else(|e| format!("({e})"));
+        text.push_str(&format!("\n--- {} ---\n{content}", log.display()));
+    }
+    text
+}
+
+/// The certificate the client wrote has exactly `names`, its chain verifies
+/// to Kiln's root, and Kiln's store shows the order that issued it went
+/// through `processing` to `valid`.
+async fn check_issued(kiln: &Kiln, cert_path: &Path, names: &[&str], context: &str) {
+    let pem = std::fs::read_to_string(cert_path).unwrap_or_else(|e| {
+        panic!(
+            "the client did not write {}: {e}\n{context}",
+            cert_path.display()
+        )
+    });
+    let chain = parse_chain(&pem);
+    assert_eq!(chain.len(), 2, "leaf then intermediate\n{context}");
+    verify_chain(&chain, &kiln.root_pem).expect("chain verifies to root.pem");
+    let mut want: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    want.sort();
+    assert_eq!(san_names(&chain[0]), want, "exactly the requested names");
+
+    let leaf_der = chain[0].to_der().expect("leaf DER");
+    let serial: String = chain[0]
+        .serial_number()
+        .to_bn()
+        .expect("serial")
+        .to_vec()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let record = kiln
+        .store
+        .certificate(&serial)
+        .await
+        .expect("store")
+        .unwrap_or_else(|| panic!("Kiln has no certificate {serial}"));
+    assert_eq!(
+        record.final_der.as_deref(),
+        Some(leaf_der.as_slice()),
+        "Kiln issued exactly the certificate the client holds"
+    );
+    let order = kiln
+        .store
+        .order(&record.order_id)
+        .await
+        .expect("store")
+        .expect("the certificate's order");
+    assert_eq!(order.status.as_str(), "valid", "the order ended valid");
+    assert!(
+        order.processing_since.is_some(),
+        "the order was finalized asynchronously (went through processing)"
+    );
+    assert_eq!(order.certificate_serial.as_deref(), Some(serial.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certbot_gets_a_certificate_over_http01() {
+    let certbot = require_binary(
+        "certbot",
+        "install the PyPI package `certbot` (pip install certbot)",
+    );
+    let version = Command::new(&certbot).arg("--version").output().await;
+    let version = version.map(|o| first_line(&o)).unwrap_or_default();
+
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let client_dir = tempfile::tempdir().expect("temp dir");
+    let http01_port = free_port();
+    let kiln = start_kiln(data_dir.path(), http01_port).await;
+    let names = ["certbot.interop.test", "www.certbot.interop.test"];
+    let (config_dir, work_dir, logs_dir) = (
+        client_dir.path().join("config"),
+        client_dir.path().join("work"),
+        client_dir.path().join("logs"),
+    );
+
+    let mut command = Command::new(&certbot);
+    command
+        .env("REQUESTS_CA_BUNDLE", &kiln.root_pem_path)
+        .arg("certonly")
+        .arg("--non-interactive")
+        .arg("--agree-tos")
+        .args(["-m", "x@interop.test"])
+        .arg("--no-eff-email")
+        .args(["--server", &kiln.directory_url])
+        .arg("--config-dir")
+        .arg(&config_dir)
+        .arg("--work-dir")
+        .arg(&work_dir)
+        .arg("--logs-dir")
+        .arg(&logs_dir)
+        .arg("--standalone")
+        .args(["--preferred-challenges", "http"])
+        .args(["--http-01-port", &http01_port.to_string()])
+        .args(["--http-01-address", "127.0.0.1"]);
+    for name in names {
+        command.args(["-d", name]);
+    }
+    let (output, took) = run("certbot", command).await;
+    let context = report("certbot", &output, &[logs_dir.join("letsencrypt.log")]);
+    assert!(output.status.success(), "{context}");
+    let fullchain = config_dir.join("live").join(names[0]).join("fullchain.pem");
+    check_issued(&kiln, &fullchain, &names, &context).await;
+    println!("{version}: certificate for {names:?} in {took:.1?}");
+    kiln.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lego_gets_a_certificate_over_http01() {
+    let lego = require_binary(
+        "lego",
+        "install the Debian package `lego` (apt-get install lego)",
+    );
+    let version = Command::new(&lego).arg("--version").output().await;
+    let version = version.map(|o| first_line(&o)).unwrap_or_default();
+
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let client_dir = tempfile::tempdir().expect("temp dir");
+    let http01_port = free_port();
+    let kiln = start_kiln(data_dir.path(), http01_port).await;
+    let names = ["lego.interop.test", "www.lego.interop.test"];
+
+    let mut command = Command::new(&lego);
+    command
+        .env("LEGO_CA_CERTIFICATES", &kiln.root_pem_path)
+        .args(["--server", &kiln.directory_url])
+        .arg("--accept-tos")
+        .args(["--email", "x@interop.test"])
+        .arg("--path")
+        .arg(client_dir.path())
+        .arg("--http")
+        .args(["--http.port", &format!("127.0.0.1:{http01_port}")]);
+    for name in names {
+        command.args(["--domains", name]);
+    }
+    command.arg("run");
+    let (output, took) = run("lego", command).await;
+    let context = report("lego", &output, &[]);
+    assert!(output.status.success(), "{context}");
+    let bundle = client_dir
+        .path()
+        .join("certificates")
+        .join(format!("{}.crt", names[0]));
+    check_issued(&kiln, &bundle, &names, &context).await;
+    println!("{version}: certificate for {names:?} in {took:.1?}");
+    kiln.shutdown().await;
+}
