@@ -186,7 +186,7 @@ async fn certbot_gets_a_certificate_over_http01() {
     assert!(output.status.success(), "{context}");
     let fullchain = config_dir.join("live").join(names[0]).join("fullchain.pem");
     check_issued(&kiln, &fullchain, &names, &context).await;
-    println!("{version}: certificate for {names:?} in {took:.1?}");
+    println!("{version}: certificate for {names:?} in {took:.1?}\n{context}");
     kiln.shutdown().await;
 }
 
@@ -227,6 +227,6 @@ async fn lego_gets_a_certificate_over_http01() {
         .join("certificates")
         .join(format!("{}.crt", names[0]));
     check_issued(&kiln, &bundle, &names, &context).await;
-    println!("{version}: certificate for {names:?} in {took:.1?}");
+    println!("{version}: certificate for {names:?} in {took:.1?}\n{context}");
     kiln.shutdown().await;
 }
