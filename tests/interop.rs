@@ -11,7 +11,6 @@ use kiln::{EmbeddedConfig, Kiln};
 use kiln_tests::{free_port, parse_chain, san_names, verify_chain};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::{Duration, Instant};
 use tokio::process::Command;
 
@@ -48,44 +47,69 @@ fn require_binary(program: &str, install_hint: &str) -> PathBuf {
         })
 }
 
-/// Runs `command` to completion within `CLIENT_TIMEOUT`, killing it after.
-async fn run(what: &str, mut command: Command) -> (Output, Duration) {
-    command.kill_on_drop(true).stdin(std::process::Stdio::null());
+/// The first line a `--version` run printed.
+async fn version(program: &Path) -> String {
+    let output = Command::new(program).arg("--version").output().await;
+    output
+        .map(|o| {
+            let text = if o.stdout.is_empty() {
+                o.stderr
+            } else {
+                o.stdout
+            };
+            let text = String::from_utf8_lossy(&text);
+            text.lines().next().unwrap_or("").trim().to_string()
+        })
+        .unwrap_or_else(|e| format!("{} --version failed: {e}", program.display()))
+}
+
+/// What a client run left behind.
+struct Run {
+    status: std::process::ExitStatus,
+    took: Duration,
+    /// The client's output and logs, for failure messages.
+    context: String,
+}
+
+/// Runs `command` within `CLIENT_TIMEOUT` (killing it after), its stdout
+/// and stderr going to files in `out_dir` so that even a run that hangs
+/// can be diagnosed; `logs` are the client's own log files.
+async fn run(what: &str, mut command: Command, out_dir: &Path, logs: &[PathBuf]) -> Run {
+    let (stdout, stderr) = (out_dir.join("stdout.txt"), out_dir.join("stderr.txt"));
+    command
+        .kill_on_drop(true)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&stdout).expect("stdout file"))
+        .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+        // Kiln is on loopback: never send the client through a proxy.
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost");
     let started = Instant::now();
-    let output = tokio::time::timeout(CLIENT_TIMEOUT, command.output())
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not finish within {CLIENT_TIMEOUT:?}"))
+    let mut child = command
+        .spawn()
         .unwrap_or_else(|e| panic!("{what} could not be started: {e}"));
-    (output, started.elapsed())
-}
-
-fn first_line(output: &Output) -> String {
-    let text = if output.stdout.is_empty() {
-        &output.stderr
-    } else {
-        &output.stdout
-    };
-    String::from_utf8_lossy(text)
-        .lines()
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_string()
-}
-
-/// Everything a failed run left behind: its output and its log files.
-fn report(what: &str, output: &Output, logs: &[PathBuf]) -> String {
-    let mut text = format!(
-        "{what} exited with {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
-    );
-    for log in logs {
-        let content = std::fs::read_to_string(log).unwrap_or_else(|e| format!("({e})"));
-        text.push_str(&format!("\n--- {} ---\n{content}", log.display()));
+    let status = tokio::time::timeout(CLIENT_TIMEOUT, child.wait()).await;
+    let took = started.elapsed();
+    if status.is_err() {
+        let _ = child.kill().await;
     }
-    text
+    let mut context = match &status {
+        Ok(Ok(status)) => format!("{what} exited with {status} after {took:.1?}"),
+        Ok(Err(e)) => format!("{what}: waiting for it failed: {e}"),
+        Err(_) => format!("{what} did not finish within {CLIENT_TIMEOUT:?}; killed"),
+    };
+    for file in [stdout, stderr].iter().chain(logs) {
+        let content = std::fs::read_to_string(file).unwrap_or_else(|e| format!("({e})"));
+        context.push_str(&format!("\n--- {} ---\n{content}", file.display()));
+    }
+    match status {
+        Ok(Ok(status)) => Run {
+            status,
+            took,
+            context,
+        },
+        _ => panic!("{context}"),
+    }
 }
 
 /// The certificate the client wrote has exactly `names`, its chain verifies
@@ -145,8 +169,7 @@ async fn certbot_gets_a_certificate_over_http01() {
         "certbot",
         "install the PyPI package `certbot` (pip install certbot)",
     );
-    let version = Command::new(&certbot).arg("--version").output().await;
-    let version = version.map(|o| first_line(&o)).unwrap_or_default();
+    let client = version(&certbot).await;
 
     let data_dir = tempfile::tempdir().expect("temp dir");
     let client_dir = tempfile::tempdir().expect("temp dir");
@@ -162,6 +185,8 @@ async fn certbot_gets_a_certificate_over_http01() {
     let mut command = Command::new(&certbot);
     command
         .env("REQUESTS_CA_BUNDLE", &kiln.root_pem_path)
+        // No cli.ini from the user running the tests.
+        .env("XDG_CONFIG_HOME", client_dir.path())
         .arg("certonly")
         .arg("--non-interactive")
         .arg("--agree-tos")
@@ -181,12 +206,15 @@ async fn certbot_gets_a_certificate_over_http01() {
     for name in names {
         command.args(["-d", name]);
     }
-    let (output, took) = run("certbot", command).await;
-    let context = report("certbot", &output, &[logs_dir.join("letsencrypt.log")]);
-    assert!(output.status.success(), "{context}");
+    let logs = [logs_dir.join("letsencrypt.log")];
+    let outcome = run(&client, command, client_dir.path(), &logs).await;
+    assert!(outcome.status.success(), "{}", outcome.context);
     let fullchain = config_dir.join("live").join(names[0]).join("fullchain.pem");
-    check_issued(&kiln, &fullchain, &names, &context).await;
-    println!("{version}: certificate for {names:?} in {took:.1?}\n{context}");
+    check_issued(&kiln, &fullchain, &names, &outcome.context).await;
+    println!(
+        "{client}: certificate for {names:?} in {:.1?}",
+        outcome.took
+    );
     kiln.shutdown().await;
 }
 
@@ -196,8 +224,7 @@ async fn lego_gets_a_certificate_over_http01() {
         "lego",
         "install the Debian package `lego` (apt-get install lego)",
     );
-    let version = Command::new(&lego).arg("--version").output().await;
-    let version = version.map(|o| first_line(&o)).unwrap_or_default();
+    let client = version(&lego).await;
 
     let data_dir = tempfile::tempdir().expect("temp dir");
     let client_dir = tempfile::tempdir().expect("temp dir");
@@ -219,14 +246,16 @@ async fn lego_gets_a_certificate_over_http01() {
         command.args(["--domains", name]);
     }
     command.arg("run");
-    let (output, took) = run("lego", command).await;
-    let context = report("lego", &output, &[]);
-    assert!(output.status.success(), "{context}");
+    let outcome = run(&client, command, client_dir.path(), &[]).await;
+    assert!(outcome.status.success(), "{}", outcome.context);
     let bundle = client_dir
         .path()
         .join("certificates")
         .join(format!("{}.crt", names[0]));
-    check_issued(&kiln, &bundle, &names, &context).await;
-    println!("{version}: certificate for {names:?} in {took:.1?}\n{context}");
+    check_issued(&kiln, &bundle, &names, &outcome.context).await;
+    println!(
+        "{client}: certificate for {names:?} in {:.1?}",
+        outcome.took
+    );
     kiln.shutdown().await;
 }

@@ -155,3 +155,48 @@ async fn dns01_wildcard_order_is_finalized_asynchronously() {
     finalize_and_check(&kiln, &mut order, &names).await;
     kiln.kiln.shutdown().await;
 }
+
+/// Restarting on the same data directory keeps the CA, the accounts and the
+/// orders: the client carries on with the same account and order URLs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_ca_accounts_and_orders() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let dir = data_dir.path().to_path_buf();
+    let port = kiln_tests::free_port();
+    let first = TestKiln::start_at(&dir, port, None).await;
+    let root_before = first.kiln.root_pem.clone();
+    let (account, credentials) = Account::builder_with_root(&first.kiln.root_pem_path)
+        .unwrap()
+        .create(
+            &NewAccount {
+                contact: &[],
+                terms_of_service_agreed: true,
+                only_return_existing: false,
+            },
+            first.directory_url(),
+            None,
+        )
+        .await
+        .unwrap();
+    let ids = [Identifier::Dns("restart.kiln-e2e.test".into())];
+    let order = account.new_order(&NewOrder::new(&ids)).await.unwrap();
+    let order_url = order.url().to_string();
+    first.kiln.shutdown().await;
+
+    let second = TestKiln::start_at(&dir, port, None).await;
+    assert_eq!(second.kiln.root_pem, root_before, "same CA after restart");
+    let account = Account::builder_with_root(&second.kiln.root_pem_path)
+        .unwrap()
+        .from_credentials(credentials)
+        .await
+        .expect("account still known");
+    let mut order = account.order(order_url).await.expect("order still there");
+    authorize(
+        &mut order,
+        ChallengeType::Http01,
+        Responder::Http(&second.http01),
+    )
+    .await;
+    finalize_and_check(&second, &mut order, &["restart.kiln-e2e.test"]).await;
+    second.kiln.shutdown().await;
+}

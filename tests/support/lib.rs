@@ -25,18 +25,43 @@ impl TestKiln {
     }
 
     pub async fn start_in(data_dir: tempfile::TempDir, dns_server: Option<SocketAddr>) -> TestKiln {
-        let http01 = Http01Responder::start().await;
-        let mut config = EmbeddedConfig::new(data_dir.path());
-        config.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-        config.dns_server = dns_server;
-        config.http01_port = http01.port;
-        config.tlsalpn01_port = free_port();
-        let kiln = Kiln::start(config).await.expect("kiln starts");
+        let (kiln, http01) = Self::launch(data_dir.path(), 0, dns_server).await;
         TestKiln {
             kiln,
             http01,
             data_dir,
         }
+    }
+
+    /// Starts on a given data directory and port (for restart tests); the
+    /// directory is not removed afterwards by this value.
+    pub async fn start_at(
+        dir: &std::path::Path,
+        port: u16,
+        dns_server: Option<SocketAddr>,
+    ) -> TestKiln {
+        let (kiln, http01) = Self::launch(dir, port, dns_server).await;
+        let placeholder = tempfile::tempdir().expect("temp dir");
+        TestKiln {
+            kiln,
+            http01,
+            data_dir: placeholder,
+        }
+    }
+
+    async fn launch(
+        dir: &std::path::Path,
+        port: u16,
+        dns_server: Option<SocketAddr>,
+    ) -> (Kiln, Http01Responder) {
+        let http01 = Http01Responder::start().await;
+        let mut config = EmbeddedConfig::new(dir);
+        config.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        config.dns_server = dns_server;
+        config.http01_port = http01.port;
+        config.tlsalpn01_port = free_port();
+        let kiln = Kiln::start(config).await.expect("kiln starts");
+        (kiln, http01)
     }
 
     pub fn directory_url(&self) -> String {
@@ -196,3 +221,4 @@ pub fn has_poison(cert_der: &[u8]) -> bool {
         .iter()
         .any(|e| e.oid.to_id_string() == ct::POISON_OID)
 }
+pub mod acme;
