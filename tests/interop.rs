@@ -124,10 +124,15 @@ async fn check_issued(kiln: &Kiln, cert_path: &Path, names: &[&str], context: &s
     });
     let chain = parse_chain(&pem);
     assert_eq!(chain.len(), 2, "leaf then intermediate\n{context}");
-    verify_chain(&chain, &kiln.root_pem).expect("chain verifies to root.pem");
+    verify_chain(&chain, &kiln.root_pem)
+        .unwrap_or_else(|e| panic!("chain does not verify to root.pem: {e}\n{context}"));
     let mut want: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     want.sort();
-    assert_eq!(san_names(&chain[0]), want, "exactly the requested names");
+    assert_eq!(
+        san_names(&chain[0]),
+        want,
+        "exactly the requested names\n{context}"
+    );
 
     let leaf_der = chain[0].to_der().expect("leaf DER");
     let serial: String = chain[0]

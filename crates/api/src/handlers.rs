@@ -969,11 +969,9 @@ pub async fn revoke_cert(
         Some(account) if account.id != cert.account_id => return Err(not_yours("certificate")),
         Some(_) => {}
         None => {
-            let spki = x509
-                .public_key()
-                .and_then(|k| k.public_key_to_der())
-                .map_err(ApiError::internal)?;
-            if spki != req.key.public_key_spki_der() {
+            // Compared as keys, not SPKI bytes: one EC key has two encodings.
+            let cert_key = x509.public_key().map_err(ApiError::internal)?;
+            if !cert_key.public_eq(req.key.public_key()) {
                 return Err(ApiError::new(
                     ProblemKind::Unauthorized,
                     "the jwk is neither an account key nor the certificate's key",

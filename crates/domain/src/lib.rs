@@ -81,11 +81,21 @@ pub fn normalize_dns_identifier(raw: &str) -> Result<String, Problem> {
     {
         return reject("has an all-numeric top-level label");
     }
+    // Special-use names (RFC 6761, RFC 6762, RFC 7686) never belong to a
+    // subscriber, and resolvers answer some of them locally.
+    if labels
+        .last()
+        .is_some_and(|tld| SPECIAL_USE_TLDS.contains(tld))
+    {
+        return reject("is under a special-use top-level domain");
+    }
     if wild && base.contains('*') {
         return reject("may only have a wildcard as its whole first label");
     }
     Ok(name)
 }
+
+const SPECIAL_USE_TLDS: &[&str] = &["invalid", "localhost", "local", "onion", "arpa"];
 
 /// RFC 8555 §8.1: key authorization = token || '.' || base64url(JWK thumbprint).
 pub fn key_authorization(token: &str, thumbprint: &str) -> String {

@@ -5,8 +5,6 @@
 
 #![forbid(unsafe_code)]
 
-pub mod sweeper;
-
 use anyhow::Context;
 use api::ApiConfig;
 use caa_checker::CaaChecker;
@@ -285,7 +283,7 @@ async fn start_fake_logs(
             Ok(pem) => PKey::private_key_from_pem(&pem)?,
             Err(_) => {
                 let key = FakeLogConfig::generate()?.key;
-                std::fs::write(&key_path, key.private_key_to_pem_pkcs8()?)?;
+                write_private(&key_path, &key.private_key_to_pem_pkcs8()?)?;
                 key
             }
         };
@@ -333,4 +331,17 @@ fn tls_acceptor(ca: &CaHierarchy) -> anyhow::Result<SslAcceptor> {
             .ok_or(openssl::ssl::AlpnError::NOACK)
     });
     Ok(builder.build())
+}
+
+/// Writes a private key file readable only by its owner.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)
 }

@@ -1,15 +1,26 @@
-//! `kiln`: the whole CA in one process, for laptops and client authors.
+//! `kiln`: the whole CA in one process, for laptops and client authors, and
+//! the operator's commands for the distributed deployment.
 
-use clap::Parser;
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
 use kiln::{EmbeddedConfig, Kiln};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-/// Kiln: an ACME CA whose finalization is asynchronous. This runs the api
-/// and every pipeline stage in one process on SQLite, with fake CT logs.
+/// Kiln: an ACME CA whose finalization is asynchronous. Without a command
+/// it runs the api and every pipeline stage in one process on SQLite, with
+/// fake CT logs on loopback.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
     /// Where the database, the CA keys and root.pem live.
     #[arg(long, env = "KILN_DATA_DIR", default_value = "./kiln-data")]
     data_dir: PathBuf,
@@ -28,6 +39,25 @@ struct Cli {
     tlsalpn01_port: u16,
 }
 
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Apply the database migrations (PostgreSQL or SQLite), then exit.
+    Migrate {
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+    },
+    /// Create the CA (root + intermediate) in DIR/ca if absent, and write
+    /// DIR/root.pem, DIR/chain.pem and an HTTPS certificate for the api
+    /// (DIR/api-tls-chain.pem, DIR/api-tls-key.pem).
+    Init {
+        #[arg(long, env = "KILN_DATA_DIR", default_value = "./kiln-data")]
+        dir: PathBuf,
+        /// Names and addresses the api's HTTPS certificate covers.
+        #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1,::1")]
+        api_names: Vec<String>,
+    },
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -35,13 +65,29 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,sqlx=warn,hyper=warn".into()),
         )
+        .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let mut config = EmbeddedConfig::new(cli.data_dir);
-    config.listen = cli.listen;
-    config.dns_server = cli.dns_server;
-    config.http01_port = cli.http01_port;
-    config.tlsalpn01_port = cli.tlsalpn01_port;
+    match cli.command {
+        None => serve(cli.serve).await,
+        Some(Command::Migrate { database_url }) => {
+            let store = store::Store::connect(&database_url)
+                .await
+                .context("connecting")?;
+            store.migrate().await.context("migrating")?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Some(Command::Init { dir, api_names }) => init(&dir, &api_names),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = EmbeddedConfig::new(args.data_dir);
+    config.listen = args.listen;
+    config.dns_server = args.dns_server;
+    config.http01_port = args.http01_port;
+    config.tlsalpn01_port = args.tlsalpn01_port;
     let kiln = Kiln::start(config).await?;
     println!("Kiln is running.");
     println!("  ACME directory: {}", kiln.directory_url);
@@ -50,6 +96,27 @@ async fn main() -> anyhow::Result<()> {
     wait_for_signal().await?;
     println!("Shutting down…");
     kiln.shutdown().await;
+    Ok(())
+}
+
+fn init(dir: &std::path::Path, api_names: &[String]) -> anyhow::Result<()> {
+    let ca = signer::ca::CaHierarchy::load_or_create(&dir.join("ca"))?;
+    std::fs::write(dir.join("root.pem"), ca.root.cert.to_pem()?)?;
+    std::fs::write(dir.join("chain.pem"), ca.chain_pem())?;
+    let (ips, names): (Vec<&String>, Vec<&String>) =
+        api_names.iter().partition(|n| n.parse::<IpAddr>().is_ok());
+    let ips: Vec<IpAddr> = ips.iter().filter_map(|n| n.parse().ok()).collect();
+    let names: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
+    let (cert, key) = ca.tls_server_certificate(&names, &ips)?;
+    let mut chain = cert.to_pem()?;
+    chain.extend_from_slice(ca.chain_pem().as_bytes());
+    std::fs::write(dir.join("api-tls-chain.pem"), chain)?;
+    kiln::write_private(
+        &dir.join("api-tls-key.pem"),
+        &key.private_key_to_pem_pkcs8()?,
+    )?;
+    println!("CA ready in {}", dir.join("ca").display());
+    println!("  root: {}", dir.join("root.pem").display());
     Ok(())
 }
 

@@ -9,11 +9,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod amqp;
 mod memory;
 mod runner;
 
+pub use amqp::{AmqpOptions, AmqpQueue};
 pub use memory::MemoryQueue;
-pub use runner::{Handler, RunnerConfig, StageError, run_stage};
+pub use runner::{Handler, RunnerConfig, StageError, run_stage, run_stage_reporting};
 
 use async_trait::async_trait;
 use proto::Envelope;

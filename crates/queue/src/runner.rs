@@ -4,7 +4,8 @@ use crate::{Delivery, Message, Queue};
 use async_trait::async_trait;
 use proto::Job;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info_span, warn};
@@ -86,8 +87,23 @@ pub async fn run_stage<H: Handler>(
     config: RunnerConfig,
     shutdown: CancellationToken,
 ) -> Result<(), crate::QueueError> {
+    let consuming = Arc::new(AtomicBool::new(false));
+    run_stage_reporting(queue, queue_name, handler, config, shutdown, consuming).await
+}
+
+/// `run_stage`, setting `consuming` while a consumer is registered (for
+/// readiness probes).
+pub async fn run_stage_reporting<H: Handler>(
+    queue: Arc<dyn Queue>,
+    queue_name: &str,
+    handler: Arc<H>,
+    config: RunnerConfig,
+    shutdown: CancellationToken,
+    consuming: Arc<AtomicBool>,
+) -> Result<(), crate::QueueError> {
     let prefetch = u16::try_from(config.concurrency).unwrap_or(u16::MAX);
     let mut consumer = queue.consume(queue_name, prefetch).await?;
+    consuming.store(true, Ordering::Release);
     let permits = Arc::new(Semaphore::new(config.concurrency));
     let config = Arc::new(config);
     loop {
@@ -113,6 +129,7 @@ pub async fn run_stage<H: Handler>(
             drop(permit);
         });
     }
+    consuming.store(false, Ordering::Release);
     // Drain: every permit back means every job in hand is done.
     let _ = permits
         .acquire_many(u32::try_from(config.concurrency).unwrap_or(u32::MAX))
@@ -145,7 +162,18 @@ async fn process<H: Handler>(
         attempt
     );
     async {
+        let started = Instant::now();
         let outcome = handler.handle(&job, attempt).await;
+        let label = match &outcome {
+            Ok(_) => "ok",
+            Err(StageError::Retry { .. }) if attempt < config.max_attempts => "retry",
+            Err(_) => "gave_up",
+        };
+        let stage = handler.stage();
+        metrics::counter!("kiln_jobs_total", "stage" => stage, "job" => job.name(), "outcome" => label)
+            .increment(1);
+        metrics::histogram!("kiln_job_duration_seconds", "stage" => stage, "job" => job.name())
+            .record(started.elapsed().as_secs_f64());
         let published = match outcome {
             Ok(next) => publish_all(queue, &message, next).await,
             Err(StageError::Retry { after, reason }) if attempt < config.max_attempts => {

@@ -19,6 +19,8 @@ pub struct Sweeper {
 }
 
 const BATCH: i64 = 500;
+/// The advisory lock key of the sweeper ("kiln" in ASCII).
+const SWEEPER_LOCK: i64 = 0x6b696c6e;
 
 impl Sweeper {
     /// One pass. `now` may be far in the future to re-drive everything, as
@@ -74,13 +76,39 @@ impl Sweeper {
         }
     }
 
-    /// Sweeps every `interval` until cancelled; prunes used nonces as well.
+    /// Sweeps every `interval` until cancelled, while this process holds
+    /// the sweeper leadership (one sweeper at a time across replicas);
+    /// prunes used nonces as well.
     pub async fn run(self, interval: Duration, shutdown: CancellationToken) {
         let mut ticker = tokio::time::interval(interval);
+        let mut leadership: Option<store::Leadership> = None;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = ticker.tick() => {}
+            }
+            if let Some(held) = &mut leadership
+                && !held.still_held().await
+            {
+                warn!("sweeper leadership lost");
+                leadership = None;
+            }
+            leadership = match leadership.take() {
+                Some(held) => Some(held),
+                None => match self.store.try_leadership(SWEEPER_LOCK).await {
+                    Ok(Some(held)) => {
+                        info!("this process now leads sweeping");
+                        Some(held)
+                    }
+                    Ok(None) => None,
+                    Err(e) => {
+                        warn!(error = %e, "leadership check failed");
+                        None
+                    }
+                },
+            };
+            if leadership.is_none() {
+                continue;
             }
             if let Err(e) = self.sweep(now_ms()).await {
                 warn!(error = %e, "sweep failed");

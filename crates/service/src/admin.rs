@@ -1,0 +1,85 @@
+//! The admin port: `/healthz` (the process answers), `/readyz` (it can do
+//! its work: database reachable, broker connected, consumer registered) and
+//! `/metrics` (Prometheus text). Separate from the ACME port so it is never
+//! exposed to clients.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde_json::json;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+type CheckFuture = Pin<Box<dyn Future<Output = bool> + Send>>;
+/// A named readiness check.
+pub type Check = (&'static str, Arc<dyn Fn() -> CheckFuture + Send + Sync>);
+
+/// Makes a readiness check from an async closure.
+pub fn check<F, Fut>(name: &'static str, f: F) -> Check
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send + 'static,
+{
+    (name, Arc::new(move || Box::pin(f()) as CheckFuture))
+}
+
+struct AdminState {
+    checks: Vec<Check>,
+    metrics: PrometheusHandle,
+}
+
+/// Installs the process-wide Prometheus recorder; call once, early.
+pub fn install_metrics() -> PrometheusHandle {
+    PrometheusBuilder::new()
+        .set_buckets(&[
+            0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        ])
+        .expect("static buckets")
+        .install_recorder()
+        .expect("one recorder per process")
+}
+
+/// Serves the admin endpoints on `listen` until `shutdown`.
+pub async fn serve(
+    listen: SocketAddr,
+    checks: Vec<Check>,
+    metrics: PrometheusHandle,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let state = Arc::new(AdminState { checks, metrics });
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tracing::info!(%listen, "admin endpoints listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+async fn readyz(State(state): State<Arc<AdminState>>) -> (StatusCode, String) {
+    let mut report = serde_json::Map::new();
+    let mut ready = true;
+    for (name, check) in &state.checks {
+        let ok = check().await;
+        ready &= ok;
+        report.insert((*name).to_string(), json!(ok));
+    }
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, serde_json::Value::Object(report).to_string())
+}
+
+async fn metrics_text(State(state): State<Arc<AdminState>>) -> String {
+    state.metrics.render()
+}

@@ -1,0 +1,122 @@
+//! Connecting to the shared database and broker, and running one stage
+//! until SIGTERM with its admin endpoints beside it.
+
+use crate::admin::{self, Check};
+use crate::config::Common;
+use anyhow::Context;
+use queue::amqp::{AmqpOptions, AmqpQueue};
+use queue::{Handler, Queue, run_stage_reporting};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use store::Store;
+use tokio_util::sync::CancellationToken;
+
+/// A binary's connections and lifecycle, built from its config.
+pub struct Wiring {
+    pub common: Common,
+    pub store: Store,
+    pub amqp: AmqpQueue,
+    pub queue: Arc<dyn Queue>,
+    pub shutdown: CancellationToken,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+impl Wiring {
+    /// Connects to the database (already migrated by `kiln migrate`) and
+    /// the broker; `name` labels the broker connection.
+    pub async fn connect(common: Common, name: &str) -> anyhow::Result<Wiring> {
+        let metrics = admin::install_metrics();
+        let shutdown = crate::shutdown_on_signals();
+        let db_url = common.database.resolve("database")?;
+        let store = Store::connect(&db_url)
+            .await
+            .context("connecting to the database")?;
+        let broker = common
+            .broker
+            .as_ref()
+            .context("[broker] is required for a distributed binary")?;
+        let options = AmqpOptions {
+            prefix: broker.prefix.clone(),
+            prefetch: u16::try_from(common.runner.concurrency).unwrap_or(u16::MAX),
+            connection_name: format!("kiln-{name}-{}", std::process::id()),
+            ..AmqpOptions::default()
+        };
+        let amqp = AmqpQueue::connect(&broker.url()?, options)
+            .await
+            .context("connecting to the broker")?;
+        let queue: Arc<dyn Queue> = Arc::new(amqp.clone());
+        Ok(Wiring {
+            common,
+            store,
+            amqp,
+            queue,
+            shutdown,
+            metrics,
+        })
+    }
+
+    /// Readiness checks for the database and the broker.
+    pub fn base_checks(&self) -> Vec<Check> {
+        let store = self.store.clone();
+        let amqp = self.amqp.clone();
+        vec![
+            admin::check("database", move || {
+                let store = store.clone();
+                async move { store.ping().await }
+            }),
+            admin::check("broker", move || {
+                let amqp = amqp.clone();
+                async move { amqp.is_connected() }
+            }),
+        ]
+    }
+
+    /// Serves the admin endpoints in the background.
+    pub fn spawn_admin(&self, checks: Vec<Check>) -> tokio::task::JoinHandle<()> {
+        let (listen, metrics, shutdown) = (
+            self.common.admin.listen,
+            self.metrics.clone(),
+            self.shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = admin::serve(listen, checks, metrics, shutdown).await {
+                tracing::error!(error = %e, %listen, "admin endpoints failed");
+            }
+        })
+    }
+}
+
+/// Runs one stage until SIGTERM: consume, handle, publish, ack; then stop
+/// consuming, finish and ack the jobs in hand, close, return.
+pub async fn run_worker<H: Handler>(
+    wiring: Wiring,
+    queue_name: &'static str,
+    handler: H,
+) -> anyhow::Result<()> {
+    let consuming = Arc::new(AtomicBool::new(false));
+    let mut checks = wiring.base_checks();
+    let flag = consuming.clone();
+    checks.push(admin::check("consumer", move || {
+        let flag = flag.clone();
+        async move { flag.load(Ordering::Acquire) }
+    }));
+    let admin = wiring.spawn_admin(checks);
+    let stage = handler.stage();
+    tracing::info!(stage, queue = queue_name, "stage starting");
+    run_stage_reporting(
+        wiring.queue.clone(),
+        queue_name,
+        Arc::new(handler),
+        wiring.common.runner.runner_config(),
+        wiring.shutdown.clone(),
+        consuming,
+    )
+    .await
+    .context("consuming")?;
+    tracing::info!(stage, "drained; closing");
+    wiring.shutdown.cancel();
+    let _ = admin.await;
+    wiring.amqp.close().await;
+    wiring.store.close().await;
+    Ok(())
+}

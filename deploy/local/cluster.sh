@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# Runs Kiln distributed on this machine, without containers: every binary as
+# its own process against the local RabbitMQ and PostgreSQL.
+#
+#   deploy/local/cluster.sh up     build, start everything, wait for the directory
+#   deploy/local/cluster.sh down   stop everything (SIGTERM, then SIGKILL)
+#
+# Environment (same meanings and defaults as the `kiln` flags):
+#   KILN_REPLICAS        replicas of each worker (default 2)
+#   KILN_DATA_DIR        CA, configs, logs, pids (default ./kiln-cluster)
+#   KILN_LISTEN          the api's HTTPS address (default 127.0.0.1:14443)
+#   KILN_DNS_SERVER      where validator and caa-checker send every lookup
+#   KILN_HTTP01_PORT     default 5002;  KILN_TLSALPN01_PORT  default 5001
+#   DATABASE_URL         default postgres://postgres@127.0.0.1:5432/test
+#   AMQP_URL             default amqp://guest:guest@127.0.0.1:5672/%2f
+#   KILN_QUEUE_PREFIX    prefix for queue/exchange names (isolates runs)
+#   KILN_ADMIN_PORT_BASE first admin port (default 19100; one per process)
+#   KILN_PROFILE         debug (default) or release
+#   KILN_NO_BUILD=1      use the binaries already built
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+data=${KILN_DATA_DIR:-$PWD/kiln-cluster}
+replicas=${KILN_REPLICAS:-2}
+listen=${KILN_LISTEN:-127.0.0.1:14443}
+dns_server=${KILN_DNS_SERVER:-}
+http01=${KILN_HTTP01_PORT:-5002}
+tlsalpn01=${KILN_TLSALPN01_PORT:-5001}
+database_url=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
+amqp_url=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
+prefix=${KILN_QUEUE_PREFIX:-}
+admin_port=${KILN_ADMIN_PORT_BASE:-19100}
+profile=${KILN_PROFILE:-debug}
+workers=(validator caa-checker signer ct-submitter)
+
+mkdir -p "$data"
+data=$(cd "$data" && pwd)
+bin=$root/target/$profile
+[ "$profile" = debug ] || [ "$profile" = release ] || { echo "KILN_PROFILE must be debug or release" >&2; exit 2; }
+
+say() { printf '%s\n' "$*" >&2; }
+
+start() { # name config-file admin-port
+  local name=$1 binary=$2 config=$3 port=$4
+  KILN_ADMIN__LISTEN=127.0.0.1:$port RUST_LOG=${RUST_LOG:-info} \
+    setsid "$bin/$binary" --config "$config" >"$data/logs/$name.log" 2>&1 </dev/null &
+  echo $! >"$data/pids/$name.pid"
+  echo "$name 127.0.0.1:$port" >>"$data/admin-ports"
+}
+
+common_config() { # binary
+  cat <<TOML
+[database]
+url = "$database_url"
+
+[broker]
+url = "$amqp_url"
+prefix = "$prefix"
+
+[acme]
+base_url = "https://$listen"
+TOML
+}
+
+up() {
+  if [ "${KILN_NO_BUILD:-0}" != 1 ]; then
+    say "building ($profile)…"
+    local flags=()
+    [ "$profile" = release ] && flags+=(--release)
+    (cd "$root" && cargo build -q "${flags[@]}" -p kiln -p api -p validator -p caa-checker \
+      -p signer -p ct-submitter -p fake-ct-log)
+  fi
+  if ls "$data"/pids/*.pid >/dev/null 2>&1; then
+    say "already running (pids in $data/pids); run '$0 down' first"
+    exit 1
+  fi
+  mkdir -p "$data/config" "$data/logs" "$data/pids" "$data/ct"
+  : >"$data/admin-ports"
+
+  "$bin/kiln" init --dir "$data" >/dev/null
+  "$bin/kiln" migrate --database-url "$database_url" >/dev/null
+
+  # Three fake CT logs, three operators. Each prints its URL and key.
+  local logs_toml=""
+  for i in 0 1 2; do
+    local out=$data/ct/log-$i.out
+    setsid "$bin/fake-ct-log" --listen 127.0.0.1:0 --key "$data/ct/log-$i.pem" >"$out" 2>"$data/logs/ct-log-$i.log" </dev/null &
+    echo $! >"$data/pids/ct-log-$i.pid"
+    for _ in $(seq 1 100); do grep -q '^public_key=' "$out" 2>/dev/null && break; sleep 0.1; done
+    local url key
+    url=$(grep -m1 '^http' "$out")
+    key=$(grep -m1 '^public_key=' "$out" | cut -d= -f2-)
+    [ -n "$url" ] && [ -n "$key" ] || { say "fake CT log $i did not start"; exit 1; }
+    logs_toml+=$'\n'"[[ct-submitter.logs]]"$'\n'"name = \"fake-log-$i\""$'\n'"url = \"$url\""$'\n'"public_key = \"$key\""$'\n'"operator = \"Fake Operator $i\""$'\n'
+  done
+
+  local dns_line=""
+  [ -n "$dns_server" ] && dns_line="dns_server = \"$dns_server\""
+  { common_config; cat <<TOML
+
+[api]
+listen = "$listen"
+tls_chain = "$data/api-tls-chain.pem"
+tls_key = "$data/api-tls-key.pem"
+root_pem = "$data/root.pem"
+chain_pem = "$data/chain.pem"
+TOML
+  } >"$data/config/api.toml"
+  { common_config; printf '\n[validator]\n%s\nhttp01_port = %s\ntlsalpn01_port = %s\n' "$dns_line" "$http01" "$tlsalpn01"; } >"$data/config/validator.toml"
+  { common_config; printf '\n[caa-checker]\n%s\n' "$dns_line"; } >"$data/config/caa-checker.toml"
+  { common_config; printf '\n[signer]\nca_dir = "%s/ca"\n' "$data"; } >"$data/config/signer.toml"
+  { common_config; printf '\n[ct-submitter]\nissuer_cert = "%s/chain.pem"\n%s' "$data" "$logs_toml"; } >"$data/config/ct-submitter.toml"
+
+  for b in api "${workers[@]}"; do
+    "$bin/$b" --config "$data/config/$b.toml" --check-config >/dev/null
+  done
+
+  start api api "$data/config/api.toml" "$admin_port"
+  local port=$admin_port
+  for w in "${workers[@]}"; do
+    for r in $(seq 1 "$replicas"); do
+      port=$((port + 1))
+      start "$w-$r" "$w" "$data/config/$w.toml" "$port"
+    done
+  done
+
+  for _ in $(seq 1 120); do
+    if curl -fsS --cacert "$data/root.pem" "https://$listen/directory" >/dev/null 2>&1; then
+      echo "Kiln (distributed, $replicas replicas per worker) is running."
+      echo "  ACME directory: https://$listen/directory"
+      echo "  Root certificate: $data/root.pem"
+      echo "  Logs: $data/logs   Admin ports: $data/admin-ports"
+      return 0
+    fi
+    sleep 0.5
+  done
+  say "the directory did not answer; see $data/logs"
+  down
+  exit 1
+}
+
+down() {
+  shopt -s nullglob
+  local pids=()
+  for f in "$data"/pids/*.pid; do pids+=("$(cat "$f")"); done
+  [ ${#pids[@]} -eq 0 ] && { say "nothing running"; return 0; }
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  for _ in $(seq 1 150); do
+    local alive=0
+    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break
+    sleep 0.1
+  done
+  kill -KILL "${pids[@]}" 2>/dev/null || true
+  rm -f "$data"/pids/*.pid
+  say "stopped"
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  *) echo "usage: $0 up|down" >&2; exit 2 ;;
+esac
