@@ -39,6 +39,14 @@ pub struct EmbeddedConfig {
     pub tlsalpn01_port: u16,
     /// Fake CT logs started on loopback, each its own operator.
     pub fake_ct_logs: usize,
+    /// Authorizations validated longer ago are rechecked for CAA at finalize.
+    pub caa_recheck_after: Duration,
+    /// A finalized order not `valid` by then ends `invalid`.
+    pub finalize_timeout: Duration,
+    /// A pipeline step not done by then is re-driven by the sweeper.
+    pub step_timeout: Duration,
+    /// How many SCTs from how many operators, and how patiently.
+    pub ct_policy: SubmitPolicy,
 }
 
 impl EmbeddedConfig {
@@ -50,6 +58,16 @@ impl EmbeddedConfig {
             http01_port: 5002,
             tlsalpn01_port: 5001,
             fake_ct_logs: 3,
+            caa_recheck_after: Duration::from_secs(7 * 3600),
+            finalize_timeout: Duration::from_secs(600),
+            step_timeout: Duration::from_secs(30),
+            ct_policy: SubmitPolicy {
+                min_scts: 2,
+                min_operators: 2,
+                stagger: Duration::from_millis(200),
+                deadline: Duration::from_secs(20),
+                per_request_timeout: Duration::from_secs(10),
+            },
         }
     }
 }
@@ -71,8 +89,6 @@ pub struct Kiln {
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
 }
-
-const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Kiln {
     pub async fn start(config: EmbeddedConfig) -> anyhow::Result<Kiln> {
@@ -137,8 +153,8 @@ impl Kiln {
             store: store.clone(),
             dns,
             policy: caa_policy,
-            recheck_after: Duration::from_secs(7 * 3600),
-            step_timeout: STEP_TIMEOUT,
+            recheck_after: config.caa_recheck_after,
+            step_timeout: config.step_timeout,
             account_url_prefix,
         };
         spawn_stage(
@@ -158,7 +174,7 @@ impl Kiln {
                 format!("{base_url}/ca/crl"),
             ),
             serial_prefix: 0x01,
-            step_timeout: STEP_TIMEOUT,
+            step_timeout: config.step_timeout,
         };
         spawn_stage(
             &mut tasks,
@@ -171,15 +187,9 @@ impl Kiln {
             store: store.clone(),
             client: reqwest::Client::builder().build()?,
             logs: ct_logs.iter().map(|l| l.log.clone()).collect(),
-            policy: SubmitPolicy {
-                min_scts: 2,
-                min_operators: 2,
-                stagger: Duration::from_millis(200),
-                deadline: Duration::from_secs(20),
-                per_request_timeout: Duration::from_secs(10),
-            },
+            policy: config.ct_policy.clone(),
             issuer_der,
-            step_timeout: STEP_TIMEOUT,
+            step_timeout: config.step_timeout,
         };
         spawn_stage(
             &mut tasks,
@@ -194,14 +204,15 @@ impl Kiln {
         let sweeper = sweeper::Sweeper {
             store: store.clone(),
             queue: queue_dyn.clone(),
-            step_timeout: STEP_TIMEOUT,
+            step_timeout: config.step_timeout,
         };
         sweeper.sweep(i64::MAX).await?;
         tasks.spawn(sweeper.run(Duration::from_secs(1), shutdown.clone()));
 
         let mut api_config = ApiConfig::new(&base_url);
         api_config.caa_identities = caa_identities;
-        api_config.step_timeout = STEP_TIMEOUT;
+        api_config.step_timeout = config.step_timeout;
+        api_config.finalize_timeout = config.finalize_timeout;
         api_config.root_pem = Some(root_pem.clone());
         api_config.chain_pem = Some(chain_pem);
         let router = api::router(store.clone(), queue_dyn, api_config).await?;
