@@ -12,7 +12,9 @@
 #![allow(clippy::result_large_err)]
 
 pub mod csr;
+pub mod compat;
 mod error;
+pub mod finalize_policy;
 mod handlers;
 pub mod jwk;
 pub mod jws;
@@ -20,6 +22,7 @@ mod nonce;
 mod resources;
 
 pub use error::{ApiError, problem_json};
+pub use finalize_policy::{FinalizeMode, FinalizePolicy};
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -52,6 +55,30 @@ pub struct ApiConfig {
     pub root_pem: Option<String>,
     /// The intermediate(s) served after each leaf, as PEM.
     pub chain_pem: Option<String>,
+    /// How long finalize waits; swappable at run time (SIGHUP reload).
+    pub finalize: PolicyHandle,
+    /// A finalize answered `processing` with no poll after this long counts
+    /// as abandoned in the compatibility report.
+    pub compat_abandon_after: Duration,
+}
+
+/// The finalize policy in force, replaceable while requests are in flight:
+/// a request uses the policy it read at its start.
+#[derive(Clone, Debug)]
+pub struct PolicyHandle(Arc<std::sync::RwLock<Arc<FinalizePolicy>>>);
+
+impl PolicyHandle {
+    pub fn new(policy: FinalizePolicy) -> Self {
+        PolicyHandle(Arc::new(std::sync::RwLock::new(Arc::new(policy))))
+    }
+
+    pub fn get(&self) -> Arc<FinalizePolicy> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn replace(&self, policy: FinalizePolicy) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
+    }
 }
 
 impl ApiConfig {
@@ -69,6 +96,8 @@ impl ApiConfig {
             terms_of_service: None,
             root_pem: None,
             chain_pem: None,
+            finalize: PolicyHandle::new(FinalizePolicy::fixed(FinalizeMode::Async)),
+            compat_abandon_after: Duration::from_secs(600),
         }
     }
 }

@@ -17,7 +17,9 @@ use domain::{AccountStatus, AuthzStatus, ChallengeStatus, FinalizeStep, OrderSta
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::broadcast;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -41,16 +43,22 @@ pub enum Backend {
 
 /// Migrations are compiled in (so the binary needs no files beside it), one
 /// list per back end; a new migration is a new file and a new line here.
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../migrations/sqlite/0001_initial.sql"),
-)];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../migrations/postgres/0001_initial.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("../migrations/sqlite/0001_initial.sql")),
+    (
+        2,
+        "timeline and compat",
+        include_str!("../migrations/sqlite/0002_timeline_and_compat.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("../migrations/postgres/0001_initial.sql")),
+    (
+        2,
+        "timeline and compat",
+        include_str!("../migrations/postgres/0002_timeline_and_compat.sql"),
+    ),
+];
 
 fn migrator(list: &'static [(i64, &'static str, &'static str)]) -> sqlx::migrate::Migrator {
     use sqlx::SqlSafeStr;
@@ -76,7 +84,17 @@ fn migrator(list: &'static [(i64, &'static str, &'static str)]) -> sqlx::migrate
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    url: Arc<String>,
+    /// Ids of orders that just became `valid` or `invalid`, for waiters in
+    /// this process (the sync and hybrid finalize modes).
+    done: broadcast::Sender<String>,
+    /// PostgreSQL: the one LISTEN connection that relays other processes'
+    /// notifications into `done`, started by the first subscriber.
+    listening: Arc<tokio::sync::OnceCell<()>>,
 }
+
+/// The PostgreSQL notification channel for finished orders.
+const DONE_CHANNEL: &str = "kiln_order_done";
 
 /// Milliseconds since the Unix epoch: the unit of every stored time.
 pub fn now_ms() -> i64 {
@@ -127,7 +145,14 @@ impl Store {
                     .await?
             }
         };
-        Ok(Store { pool, backend })
+        let (done, _) = broadcast::channel(4096);
+        Ok(Store {
+            pool,
+            backend,
+            url: Arc::new(url.to_string()),
+            done,
+            listening: Arc::default(),
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -141,6 +166,56 @@ impl Store {
             Backend::Postgres => migrator(POSTGRES_MIGRATIONS).run(&self.pool).await?,
         }
         Ok(())
+    }
+
+    /// Tells other processes (PostgreSQL NOTIFY, delivered at commit) that
+    /// an order finished.
+    async fn notify_done(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>, order_id: &str) -> Result<()> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(DONE_CHANNEL)
+                .bind(order_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Tells waiters in this process that an order finished.
+    fn announce_done(&self, order_id: &str) {
+        let _ = self.done.send(order_id.to_string());
+    }
+
+    /// A stream of ids of orders that became `valid` or `invalid`, from this
+    /// process and (PostgreSQL) every other. Subscribe before reading the
+    /// order, so a finish in between is not missed. Lagging receivers lose
+    /// ids; waiters re-read the order on every wake-up, so that only delays.
+    pub async fn subscribe_done(&self) -> broadcast::Receiver<String> {
+        let receiver = self.done.subscribe();
+        if self.backend == Backend::Postgres {
+            let (url, done) = (self.url.clone(), self.done.clone());
+            self.listening
+                .get_or_init(|| async move {
+                    tokio::spawn(relay_notifications(url, done));
+                })
+                .await;
+        }
+        receiver
+    }
+
+    /// The finalize→done latencies (ms) of the most recently completed
+    /// valid orders, newest first: the basis of Retry-After and of the hybrid
+    /// mode's waiting budget.
+    pub async fn recent_finalize_latencies(&self, limit: i64) -> Result<Vec<i64>> {
+        let rows = sqlx::query(
+            "SELECT completed_at - processing_since AS latency FROM orders
+             WHERE status = 'valid' AND completed_at IS NOT NULL AND processing_since IS NOT NULL
+             ORDER BY completed_at DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("latency")?)).collect()
     }
 
     /// Tries to become the one leader for `key` (e.g. the sweeper). On
@@ -565,30 +640,50 @@ impl Store {
         to: FinalizeStep,
         step_deadline: i64,
     ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE orders SET step = $3, step_deadline = $4
-             WHERE id = $1 AND status = 'processing' AND step = $2",
-        )
-        .bind(order_id)
-        .bind(from.as_str())
-        .bind(to.as_str())
-        .bind(step_deadline)
-        .execute(&self.pool)
-        .await?;
+        // Leaving check-caa is the one step whose end has its own column.
+        let query = if from == FinalizeStep::CheckCaa {
+            sqlx::query(
+                "UPDATE orders SET step = $3, step_deadline = $4, caa_checked_at = $5
+                 WHERE id = $1 AND status = 'processing' AND step = $2",
+            )
+        } else {
+            sqlx::query(
+                "UPDATE orders SET step = $3, step_deadline = $4
+                 WHERE id = $1 AND status = 'processing' AND step = $2",
+            )
+        };
+        let query = query
+            .bind(order_id)
+            .bind(from.as_str())
+            .bind(to.as_str())
+            .bind(step_deadline);
+        let query = if from == FinalizeStep::CheckCaa { query.bind(now_ms()) } else { query };
+        let done = query.execute(&self.pool).await?;
         Ok(done.rows_affected() == 1)
     }
 
     /// processing → invalid with the problem the client will see (invariant 6).
     pub async fn fail_order(&self, order_id: &str, problem: &Problem) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
-            "UPDATE orders SET status = 'invalid', step = NULL, step_deadline = NULL, error = $2
+            "UPDATE orders SET status = 'invalid', step = NULL, step_deadline = NULL, error = $2,
+                    completed_at = $3
              WHERE id = $1 AND status = 'processing'",
         )
         .bind(order_id)
         .bind(json(problem))
-        .execute(&self.pool)
+        .bind(now_ms())
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        let failed = done.rows_affected() == 1;
+        if failed {
+            self.notify_done(&mut tx, order_id).await?;
+        }
+        tx.commit().await?;
+        if failed {
+            self.announce_done(order_id);
+        }
+        Ok(failed)
     }
 
     /// Ends an order whose job failed for good (invariant 6). The client sees
@@ -636,7 +731,7 @@ impl Store {
     ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
-            "UPDATE orders SET step = $3, step_deadline = $4, certificate_serial = $2
+            "UPDATE orders SET step = $3, step_deadline = $4, certificate_serial = $2, precert_at = $6
              WHERE id = $1 AND status = 'processing' AND step = $5",
         )
         .bind(order_id)
@@ -644,6 +739,7 @@ impl Store {
         .bind(FinalizeStep::SubmitCt.as_str())
         .bind(step_deadline)
         .bind(FinalizeStep::SignPrecert.as_str())
+        .bind(now_ms())
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() != 1 {
@@ -674,7 +770,7 @@ impl Store {
     ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
-            "UPDATE orders SET step = $3, step_deadline = $4
+            "UPDATE orders SET step = $3, step_deadline = $4, scts_at = $6
              WHERE id = $1 AND status = 'processing' AND step = $5 AND certificate_serial = $2",
         )
         .bind(order_id)
@@ -682,6 +778,7 @@ impl Store {
         .bind(FinalizeStep::SignFinal.as_str())
         .bind(step_deadline)
         .bind(FinalizeStep::SubmitCt.as_str())
+        .bind(now_ms())
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() != 1 {
@@ -726,18 +823,21 @@ impl Store {
             return Ok(false);
         }
         let done = sqlx::query(
-            "UPDATE orders SET status = 'valid', step = NULL, step_deadline = NULL
+            "UPDATE orders SET status = 'valid', step = NULL, step_deadline = NULL, completed_at = $4
              WHERE id = $1 AND status = 'processing' AND step = $3 AND certificate_serial = $2",
         )
         .bind(order_id)
         .bind(serial)
         .bind(FinalizeStep::SignFinal.as_str())
+        .bind(now_ms())
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() != 1 {
             return Ok(false);
         }
+        self.notify_done(&mut tx, order_id).await?;
         tx.commit().await?;
+        self.announce_done(order_id);
         Ok(true)
     }
 
@@ -802,6 +902,78 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    // ---- client compatibility ------------------------------------------------
+
+    /// Records a finalize that was answered `processing`.
+    pub async fn record_finalize_observation(&self, o: &FinalizeObservation) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO finalize_observations
+               (order_id, account_id, user_agent, client_product, client_version, mode, finalized_at, polls)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 0) ON CONFLICT (order_id) DO NOTHING",
+        )
+        .bind(&o.order_id)
+        .bind(&o.account_id)
+        .bind(&o.user_agent)
+        .bind(&o.client_product)
+        .bind(&o.client_version)
+        .bind(&o.mode)
+        .bind(o.finalized_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The client polled an order it finalized (no-op for unobserved orders).
+    pub async fn observe_poll(&self, order_id: &str, now: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE finalize_observations SET polls = polls + 1, first_poll_at = COALESCE(first_poll_at, $2)
+             WHERE order_id = $1",
+        )
+        .bind(order_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The client downloaded the certificate of an order it finalized.
+    pub async fn observe_download(&self, order_id: &str, now: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE finalize_observations SET downloaded_at = COALESCE(downloaded_at, $2) WHERE order_id = $1",
+        )
+        .bind(order_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every observation of finalizes at or after `since`, oldest first.
+    pub async fn finalize_observations(&self, since: i64) -> Result<Vec<FinalizeObservation>> {
+        let rows = sqlx::query(
+            "SELECT * FROM finalize_observations WHERE finalized_at >= $1 ORDER BY finalized_at",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(FinalizeObservation {
+                    order_id: r.try_get("order_id")?,
+                    account_id: r.try_get("account_id")?,
+                    user_agent: r.try_get("user_agent")?,
+                    client_product: r.try_get("client_product")?,
+                    client_version: r.try_get("client_version")?,
+                    mode: r.try_get("mode")?,
+                    finalized_at: r.try_get("finalized_at")?,
+                    first_poll_at: r.try_get("first_poll_at")?,
+                    polls: r.try_get("polls")?,
+                    downloaded_at: r.try_get("downloaded_at")?,
+                })
+            })
+            .collect()
+    }
+
     // ---- sweeping -----------------------------------------------------------
 
     /// Processing orders whose current step is past its deadline.
@@ -861,6 +1033,34 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+}
+
+/// Relays PostgreSQL notifications of finished orders into the in-process
+/// channel, reconnecting if the connection drops.
+async fn relay_notifications(url: Arc<String>, done: broadcast::Sender<String>) {
+    loop {
+        match sqlx::postgres::PgListener::connect(&url).await {
+            Ok(mut listener) => {
+                if let Err(e) = listener.listen(DONE_CHANNEL).await {
+                    tracing::warn!(error = %e, "LISTEN failed");
+                } else {
+                    loop {
+                        match listener.recv().await {
+                            Ok(n) => {
+                                let _ = done.send(n.payload().to_string());
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "notification connection lost");
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot LISTEN for finished orders"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
@@ -933,6 +1133,12 @@ impl Order {
             finalize_deadline: r.try_get("finalize_deadline")?,
             error: parse_json(r, "error")?,
             certificate_serial: r.try_get("certificate_serial")?,
+            timeline: Timeline {
+                caa_checked_at: r.try_get("caa_checked_at")?,
+                precert_at: r.try_get("precert_at")?,
+                scts_at: r.try_get("scts_at")?,
+                completed_at: r.try_get("completed_at")?,
+            },
         })
     }
 }

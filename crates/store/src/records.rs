@@ -36,6 +36,35 @@ pub struct Order {
     pub finalize_deadline: Option<i64>,
     pub error: Option<Problem>,
     pub certificate_serial: Option<String>,
+    /// When each finalization step finished (unix ms): the order's timeline.
+    pub timeline: Timeline,
+}
+
+/// When a finalizing order passed each step; derived from columns the
+/// transitions set, so it costs no extra writes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Timeline {
+    pub caa_checked_at: Option<i64>,
+    pub precert_at: Option<i64>,
+    pub scts_at: Option<i64>,
+    /// When it became `valid` or `invalid`.
+    pub completed_at: Option<i64>,
+}
+
+/// A finalize answered `processing`, and what the client did next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FinalizeObservation {
+    pub order_id: String,
+    pub account_id: String,
+    pub user_agent: String,
+    pub client_product: String,
+    pub client_version: String,
+    /// The finalize mode in force (async, hybrid, …).
+    pub mode: String,
+    pub finalized_at: i64,
+    pub first_poll_at: Option<i64>,
+    pub polls: i64,
+    pub downloaded_at: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

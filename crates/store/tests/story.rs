@@ -40,6 +40,7 @@ fn order(id: &str, account: &str, names: &[&str]) -> (Order, Vec<(Authz, Vec<Cha
         finalize_deadline: None,
         error: None,
         certificate_serial: None,
+        timeline: Default::default(),
     };
     let authzs = names
         .iter()
@@ -264,6 +265,13 @@ async fn story(store: Store) {
     let o1 = store.order("o1").await.unwrap().unwrap();
     assert_eq!((o1.status, o1.step), (OrderStatus::Valid, None));
     assert_eq!(o1.certificate_serial.as_deref(), Some("01ab"));
+    let t = &o1.timeline;
+    let times = [t.caa_checked_at, t.precert_at, t.scts_at, t.completed_at];
+    assert!(times.iter().all(Option::is_some), "every step is timed: {t:?}");
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "in order: {t:?}");
+    let latencies = store.recent_finalize_latencies(10).await.unwrap();
+    assert_eq!(latencies.len(), 1);
+    assert!(latencies[0] >= 0);
     let c = store.certificate("01ab").await.unwrap().unwrap();
     assert_eq!(c.state, CertificateState::Issued);
     assert_eq!(c.final_der.as_deref(), Some(&b"final"[..]));
@@ -359,6 +367,30 @@ async fn story(store: Store) {
         store.order("o4").await.unwrap().unwrap().status,
         OrderStatus::Invalid
     );
+
+    // Client-compatibility observations.
+    let obs = store::FinalizeObservation {
+        order_id: "o1".into(),
+        account_id: "acct1".into(),
+        user_agent: "certbot/5.0".into(),
+        client_product: "certbot".into(),
+        client_version: "5.0".into(),
+        mode: "async".into(),
+        finalized_at: now,
+        first_poll_at: None,
+        polls: 0,
+        downloaded_at: None,
+    };
+    store.record_finalize_observation(&obs).await.unwrap();
+    store.record_finalize_observation(&obs).await.unwrap(); // idempotent
+    store.observe_poll("o1", now + 5).await.unwrap();
+    store.observe_poll("o1", now + 9).await.unwrap();
+    store.observe_download("o1", now + 10).await.unwrap();
+    store.observe_poll("unobserved", now).await.unwrap();
+    let seen = store.finalize_observations(now).await.unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!((seen[0].polls, seen[0].first_poll_at, seen[0].downloaded_at), (2, Some(now + 5), Some(now + 10)));
+    assert!(store.finalize_observations(now + 1).await.unwrap().is_empty());
 
     assert!(store.deactivate_account("acct2").await.unwrap());
     assert!(!store.deactivate_account("acct2").await.unwrap());
