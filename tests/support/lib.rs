@@ -25,7 +25,7 @@ impl TestKiln {
     }
 
     pub async fn start_in(data_dir: tempfile::TempDir, dns_server: Option<SocketAddr>) -> TestKiln {
-        let (kiln, http01) = Self::launch(data_dir.path(), 0, dns_server).await;
+        let (kiln, http01) = Self::launch(data_dir.path(), 0, dns_server, |_| {}).await;
         TestKiln {
             kiln,
             http01,
@@ -40,7 +40,7 @@ impl TestKiln {
         port: u16,
         dns_server: Option<SocketAddr>,
     ) -> TestKiln {
-        let (kiln, http01) = Self::launch(dir, port, dns_server).await;
+        let (kiln, http01) = Self::launch(dir, port, dns_server, |_| {}).await;
         let placeholder = tempfile::tempdir().expect("temp dir");
         TestKiln {
             kiln,
@@ -49,10 +49,26 @@ impl TestKiln {
         }
     }
 
+    /// Like [`TestKiln::start`], with `tweak` adjusting the embedded config
+    /// (CAA recheck window, finalize timeout, CT policy, ...) before start.
+    pub async fn start_with(
+        dns_server: Option<SocketAddr>,
+        tweak: impl FnOnce(&mut EmbeddedConfig),
+    ) -> TestKiln {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let (kiln, http01) = Self::launch(data_dir.path(), 0, dns_server, tweak).await;
+        TestKiln {
+            kiln,
+            http01,
+            data_dir,
+        }
+    }
+
     async fn launch(
         dir: &std::path::Path,
         port: u16,
         dns_server: Option<SocketAddr>,
+        tweak: impl FnOnce(&mut EmbeddedConfig),
     ) -> (Kiln, Http01Responder) {
         let http01 = Http01Responder::start().await;
         let mut config = EmbeddedConfig::new(dir);
@@ -60,6 +76,7 @@ impl TestKiln {
         config.dns_server = dns_server;
         config.http01_port = http01.port;
         config.tlsalpn01_port = free_port();
+        tweak(&mut config);
         let kiln = Kiln::start(config).await.expect("kiln starts");
         (kiln, http01)
     }

@@ -116,7 +116,12 @@ pub fn check_csr(
             "CSR is signed with algorithm {sig_alg}; sign it with SHA-256, SHA-384 or SHA-512"
         )));
     }
-    if !req.verify(&key).unwrap_or(false) {
+    let verified = req.verify(&key).unwrap_or(false);
+    // X509_REQ_verify queues the reason it failed and the binding leaves it
+    // there; a stale entry on this thread's queue would make the next TLS
+    // read or write fail.
+    drop(openssl::error::ErrorStack::get());
+    if !verified {
         return Err(bad_csr(
             "CSR signature does not verify with the CSR's own key",
         ));

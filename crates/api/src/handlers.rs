@@ -5,7 +5,8 @@ use crate::jws::{self, Jwk, KeyRef};
 use crate::nonce::ApiNonceError;
 use crate::{Api, csr};
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -118,6 +119,42 @@ pub async fn method_not_allowed() -> ApiError {
     .with_status(StatusCode::METHOD_NOT_ALLOWED)
 }
 
+// ---- extractors -------------------------------------------------------------
+
+/// Axum's own rejection (e.g. invalid UTF-8 in a path parameter, a body
+/// over the size limit) as a problem document, like every client error.
+fn rejection(status: StatusCode, text: String) -> ApiError {
+    ApiError::new(ProblemKind::Malformed, text).with_status(status)
+}
+
+/// The resource id in the path.
+pub struct PathId(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(id)) => Ok(PathId(id)),
+            Err(e) => Err(rejection(e.status(), e.body_text())),
+        }
+    }
+}
+
+/// The request body, buffered.
+pub struct Body(Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        match Bytes::from_request(request, state).await {
+            Ok(bytes) => Ok(Body(bytes)),
+            Err(e) => Err(rejection(e.status(), e.body_text())),
+        }
+    }
+}
+
 // ---- authentication ----------------------------------------------------------
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -190,7 +227,8 @@ async fn authenticate(
         .with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE));
     }
     let parsed = jws::parse(body)?;
-    let url = api.url(uri.path());
+    // §6.4: the URL the request was sent to, query included (orders pages).
+    let url = api.url(uri.path_and_query().map_or(uri.path(), |pq| pq.as_str()));
     parsed.protected.check_url(&url)?;
     match api
         .nonces
@@ -358,7 +396,7 @@ pub async fn new_account(
     State(api): Shared,
     headers: HeaderMap,
     uri: Uri,
-    body: Bytes,
+    Body(body): Body,
 ) -> ApiResult {
     let req = authenticate(&api, &headers, &uri, &body, KeyRule::Jwk).await?;
     let payload: NewAccountPayload = req.json()?;
@@ -414,10 +452,10 @@ struct AccountUpdate {
 
 pub async fn account(
     State(api): Shared,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     headers: HeaderMap,
     uri: Uri,
-    body: Bytes,
+    Body(body): Body,
 ) -> ApiResult {
     let req = authenticate(&api, &headers, &uri, &body, KeyRule::Kid).await?;
     if req.account().id != id {
@@ -450,10 +488,10 @@ pub async fn account(
 
 pub async fn account_orders(
     State(api): Shared,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     headers: HeaderMap,
     uri: Uri,
-    body: Bytes,
+    Body(body): Body,
 ) -> ApiResult {
     let req = authenticate(&api, &headers, &uri, &body, KeyRule::Kid).await?;
     req.require_post_as_get()?;
@@ -465,9 +503,15 @@ pub async fn account_orders(
         .and_then(|q| q.strip_prefix("page="))
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
+    let Some(offset) = page.checked_mul(ORDERS_PAGE).filter(|o| *o >= 0) else {
+        return Err(ApiError::new(
+            ProblemKind::Malformed,
+            format!("no orders page {page}"),
+        ));
+    };
     let ids = api
         .store
-        .order_ids_for_account(&id, page * ORDERS_PAGE, ORDERS_PAGE + 1)
+        .order_ids_for_account(&id, offset, ORDERS_PAGE + 1)
         .await?;
     let more = ids.len() as i64 > ORDERS_PAGE;
     let urls: Vec<String> = ids
@@ -487,7 +531,7 @@ pub async fn key_change(
     State(api): Shared,
     headers: HeaderMap,
     uri: Uri,
-    body: Bytes,
+    Body(body): Body,
 ) -> ApiResult {
     let req = authenticate(&api, &headers, &uri, &body, KeyRule::Kid).await?;
     let account = req.account();
@@ -553,7 +597,12 @@ struct IdentifierIn {
     value: String,
 }
 
-pub async fn new_order(State(api): Shared, headers: HeaderMap, uri: Uri, body: Bytes) -> ApiResult {
+pub async fn new_order(
+    State(api): Shared,
+    headers: HeaderMap,
+    uri: Uri,
+    Body(body): Body,
+) -> ApiResult {
     let req = authenticate(&api, &headers, &uri, &body, KeyRule::Kid).await?;
     let payload: NewOrderPayload = req.json()?;
     if payload.not_before.is_some() || payload.not_after.is_some() {
@@ -617,6 +666,7 @@ pub async fn new_order(State(api): Shared, headers: HeaderMap, uri: Uri, body: B
         finalize_deadline: None,
         error: None,
         certificate_serial: None,
+        timeline: Default::default(),
     };
     let mut authzs = Vec::new();
     for identifier in &order.identifiers {
@@ -679,10 +729,10 @@ fn order_reply(api: &Api, order: &Order, authzs: &[Authz]) -> Reply {
 
 pub async fn order(
     State(api): Shared,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     headers: HeaderMap,
     uri: Uri,
-    body: Bytes,
+    Body(body): Body,
 ) -> ApiResult {
     let req = authenticate(&api, &headers, &uri, &body, KeyRule::Kid).await?;
     req.require_post_as_get()?;
@@ -697,10 +747,10 @@ struct FinalizePayload {
 
 pub async fn finalize(
     State(api): Shared,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     headers: HeaderMap,
     uri: Uri,
-    body: Bytes,
+    Body(body): Body,
 ) -> ApiResult {
     let req = authenticate(&api, &headers, &uri, &body, KeyRule::Kid).await?;
     let account = req.account();
@@ -781,10 +831,10 @@ struct AuthzUpdate {
 
 pub async fn authz(
     State(api): Shared,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     headers: HeaderMap,
     uri: Uri,
-    body: Bytes,
+    Body(body): Body,
 ) -> ApiResult {
     let req = authenticate(&api, &headers, &uri, &body, KeyRule::Kid).await?;
     let mut authz = owned_authz(&api, &id, req.account()).await?;
@@ -823,10 +873,10 @@ pub async fn authz(
 
 pub async fn challenge(
     State(api): Shared,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     headers: HeaderMap,
     uri: Uri,
-    body: Bytes,
+    Body(body): Body,
 ) -> ApiResult {
     let req = authenticate(&api, &headers, &uri, &body, KeyRule::Kid).await?;
     let challenge = api
@@ -884,10 +934,10 @@ pub async fn challenge(
 
 pub async fn certificate(
     State(api): Shared,
-    Path(serial): Path<String>,
+    PathId(serial): PathId,
     headers: HeaderMap,
     uri: Uri,
-    body: Bytes,
+    Body(body): Body,
 ) -> ApiResult {
     let req = authenticate(&api, &headers, &uri, &body, KeyRule::Kid).await?;
     req.require_post_as_get()?;
@@ -934,7 +984,7 @@ pub async fn revoke_cert(
     State(api): Shared,
     headers: HeaderMap,
     uri: Uri,
-    body: Bytes,
+    Body(body): Body,
 ) -> ApiResult {
     let req = authenticate(&api, &headers, &uri, &body, KeyRule::Either).await?;
     let payload: RevokePayload = req.json()?;

@@ -287,6 +287,10 @@ fn signature_ok(alg: &str, key: &Jwk, input: &[u8], signature: &[u8]) -> bool {
                 )?;
                 sig.verify(&digest, &*pkey.ec_key()?)
             })();
+            // ECDSA_do_verify queues an error for an out-of-range r or s and
+            // the binding leaves it there; a stale entry on this thread's
+            // queue would make the next TLS read or write fail.
+            drop(openssl::error::ErrorStack::get());
             verified.unwrap_or(false)
         }
         "RS256" => Verifier::new(MessageDigest::sha256(), pkey)

@@ -47,6 +47,14 @@ pub struct EmbeddedConfig {
     pub step_timeout: Duration,
     /// How many SCTs from how many operators, and how patiently.
     pub ct_policy: SubmitPolicy,
+    /// Base of the AIA caIssuers and CRL URLs written into certificates
+    /// (`{base}/ca/intermediate.der`, `{base}/ca/crl`), always plain http as
+    /// the Baseline Requirements demand; `None`: the listener's address.
+    pub certificate_base_url: Option<String>,
+    /// How long finalize waits for the pipeline (mode, brownout schedule).
+    pub finalize: api::PolicyHandle,
+    /// Admin endpoints (metrics, the client-compatibility page), if wanted.
+    pub admin_listen: Option<SocketAddr>,
 }
 
 impl EmbeddedConfig {
@@ -62,12 +70,14 @@ impl EmbeddedConfig {
             finalize_timeout: Duration::from_secs(600),
             step_timeout: Duration::from_secs(30),
             ct_policy: SubmitPolicy {
-                min_scts: 2,
-                min_operators: 2,
                 stagger: Duration::from_millis(200),
                 deadline: Duration::from_secs(20),
                 per_request_timeout: Duration::from_secs(10),
+                ..SubmitPolicy::default()
             },
+            certificate_base_url: None,
+            finalize: api::PolicyHandle::new(api::FinalizePolicy::fixed(api::FinalizeMode::Async)),
+            admin_listen: None,
         }
     }
 }
@@ -147,6 +157,7 @@ impl Kiln {
             &queue_dyn,
             proto::queues::VALIDATOR,
             validator,
+            RunnerConfig::default(),
             &shutdown,
         );
         let caa = CaaChecker {
@@ -162,6 +173,7 @@ impl Kiln {
             &queue_dyn,
             proto::queues::CAA_CHECKER,
             caa,
+            RunnerConfig::default(),
             &shutdown,
         );
         let issuer_der = ca.intermediate.cert.to_der()?;
@@ -169,9 +181,8 @@ impl Kiln {
         let signer = Signer {
             store: store.clone(),
             ca: ca.clone(),
-            profile: Profile::new(
-                format!("{base_url}/ca/intermediate.der"),
-                format!("{base_url}/ca/crl"),
+            profile: Profile::for_base_url(
+                config.certificate_base_url.as_deref().unwrap_or(&base_url),
             ),
             serial_prefix: 0x01,
             step_timeout: config.step_timeout,
@@ -181,6 +192,7 @@ impl Kiln {
             &queue_dyn,
             proto::queues::SIGNER,
             signer,
+            RunnerConfig::default(),
             &shutdown,
         );
         let submitter = CtSubmitter {
@@ -196,6 +208,8 @@ impl Kiln {
             &queue_dyn,
             proto::queues::CT_SUBMITTER,
             submitter,
+            // Retries until each order's finalize deadline, not a fixed count.
+            ct_submitter::runner_config(RunnerConfig::default()),
             &shutdown,
         );
 
@@ -215,6 +229,7 @@ impl Kiln {
         api_config.finalize_timeout = config.finalize_timeout;
         api_config.root_pem = Some(root_pem.clone());
         api_config.chain_pem = Some(chain_pem);
+        api_config.finalize = config.finalize.clone();
         let router = api::router(store.clone(), queue_dyn, api_config).await?;
         let tls = tls_acceptor(&ca)?;
         let handle = axum_server::Handle::new();
@@ -259,18 +274,12 @@ fn spawn_stage<H: Handler>(
     queue: &Arc<dyn Queue>,
     name: &'static str,
     handler: H,
+    runner: RunnerConfig,
     shutdown: &CancellationToken,
 ) {
     let (queue, shutdown) = (queue.clone(), shutdown.clone());
     tasks.spawn(async move {
-        if let Err(e) = run_stage(
-            queue,
-            name,
-            Arc::new(handler),
-            RunnerConfig::default(),
-            shutdown,
-        )
-        .await
+        if let Err(e) = run_stage(queue, name, Arc::new(handler), runner, shutdown).await
         {
             tracing::error!(stage = name, error = %e, "stage stopped");
         }
@@ -310,12 +319,12 @@ async fn start_fake_logs(
             }
         });
         logs.push(RunningLog {
-            log: CtLog {
-                name: format!("kiln-fake-log-{i}"),
+            log: CtLog::new(
+                format!("kiln-fake-log-{i}"),
                 url,
-                public_key_der: fake.public_key_der().to_vec(),
-                operator: format!("Fake Operator {i}"),
-            },
+                fake.public_key_der().to_vec(),
+                format!("Fake Operator {i}"),
+            ),
             fake,
         });
     }

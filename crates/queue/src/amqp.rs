@@ -68,8 +68,9 @@ pub struct AmqpOptions {
     pub prefix: String,
     /// Prefetch for `consume(queue, 0)`; AMQP's 0 would mean "unlimited".
     pub prefetch: u16,
-    /// Deliveries of one message (returns count: nack/requeue or a consumer
-    /// dying with it unacked) before the stage queue dead-letters it.
+    /// Returns of one message (nack with requeue, or its consumer's channel
+    /// dying with it unacked) that a stage queue tolerates; the next return
+    /// dead-letters it, so a message is delivered at most limit + 1 times.
     pub delivery_limit: u32,
     /// The delays `publish_delayed` can do; a delay is rounded up to a step.
     pub retry_steps: Vec<Duration>,
@@ -221,7 +222,7 @@ impl AmqpQueue {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(Attempt::Fail(error))) => return Err(error),
                 Ok(Err(Attempt::Retry(error))) => error,
-                Err(_elapsed) => return Err(gave_up(options.publish_timeout, "no confirm")),
+                Err(_elapsed) => return Err(gave_up(options.publish_timeout, "publish")),
             };
             let pause = backoff.next_pause();
             if self.shared.broker.closed.is_cancelled() || Instant::now() + pause >= deadline {
@@ -297,8 +298,14 @@ impl Queue for AmqpQueue {
             stream: None,
             backoff: Backoff::new(broker.options.reconnect_min, broker.options.reconnect_max),
         };
-        // Subscribe now so a wrong queue name fails here, not in a loop.
-        consumer.stream = Some(consumer.subscribe().await?);
+        match consumer.subscribe().await {
+            Ok(stream) => consumer.stream = Some(stream),
+            // The connection is fine, so the broker refused the queue itself
+            // (unknown name): say so now rather than retrying forever.
+            Err(e) if broker.is_connected() => return Err(e),
+            // The broker is away: `next()` subscribes once it is back.
+            Err(e) => warn!(queue, error = %e, "cannot consume yet; will retry"),
+        }
         Ok(Box::new(consumer))
     }
 }

@@ -201,8 +201,18 @@ async fn process<H: Handler>(
                     warn!(error = %e, "ack failed; the job will be redelivered");
                 }
             }
-            // Not acked: the broker redelivers, and the handler is idempotent.
-            Err(e) => warn!(error = %e, "publishing the next job failed; leaving input unacked"),
+            // The effect is stored but its follow-up was not accepted. Put
+            // the input back (delayed) so the idempotent handler re-emits the
+            // follow-up; if even that fails the connection is gone, and the
+            // unacked input is redelivered when it comes back.
+            Err(e) => {
+                warn!(error = %e, "publishing the next job failed; retrying the input later");
+                let mut again = message.clone();
+                again.envelope.attempt = attempt + 1;
+                if queue.publish_delayed(again, config.backoff(attempt)).await.is_ok() {
+                    let _ = acker.ack().await;
+                }
+            }
         }
     }
     .instrument(span)

@@ -7,7 +7,8 @@
 //! stops and starts the RabbitMQ *application* (`rabbitmqctl stop_app` /
 //! `start_app`, needs root): it takes the file's write lock so no other test
 //! here runs meanwhile. Test binaries of other crates using RabbitMQ at the
-//! same moment lose their connections for those seconds.
+//! same moment lose their connections for those seconds. The nack test sets
+//! (and clears) a policy on its own queue, also through `rabbitmqctl`.
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -27,7 +28,8 @@ use queue::{
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::RwLock;
+use tokio::sync::{RwLock, mpsc};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// Readers: ordinary tests. Writer: the test that restarts the broker.
@@ -106,9 +108,11 @@ fn options(test: &str) -> AmqpOptions {
 
 async fn connect(options: AmqpOptions) -> TestQueue {
     let url = url();
-    let queue = AmqpQueue::connect(&url, options)
-        .await
-        .unwrap_or_else(|e| panic!("RabbitMQ must be running at {url} (or set AMQP_URL): {e}"));
+    let queue = AmqpQueue::connect(&url, options).await.unwrap_or_else(|e| {
+        // Credentials stay out of the test log.
+        let at = url.rsplit('@').next().unwrap_or_default();
+        panic!("RabbitMQ must be running at {at} (or set AMQP_URL): {e}")
+    });
     let topology = queue.topology().clone();
     TestQueue { queue, topology }
 }
@@ -178,6 +182,10 @@ async fn publish_then_consume_round_trips_job_and_headers() {
         "a second ack is refused"
     );
     wait_for_depth(&queue, CAA_CHECKER, 0).await;
+
+    let unknown = queue.consume("kiln.no-such-stage", 1).await;
+    assert!(unknown.is_err(), "consuming an unknown queue fails at once");
+    assert!(queue.is_connected(), "a refused queue only costs a channel");
 }
 
 #[tokio::test]
@@ -207,6 +215,60 @@ async fn unroutable_publish_is_not_confirmed() {
         "{result:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(2), "not retried");
+}
+
+/// A policy on one queue, cleared on drop.
+struct Policy(String);
+
+impl Policy {
+    fn set(queue: &str, definition: &str) -> Self {
+        let pattern = format!("^{}$", queue.replace('.', "\\."));
+        let args = [
+            "set_policy",
+            "--apply-to",
+            "queues",
+            queue,
+            &pattern,
+            definition,
+        ];
+        rabbitmqctl(&args);
+        Policy(queue.to_string())
+    }
+}
+
+impl Drop for Policy {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl")
+            .args(["clear_policy", &self.0])
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_nacked_publish_is_retried_then_not_confirmed() {
+    let _shared = BROKER.read().await;
+    let mut options = options("nack");
+    options.publish_timeout = Duration::from_secs(2);
+    let queue = connect(options).await;
+    // Full at zero messages; the stage queues overflow with reject-publish.
+    let _full = Policy::set(&queue.topology().name(SIGNER), r#"{"max-length":0}"#);
+
+    // A quorum queue applies a new policy a moment later, and admits the
+    // message that crosses the limit: the broker nacks the ones after it.
+    let started = Instant::now();
+    let mut nacked = None;
+    while nacked.is_none() && started.elapsed() < WAIT {
+        let job = Job::SignPrecert {
+            order_id: "o-full".into(),
+        };
+        let attempt = Instant::now();
+        if let Err(e) = queue.publish(Message::new(job)).await {
+            nacked = Some((e, attempt.elapsed()));
+        }
+    }
+    let (error, after) = nacked.expect("the broker never nacked");
+    assert!(matches!(error, QueueError::NotConfirmed(_)), "{error:?}");
+    assert!(after >= Duration::from_secs(1), "retried first: {after:?}");
 }
 
 #[tokio::test]
@@ -387,8 +449,12 @@ async fn the_stage_runner_retries_and_hands_on_over_amqp() {
 
     shutdown.cancel();
     runner.await.expect("runner task").expect("runner");
-    let attempts = handler.attempts.lock().unwrap_or_else(|e| e.into_inner());
-    assert_eq!(*attempts, vec![1, 2]);
+    let attempts = handler
+        .attempts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    assert_eq!(attempts, vec![1, 2]);
     wait_for_depth(&queue, CAA_CHECKER, 0).await;
 }
 
@@ -428,28 +494,51 @@ impl Drop for StoppedBroker {
     }
 }
 
-/// Receives until every order in `want` has arrived, acking as it goes and
-/// skipping the errors a consumer reports while the broker is away.
-async fn receive_orders(consumer: &mut Box<dyn Consumer>, want: &[&str], within: Duration) {
+/// Consumes in the background, acking every delivery and reporting order
+/// ids, the whole time: through the outage too, where `next()` reports
+/// errors and resubscribes. Ends when the queue is closed (`next()` → None).
+fn keep_consuming(
+    mut consumer: Box<dyn Consumer>,
+) -> (mpsc::UnboundedReceiver<String>, JoinHandle<u32>) {
+    let (seen, ids) = mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        let mut errors = 0;
+        while let Some(next) = consumer.next().await {
+            let delivery = match next {
+                Ok(delivery) => delivery,
+                Err(e) => {
+                    errors += 1;
+                    eprintln!("consumer (expected during the outage): {e}");
+                    continue;
+                }
+            };
+            if let Ok(message) = &delivery.message {
+                let _ = seen.send(message.envelope.job.subject_id().to_string());
+            }
+            // Can fail if the channel died after the delivery: the broker
+            // redelivers it, and the test only looks for each id once.
+            let _ = delivery.acker.ack().await;
+        }
+        errors
+    });
+    (ids, task)
+}
+
+/// Waits until every order in `want` was seen.
+async fn wait_for_orders(
+    ids: &mut mpsc::UnboundedReceiver<String>,
+    want: &[&str],
+    within: Duration,
+) {
     let mut missing: Vec<&str> = want.to_vec();
     let deadline = Instant::now() + within;
     while !missing.is_empty() {
         let left = deadline.saturating_duration_since(Instant::now());
-        let delivery = match tokio::time::timeout(left, consumer.next()).await {
-            Err(_) => panic!("still missing {missing:?} after {within:?}"),
+        match tokio::time::timeout(left, ids.recv()).await {
+            Ok(Some(id)) => missing.retain(|want| *want != id),
             Ok(None) => panic!("consumer ended while missing {missing:?}"),
-            Ok(Some(Err(e))) => {
-                eprintln!("consumer (expected during the outage): {e}");
-                continue;
-            }
-            Ok(Some(Ok(delivery))) => delivery,
-        };
-        if let Ok(message) = &delivery.message {
-            missing.retain(|id| *id != message.envelope.job.subject_id());
+            Err(_) => panic!("still missing {missing:?} after {within:?}"),
         }
-        // An ack can fail if the channel died after the delivery: the broker
-        // redelivers it, and `retain` above is idempotent.
-        let _ = delivery.acker.ack().await;
     }
 }
 
@@ -460,7 +549,8 @@ async fn broker_restart_publishing_and_consuming_carry_on() {
     let mut options = options("restart");
     options.publish_timeout = Duration::from_secs(60);
     let queue = connect(options).await;
-    let mut consumer = queue.consume(SIGNER, 4).await.expect("consume");
+    let consumer = queue.consume(SIGNER, 4).await.expect("consume");
+    let (mut ids, consuming) = keep_consuming(consumer);
     let sign = |id: &str| {
         Message::new(Job::SignPrecert {
             order_id: id.into(),
@@ -468,7 +558,7 @@ async fn broker_restart_publishing_and_consuming_carry_on() {
     };
 
     queue.publish(sign("before")).await.expect("confirmed");
-    receive_orders(&mut consumer, &["before"], WAIT).await;
+    wait_for_orders(&mut ids, &["before"], WAIT).await;
 
     let stopped = StoppedBroker::stop();
     let deadline = Instant::now() + WAIT;
@@ -493,73 +583,15 @@ async fn broker_restart_publishing_and_consuming_carry_on() {
         .expect("publish task")
         .expect("confirmed after restart");
     queue.publish(sign("after")).await.expect("confirmed");
-    receive_orders(&mut consumer, &["during", "after"], Duration::from_secs(60)).await;
+    wait_for_orders(&mut ids, &["during", "after"], Duration::from_secs(60)).await;
     assert!(queue.is_connected());
     queue.ready().await.expect("ready");
-}
 
-#[tokio::test]
-async fn zz_probe_at_least_once() {
-    let _shared = BROKER.read().await;
-    let queue = connect(options("probe")).await;
-    let (_connection, channel) = raw_channel().await;
-    let t = queue.topology().clone();
-    channel
-        .queue_unbind(
-            t.dead_queue.as_str().into(),
-            t.dead_letter_exchange.as_str().into(),
-            "".into(),
-            FieldTable::default(),
-        )
+    // The consumer noticed the outage, yet only closing the queue ends it.
+    queue.close().await;
+    let errors = tokio::time::timeout(WAIT, consuming)
         .await
-        .unwrap();
-    let mut consumer = queue.consume(VALIDATOR, 4).await.expect("consume");
-    queue
-        .publish(Message::new(Job::ValidateChallenge {
-            challenge_id: "c".into(),
-        }))
-        .await
-        .unwrap();
-    next(&mut consumer).await.acker.reject().await.unwrap();
-    drop(consumer);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let out = Command::new("rabbitmqctl")
-        .args([
-            "list_queues",
-            "name",
-            "messages",
-            "messages_ready",
-            "arguments",
-        ])
-        .output()
-        .unwrap();
-    println!("{}", String::from_utf8_lossy(&out.stdout));
-    let out = Command::new("rabbitmq-queues")
-        .args(["quorum_status", &t.name(VALIDATOR)])
-        .output()
-        .unwrap();
-    println!("{}", String::from_utf8_lossy(&out.stdout));
-    channel
-        .queue_bind(
-            t.dead_queue.as_str().into(),
-            t.dead_letter_exchange.as_str().into(),
-            "".into(),
-            Default::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let started = Instant::now();
-    loop {
-        let d = queue.queue_depth(DEAD_QUEUE).await.unwrap();
-        if d == 1 {
-            println!("arrived after {:?}", started.elapsed());
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(200) {
-            println!("never arrived");
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+        .expect("consumer ends once the queue is closed")
+        .expect("consumer task");
+    assert!(errors > 0, "the outage went unnoticed");
 }
