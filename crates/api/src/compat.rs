@@ -14,7 +14,11 @@ use store::FinalizeObservation;
 pub fn client_of(user_agent: &str) -> (String, String) {
     let first = user_agent.split_whitespace().next().unwrap_or("");
     let (product, version) = first.split_once('/').unwrap_or((first, ""));
-    let product = if product.is_empty() { "unknown" } else { product };
+    let product = if product.is_empty() {
+        "unknown"
+    } else {
+        product
+    };
     (product.to_string(), version.to_string())
 }
 
@@ -40,7 +44,11 @@ pub struct FamilyReport {
 /// Aggregates observations per client family. An observation without a
 /// poll counts as abandoned once `abandon_after_ms` has passed since its
 /// finalize (as of `now`), else as undecided.
-pub fn report(observations: &[FinalizeObservation], now: i64, abandon_after_ms: i64) -> Vec<FamilyReport> {
+pub fn report(
+    observations: &[FinalizeObservation],
+    now: i64,
+    abandon_after_ms: i64,
+) -> Vec<FamilyReport> {
     let mut families: BTreeMap<String, (FamilyReport, Vec<i64>)> = BTreeMap::new();
     for o in observations {
         let (entry, first_polls) = families.entry(o.client_product.clone()).or_default();
@@ -81,7 +89,9 @@ pub fn render_table(rows: &[FamilyReport]) -> String {
         "client", "finalized", "polled", "downloaded", "abandoned", "undecided", "first poll p50"
     );
     for r in rows {
-        let p50 = r.median_first_poll_ms.map_or("-".to_string(), |ms| format!("{ms} ms"));
+        let p50 = r
+            .median_first_poll_ms
+            .map_or("-".to_string(), |ms| format!("{ms} ms"));
         let _ = writeln!(
             out,
             "{:<28} {:>9} {:>7} {:>10} {:>9} {:>9} {:>14}",
@@ -105,7 +115,10 @@ fn truncate(s: &str, n: usize) -> String {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// An HTML page with one bar chart per client family, per period (the
@@ -155,7 +168,12 @@ pub fn render_html(periods: &[(String, Vec<FamilyReport>)]) -> String {
 mod tests {
     use super::*;
 
-    fn obs(product: &str, finalized_at: i64, first_poll: Option<i64>, downloaded: bool) -> FinalizeObservation {
+    fn obs(
+        product: &str,
+        finalized_at: i64,
+        first_poll: Option<i64>,
+        downloaded: bool,
+    ) -> FinalizeObservation {
         FinalizeObservation {
             order_id: format!("o{finalized_at}{product}"),
             account_id: "a".into(),
@@ -172,8 +190,14 @@ mod tests {
 
     #[test]
     fn user_agents_name_the_client() {
-        assert_eq!(client_of("CertbotACMEClient/2.9.0 (certbot; linux)"), ("CertbotACMEClient".into(), "2.9.0".into()));
-        assert_eq!(client_of("xenolf-acme/4.9.1 (release; linux; amd64)"), ("xenolf-acme".into(), "4.9.1".into()));
+        assert_eq!(
+            client_of("CertbotACMEClient/2.9.0 (certbot; linux)"),
+            ("CertbotACMEClient".into(), "2.9.0".into())
+        );
+        assert_eq!(
+            client_of("xenolf-acme/4.9.1 (release; linux; amd64)"),
+            ("xenolf-acme".into(), "4.9.1".into())
+        );
         assert_eq!(client_of("curl"), ("curl".into(), "".into()));
         assert_eq!(client_of(""), ("unknown".into(), "".into()));
     }
@@ -193,13 +217,124 @@ mod tests {
         );
         assert_eq!(rows.len(), 2);
         let poller = &rows[0];
-        assert_eq!((poller.finalized, poller.polled, poller.downloaded, poller.abandoned), (2, 2, 2, 0));
+        assert_eq!(
+            (
+                poller.finalized,
+                poller.polled,
+                poller.downloaded,
+                poller.abandoned
+            ),
+            (2, 2, 2, 0)
+        );
         assert_eq!(poller.median_first_poll_ms, Some(300));
         let quitter = &rows[1];
-        assert_eq!((quitter.finalized, quitter.polled, quitter.abandoned, quitter.undecided), (2, 0, 1, 1));
+        assert_eq!(
+            (
+                quitter.finalized,
+                quitter.polled,
+                quitter.abandoned,
+                quitter.undecided
+            ),
+            (2, 0, 1, 1)
+        );
         let table = render_table(&rows);
         assert!(table.contains("poller") && table.contains("quitter"));
         let html = render_html(&[("all".into(), rows)]);
         assert!(html.contains("<svg") && html.contains("quitter"));
     }
+}
+
+/// The report per period: all time, then each brownout window of this
+/// deployment's environment.
+pub async fn report_by_period(
+    store: &store::Store,
+    policy: &crate::FinalizePolicy,
+    abandon_after_ms: i64,
+) -> Result<Vec<(String, Vec<FamilyReport>)>, store::StoreError> {
+    let now = store::now_ms();
+    let all = store.finalize_observations(0).await?;
+    let mut periods = vec![(
+        "All finalizes answered processing".to_string(),
+        report(&all, now, abandon_after_ms),
+    )];
+    for w in policy
+        .windows
+        .iter()
+        .filter(|w| w.environment == policy.environment)
+    {
+        let (start, end) = (unix_ms(w.start), unix_ms(w.end));
+        let inside: Vec<FinalizeObservation> = all
+            .iter()
+            .filter(|o| start <= o.finalized_at && o.finalized_at < end)
+            .cloned()
+            .collect();
+        let label = format!("{} window {} – {}", w.mode.as_str(), w.start, w.end);
+        periods.push((label, report(&inside, now, abandon_after_ms)));
+    }
+    Ok(periods)
+}
+
+fn unix_ms(t: time::OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+struct PageState {
+    store: store::Store,
+    policy: crate::PolicyHandle,
+    abandon_after_ms: i64,
+}
+
+type Page = axum::extract::State<std::sync::Arc<PageState>>;
+
+async fn periods(
+    state: &PageState,
+) -> Result<Vec<(String, Vec<FamilyReport>)>, axum::response::Response> {
+    use axum::response::IntoResponse;
+    report_by_period(&state.store, &state.policy.get(), state.abandon_after_ms)
+        .await
+        .map_err(|e| (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response())
+}
+
+async fn page_html(axum::extract::State(state): Page) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match periods(&state).await {
+        Ok(p) => (
+            [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            render_html(&p),
+        )
+            .into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn page_json(axum::extract::State(state): Page) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match periods(&state).await {
+        Ok(p) => {
+            let doc: Vec<serde_json::Value> = p
+                .into_iter()
+                .map(|(period, clients)| serde_json::json!({"period": period, "clients": clients}))
+                .collect();
+            axum::Json(doc).into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+/// `/compat` (HTML with a chart per client family) and `/compat.json`, for
+/// the admin port.
+pub fn admin_router(
+    store: store::Store,
+    policy: crate::PolicyHandle,
+    abandon_after: std::time::Duration,
+) -> axum::Router {
+    let state = std::sync::Arc::new(PageState {
+        store,
+        policy,
+        abandon_after_ms: abandon_after.as_millis() as i64,
+    });
+    axum::Router::new()
+        .route("/compat", axum::routing::get(page_html))
+        .route("/compat.json", axum::routing::get(page_json))
+        .with_state(state)
 }

@@ -10,7 +10,7 @@
 //! mode = "sync"                  # outside every window
 //! sync_timeout_secs = 30
 //! hybrid_budget_min_ms = 100     # hybrid waits ~ the pipeline's recent p95,
-//! hybrid_budget_max_ms = 5000    # clamped to these
+//! hybrid_budget_max_ms = 3000    # clamped to these
 //!
 //! [[windows]]                    # "24 hours async in staging on 15 March"
 //! environment = "staging"
@@ -62,7 +62,9 @@ impl std::str::FromStr for FinalizeMode {
             "async" => Ok(FinalizeMode::Async),
             "sync" => Ok(FinalizeMode::Sync),
             "hybrid" => Ok(FinalizeMode::Hybrid),
-            other => Err(format!("unknown finalize mode {other:?}; use async, sync or hybrid")),
+            other => Err(format!(
+                "unknown finalize mode {other:?}; use async, sync or hybrid"
+            )),
         }
     }
 }
@@ -96,7 +98,7 @@ impl FinalizePolicy {
             mode,
             sync_timeout: Duration::from_secs(30),
             hybrid_budget_min: Duration::from_millis(100),
-            hybrid_budget_max: Duration::from_secs(5),
+            hybrid_budget_max: Duration::from_millis(default_budget_max()),
             windows: Vec::new(),
             accounts: Vec::new(),
             user_agents: Vec::new(),
@@ -106,11 +108,20 @@ impl FinalizePolicy {
     /// The mode for one finalize: an account override, else a User-Agent
     /// override, else the window of this environment containing `now`,
     /// else the default.
-    pub fn mode_for(&self, now: OffsetDateTime, account_id: &str, user_agent: &str) -> FinalizeMode {
+    pub fn mode_for(
+        &self,
+        now: OffsetDateTime,
+        account_id: &str,
+        user_agent: &str,
+    ) -> FinalizeMode {
         if let Some((_, mode)) = self.accounts.iter().find(|(id, _)| id == account_id) {
             return *mode;
         }
-        if let Some((_, mode)) = self.user_agents.iter().find(|(p, _)| glob_match(p, user_agent)) {
+        if let Some((_, mode)) = self
+            .user_agents
+            .iter()
+            .find(|(p, _)| glob_match(p, user_agent))
+        {
             return *mode;
         }
         self.windows
@@ -123,13 +134,17 @@ impl FinalizePolicy {
     pub fn from_toml(text: &str) -> Result<Self, String> {
         let file: ScheduleFile = toml::from_str(text).map_err(|e| e.to_string())?;
         let time = |s: &str, what: &str| {
-            OffsetDateTime::parse(s, &Rfc3339).map_err(|e| format!("{what} {s:?}: {e} (use RFC 3339, e.g. 2023-03-15T00:00:00Z)"))
+            OffsetDateTime::parse(s, &Rfc3339)
+                .map_err(|e| format!("{what} {s:?}: {e} (use RFC 3339, e.g. 2023-03-15T00:00:00Z)"))
         };
         let mut windows = Vec::new();
         for w in file.windows {
             let (start, end) = (time(&w.start, "window start")?, time(&w.end, "window end")?);
             if end <= start {
-                return Err(format!("window {} – {} ends before it starts", w.start, w.end));
+                return Err(format!(
+                    "window {} – {} ends before it starts",
+                    w.start, w.end
+                ));
             }
             windows.push(Window {
                 environment: w.environment.unwrap_or_else(|| file.environment.clone()),
@@ -146,8 +161,20 @@ impl FinalizePolicy {
             hybrid_budget_max: Duration::from_millis(file.hybrid_budget_max_ms),
             windows,
             accounts: file.accounts.into_iter().map(|a| (a.id, a.mode)).collect(),
-            user_agents: file.user_agents.into_iter().map(|u| (u.pattern, u.mode)).collect(),
+            user_agents: file
+                .user_agents
+                .into_iter()
+                .map(|u| (u.pattern, u.mode))
+                .collect(),
         })
+    }
+
+    /// Reads a schedule file; the error names the file.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, String> {
+        std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| Self::from_toml(&text))
+            .map_err(|e| format!("{}: {e}", path.display()))
     }
 
     /// The hybrid mode's wait: the pipeline's recent p95 (when known),
@@ -157,6 +184,29 @@ impl FinalizePolicy {
             .unwrap_or(self.hybrid_budget_max)
             .clamp(self.hybrid_budget_min, self.hybrid_budget_max)
     }
+}
+
+/// Re-reads the schedule file on every SIGHUP and swaps it in; requests
+/// in flight keep the policy they started with. A bad file keeps the old
+/// policy and says why in the log.
+pub fn reload_on_sighup(path: std::path::PathBuf, policy: crate::PolicyHandle) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match FinalizePolicy::from_file(&path) {
+                Ok(new) => {
+                    tracing::info!(path = %path.display(), "finalize schedule reloaded");
+                    policy.replace(new);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "schedule reload failed; keeping the old one")
+                }
+            }
+        }
+    });
 }
 
 #[derive(Deserialize)]
@@ -216,8 +266,10 @@ fn default_sync_timeout() -> u64 {
 fn default_budget_min() -> u64 {
     100
 }
+/// Below the request timeouts of common clients, so hybrid never makes a
+/// client time out.
 fn default_budget_max() -> u64 {
-    5000
+    3000
 }
 
 /// `*` matches any run of characters; everything else literally.
@@ -227,7 +279,10 @@ fn glob_match(pattern: &str, text: &str) -> bool {
         return pattern == text;
     }
     let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !text.starts_with(first) || !text[first.len()..].ends_with(last) || text.len() < first.len() + last.len() {
+    if !text.starts_with(first)
+        || !text[first.len()..].ends_with(last)
+        || text.len() < first.len() + last.len()
+    {
         return false;
     }
     let mut rest = &text[first.len()..text.len() - last.len()];
@@ -278,9 +333,15 @@ mode = "sync"
     fn window_edges_are_start_inclusive_end_exclusive() {
         let p = FinalizePolicy::from_toml(SCHEDULE).unwrap();
         let at = |t| p.mode_for(t, "acct", "instant-acme/0.8");
-        assert_eq!(at(datetime!(2023-03-14 23:59:59.999 UTC)), FinalizeMode::Sync);
+        assert_eq!(
+            at(datetime!(2023-03-14 23:59:59.999 UTC)),
+            FinalizeMode::Sync
+        );
         assert_eq!(at(datetime!(2023-03-15 00:00:00 UTC)), FinalizeMode::Async);
-        assert_eq!(at(datetime!(2023-03-15 23:59:59.999 UTC)), FinalizeMode::Async);
+        assert_eq!(
+            at(datetime!(2023-03-15 23:59:59.999 UTC)),
+            FinalizeMode::Async
+        );
         assert_eq!(at(datetime!(2023-03-16 00:00:00 UTC)), FinalizeMode::Sync);
         assert_eq!(at(datetime!(2023-03-18 12:00:00 UTC)), FinalizeMode::Hybrid);
         // Another environment's window does not apply here.
@@ -291,16 +352,28 @@ mode = "sync"
     fn overrides_win_over_windows() {
         let p = FinalizePolicy::from_toml(SCHEDULE).unwrap();
         let inside = datetime!(2023-03-15 12:00:00 UTC);
-        assert_eq!(p.mode_for(inside, "pinned", "instant-acme/0.8"), FinalizeMode::Sync);
-        assert_eq!(p.mode_for(inside, "acct", "OldClient/1.2 (linux)"), FinalizeMode::Sync);
-        assert_eq!(p.mode_for(inside, "acct", "OldClient/2.0"), FinalizeMode::Async);
+        assert_eq!(
+            p.mode_for(inside, "pinned", "instant-acme/0.8"),
+            FinalizeMode::Sync
+        );
+        assert_eq!(
+            p.mode_for(inside, "acct", "OldClient/1.2 (linux)"),
+            FinalizeMode::Sync
+        );
+        assert_eq!(
+            p.mode_for(inside, "acct", "OldClient/2.0"),
+            FinalizeMode::Async
+        );
     }
 
     #[test]
     fn bad_schedules_are_refused_with_a_reason() {
         for (text, fragment) in [
             ("mode = \"fast\"", "fast"),
-            ("[[windows]]\nstart = \"yesterday\"\nend = \"2023-03-16T00:00:00Z\"\nmode = \"async\"", "yesterday"),
+            (
+                "[[windows]]\nstart = \"yesterday\"\nend = \"2023-03-16T00:00:00Z\"\nmode = \"async\"",
+                "yesterday",
+            ),
             (
                 "[[windows]]\nstart = \"2023-03-16T00:00:00Z\"\nend = \"2023-03-15T00:00:00Z\"\nmode = \"async\"",
                 "ends before",
@@ -315,10 +388,19 @@ mode = "sync"
     #[test]
     fn hybrid_budget_follows_p95_within_bounds() {
         let p = FinalizePolicy::fixed(FinalizeMode::Hybrid);
-        assert_eq!(p.hybrid_budget(Some(Duration::from_millis(700))), Duration::from_millis(700));
-        assert_eq!(p.hybrid_budget(Some(Duration::from_millis(1))), Duration::from_millis(100));
-        assert_eq!(p.hybrid_budget(Some(Duration::from_secs(60))), Duration::from_secs(5));
-        assert_eq!(p.hybrid_budget(None), Duration::from_secs(5));
+        assert_eq!(
+            p.hybrid_budget(Some(Duration::from_millis(700))),
+            Duration::from_millis(700)
+        );
+        assert_eq!(
+            p.hybrid_budget(Some(Duration::from_millis(1))),
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            p.hybrid_budget(Some(Duration::from_secs(60))),
+            Duration::from_secs(3)
+        );
+        assert_eq!(p.hybrid_budget(None), Duration::from_secs(3));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use crate::error::ApiError;
 use crate::jws::{self, Jwk, KeyRef};
 use crate::nonce::ApiNonceError;
-use crate::{Api, csr};
+use crate::{Api, FinalizeMode, compat, csr};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
@@ -21,7 +21,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 use store::{Account, Authz, Challenge, Order, now_ms};
+use tokio::sync::broadcast;
 
 type Shared = State<Arc<Api>>;
 type ApiResult = Result<Response, ApiError>;
@@ -309,7 +311,7 @@ fn random_id(bytes: usize) -> String {
 }
 
 fn processing_retry_after(api: &Api, processing: bool) -> Option<u64> {
-    processing.then(|| api.config.retry_after.as_secs().max(1))
+    processing.then(|| api.latency.retry_after_secs(api.config.retry_after))
 }
 
 // ---- directory and nonces ----------------------------------------------------
@@ -737,6 +739,12 @@ pub async fn order(
     let req = authenticate(&api, &headers, &uri, &body, KeyRule::Kid).await?;
     req.require_post_as_get()?;
     let (order, authzs) = owned_order(&api, &id, req.account()).await?;
+    if order.processing_since.is_some() {
+        // Did the client come back after finalize? (compatibility report)
+        if let Err(e) = api.store.observe_poll(&id, now_ms()).await {
+            tracing::warn!(order_id = %id, error = %e, "recording a poll failed");
+        }
+    }
     Ok(order_reply(&api, &order, &authzs).into_response())
 }
 
@@ -788,6 +796,17 @@ pub async fn finalize(
             "order is already being finalized",
         ));
     }
+    let policy = api.config.finalize.get();
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mode = policy.mode_for(time::OffsetDateTime::now_utc(), &account.id, user_agent);
+    // Listen before the first job exists, so the finish cannot be missed.
+    let done = match mode {
+        FinalizeMode::Async => None,
+        _ => Some(api.store.subscribe_done().await),
+    };
     // The order is durably `processing`; if this publish is lost the sweeper
     // re-drives it once the step deadline passes.
     if let Err(e) = api
@@ -799,14 +818,71 @@ pub async fn finalize(
     {
         tracing::warn!(order_id = %id, error = %e, "enqueueing finalization failed; the sweeper will re-drive it");
     }
-    tracing::info!(order_id = %id, "order finalizing");
-    // Answer with the order as this request left it: `processing`, whatever
-    // the pipeline has done since.
-    let order = Order {
-        status: OrderStatus::Processing,
-        ..order
+    tracing::info!(order_id = %id, mode = mode.as_str(), "order finalizing");
+    let order = match (mode, done) {
+        // Answer with the order as this request left it: `processing`,
+        // whatever the pipeline has done since.
+        (FinalizeMode::Async, _) | (_, None) => Order {
+            status: OrderStatus::Processing,
+            ..order
+        },
+        (_, Some(done)) => {
+            let budget = match mode {
+                FinalizeMode::Sync => policy.sync_timeout,
+                _ => policy.hybrid_budget(api.latency.p95()),
+            };
+            wait_until_done(&api, done, &id, budget).await;
+            api.store
+                .order(&id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("order"))?
+        }
     };
+    if order.status == OrderStatus::Processing {
+        let (client_product, client_version) = compat::client_of(user_agent);
+        let observation = store::FinalizeObservation {
+            order_id: id.clone(),
+            account_id: account.id.clone(),
+            user_agent: user_agent.chars().take(256).collect(),
+            client_product,
+            client_version,
+            mode: mode.as_str().to_string(),
+            finalized_at: now,
+            first_poll_at: None,
+            polls: 0,
+            downloaded_at: None,
+        };
+        if let Err(e) = api.store.record_finalize_observation(&observation).await {
+            tracing::warn!(order_id = %id, error = %e, "recording the compatibility observation failed");
+        }
+    }
     Ok(order_reply(&api, &order, &authzs).into_response())
+}
+
+/// Waits (without polling the database) until the order finishes or the
+/// budget runs out.
+async fn wait_until_done(
+    api: &Api,
+    mut done: broadcast::Receiver<String>,
+    order_id: &str,
+    budget: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + budget;
+    loop {
+        match tokio::time::timeout_at(deadline, done.recv()).await {
+            Err(_) | Ok(Err(broadcast::error::RecvError::Closed)) => return,
+            Ok(Ok(id)) if id == order_id => return,
+            Ok(Ok(_)) => {}
+            // Missed some ids: look once, then keep listening.
+            Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
+                if let Ok(Some(order)) = api.store.order(order_id).await
+                    && order.status != OrderStatus::Processing
+                {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 // ---- authorizations and challenges --------------------------------------------
@@ -952,6 +1028,9 @@ pub async fn certificate(
     let (Some(der), store::CertificateState::Issued) = (&cert.final_der, cert.state) else {
         return Err(ApiError::not_found("certificate"));
     };
+    if let Err(e) = api.store.observe_download(&cert.order_id, now_ms()).await {
+        tracing::warn!(order_id = %cert.order_id, error = %e, "recording a download failed");
+    }
     let leaf = openssl::x509::X509::from_der(der).map_err(ApiError::internal)?;
     let mut pem = String::from_utf8(leaf.to_pem().map_err(ApiError::internal)?)
         .map_err(ApiError::internal)?;

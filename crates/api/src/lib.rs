@@ -11,13 +11,14 @@
 // ApiError is large, but errors are the cold path of a request.
 #![allow(clippy::result_large_err)]
 
-pub mod csr;
 pub mod compat;
+pub mod csr;
 mod error;
 pub mod finalize_policy;
 mod handlers;
 pub mod jwk;
 pub mod jws;
+mod latency;
 mod nonce;
 mod resources;
 
@@ -107,6 +108,7 @@ pub(crate) struct Api {
     pub queue: Arc<dyn Queue>,
     pub nonces: nonce::Nonces,
     pub config: ApiConfig,
+    pub latency: latency::Latency,
 }
 
 /// Builds the ACME router. Serve it over HTTPS; `config.base_url` must be
@@ -122,7 +124,9 @@ pub async fn router(
         queue,
         nonces,
         config,
+        latency: latency::Latency::default(),
     });
+    latency::spawn_refresh(Arc::downgrade(&api));
     use handlers::*;
     Ok(Router::new()
         .route("/directory", get(directory))

@@ -1,7 +1,7 @@
 //! `api`: the ACME front end. Any replica serves any request; one of them
 //! at a time also runs the sweeper.
 
-use api::ApiConfig;
+use api::{ApiConfig, FinalizeMode, FinalizePolicy, PolicyHandle};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,6 +30,38 @@ struct Config {
     finalize_timeout_secs: u64,
     #[serde(default = "default_sweep_interval_ms")]
     sweep_interval_ms: u64,
+    /// async, sync or hybrid, when no schedule file is given.
+    #[serde(default = "default_finalize_mode")]
+    finalize_mode: String,
+    /// A brownout schedule (TOML; see api::finalize_policy); reloaded on
+    /// SIGHUP without dropping requests.
+    #[serde(default)]
+    finalize_schedule: Option<PathBuf>,
+    /// A `processing` answer with no poll after this long counts as
+    /// abandoned in the compatibility report.
+    #[serde(default = "default_abandon_after_secs")]
+    compat_abandon_after_secs: u64,
+}
+
+fn default_finalize_mode() -> String {
+    "async".into()
+}
+fn default_abandon_after_secs() -> u64 {
+    600
+}
+
+/// The finalize policy from the schedule file, or the fixed mode.
+fn load_policy(config: &Config) -> anyhow::Result<FinalizePolicy> {
+    match &config.finalize_schedule {
+        Some(path) => FinalizePolicy::from_file(path).map_err(anyhow::Error::msg),
+        None => {
+            let mode: FinalizeMode = config
+                .finalize_mode
+                .parse()
+                .map_err(|e| anyhow::anyhow!("[api] finalize_mode: {e}"))?;
+            Ok(FinalizePolicy::fixed(mode))
+        }
+    }
 }
 
 fn default_retry_after_secs() -> u64 {
@@ -68,9 +100,19 @@ async fn run(common: service::Common, config: Config) -> anyhow::Result<()> {
     if let Some(root) = &config.root_pem {
         api_config.root_pem = Some(std::fs::read_to_string(root)?);
     }
+    api_config.finalize = PolicyHandle::new(load_policy(&config)?);
+    api_config.compat_abandon_after = Duration::from_secs(config.compat_abandon_after_secs);
     let step_timeout = common.runner.step_timeout();
     let wiring = service::Wiring::connect(common, "api").await?;
-    let admin = wiring.spawn_admin(wiring.base_checks());
+    let compat_page = api::compat::admin_router(
+        wiring.store.clone(),
+        api_config.finalize.clone(),
+        api_config.compat_abandon_after,
+    );
+    let admin = wiring.spawn_admin(wiring.base_checks(), compat_page);
+    if let Some(path) = &config.finalize_schedule {
+        api::finalize_policy::reload_on_sighup(path.clone(), api_config.finalize.clone());
+    }
 
     let sweeper = sweeper::Sweeper {
         store: wiring.store.clone(),

@@ -230,6 +230,23 @@ impl Kiln {
         api_config.root_pem = Some(root_pem.clone());
         api_config.chain_pem = Some(chain_pem);
         api_config.finalize = config.finalize.clone();
+        if let Some(listen) = config.admin_listen {
+            let compat = api::compat::admin_router(
+                store.clone(),
+                config.finalize.clone(),
+                api_config.compat_abandon_after,
+            );
+            let (metrics, stop) = (service::admin::install_metrics(), shutdown.clone());
+            let admin_listener = tokio::net::TcpListener::bind(listen).await?;
+            tasks.spawn(async move {
+                if let Err(e) =
+                    service::admin::serve_on(admin_listener, Vec::new(), metrics, compat, stop)
+                        .await
+                {
+                    tracing::error!(error = %e, "admin endpoints failed");
+                }
+            });
+        }
         let router = api::router(store.clone(), queue_dyn, api_config).await?;
         let tls = tls_acceptor(&ca)?;
         let handle = axum_server::Handle::new();
@@ -279,8 +296,7 @@ fn spawn_stage<H: Handler>(
 ) {
     let (queue, shutdown) = (queue.clone(), shutdown.clone());
     tasks.spawn(async move {
-        if let Err(e) = run_stage(queue, name, Arc::new(handler), runner, shutdown).await
-        {
+        if let Err(e) = run_stage(queue, name, Arc::new(handler), runner, shutdown).await {
             tracing::error!(stage = name, error = %e, "stage stopped");
         }
     });
@@ -364,4 +380,71 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .mode(0o600)
         .open(path)?;
     file.write_all(bytes)
+}
+
+/// A person-readable account of one order: state, problem, the timeline of
+/// its finalization and its certificates.
+pub fn order_report(order: &store::Order, certificates: &[store::CertificateRecord]) -> String {
+    use std::fmt::Write as _;
+    let at = |ms: i64| {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_else(|| ms.to_string())
+    };
+    let mut out = String::new();
+    let _ = writeln!(out, "order {}", order.id);
+    let _ = writeln!(out, "  account:     {}", order.account_id);
+    let names: Vec<&str> = order.identifiers.iter().map(|i| i.value.as_str()).collect();
+    let _ = writeln!(out, "  identifiers: {}", names.join(", "));
+    let step = order
+        .step
+        .map(|s| format!(" (step {s})"))
+        .unwrap_or_default();
+    let _ = writeln!(out, "  status:      {}{step}", order.status);
+    if let Some(problem) = &order.error {
+        let _ = writeln!(out, "  error:       {problem}");
+    }
+    let _ = writeln!(out, "  timeline:");
+    let t = &order.timeline;
+    let since = order.processing_since;
+    let events = [
+        ("created", Some(order.created_at)),
+        ("finalize (processing)", since),
+        ("CAA checked", t.caa_checked_at),
+        ("precertificate signed", t.precert_at),
+        ("SCTs obtained", t.scts_at),
+        (
+            if order.status == domain::OrderStatus::Invalid {
+                "invalid"
+            } else {
+                "valid"
+            },
+            t.completed_at,
+        ),
+    ];
+    for (what, when) in events {
+        if let Some(ms) = when {
+            let offset = since
+                .filter(|s| ms >= *s)
+                .map(|s| format!("  (+{} ms)", ms - s))
+                .unwrap_or_default();
+            let _ = writeln!(out, "    {}  {what}{offset}", at(ms));
+        }
+    }
+    for c in certificates {
+        let revoked = c
+            .revoked_at
+            .map(|r| format!(", revoked {}", at(r)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  certificate: serial {} {:?}{revoked}",
+            c.serial, c.state
+        );
+    }
+    out
 }

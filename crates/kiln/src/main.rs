@@ -37,10 +37,75 @@ struct ServeArgs {
     /// Port that tls-alpn-01 validation connects to.
     #[arg(long, env = "KILN_TLSALPN01_PORT", default_value_t = 5001)]
     tlsalpn01_port: u16,
+    /// How long finalize waits for the pipeline: async (answer `processing`
+    /// at once), sync (wait for it) or hybrid (wait about its recent p95).
+    #[arg(long, env = "KILN_FINALIZE_MODE", default_value = "async")]
+    finalize_mode: api::FinalizeMode,
+    /// A brownout schedule (TOML) that switches the mode in UTC windows,
+    /// with overrides by account and User-Agent; reloaded on SIGHUP.
+    #[arg(long, env = "KILN_FINALIZE_SCHEDULE", conflicts_with = "finalize_mode")]
+    finalize_schedule: Option<PathBuf>,
+    /// Serve /metrics and the client-compatibility page (/compat) here.
+    #[arg(long, env = "KILN_ADMIN_LISTEN")]
+    admin_listen: Option<SocketAddr>,
+}
+
+/// Which database a reporting command reads.
+#[derive(Args, Debug)]
+struct DatabaseArgs {
+    /// The embedded Kiln's data directory (its SQLite database).
+    #[arg(
+        long,
+        env = "KILN_DATA_DIR",
+        default_value = "./kiln-data",
+        conflicts_with = "database_url"
+    )]
+    data_dir: PathBuf,
+    /// A distributed deployment's database.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+impl DatabaseArgs {
+    async fn open(&self) -> anyhow::Result<store::Store> {
+        let url = match &self.database_url {
+            Some(url) => url.clone(),
+            None => {
+                let path = self.data_dir.join("kiln.db");
+                anyhow::ensure!(path.exists(), "no Kiln database at {}", path.display());
+                format!("sqlite://{}", path.display())
+            }
+        };
+        store::Store::connect(&url)
+            .await
+            .context("opening the database")
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Report {
+    /// Per client family: of the finalizes answered `processing`, how many
+    /// clients polled, downloaded, or gave up.
+    Compat {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// No poll this long after finalize counts as abandoned.
+        #[arg(long, default_value_t = 600)]
+        abandon_after_secs: u64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Reports for operators.
+    #[command(subcommand)]
+    Report(Report),
+    /// Orders.
+    #[command(subcommand)]
+    Order(OrderCommand),
     /// Apply the database migrations (PostgreSQL or SQLite), then exit.
     Migrate {
         #[arg(long, env = "DATABASE_URL")]
@@ -55,6 +120,16 @@ enum Command {
         /// Names and addresses the api's HTTPS certificate covers.
         #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1,::1")]
         api_names: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum OrderCommand {
+    /// An order's state and the timeline of its finalization.
+    Show {
+        id: String,
+        #[command(flatten)]
+        db: DatabaseArgs,
     },
 }
 
@@ -79,6 +154,37 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Init { dir, api_names }) => init(&dir, &api_names),
+        Some(Command::Report(Report::Compat {
+            db,
+            json,
+            abandon_after_secs,
+        })) => {
+            let store = db.open().await?;
+            let observations = store.finalize_observations(0).await?;
+            let rows = api::compat::report(
+                &observations,
+                store::now_ms(),
+                abandon_after_secs as i64 * 1000,
+            );
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", api::compat::render_table(&rows));
+            }
+            Ok(())
+        }
+        Some(Command::Order(OrderCommand::Show { id, db })) => {
+            let store = db.open().await?;
+            let order = store
+                .order(&id)
+                .await?
+                .with_context(|| format!("no order {id}"))?;
+            print!(
+                "{}",
+                kiln::order_report(&order, &store.certificates_for_order(&id).await?)
+            );
+            Ok(())
+        }
     }
 }
 
@@ -88,10 +194,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.dns_server = args.dns_server;
     config.http01_port = args.http01_port;
     config.tlsalpn01_port = args.tlsalpn01_port;
+    config.admin_listen = args.admin_listen;
+    let policy = match &args.finalize_schedule {
+        Some(path) => api::FinalizePolicy::from_file(path).map_err(anyhow::Error::msg)?,
+        None => api::FinalizePolicy::fixed(args.finalize_mode),
+    };
+    config.finalize = api::PolicyHandle::new(policy);
+    if let Some(path) = &args.finalize_schedule {
+        api::finalize_policy::reload_on_sighup(path.clone(), config.finalize.clone());
+    }
+    let mode = match &args.finalize_schedule {
+        Some(path) => format!("schedule {}", path.display()),
+        None => args.finalize_mode.as_str().to_string(),
+    };
     let kiln = Kiln::start(config).await?;
     println!("Kiln is running.");
     println!("  ACME directory: {}", kiln.directory_url);
     println!("  Root certificate: {}", kiln.root_pem_path.display());
+    println!("  Finalize mode: {mode}");
+    if let Some(admin) = args.admin_listen {
+        println!("  Metrics: http://{admin}/metrics   Client compatibility: http://{admin}/compat");
+    }
     println!("Press Ctrl-C to stop.");
     wait_for_signal().await?;
     println!("Shutting down…");

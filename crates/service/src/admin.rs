@@ -33,22 +33,42 @@ struct AdminState {
     metrics: PrometheusHandle,
 }
 
-/// Installs the process-wide Prometheus recorder; call once, early.
+/// The process-wide Prometheus recorder, installed on first use (tests may
+/// start several embedded Kilns in one process; they share it).
 pub fn install_metrics() -> PrometheusHandle {
-    PrometheusBuilder::new()
-        .set_buckets(&[
-            0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-        ])
-        .expect("static buckets")
-        .install_recorder()
-        .expect("one recorder per process")
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ])
+                .expect("static buckets")
+                .install_recorder()
+                .expect("no other metrics recorder is installed")
+        })
+        .clone()
 }
 
-/// Serves the admin endpoints on `listen` until `shutdown`.
+/// Serves the admin endpoints (plus `extra` routes, e.g. the api's
+/// compatibility page) on `listen` until `shutdown`.
 pub async fn serve(
     listen: SocketAddr,
     checks: Vec<Check>,
     metrics: PrometheusHandle,
+    extra: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    serve_on(listener, checks, metrics, extra, shutdown).await
+}
+
+/// `serve` on a listener already bound (port 0 in tests).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    checks: Vec<Check>,
+    metrics: PrometheusHandle,
+    extra: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let state = Arc::new(AdminState { checks, metrics });
@@ -56,9 +76,9 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .with_state(state);
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    tracing::info!(%listen, "admin endpoints listening");
+        .with_state(state)
+        .merge(extra);
+    tracing::info!(listen = %listener.local_addr()?, "admin endpoints listening");
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await

@@ -71,15 +71,19 @@ impl Wiring {
         ]
     }
 
-    /// Serves the admin endpoints in the background.
-    pub fn spawn_admin(&self, checks: Vec<Check>) -> tokio::task::JoinHandle<()> {
+    /// Serves the admin endpoints (and `extra` routes) in the background.
+    pub fn spawn_admin(
+        &self,
+        checks: Vec<Check>,
+        extra: axum::Router,
+    ) -> tokio::task::JoinHandle<()> {
         let (listen, metrics, shutdown) = (
             self.common.admin.listen,
             self.metrics.clone(),
             self.shutdown.clone(),
         );
         tokio::spawn(async move {
-            if let Err(e) = admin::serve(listen, checks, metrics, shutdown).await {
+            if let Err(e) = admin::serve(listen, checks, metrics, extra, shutdown).await {
                 tracing::error!(error = %e, %listen, "admin endpoints failed");
             }
         })
@@ -100,7 +104,7 @@ pub async fn run_worker<H: Handler>(
         let flag = flag.clone();
         async move { flag.load(Ordering::Acquire) }
     }));
-    let admin = wiring.spawn_admin(checks);
+    let admin = wiring.spawn_admin(checks, axum::Router::new());
     let stage = handler.stage();
     tracing::info!(stage, queue = queue_name, "stage starting");
     run_stage_reporting(
