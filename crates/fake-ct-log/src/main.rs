@@ -84,8 +84,14 @@ async fn main() -> anyhow::Result<()> {
     std::io::stdout().flush()?;
     tracing::info!(%addr, "fake CT log listening");
 
-    fake_ct_log::serve(listener, log, async {
-        let _ = tokio::signal::ctrl_c().await;
+    // SIGTERM (containers, process managers) and SIGINT (a terminal) both
+    // stop it cleanly; the handler is installed before serving starts.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    fake_ct_log::serve(listener, log, async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
     })
     .await?;
     Ok(())

@@ -108,8 +108,11 @@ enum Command {
     Order(OrderCommand),
     /// Apply the database migrations (PostgreSQL or SQLite), then exit.
     Migrate {
-        #[arg(long, env = "DATABASE_URL")]
-        database_url: String,
+        #[arg(long, env = "DATABASE_URL", required_unless_present = "database_url_file")]
+        database_url: Option<String>,
+        /// Read the URL (it carries a password) from this file instead.
+        #[arg(long, env = "DATABASE_URL_FILE", conflicts_with = "database_url")]
+        database_url_file: Option<PathBuf>,
     },
     /// Create the CA (root + intermediate) in DIR/ca if absent, and write
     /// DIR/root.pem, DIR/chain.pem and an HTTPS certificate for the api
@@ -145,7 +148,18 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         None => serve(cli.serve).await,
-        Some(Command::Migrate { database_url }) => {
+        Some(Command::Migrate {
+            database_url,
+            database_url_file,
+        }) => {
+            let database_url = match (database_url, database_url_file) {
+                (Some(url), _) => url,
+                (None, Some(path)) => std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?
+                    .trim()
+                    .to_string(),
+                (None, None) => anyhow::bail!("--database-url or --database-url-file is required"),
+            };
             let store = store::Store::connect(&database_url)
                 .await
                 .context("connecting")?;
