@@ -19,8 +19,12 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A Kiln whose http-01 validation connects to `http01_port`, where the
 /// client's own standalone server will listen.
-async fn start_kiln(data_dir: &Path, http01_port: u16) -> Kiln {
+async fn start_kiln(data_dir: &Path, http01_port: u16, finalize_delay: Option<&str>) -> Kiln {
     let mut config = EmbeddedConfig::new(data_dir);
+    config.knobs = finalize_delay.map(|delay| kiln::knobs::Knobs {
+        finalize_delay: delay.parse().expect("delay"),
+        ..Default::default()
+    });
     config.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
     config.dns_server = None;
     config.http01_port = http01_port;
@@ -170,6 +174,50 @@ async fn check_issued(kiln: &Kiln, cert_path: &Path, names: &[&str], context: &s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certbot_gets_a_certificate_over_http01() {
+    certbot_issues(None).await;
+}
+
+/// Issuance that really takes 5 s after finalize: the client must keep
+/// polling through `processing`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certbot_copes_with_a_5s_finalize_delay() {
+    certbot_issues(Some("5s")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lego_gets_a_certificate_over_http01() {
+    lego_issues(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lego_copes_with_a_5s_finalize_delay() {
+    lego_issues(Some("5s")).await;
+}
+
+/// With a finalize delay, the order was `processing` at least that long.
+async fn check_delay(kiln: &Kiln, names: &[&str], finalize_delay: Option<&str>) {
+    let Some(delay) = finalize_delay else { return };
+    let delay = kiln::knobs::parse_duration(delay).unwrap();
+    let observations = kiln.store.finalize_observations(0).await.unwrap();
+    assert_eq!(observations.len(), 1, "one finalize answered processing");
+    let order = kiln
+        .store
+        .order(&observations[0].order_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let took = order.timeline.completed_at.unwrap() - order.processing_since.unwrap();
+    assert!(
+        took >= delay.as_millis() as i64,
+        "{names:?}: processing for {took} ms, less than {delay:?}"
+    );
+    assert!(
+        observations[0].polls >= 1,
+        "the client polled through processing"
+    );
+}
+
+async fn certbot_issues(finalize_delay: Option<&str>) {
     let certbot = require_binary(
         "certbot",
         "install the PyPI package `certbot` (pip install certbot)",
@@ -179,7 +227,7 @@ async fn certbot_gets_a_certificate_over_http01() {
     let data_dir = tempfile::tempdir().expect("temp dir");
     let client_dir = tempfile::tempdir().expect("temp dir");
     let http01_port = free_port();
-    let kiln = start_kiln(data_dir.path(), http01_port).await;
+    let kiln = start_kiln(data_dir.path(), http01_port, finalize_delay).await;
     let names = ["certbot.interop.test", "www.certbot.interop.test"];
     let (config_dir, work_dir, logs_dir) = (
         client_dir.path().join("config"),
@@ -216,6 +264,7 @@ async fn certbot_gets_a_certificate_over_http01() {
     assert!(outcome.status.success(), "{}", outcome.context);
     let fullchain = config_dir.join("live").join(names[0]).join("fullchain.pem");
     check_issued(&kiln, &fullchain, &names, &outcome.context).await;
+    check_delay(&kiln, &names, finalize_delay).await;
     println!(
         "{client}: certificate for {names:?} in {:.1?}",
         outcome.took
@@ -223,8 +272,7 @@ async fn certbot_gets_a_certificate_over_http01() {
     kiln.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lego_gets_a_certificate_over_http01() {
+async fn lego_issues(finalize_delay: Option<&str>) {
     let lego = require_binary(
         "lego",
         "install the Debian package `lego` (apt-get install lego)",
@@ -234,7 +282,7 @@ async fn lego_gets_a_certificate_over_http01() {
     let data_dir = tempfile::tempdir().expect("temp dir");
     let client_dir = tempfile::tempdir().expect("temp dir");
     let http01_port = free_port();
-    let kiln = start_kiln(data_dir.path(), http01_port).await;
+    let kiln = start_kiln(data_dir.path(), http01_port, finalize_delay).await;
     let names = ["lego.interop.test", "www.lego.interop.test"];
 
     let mut command = Command::new(&lego);
@@ -258,6 +306,7 @@ async fn lego_gets_a_certificate_over_http01() {
         .join("certificates")
         .join(format!("{}.crt", names[0]));
     check_issued(&kiln, &bundle, &names, &outcome.context).await;
+    check_delay(&kiln, &names, finalize_delay).await;
     println!(
         "{client}: certificate for {names:?} in {:.1?}",
         outcome.took

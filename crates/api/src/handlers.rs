@@ -3,6 +3,7 @@
 use crate::error::ApiError;
 use crate::jws::{self, Jwk, KeyRef};
 use crate::nonce::ApiNonceError;
+use crate::test_hooks::{self, Fault};
 use crate::{Api, FinalizeMode, compat, csr};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
@@ -38,7 +39,19 @@ const ORDERS_PAGE: i64 = 100;
 /// Adds a fresh `Replay-Nonce` and the directory `Link` to every response
 /// (RFC 8555 §6.5, §7.1), errors included, so a client can always retry.
 pub async fn common_headers(State(api): Shared, request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
+    let fault = api
+        .config
+        .test_hooks
+        .as_ref()
+        .and_then(|hooks| hooks.fault(test_hooks::endpoint_of(request.uri().path())));
+    let mut response = match fault {
+        None => next.run(request).await,
+        Some(Fault::Slow(delay)) => {
+            tokio::time::sleep(delay).await;
+            next.run(request).await
+        }
+        Some(fault) => injected_fault(fault),
+    };
     let headers = response.headers_mut();
     if let Ok(nonce) = HeaderValue::from_str(&api.nonces.issue()) {
         headers.insert("replay-nonce", nonce);
@@ -50,12 +63,51 @@ pub async fn common_headers(State(api): Shared, request: Request, next: Next) ->
     response
 }
 
+/// The answer to a request that a test hook chose to fail.
+fn injected_fault(fault: Fault) -> Response {
+    let (kind, detail, status, retry_after) = match fault {
+        Fault::BadNonce => (
+            ProblemKind::BadNonce,
+            "injected fault: bad nonce; retry with the fresh one",
+            None,
+            None,
+        ),
+        Fault::RateLimited { retry_after_secs } => (
+            ProblemKind::RateLimited,
+            "injected fault: rate limited; retry after the Retry-After delay",
+            None,
+            Some(retry_after_secs),
+        ),
+        Fault::Unavailable => (
+            ProblemKind::ServerInternal,
+            "injected fault: service unavailable; retry shortly",
+            Some(StatusCode::SERVICE_UNAVAILABLE),
+            Some(1),
+        ),
+        Fault::Internal | Fault::Slow(_) => (
+            ProblemKind::ServerInternal,
+            "injected fault: internal error",
+            None,
+            None,
+        ),
+    };
+    let mut error = ApiError::new(kind, detail);
+    error.status = status;
+    let mut response = error.into_response();
+    if let Some(secs) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
+
 struct Reply {
     status: StatusCode,
     body: Value,
     location: Option<String>,
     links: Vec<String>,
-    retry_after: Option<u64>,
+    retry_after: Option<String>,
 }
 
 impl Reply {
@@ -80,8 +132,8 @@ impl Reply {
         self.links.push(format!("<{url}>;rel=\"{rel}\""));
         self
     }
-    fn retry_after(mut self, secs: Option<u64>) -> Self {
-        self.retry_after = secs;
+    fn retry_after(mut self, value: Option<String>) -> Self {
+        self.retry_after = value;
         self
     }
 }
@@ -102,8 +154,11 @@ impl IntoResponse for Reply {
                 headers.append(header::LINK, v);
             }
         }
-        if let Some(secs) = self.retry_after {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        if let Some(v) = self
+            .retry_after
+            .and_then(|v| HeaderValue::from_str(&v).ok())
+        {
+            headers.insert(header::RETRY_AFTER, v);
         }
         response
     }
@@ -310,8 +365,16 @@ fn random_id(bytes: usize) -> String {
     URL_SAFE_NO_PAD.encode(raw)
 }
 
-fn processing_retry_after(api: &Api, processing: bool) -> Option<u64> {
-    processing.then(|| api.latency.retry_after_secs(api.config.retry_after))
+/// `Retry-After` for a resource that is (or is not) `processing`.
+fn processing_retry_after(api: &Api, processing: bool) -> Option<String> {
+    if !processing {
+        return None;
+    }
+    let secs = api.latency.retry_after_secs(api.config.retry_after);
+    match &api.config.test_hooks {
+        Some(hooks) => hooks.retry_after(secs),
+        None => Some(secs.to_string()),
+    }
 }
 
 // ---- directory and nonces ----------------------------------------------------

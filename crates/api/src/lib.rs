@@ -21,6 +21,7 @@ pub mod jws;
 mod latency;
 mod nonce;
 mod resources;
+pub mod test_hooks;
 
 pub use error::{ApiError, problem_json};
 pub use finalize_policy::{FinalizeMode, FinalizePolicy};
@@ -32,7 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use store::Store;
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ApiConfig {
     /// The scheme, host and port clients use, e.g. `https://127.0.0.1:14443`;
     /// every URL in a response and every JWS `url` is checked against it.
@@ -61,6 +62,8 @@ pub struct ApiConfig {
     /// A finalize answered `processing` with no poll after this long counts
     /// as abandoned in the compatibility report.
     pub compat_abandon_after: Duration,
+    /// Client-testing hooks (embedded mode only); `None` in production.
+    pub test_hooks: Option<Arc<dyn test_hooks::TestHooks>>,
 }
 
 /// The finalize policy in force, replaceable while requests are in flight:
@@ -99,6 +102,7 @@ impl ApiConfig {
             chain_pem: None,
             finalize: PolicyHandle::new(FinalizePolicy::fixed(FinalizeMode::Async)),
             compat_abandon_after: Duration::from_secs(600),
+            test_hooks: None,
         }
     }
 }

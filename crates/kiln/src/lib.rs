@@ -5,6 +5,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod knobs;
+mod mgmt;
+
 use anyhow::Context;
 use api::ApiConfig;
 use caa_checker::CaaChecker;
@@ -55,6 +58,10 @@ pub struct EmbeddedConfig {
     pub finalize: api::PolicyHandle,
     /// Admin endpoints (metrics, the client-compatibility page), if wanted.
     pub admin_listen: Option<SocketAddr>,
+    /// Client-testing knobs (`None`: a plain Kiln, nothing injected).
+    pub knobs: Option<knobs::Knobs>,
+    /// The management API for the knobs.
+    pub mgmt_listen: Option<SocketAddr>,
 }
 
 impl EmbeddedConfig {
@@ -78,6 +85,8 @@ impl EmbeddedConfig {
             certificate_base_url: None,
             finalize: api::PolicyHandle::new(api::FinalizePolicy::fixed(api::FinalizeMode::Async)),
             admin_listen: None,
+            knobs: None,
+            mgmt_listen: None,
         }
     }
 }
@@ -141,6 +150,16 @@ impl Kiln {
         let account_url_prefix = format!("{base_url}/acme/acct/");
         let queue = MemoryQueue::new();
         let queue_dyn: Arc<dyn Queue> = Arc::new(queue.clone());
+        // Client-testing knobs are wired in only when asked for.
+        let seams = config
+            .knobs
+            .clone()
+            .or(config.mgmt_listen.map(|_| knobs::Knobs::default()))
+            .map(|k| Seams {
+                knobs: knobs::KnobState::new(k),
+                store: store.clone(),
+                queue: queue.clone(),
+            });
 
         let validator = Validator {
             store: store.clone(),
@@ -158,6 +177,7 @@ impl Kiln {
             proto::queues::VALIDATOR,
             validator,
             RunnerConfig::default(),
+            &seams,
             &shutdown,
         );
         let caa = CaaChecker {
@@ -174,6 +194,7 @@ impl Kiln {
             proto::queues::CAA_CHECKER,
             caa,
             RunnerConfig::default(),
+            &seams,
             &shutdown,
         );
         let issuer_der = ca.intermediate.cert.to_der()?;
@@ -193,6 +214,7 @@ impl Kiln {
             proto::queues::SIGNER,
             signer,
             RunnerConfig::default(),
+            &seams,
             &shutdown,
         );
         let submitter = CtSubmitter {
@@ -210,6 +232,7 @@ impl Kiln {
             submitter,
             // Retries until each order's finalize deadline, not a fixed count.
             ct_submitter::runner_config(RunnerConfig::default()),
+            &seams,
             &shutdown,
         );
 
@@ -247,7 +270,32 @@ impl Kiln {
                 }
             });
         }
-        let router = api::router(store.clone(), queue_dyn, api_config).await?;
+        let api_queue: Arc<dyn Queue> = match &seams {
+            Some(seams) => {
+                api_config.test_hooks = Some(seams.knobs.clone());
+                if let Some(listen) = config.mgmt_listen {
+                    let app = mgmt::router(seams.knobs.clone(), store.clone());
+                    let listener = tokio::net::TcpListener::bind(listen).await?;
+                    let stop = shutdown.clone();
+                    tasks.spawn(async move {
+                        let stopped = async move { stop.cancelled().await };
+                        if let Err(e) = axum::serve(listener, app)
+                            .with_graceful_shutdown(stopped)
+                            .await
+                        {
+                            tracing::error!(error = %e, "management API failed");
+                        }
+                    });
+                }
+                Arc::new(knobs::DelayingQueue {
+                    inner: queue.clone(),
+                    knobs: seams.knobs.clone(),
+                    store: store.clone(),
+                })
+            }
+            None => queue_dyn,
+        };
+        let router = api::router(store.clone(), api_queue, api_config).await?;
         let tls = tls_acceptor(&ca)?;
         let handle = axum_server::Handle::new();
         let server = axum_server::from_tcp(listener)?
@@ -286,17 +334,40 @@ impl Kiln {
     }
 }
 
+/// What the client-testing knobs need to reach into the pipeline.
+struct Seams {
+    knobs: Arc<knobs::KnobState>,
+    store: Store,
+    queue: MemoryQueue,
+}
+
 fn spawn_stage<H: Handler>(
     tasks: &mut JoinSet<()>,
     queue: &Arc<dyn Queue>,
     name: &'static str,
     handler: H,
     runner: RunnerConfig,
+    seams: &Option<Seams>,
     shutdown: &CancellationToken,
 ) {
     let (queue, shutdown) = (queue.clone(), shutdown.clone());
+    let faulty = seams
+        .as_ref()
+        .map(|s| (s.knobs.clone(), s.store.clone(), s.queue.clone()));
     tasks.spawn(async move {
-        if let Err(e) = run_stage(queue, name, Arc::new(handler), runner, shutdown).await {
+        let ran = match faulty {
+            Some((knobs, store, memory)) => {
+                let handler = knobs::Faulty {
+                    inner: handler,
+                    knobs,
+                    store,
+                    queue: memory,
+                };
+                run_stage(queue, name, Arc::new(handler), runner, shutdown).await
+            }
+            None => run_stage(queue, name, Arc::new(handler), runner, shutdown).await,
+        };
+        if let Err(e) = ran {
             tracing::error!(stage = name, error = %e, "stage stopped");
         }
     });

@@ -48,6 +48,62 @@ struct ServeArgs {
     /// Serve /metrics and the client-compatibility page (/compat) here.
     #[arg(long, env = "KILN_ADMIN_LISTEN")]
     admin_listen: Option<SocketAddr>,
+    /// A finalized order not valid by then ends invalid (e.g. 10m, 30s).
+    #[arg(long, env = "KILN_FINALIZE_TIMEOUT", default_value = "10m", value_parser = kiln::knobs::parse_duration)]
+    finalize_timeout: std::time::Duration,
+    #[command(flatten)]
+    knobs: KnobArgs,
+}
+
+/// Knobs for testing ACME clients (off unless given; never in production).
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Client-testing knobs")]
+struct KnobArgs {
+    /// Keep finalized orders `processing`: `5s`, `uniform:1s..5s`, `exp:2s`
+    /// (seeded), or `polls:3` (until the client has polled 3 times).
+    #[arg(long, env = "KILN_FINALIZE_DELAY")]
+    finalize_delay: Option<kiln::knobs::FinalizeDelay>,
+    /// Delay only orders naming a matching identifier (`*` wildcards).
+    #[arg(long, env = "KILN_FINALIZE_DELAY_PATTERN")]
+    finalize_delay_pattern: Option<String>,
+    /// How `Retry-After` is written: seconds, http-date, random, absent, past.
+    #[arg(long, env = "KILN_RETRY_AFTER_FORMAT")]
+    retry_after_format: Option<kiln::knobs::RetryAfterFormat>,
+    /// The `Retry-After` seconds to announce (instead of the measured p90);
+    /// less than the finalize delay catches clients that poll only once.
+    #[arg(long, env = "KILN_RETRY_AFTER_SECONDS")]
+    retry_after_seconds: Option<u64>,
+    /// Make finalization fail at a stage (caa, precert, ct, final): the
+    /// order ends `invalid` with that stage's problem; or `stall`: it stays
+    /// `processing` until --finalize-timeout.
+    #[arg(long, env = "KILN_FAIL_STAGE")]
+    fail_stage: Option<kiln::knobs::InjectedFailure>,
+    /// HTTP faults, `ENDPOINT:KIND[:rate=R|:next=N]` with KIND bad-nonce,
+    /// 429, 503, 500 or slow=DURATION; ENDPOINT e.g. new-order, finalize,
+    /// order, or `*`. Repeatable.
+    #[arg(long = "http-fault", env = "KILN_HTTP_FAULTS", value_delimiter = ',')]
+    http_faults: Vec<kiln::knobs::HttpFault>,
+    /// Seed for every random knob, for reproducible runs.
+    #[arg(long, env = "KILN_KNOB_SEED", default_value_t = 1)]
+    knob_seed: u64,
+    /// Serve the knobs' management API here (set, clear, reset, timelines).
+    #[arg(long, env = "KILN_MGMT_LISTEN")]
+    mgmt_listen: Option<SocketAddr>,
+}
+
+impl KnobArgs {
+    fn knobs(&self) -> kiln::knobs::Knobs {
+        let defaults = kiln::knobs::Knobs::default();
+        kiln::knobs::Knobs {
+            finalize_delay: self.finalize_delay.unwrap_or(defaults.finalize_delay),
+            delay_pattern: self.finalize_delay_pattern.clone(),
+            retry_after: self.retry_after_format.unwrap_or(defaults.retry_after),
+            retry_after_seconds: self.retry_after_seconds,
+            fail: self.fail_stage,
+            http_faults: self.http_faults.clone(),
+            seed: self.knob_seed,
+        }
+    }
 }
 
 /// Which database a reporting command reads.
@@ -108,7 +164,11 @@ enum Command {
     Order(OrderCommand),
     /// Apply the database migrations (PostgreSQL or SQLite), then exit.
     Migrate {
-        #[arg(long, env = "DATABASE_URL", required_unless_present = "database_url_file")]
+        #[arg(
+            long,
+            env = "DATABASE_URL",
+            required_unless_present = "database_url_file"
+        )]
         database_url: Option<String>,
         /// Read the URL (it carries a password) from this file instead.
         #[arg(long, env = "DATABASE_URL_FILE", conflicts_with = "database_url")]
@@ -209,6 +269,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.http01_port = args.http01_port;
     config.tlsalpn01_port = args.tlsalpn01_port;
     config.admin_listen = args.admin_listen;
+    config.finalize_timeout = args.finalize_timeout;
+    let knobs = args.knobs.knobs();
+    let knob_lines = knobs.describe();
+    if knobs.active() || args.knobs.mgmt_listen.is_some() {
+        config.knobs = Some(knobs);
+        config.mgmt_listen = args.knobs.mgmt_listen;
+    }
     let policy = match &args.finalize_schedule {
         Some(path) => api::FinalizePolicy::from_file(path).map_err(anyhow::Error::msg)?,
         None => api::FinalizePolicy::fixed(args.finalize_mode),
@@ -228,6 +295,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("  Finalize mode: {mode}");
     if let Some(admin) = args.admin_listen {
         println!("  Metrics: http://{admin}/metrics   Client compatibility: http://{admin}/compat");
+    }
+    if !knob_lines.is_empty() || args.knobs.mgmt_listen.is_some() {
+        println!("  Client-testing knobs (not for production):");
+        for line in &knob_lines {
+            println!("    {line}");
+        }
+        if let Some(mgmt) = args.knobs.mgmt_listen {
+            println!("    management API: http://{mgmt}/knobs");
+        }
     }
     println!("Press Ctrl-C to stop.");
     wait_for_signal().await?;

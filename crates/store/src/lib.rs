@@ -44,7 +44,11 @@ pub enum Backend {
 /// Migrations are compiled in (so the binary needs no files beside it), one
 /// list per back end; a new migration is a new file and a new line here.
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "initial", include_str!("../migrations/sqlite/0001_initial.sql")),
+    (
+        1,
+        "initial",
+        include_str!("../migrations/sqlite/0001_initial.sql"),
+    ),
     (
         2,
         "timeline and compat",
@@ -52,7 +56,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "initial", include_str!("../migrations/postgres/0001_initial.sql")),
+    (
+        1,
+        "initial",
+        include_str!("../migrations/postgres/0001_initial.sql"),
+    ),
     (
         2,
         "timeline and compat",
@@ -170,7 +178,11 @@ impl Store {
 
     /// Tells other processes (PostgreSQL NOTIFY, delivered at commit) that
     /// an order finished.
-    async fn notify_done(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>, order_id: &str) -> Result<()> {
+    async fn notify_done(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        order_id: &str,
+    ) -> Result<()> {
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(DONE_CHANNEL)
@@ -657,7 +669,11 @@ impl Store {
             .bind(from.as_str())
             .bind(to.as_str())
             .bind(step_deadline);
-        let query = if from == FinalizeStep::CheckCaa { query.bind(now_ms()) } else { query };
+        let query = if from == FinalizeStep::CheckCaa {
+            query.bind(now_ms())
+        } else {
+            query
+        };
         let done = query.execute(&self.pool).await?;
         Ok(done.rows_affected() == 1)
     }
@@ -946,6 +962,19 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// How often the client polled an order after finalize (0 if it was
+    /// not observed).
+    pub async fn polls_after_finalize(&self, order_id: &str) -> Result<i64> {
+        let row = sqlx::query("SELECT polls FROM finalize_observations WHERE order_id = $1")
+            .bind(order_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get("polls")?,
+            None => 0,
+        })
     }
 
     /// Every observation of finalizes at or after `since`, oldest first.

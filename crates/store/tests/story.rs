@@ -267,7 +267,10 @@ async fn story(store: Store) {
     assert_eq!(o1.certificate_serial.as_deref(), Some("01ab"));
     let t = &o1.timeline;
     let times = [t.caa_checked_at, t.precert_at, t.scts_at, t.completed_at];
-    assert!(times.iter().all(Option::is_some), "every step is timed: {t:?}");
+    assert!(
+        times.iter().all(Option::is_some),
+        "every step is timed: {t:?}"
+    );
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "in order: {t:?}");
     let latencies = store.recent_finalize_latencies(10).await.unwrap();
     assert_eq!(latencies.len(), 1);
@@ -387,10 +390,21 @@ async fn story(store: Store) {
     store.observe_poll("o1", now + 9).await.unwrap();
     store.observe_download("o1", now + 10).await.unwrap();
     store.observe_poll("unobserved", now).await.unwrap();
+    assert_eq!(store.polls_after_finalize("o1").await.unwrap(), 2);
+    assert_eq!(store.polls_after_finalize("unobserved").await.unwrap(), 0);
     let seen = store.finalize_observations(now).await.unwrap();
     assert_eq!(seen.len(), 1);
-    assert_eq!((seen[0].polls, seen[0].first_poll_at, seen[0].downloaded_at), (2, Some(now + 5), Some(now + 10)));
-    assert!(store.finalize_observations(now + 1).await.unwrap().is_empty());
+    assert_eq!(
+        (seen[0].polls, seen[0].first_poll_at, seen[0].downloaded_at),
+        (2, Some(now + 5), Some(now + 10))
+    );
+    assert!(
+        store
+            .finalize_observations(now + 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     assert!(store.deactivate_account("acct2").await.unwrap());
     assert!(!store.deactivate_account("acct2").await.unwrap());
