@@ -164,86 +164,6 @@ pub fn render_html(periods: &[(String, Vec<FamilyReport>)]) -> String {
     html
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn obs(
-        product: &str,
-        finalized_at: i64,
-        first_poll: Option<i64>,
-        downloaded: bool,
-    ) -> FinalizeObservation {
-        FinalizeObservation {
-            order_id: format!("o{finalized_at}{product}"),
-            account_id: "a".into(),
-            user_agent: format!("{product}/1.0"),
-            client_product: product.into(),
-            client_version: "1.0".into(),
-            mode: "async".into(),
-            finalized_at,
-            first_poll_at: first_poll,
-            polls: first_poll.map_or(0, |_| 1),
-            downloaded_at: downloaded.then_some(finalized_at + 10),
-        }
-    }
-
-    #[test]
-    fn user_agents_name_the_client() {
-        assert_eq!(
-            client_of("CertbotACMEClient/2.9.0 (certbot; linux)"),
-            ("CertbotACMEClient".into(), "2.9.0".into())
-        );
-        assert_eq!(
-            client_of("xenolf-acme/4.9.1 (release; linux; amd64)"),
-            ("xenolf-acme".into(), "4.9.1".into())
-        );
-        assert_eq!(client_of("curl"), ("curl".into(), "".into()));
-        assert_eq!(client_of(""), ("unknown".into(), "".into()));
-    }
-
-    #[test]
-    fn report_counts_per_family() {
-        let now = 1_000_000;
-        let rows = report(
-            &[
-                obs("poller", 0, Some(300), true),
-                obs("poller", 10, Some(110), true),
-                obs("quitter", 0, None, false),
-                obs("quitter", now - 5, None, false),
-            ],
-            now,
-            60_000,
-        );
-        assert_eq!(rows.len(), 2);
-        let poller = &rows[0];
-        assert_eq!(
-            (
-                poller.finalized,
-                poller.polled,
-                poller.downloaded,
-                poller.abandoned
-            ),
-            (2, 2, 2, 0)
-        );
-        assert_eq!(poller.median_first_poll_ms, Some(300));
-        let quitter = &rows[1];
-        assert_eq!(
-            (
-                quitter.finalized,
-                quitter.polled,
-                quitter.abandoned,
-                quitter.undecided
-            ),
-            (2, 0, 1, 1)
-        );
-        let table = render_table(&rows);
-        assert!(table.contains("poller") && table.contains("quitter"));
-        let html = render_html(&[("all".into(), rows)]);
-        assert!(html.contains("<svg") && html.contains("quitter"));
-    }
-}
-
 /// The report per period: all time, then each brownout window of this
 /// deployment's environment.
 pub async fn report_by_period(
@@ -337,4 +257,84 @@ pub fn admin_router(
         .route("/compat", axum::routing::get(page_html))
         .route("/compat.json", axum::routing::get(page_json))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs(
+        product: &str,
+        finalized_at: i64,
+        first_poll: Option<i64>,
+        downloaded: bool,
+    ) -> FinalizeObservation {
+        FinalizeObservation {
+            order_id: format!("o{finalized_at}{product}"),
+            account_id: "a".into(),
+            user_agent: format!("{product}/1.0"),
+            client_product: product.into(),
+            client_version: "1.0".into(),
+            mode: "async".into(),
+            finalized_at,
+            first_poll_at: first_poll,
+            polls: first_poll.map_or(0, |_| 1),
+            downloaded_at: downloaded.then_some(finalized_at + 10),
+        }
+    }
+
+    #[test]
+    fn user_agents_name_the_client() {
+        assert_eq!(
+            client_of("CertbotACMEClient/2.9.0 (certbot; linux)"),
+            ("CertbotACMEClient".into(), "2.9.0".into())
+        );
+        assert_eq!(
+            client_of("xenolf-acme/4.9.1 (release; linux; amd64)"),
+            ("xenolf-acme".into(), "4.9.1".into())
+        );
+        assert_eq!(client_of("curl"), ("curl".into(), "".into()));
+        assert_eq!(client_of(""), ("unknown".into(), "".into()));
+    }
+
+    #[test]
+    fn report_counts_per_family() {
+        let now = 1_000_000;
+        let rows = report(
+            &[
+                obs("poller", 0, Some(300), true),
+                obs("poller", 10, Some(110), true),
+                obs("quitter", 0, None, false),
+                obs("quitter", now - 5, None, false),
+            ],
+            now,
+            60_000,
+        );
+        assert_eq!(rows.len(), 2);
+        let poller = &rows[0];
+        assert_eq!(
+            (
+                poller.finalized,
+                poller.polled,
+                poller.downloaded,
+                poller.abandoned
+            ),
+            (2, 2, 2, 0)
+        );
+        assert_eq!(poller.median_first_poll_ms, Some(300));
+        let quitter = &rows[1];
+        assert_eq!(
+            (
+                quitter.finalized,
+                quitter.polled,
+                quitter.abandoned,
+                quitter.undecided
+            ),
+            (2, 0, 1, 1)
+        );
+        let table = render_table(&rows);
+        assert!(table.contains("poller") && table.contains("quitter"));
+        let html = render_html(&[("all".into(), rows)]);
+        assert!(html.contains("<svg") && html.contains("quitter"));
+    }
 }
