@@ -15,6 +15,9 @@
 #   AMQP_URL             default amqp://guest:guest@127.0.0.1:5672/%2f
 #   KILN_QUEUE_PREFIX    prefix for queue/exchange names (isolates runs)
 #   KILN_ADMIN_PORT_BASE first admin port (default 19100; one per process)
+#   KILN_DB_CONNECTIONS  PostgreSQL connections for the whole cluster, shared
+#                        out per process (default 80 of the server's usual 100)
+#   KILN_CT_LATENCY_MS   added to every answer of the fake CT logs (default 0)
 #   KILN_PROFILE         debug (default) or release
 #   KILN_NO_BUILD=1      use the binaries already built
 set -euo pipefail
@@ -32,6 +35,9 @@ prefix=${KILN_QUEUE_PREFIX:-}
 admin_port=${KILN_ADMIN_PORT_BASE:-19100}
 profile=${KILN_PROFILE:-debug}
 workers=(validator caa-checker signer ct-submitter)
+# Each process has its own pool; together they must fit the server's limit.
+db_pool=$(( ${KILN_DB_CONNECTIONS:-80} / (1 + ${#workers[@]} * replicas) ))
+[ "$db_pool" -ge 2 ] || db_pool=2
 
 mkdir -p "$data"
 data=$(cd "$data" && pwd)
@@ -52,6 +58,7 @@ common_config() { # binary
   cat <<TOML
 [database]
 url = "$database_url"
+max_connections = $db_pool
 
 [broker]
 url = "$amqp_url"
@@ -84,7 +91,8 @@ up() {
   local logs_toml=""
   for i in 0 1 2; do
     local out=$data/ct/log-$i.out
-    setsid "$bin/fake-ct-log" --listen 127.0.0.1:0 --key "$data/ct/log-$i.pem" >"$out" 2>"$data/logs/ct-log-$i.log" </dev/null &
+    setsid "$bin/fake-ct-log" --listen 127.0.0.1:0 --key "$data/ct/log-$i.pem" \
+      --latency-ms "${KILN_CT_LATENCY_MS:-0}" >"$out" 2>"$data/logs/ct-log-$i.log" </dev/null &
     echo $! >"$data/pids/ct-log-$i.pid"
     for _ in $(seq 1 100); do grep -q '^public_key=' "$out" 2>/dev/null && break; sleep 0.1; done
     local url key

@@ -37,6 +37,9 @@ pub enum Job {
     SubmitCt { order_id: String },
     /// Sign the final certificate with the SCTs embedded (signer).
     SignFinal { order_id: String },
+    /// Log the issued final certificate with the CT logs, best effort
+    /// (ct-submitter). Its outcome never changes the order.
+    SubmitFinal { order_id: String },
 }
 
 impl Job {
@@ -46,7 +49,7 @@ impl Job {
             Job::ValidateChallenge { .. } => queues::VALIDATOR,
             Job::CheckCaa { .. } => queues::CAA_CHECKER,
             Job::SignPrecert { .. } | Job::SignFinal { .. } => queues::SIGNER,
-            Job::SubmitCt { .. } => queues::CT_SUBMITTER,
+            Job::SubmitCt { .. } | Job::SubmitFinal { .. } => queues::CT_SUBMITTER,
         }
     }
 
@@ -57,7 +60,8 @@ impl Job {
             Job::CheckCaa { order_id }
             | Job::SignPrecert { order_id }
             | Job::SubmitCt { order_id }
-            | Job::SignFinal { order_id } => order_id,
+            | Job::SignFinal { order_id }
+            | Job::SubmitFinal { order_id } => order_id,
         }
     }
 
@@ -68,6 +72,7 @@ impl Job {
             Job::SignPrecert { .. } => "sign-precert",
             Job::SubmitCt { .. } => "submit-ct",
             Job::SignFinal { .. } => "sign-final",
+            Job::SubmitFinal { .. } => "submit-final",
         }
     }
 }
@@ -145,9 +150,15 @@ mod tests {
                 "sign-final.v1.msgpack",
                 Envelope {
                     v: 1,
-                    job: Job::SignFinal { order_id: id },
+                    job: Job::SignFinal {
+                        order_id: id.clone(),
+                    },
                     attempt: 3,
                 },
+            ),
+            (
+                "submit-final.v1.msgpack",
+                Envelope::new(Job::SubmitFinal { order_id: id }),
             ),
         ]
     }
@@ -239,5 +250,43 @@ mod tests {
             .queue(),
             queues::SIGNER
         );
+        assert_eq!(
+            Job::SubmitFinal {
+                order_id: "x".into()
+            }
+            .queue(),
+            queues::CT_SUBMITTER
+        );
+    }
+
+    /// The wire names are part of the contract: a renamed variant would
+    /// make old and new workers drop each other's jobs.
+    #[test]
+    fn job_kinds_are_stable() {
+        let names: Vec<&str> = golden().iter().map(|(_, env)| env.job.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "validate-challenge",
+                "check-caa",
+                "sign-precert",
+                "submit-ct",
+                "sign-final",
+                "submit-final"
+            ]
+        );
+        #[derive(Deserialize)]
+        struct Kind {
+            kind: String,
+        }
+        #[derive(Deserialize)]
+        struct Wire {
+            job: Kind,
+        }
+        for (file, env) in golden() {
+            assert!(file.starts_with(env.job.name()), "{file}");
+            let wire: Wire = rmp_serde::from_slice(&env.encode()).unwrap();
+            assert_eq!(wire.job.kind, env.job.name(), "{file}");
+        }
     }
 }

@@ -203,17 +203,15 @@ pub fn verify_chain(chain: &[X509], root_pem: &str) -> Result<(), String> {
         intermediates.push(c.clone()).map_err(|e| e.to_string())?;
     }
     let mut ctx = X509StoreContext::new().map_err(|e| e.to_string())?;
-    let ok = ctx
-        .init(&store, &chain[0], &intermediates, |c| {
-            let ok = c.verify_cert()?;
-            Ok(if ok {
-                Ok(())
-            } else {
-                Err(c.error().to_string())
-            })
+    ctx.init(&store, &chain[0], &intermediates, |c| {
+        let ok = c.verify_cert()?;
+        Ok(if ok {
+            Ok(())
+        } else {
+            Err(c.error().to_string())
         })
-        .map_err(|e| e.to_string())?;
-    ok
+    })
+    .map_err(|e| e.to_string())?
 }
 
 /// The dNSName SANs of a certificate, sorted.

@@ -850,7 +850,16 @@ pub async fn finalize(
     let finalize_deadline = now + api.config.finalize_timeout.as_millis() as i64;
     if !api
         .store
-        .begin_finalize(&id, &csr_der, now, step_deadline, finalize_deadline)
+        .begin_finalize(
+            &id,
+            &csr_der,
+            now,
+            step_deadline,
+            finalize_deadline,
+            // This request's trace id (its span is the root of the order's
+            // trace), shown by `kiln order show`.
+            queue::trace::current_trace_id().as_deref(),
+        )
         .await?
     {
         // Someone else moved it first (a concurrent finalize).

@@ -16,6 +16,7 @@ pub mod csr;
 mod error;
 pub mod finalize_policy;
 mod handlers;
+mod http_span;
 pub mod jwk;
 pub mod jws;
 mod latency;
@@ -153,5 +154,8 @@ pub async fn router(
             api.clone(),
             common_headers,
         ))
+        // Outermost: one server span per request (the root of an order's
+        // trace for finalize), see `http_span`.
+        .layer(axum::middleware::from_fn(http_span::trace_request))
         .with_state(api))
 }

@@ -15,6 +15,10 @@ use std::time::Duration;
 use store::{Store, now_ms};
 use tracing::{info, warn};
 
+/// Deliveries of one check while DNS fails (SERVFAIL, timeout) before the
+/// order ends `invalid` with `dns`; the runner's backoff spaces them out.
+pub const DNS_ATTEMPTS: u32 = 4;
+
 pub struct CaaChecker {
     pub store: Store,
     pub dns: Dns,
@@ -89,9 +93,12 @@ impl Handler for CaaChecker {
                 rechecked = names.len(),
                 "rechecking CAA for stale authorizations"
             );
-            if let Err(problem) = dns::caa::check_all(&self.dns, &requests, &self.policy).await {
+            metrics::counter!("kiln_caa_recheck_names_total").increment(names.len() as u64);
+            let checked = dns::caa::check_all(&self.dns, &requests, &self.policy).await;
+            record_recheck(checked.as_ref().err().map(|problem| problem.kind));
+            if let Err(problem) = checked {
                 // DNS trouble may pass; a CAA record forbidding us will not.
-                if problem.kind == ProblemKind::Dns && attempt < 4 {
+                if problem.kind == ProblemKind::Dns && attempt < DNS_ATTEMPTS {
                     return Err(StageError::retry(problem));
                 }
                 warn!(order_id, %problem, "CAA forbids issuance");
@@ -119,5 +126,21 @@ impl Handler for CaaChecker {
 
     async fn give_up(&self, job: &Job, reason: &str) {
         self.store.give_up_order(job.subject_id(), reason).await;
+    }
+}
+
+/// `kiln_caa_rechecks_total{result}`: one per order whose stale
+/// authorizations were rechecked — `allowed`, or a failure: `forbidden` (a
+/// CAA record refuses Kiln) or `dns_error` (lookup failed; retried). Every
+/// result's series exists from the first recheck on, at zero.
+fn record_recheck(failure: Option<ProblemKind>) {
+    let result = match failure {
+        None => "allowed",
+        Some(ProblemKind::Dns) => "dns_error",
+        Some(_) => "forbidden",
+    };
+    for each in ["allowed", "forbidden", "dns_error"] {
+        metrics::counter!("kiln_caa_rechecks_total", "result" => each)
+            .increment(u64::from(each == result));
     }
 }

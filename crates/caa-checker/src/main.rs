@@ -28,7 +28,8 @@ async fn main() -> ExitCode {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    service::init_logging();
+    // Flushes the spans not yet exported when main returns.
+    let _telemetry = service::telemetry::init("caa-checker", &common.telemetry);
     match run(common, config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -7,6 +7,16 @@
 //! operators not yet covered; another starts on every stagger tick and a failed one is
 //! replaced at once; everything else is dropped as soon as the policy holds. An SCT counts
 //! only after its signature verifies against the configured key of the log that sent it.
+//!
+//! The policy follows Chrome's: at least 2 SCTs (3 when the certificate's lifetime exceeds
+//! 180 days) from at least 2 operators, at least one of them from an RFC 6962 log. Logs are
+//! either RFC 6962 or static-ct-api logs; a log that is temporally sharded only takes
+//! certificates whose notAfter falls in its interval, and the others are never asked.
+//!
+//! Static-ct-api logs keep RFC 6962's submission endpoints (`add-chain`, `add-pre-chain`), so
+//! they are submitted to exactly like RFC 6962 logs; their SCT extensions (the leaf index) are
+//! covered by the signature check as opaque bytes and not interpreted. What differs, the
+//! tiled read path for monitors, is not something a CA uses. The kind matters to the policy.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -17,6 +27,36 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use reqwest::header::CONTENT_TYPE;
 use tokio::time::{Instant, MissedTickBehavior};
 
+/// The API a log implements.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum LogKind {
+    /// RFC 6962 (`/ct/v1/...` for submission and monitoring).
+    #[default]
+    Rfc6962,
+    /// c2sp.org/static-ct-api: RFC 6962 submission, tiled monitoring.
+    StaticCt,
+}
+
+impl LogKind {
+    /// The configuration spelling: `rfc6962` or `static-ct`.
+    pub fn parse(s: &str) -> Option<LogKind> {
+        match s {
+            "rfc6962" => Some(LogKind::Rfc6962),
+            "static-ct" => Some(LogKind::StaticCt),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for LogKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogKind::Rfc6962 => "rfc6962",
+            LogKind::StaticCt => "static-ct",
+        })
+    }
+}
+
 /// A CT log as configured.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CtLog {
@@ -26,14 +66,52 @@ pub struct CtLog {
     /// The log's DER SubjectPublicKeyInfo.
     pub public_key_der: Vec<u8>,
     pub operator: String,
+    pub kind: LogKind,
+    /// Temporal sharding: the log accepts only certificates whose notAfter (unix seconds) is
+    /// at or after this...
+    pub not_after_start: Option<i64>,
+    /// ...and strictly before this. `None`: unbounded on that side.
+    pub not_after_end: Option<i64>,
+}
+
+impl CtLog {
+    /// An RFC 6962 log without temporal sharding.
+    pub fn new(
+        name: impl Into<String>,
+        url: impl Into<String>,
+        public_key_der: Vec<u8>,
+        operator: impl Into<String>,
+    ) -> CtLog {
+        CtLog {
+            name: name.into(),
+            url: url.into(),
+            public_key_der,
+            operator: operator.into(),
+            kind: LogKind::Rfc6962,
+            not_after_start: None,
+            not_after_end: None,
+        }
+    }
+
+    /// Whether this log takes a certificate expiring at `not_after` (unix seconds).
+    pub fn accepts_not_after(&self, not_after: i64) -> bool {
+        self.not_after_start.is_none_or(|start| not_after >= start)
+            && self.not_after_end.is_none_or(|end| not_after < end)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SubmitPolicy {
-    /// Verified SCTs needed.
+    /// Verified SCTs needed for a certificate whose lifetime is at most `long_lifetime`.
     pub min_scts: usize,
+    /// Verified SCTs needed when the lifetime exceeds `long_lifetime`.
+    pub min_scts_long: usize,
+    /// Lifetime (notAfter − notBefore) beyond which `min_scts_long` applies.
+    pub long_lifetime: Duration,
     /// Distinct log operators those SCTs must come from.
     pub min_operators: usize,
+    /// Of those SCTs, how many must come from RFC 6962 logs.
+    pub min_rfc6962: usize,
     /// How long to wait before hedging with one more log.
     pub stagger: Duration,
     /// Give up on the whole submission after this long.
@@ -46,12 +124,94 @@ impl Default for SubmitPolicy {
     fn default() -> Self {
         Self {
             min_scts: 2,
+            min_scts_long: 3,
+            long_lifetime: Duration::from_secs(180 * 24 * 3600),
             min_operators: 2,
+            min_rfc6962: 1,
             stagger: Duration::from_millis(200),
             deadline: Duration::from_secs(10),
             per_request_timeout: Duration::from_secs(5),
         }
     }
+}
+
+impl SubmitPolicy {
+    /// What a certificate valid from `not_before` to `not_after` (unix seconds) needs.
+    pub fn requirement(&self, not_before: i64, not_after: i64) -> Requirement {
+        let lifetime = u64::try_from(not_after.saturating_sub(not_before)).unwrap_or(0);
+        let scts = if lifetime > self.long_lifetime.as_secs() {
+            self.min_scts_long
+        } else {
+            self.min_scts
+        };
+        Requirement {
+            scts,
+            operators: self.min_operators,
+            rfc6962: self.min_rfc6962,
+        }
+    }
+}
+
+/// The SCTs one certificate needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Requirement {
+    pub scts: usize,
+    pub operators: usize,
+    /// SCTs from RFC 6962 logs among them.
+    pub rfc6962: usize,
+}
+
+impl fmt::Display for Requirement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} SCTs from {} operators, {} from RFC 6962 logs",
+            self.scts, self.operators, self.rfc6962
+        )
+    }
+}
+
+/// The logs that may be asked for one certificate, and what it needs from them.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Selection {
+    /// Indices into the configured logs, in configuration order.
+    pub usable: Vec<usize>,
+    pub requirement: Requirement,
+}
+
+/// Picks the logs whose temporal shard takes `not_after` and checks that they can satisfy
+/// the policy at all. Pure: the unit of the CT policy.
+pub fn select_logs(
+    logs: &[CtLog],
+    policy: &SubmitPolicy,
+    not_before: i64,
+    not_after: i64,
+) -> Result<Selection, SubmitError> {
+    let requirement = policy.requirement(not_before, not_after);
+    let usable: Vec<usize> = (0..logs.len())
+        .filter(|&i| logs[i].accepts_not_after(not_after))
+        .collect();
+    let operators: HashSet<&str> = usable.iter().map(|&i| logs[i].operator.as_str()).collect();
+    let rfc6962 = usable
+        .iter()
+        .filter(|&&i| logs[i].kind == LogKind::Rfc6962)
+        .count();
+    if usable.len() < requirement.scts
+        || operators.len() < requirement.operators
+        || rfc6962 < requirement.rfc6962
+    {
+        return Err(SubmitError::NotEnoughLogs {
+            requirement,
+            logs: usable.len(),
+            operators: operators.len(),
+            rfc6962,
+            sharded_out: logs.len() - usable.len(),
+        });
+    }
+    Ok(Selection {
+        usable,
+        requirement,
+    })
 }
 
 /// A verified SCT and the log it came from.
@@ -119,16 +279,19 @@ fn list(failures: &[LogFailure]) -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
-    /// The configuration can never satisfy the policy: not worth retrying.
+    /// The configuration can never satisfy the policy for this certificate: not worth
+    /// retrying.
     #[error(
-        "CT policy needs {min_scts} SCTs from {min_operators} operators, but only {logs} logs \
-         from {operators} operators are configured"
+        "CT policy needs {requirement}, but only {logs} configured logs ({rfc6962} RFC 6962) \
+         from {operators} operators take this certificate ({sharded_out} excluded by their \
+         notAfter interval)"
     )]
     NotEnoughLogs {
+        requirement: Requirement,
         logs: usize,
         operators: usize,
-        min_scts: usize,
-        min_operators: usize,
+        rfc6962: usize,
+        sharded_out: usize,
     },
     /// Time ran out; logs may just be slow, so a later retry can succeed.
     #[error("CT deadline of {deadline:?} passed with {verified} verified SCTs; {}", list(.failures))]
@@ -145,6 +308,8 @@ pub enum SubmitError {
     },
     #[error("cannot submit this certificate: {0}")]
     InvalidCertificate(#[from] CtError),
+    #[error("cannot read the certificate's validity: {0}")]
+    BadValidity(String),
     #[error("expected a final certificate but got a precertificate")]
     PrecertificateGiven,
 }
@@ -202,8 +367,63 @@ fn snippet(body: &[u8]) -> String {
     String::from_utf8_lossy(body).chars().take(200).collect()
 }
 
-/// One submission to one log, with the answer verified against that log's key.
+/// `submit_to_log` in a client span, recording per log (a configured name,
+/// so few series) `kiln_ct_submission_duration_seconds{log, entry}` and
+/// `kiln_ct_submission_errors_total{log, entry, reason}` (every reason's
+/// series at zero from the log's first submission on).
 async fn submit_to_log(
+    client: &reqwest::Client,
+    log: &CtLog,
+    entry: &Entry<'_>,
+    body: &[u8],
+    timeout: Duration,
+) -> Result<Sct, LogError> {
+    use tracing::Instrument;
+    let kind = match entry {
+        Entry::Precert { .. } => "precert",
+        Entry::X509 { .. } => "final",
+    };
+    let span = tracing::info_span!(
+        "ct submit",
+        otel.name = %format_args!("POST {}", entry.path()),
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = "POST",
+        url.full = %format_args!("{}/{}", log.url.trim_end_matches('/'), entry.path()),
+        kiln.ct.log = %log.name,
+        kiln.ct.entry = kind,
+    );
+    let started = Instant::now();
+    let result = submit_to_log_unmetered(client, log, entry, body, timeout)
+        .instrument(span.clone())
+        .await;
+    let name = log.name.clone();
+    metrics::histogram!("kiln_ct_submission_duration_seconds", "log" => name.clone(), "entry" => kind)
+        .record(started.elapsed().as_secs_f64());
+    let failed = result.as_ref().err().map(|error| match error {
+        LogError::Timeout | LogError::DeadlinePassed => "timeout",
+        LogError::Transport(_) => "transport",
+        LogError::Status { .. } => "status",
+        LogError::BadResponse(_) => "bad_response",
+        LogError::BadSct(_) => "bad_sct",
+    });
+    if failed.is_some() {
+        span.record("otel.status_code", "error");
+    }
+    for reason in ["timeout", "transport", "status", "bad_response", "bad_sct"] {
+        metrics::counter!(
+            "kiln_ct_submission_errors_total",
+            "log" => name.clone(),
+            "entry" => kind,
+            "reason" => reason
+        )
+        .increment(u64::from(failed == Some(reason)));
+    }
+    result
+}
+
+/// One submission to one log, with the answer verified against that log's key.
+async fn submit_to_log_unmetered(
     client: &reqwest::Client,
     log: &CtLog,
     entry: &Entry<'_>,
@@ -258,35 +478,55 @@ fn interleave_by_operator(logs: &[CtLog]) -> Vec<usize> {
 /// Bookkeeping of one hedged precert submission.
 struct Hedge<'a> {
     logs: &'a [CtLog],
-    policy: &'a SubmitPolicy,
+    need: Requirement,
     pending: Vec<usize>,
     in_flight: Vec<usize>,
     scts: Vec<EmbeddedSct>,
+    /// How many of `scts` came from RFC 6962 logs.
+    rfc6962: usize,
     failures: Vec<LogFailure>,
 }
 
-impl Hedge<'_> {
+impl<'a> Hedge<'a> {
+    /// `usable` in the order to try them (see [`interleave_by_operator`]).
+    fn new(logs: &'a [CtLog], need: Requirement, usable: &[usize]) -> Self {
+        let pending = interleave_by_operator(logs)
+            .into_iter()
+            .filter(|i| usable.contains(i))
+            .collect();
+        Hedge {
+            logs,
+            need,
+            pending,
+            in_flight: Vec::new(),
+            scts: Vec::new(),
+            rfc6962: 0,
+            failures: Vec::new(),
+        }
+    }
+
     fn covered(&self) -> HashSet<&str> {
         self.scts.iter().map(|s| s.operator.as_str()).collect()
     }
 
     fn satisfied(&self) -> bool {
-        self.scts.len() >= self.policy.min_scts && self.covered().len() >= self.policy.min_operators
+        self.scts.len() >= self.need.scts
+            && self.covered().len() >= self.need.operators
+            && self.rfc6962 >= self.need.rfc6962
     }
 
     /// Lower bound of further SCTs needed.
     fn still_needed(&self) -> usize {
-        let scts = self.policy.min_scts.saturating_sub(self.scts.len());
-        let operators = self
-            .policy
-            .min_operators
-            .saturating_sub(self.covered().len());
-        scts.max(operators)
+        let scts = self.need.scts.saturating_sub(self.scts.len());
+        let operators = self.need.operators.saturating_sub(self.covered().len());
+        let rfc6962 = self.need.rfc6962.saturating_sub(self.rfc6962);
+        scts.max(operators).max(rfc6962)
     }
 
-    /// Position in `pending` of the most useful log to try next, if any can still help:
-    /// first an operator neither covered nor in flight, then one not covered yet, then (only
-    /// while SCTs are short) any.
+    /// Position in `pending` of the most useful log to try next, if any can still help.
+    /// A log helps if it adds an operator not covered yet, an RFC 6962 SCT while those are
+    /// short, or simply an SCT while SCTs are short. Among those, one that covers what no
+    /// submission in flight covers yet wins; ties go to the earlier (interleaved) log.
     fn peek_next(&self) -> Option<usize> {
         let covered = self.covered();
         let busy: HashSet<&str> = self
@@ -294,15 +534,42 @@ impl Hedge<'_> {
             .iter()
             .map(|&i| self.logs[i].operator.as_str())
             .collect();
-        let operator = |log: &usize| self.logs[*log].operator.as_str();
-        let pending = || self.pending.iter();
-        pending()
-            .position(|l| !covered.contains(operator(l)) && !busy.contains(operator(l)))
-            .or_else(|| pending().position(|l| !covered.contains(operator(l))))
-            .or_else(|| {
-                let more_scts_help = self.scts.len() < self.policy.min_scts;
-                (more_scts_help && !self.pending.is_empty()).then_some(0)
-            })
+        let rfc_in_flight = self
+            .in_flight
+            .iter()
+            .filter(|&&i| self.logs[i].kind == LogKind::Rfc6962)
+            .count();
+        let rfc_short = self.rfc6962 < self.need.rfc6962;
+        let rfc_uncovered = self.rfc6962 + rfc_in_flight < self.need.rfc6962;
+        let scts_short = self.scts.len() < self.need.scts;
+        let score = |i: usize| -> Option<u8> {
+            let log = &self.logs[i];
+            let new_operator = !covered.contains(log.operator.as_str());
+            let adds_rfc = rfc_short && log.kind == LogKind::Rfc6962;
+            if !(new_operator || adds_rfc || scts_short) {
+                return None;
+            }
+            let operator_score = match (new_operator, busy.contains(log.operator.as_str())) {
+                (true, false) => 4,
+                (true, true) => 2,
+                _ => 0,
+            };
+            let rfc_score = match (adds_rfc, rfc_uncovered) {
+                (true, true) => 4,
+                (true, false) => 1,
+                _ => 0,
+            };
+            Some(operator_score + rfc_score)
+        };
+        let mut best: Option<(usize, u8)> = None;
+        for (pos, &i) in self.pending.iter().enumerate() {
+            if let Some(s) = score(i)
+                && best.is_none_or(|(_, b)| s > b)
+            {
+                best = Some((pos, s));
+            }
+        }
+        best.map(|(pos, _)| pos)
     }
 
     fn take_next(&mut self) -> Option<usize> {
@@ -330,6 +597,11 @@ impl Hedge<'_> {
         match result {
             Ok(sct) => {
                 tracing::debug!(log = %log.name, "verified SCT");
+                // An SCT that counts toward the policy (embedded).
+                metrics::counter!("kiln_ct_sct_wins_total", "log" => log.name.clone()).increment(1);
+                if log.kind == LogKind::Rfc6962 {
+                    self.rfc6962 += 1;
+                }
                 self.scts.push(EmbeddedSct {
                     log_name: log.name.clone(),
                     operator: log.operator.clone(),
@@ -347,7 +619,7 @@ impl Hedge<'_> {
         }
     }
 
-    fn deadline_error(mut self) -> SubmitError {
+    fn deadline_error(mut self, deadline: Duration) -> SubmitError {
         for &i in &self.in_flight {
             self.failures.push(LogFailure {
                 log_name: self.logs[i].name.clone(),
@@ -356,15 +628,29 @@ impl Hedge<'_> {
             });
         }
         SubmitError::DeadlinePassed {
-            deadline: self.policy.deadline,
+            deadline,
             verified: self.scts.len(),
             failures: self.failures,
         }
     }
 }
 
-/// Submits a precertificate to `logs` until `policy` holds and returns the verified SCTs to
-/// embed (at least `min_scts`, from at least `min_operators` operators).
+/// `(notBefore, notAfter)` of a DER certificate, in unix seconds.
+pub fn validity(cert_der: &[u8]) -> Result<(i64, i64), SubmitError> {
+    let bad = |e: openssl::error::ErrorStack| SubmitError::BadValidity(e.to_string());
+    let cert = openssl::x509::X509::from_der(cert_der).map_err(bad)?;
+    let epoch = openssl::asn1::Asn1Time::from_unix(0).map_err(bad)?;
+    let unix = |t: &openssl::asn1::Asn1TimeRef| -> Result<i64, SubmitError> {
+        let d = epoch.diff(t).map_err(bad)?;
+        Ok(i64::from(d.days) * 86_400 + i64::from(d.secs))
+    };
+    Ok((unix(cert.not_before())?, unix(cert.not_after())?))
+}
+
+/// Submits a precertificate to the usable `logs` until `policy` holds for it and returns the
+/// verified SCTs to embed: as many as its lifetime requires, from enough operators, enough of
+/// them from RFC 6962 logs. Logs whose notAfter interval excludes the certificate are never
+/// asked.
 pub async fn submit_precert(
     client: &reqwest::Client,
     logs: &[CtLog],
@@ -372,18 +658,11 @@ pub async fn submit_precert(
     issuer_der: &[u8],
     policy: &SubmitPolicy,
 ) -> Result<Vec<EmbeddedSct>, SubmitError> {
-    let operators: HashSet<&str> = logs.iter().map(|l| l.operator.as_str()).collect();
-    if logs.len() < policy.min_scts || operators.len() < policy.min_operators {
-        return Err(SubmitError::NotEnoughLogs {
-            logs: logs.len(),
-            operators: operators.len(),
-            min_scts: policy.min_scts,
-            min_operators: policy.min_operators,
-        });
-    }
     if !ct::is_precertificate(precert_der)? {
         return Err(CtError::ExtensionNotFound(ct::POISON_OID.to_owned()).into());
     }
+    let (not_before, not_after) = validity(precert_der)?;
+    let selection = select_logs(logs, policy, not_before, not_after)?;
     let entry = Entry::Precert {
         tbs: ct::tbs_without_extension(precert_der, ct::POISON_OID)?,
         issuer_key_hash: ct::issuer_key_hash(issuer_der)?,
@@ -404,14 +683,7 @@ pub async fn submit_precert(
         }
     };
 
-    let mut hedge = Hedge {
-        logs,
-        policy,
-        pending: interleave_by_operator(logs),
-        in_flight: Vec::new(),
-        scts: Vec::new(),
-        failures: Vec::new(),
-    };
+    let mut hedge = Hedge::new(logs, selection.requirement, &selection.usable);
     let deadline = tokio::time::sleep(policy.deadline);
     tokio::pin!(deadline);
     // interval() panics on a zero period; a zero stagger means "hedge as fast as possible".
@@ -440,7 +712,7 @@ pub async fn submit_precert(
             _ = ticker.tick(), if can_hedge => {
                 in_flight.extend(hedge.take_next().map(launch));
             }
-            () = &mut deadline => return Err(hedge.deadline_error()),
+            () = &mut deadline => return Err(hedge.deadline_error(policy.deadline)),
         }
     }
 }
@@ -459,8 +731,9 @@ pub struct FinalSubmission {
     pub result: Result<Sct, LogError>,
 }
 
-/// Logs a final certificate with every log in `logs` at once, best effort: results come back
-/// in `logs` order, and logs still pending at `policy.deadline` report
+/// Logs a final certificate with every log in `logs` that takes its notAfter, all at once,
+/// best effort: results come back in `logs` order (logs whose notAfter interval excludes the
+/// certificate are left out), and logs still pending at `policy.deadline` report
 /// [`LogError::DeadlinePassed`].
 pub async fn submit_final(
     client: &reqwest::Client,
@@ -472,13 +745,18 @@ pub async fn submit_final(
     if ct::is_precertificate(cert_der)? {
         return Err(SubmitError::PrecertificateGiven);
     }
+    let (_, not_after) = validity(cert_der)?;
+    let logs: Vec<&CtLog> = logs
+        .iter()
+        .filter(|log| log.accepts_not_after(not_after))
+        .collect();
     let entry = Entry::X509 { cert: cert_der };
     let body = chain_body(cert_der, issuer_der);
     let mut results: Vec<Option<Result<Sct, LogError>>> = logs.iter().map(|_| None).collect();
     let mut in_flight: FuturesUnordered<_> = logs
         .iter()
         .enumerate()
-        .map(|(index, log)| {
+        .map(|(index, &log)| {
             let (entry, body) = (&entry, &body);
             async move {
                 let result =
@@ -519,11 +797,36 @@ mod tests {
     use super::*;
 
     fn log(name: &str, operator: &str) -> CtLog {
+        CtLog::new(name, "", Vec::new(), operator)
+    }
+
+    fn static_log(name: &str, operator: &str) -> CtLog {
         CtLog {
-            name: name.into(),
-            url: String::new(),
-            public_key_der: Vec::new(),
-            operator: operator.into(),
+            kind: LogKind::StaticCt,
+            ..log(name, operator)
+        }
+    }
+
+    fn sct() -> Sct {
+        Sct {
+            version: 0,
+            log_id: [0; 32],
+            timestamp: 0,
+            extensions: Vec::new(),
+            hash_alg: 4,
+            sig_alg: 3,
+            signature: Vec::new(),
+        }
+    }
+
+    const DAY: i64 = 86_400;
+    const T0: i64 = 1_800_000_000;
+
+    fn need(scts: usize, operators: usize, rfc6962: usize) -> Requirement {
+        Requirement {
+            scts,
+            operators,
+            rfc6962,
         }
     }
 
@@ -541,35 +844,168 @@ mod tests {
     }
 
     #[test]
+    fn three_scts_when_the_lifetime_exceeds_180_days() {
+        let p = SubmitPolicy::default();
+        assert_eq!(p.requirement(T0, T0 + 90 * DAY), need(2, 2, 1));
+        assert_eq!(p.requirement(T0, T0 + 180 * DAY), need(2, 2, 1));
+        assert_eq!(p.requirement(T0, T0 + 180 * DAY + 1), need(3, 2, 1));
+        assert_eq!(p.requirement(T0, T0 + 398 * DAY), need(3, 2, 1));
+        // Nonsense validity is not "long".
+        assert_eq!(p.requirement(T0, T0 - DAY), need(2, 2, 1));
+    }
+
+    #[test]
+    fn kinds_parse_from_config() {
+        assert_eq!(LogKind::parse("rfc6962"), Some(LogKind::Rfc6962));
+        assert_eq!(LogKind::parse("static-ct"), Some(LogKind::StaticCt));
+        assert_eq!(LogKind::parse("static"), None);
+        assert_eq!(LogKind::StaticCt.to_string(), "static-ct");
+        assert_eq!(LogKind::default(), LogKind::Rfc6962);
+    }
+
+    #[test]
+    fn temporal_shards_take_only_their_interval() {
+        let shard = CtLog {
+            not_after_start: Some(T0),
+            not_after_end: Some(T0 + 180 * DAY),
+            ..log("2027h1", "A")
+        };
+        assert!(!shard.accepts_not_after(T0 - 1));
+        assert!(shard.accepts_not_after(T0), "start is inclusive");
+        assert!(shard.accepts_not_after(T0 + 180 * DAY - 1));
+        assert!(!shard.accepts_not_after(T0 + 180 * DAY), "end is exclusive");
+        let open_end = CtLog {
+            not_after_end: None,
+            ..shard.clone()
+        };
+        assert!(open_end.accepts_not_after(i64::MAX));
+        assert!(log("any", "A").accepts_not_after(i64::MIN));
+    }
+
+    #[test]
+    fn selection_drops_other_shards_and_checks_the_policy() {
+        let policy = SubmitPolicy::default();
+        let shard = |name: &str, op: &str, start: i64| CtLog {
+            not_after_start: Some(start),
+            not_after_end: Some(start + 180 * DAY),
+            ..log(name, op)
+        };
+        let h1 = T0;
+        let h2 = T0 + 180 * DAY;
+        let logs = [
+            shard("a-h1", "A", h1),
+            shard("a-h2", "A", h2),
+            shard("b-h1", "B", h1),
+            shard("b-h2", "B", h2),
+            static_log("c", "C"),
+        ];
+        // Expiring in the first half: a-h1, b-h1 and the unsharded static log.
+        let nb = h1 + 10 * DAY;
+        let s = select_logs(&logs, &policy, nb, nb + 90 * DAY).unwrap();
+        assert_eq!(s.usable, [0, 2, 4]);
+        assert_eq!(s.requirement, need(2, 2, 1));
+        // Expiring in the second half.
+        let nb = h2 + 10 * DAY;
+        let s = select_logs(&logs, &policy, nb, nb + 90 * DAY).unwrap();
+        assert_eq!(s.usable, [1, 3, 4]);
+        // A 200-day certificate expiring in the second half needs 3 SCTs: 3 logs will do.
+        let s = select_logs(&logs, &policy, h2 - 100 * DAY, h2 + 100 * DAY).unwrap();
+        assert_eq!(s.requirement, need(3, 2, 1));
+        // Expiring after every shard: only the static log, which can never do.
+        let late = h2 + 200 * DAY;
+        let err = select_logs(&logs, &policy, late - 90 * DAY, late).unwrap_err();
+        let SubmitError::NotEnoughLogs {
+            logs: 1,
+            operators: 1,
+            rfc6962: 0,
+            sharded_out: 4,
+            ..
+        } = err
+        else {
+            panic!("{err}");
+        };
+        assert!(!err.is_retryable());
+        assert!(err.to_string().contains("4 excluded"), "{err}");
+    }
+
+    #[test]
+    fn selection_needs_an_rfc6962_log_and_enough_operators() {
+        let policy = SubmitPolicy::default();
+        let window = (T0, T0 + 90 * DAY);
+        // Static-ct only: enough SCTs and operators, no RFC 6962 log.
+        let all_static = [static_log("s1", "A"), static_log("s2", "B")];
+        let err = select_logs(&all_static, &policy, window.0, window.1).unwrap_err();
+        assert!(
+            matches!(err, SubmitError::NotEnoughLogs { rfc6962: 0, .. }),
+            "{err}"
+        );
+        // One operator only.
+        let one_op = [log("a1", "A"), log("a2", "A"), static_log("a3", "A")];
+        assert!(select_logs(&one_op, &policy, window.0, window.1).is_err());
+        // Two logs cannot give the 3 SCTs a long-lived certificate needs.
+        let two = [log("a", "A"), static_log("b", "B")];
+        assert!(select_logs(&two, &policy, window.0, window.1).is_ok());
+        assert!(select_logs(&two, &policy, T0, T0 + 200 * DAY).is_err());
+    }
+
+    #[test]
     fn hedge_prefers_new_operators_and_stops_when_nothing_can_help() {
         let logs = [log("a1", "A"), log("a2", "A"), log("b1", "B")];
-        let policy = SubmitPolicy::default();
-        let mut hedge = Hedge {
-            logs: &logs,
-            policy: &policy,
-            pending: interleave_by_operator(&logs),
-            in_flight: Vec::new(),
-            scts: Vec::new(),
-            failures: Vec::new(),
-        };
+        let mut hedge = Hedge::new(&logs, need(2, 2, 1), &[0, 1, 2]);
         assert_eq!(hedge.top_up(), [0, 2]);
-        let sct = Sct {
-            version: 0,
-            log_id: [0; 32],
-            timestamp: 0,
-            extensions: Vec::new(),
-            hash_alg: 4,
-            sig_alg: 3,
-            signature: Vec::new(),
-        };
-        hedge.finish(0, Ok(sct.clone()));
+        hedge.finish(0, Ok(sct()));
         // One SCT from A, B in flight: a2 would only be a hedge, so nothing is started now.
         assert!(hedge.top_up().is_empty());
         hedge.finish(2, Err(LogError::Timeout));
         assert_eq!(hedge.top_up(), [1]);
-        hedge.finish(1, Ok(sct));
+        hedge.finish(1, Ok(sct()));
         // Two SCTs, both from A: no pending log can add an operator.
         assert!(!hedge.satisfied());
+        assert_eq!(hedge.peek_next(), None);
+    }
+
+    #[test]
+    fn hedge_makes_sure_of_an_rfc6962_sct() {
+        // Static logs come first in configuration order; the RFC 6962 one is still started
+        // at once, since without it the policy cannot hold.
+        let logs = [static_log("s1", "A"), static_log("s2", "B"), log("r1", "C")];
+        let mut hedge = Hedge::new(&logs, need(2, 2, 1), &[0, 1, 2]);
+        let first = hedge.top_up();
+        assert_eq!(first.len(), 2);
+        assert!(first.contains(&2), "RFC 6962 log started first: {first:?}");
+        // Both static SCTs but no RFC 6962 one: not enough, whatever the count.
+        let mut hedge = Hedge::new(&logs, need(2, 2, 1), &[0, 1, 2]);
+        hedge.pending = vec![2];
+        hedge.in_flight = vec![0, 1];
+        hedge.finish(0, Ok(sct()));
+        hedge.finish(1, Ok(sct()));
+        assert!(!hedge.satisfied());
+        assert_eq!(hedge.still_needed(), 1);
+        assert_eq!(hedge.top_up(), [2]);
+        hedge.finish(2, Ok(sct()));
+        assert!(hedge.satisfied());
+        assert_eq!(hedge.scts.len(), 3);
+    }
+
+    #[test]
+    fn hedge_counts_three_for_long_lived_certificates() {
+        let logs = [log("a", "A"), log("b", "B"), static_log("c", "C")];
+        let mut hedge = Hedge::new(&logs, need(3, 2, 1), &[0, 1, 2]);
+        assert_eq!(hedge.top_up().len(), 3, "three needed, three started");
+        hedge.finish(0, Ok(sct()));
+        hedge.finish(1, Ok(sct()));
+        assert!(!hedge.satisfied(), "2 of 3");
+        hedge.finish(2, Ok(sct()));
+        assert!(hedge.satisfied());
+    }
+
+    #[test]
+    fn hedge_never_asks_a_log_outside_the_selection() {
+        let logs = [log("a", "A"), log("b", "B"), log("c", "C")];
+        let mut hedge = Hedge::new(&logs, need(2, 2, 1), &[0, 2]);
+        assert_eq!(hedge.top_up(), [0, 2]);
+        hedge.finish(0, Err(LogError::Timeout));
+        assert!(hedge.top_up().is_empty());
         assert_eq!(hedge.peek_next(), None);
     }
 }

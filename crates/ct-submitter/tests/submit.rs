@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use ct::test_util::{CtMarker, TestCa, TestLeaf};
 use ct_submitter::submit::{
-    CtLog, EmbeddedSct, LogError, SubmitError, SubmitPolicy, submit_final, submit_precert,
+    CtLog, EmbeddedSct, LogError, LogKind, SubmitError, SubmitPolicy, submit_final, submit_precert,
 };
 use fake_ct_log::{FakeLog, FakeLogConfig, RunningLog};
 
@@ -59,12 +59,12 @@ async fn start_logs(operators: &[&str], tweak: impl Fn(usize, &mut FakeLogConfig
         let log = RunningLog::start(Arc::new(FakeLog::new(config).unwrap()))
             .await
             .unwrap();
-        configured.push(CtLog {
-            name: format!("log{i}"),
-            url: log.url(),
-            public_key_der: log.log.public_key_der().to_vec(),
-            operator: operator.to_string(),
-        });
+        configured.push(CtLog::new(
+            format!("log{i}"),
+            log.url(),
+            log.log.public_key_der().to_vec(),
+            operator.to_string(),
+        ));
         running.push(log);
     }
     Logs {
@@ -75,11 +75,10 @@ async fn start_logs(operators: &[&str], tweak: impl Fn(usize, &mut FakeLogConfig
 
 fn policy() -> SubmitPolicy {
     SubmitPolicy {
-        min_scts: 2,
-        min_operators: 2,
         stagger: Duration::from_millis(200),
         deadline: Duration::from_secs(5),
         per_request_timeout: Duration::from_secs(2),
+        ..SubmitPolicy::default()
     }
 }
 
@@ -423,4 +422,153 @@ async fn final_certificates_are_logged_best_effort() {
     .await
     .unwrap_err();
     assert!(matches!(err, SubmitError::PrecertificateGiven), "{err}");
+}
+
+/// Chrome's policy: at least one SCT from an RFC 6962 log. With the static-ct
+/// logs listed (and answering) first, the RFC 6962 one is still asked at once
+/// and its SCT is among those embedded.
+#[tokio::test]
+async fn an_rfc6962_sct_is_always_among_them() {
+    let f = fixture();
+    let mut logs = start_logs(&["A", "B", "C"], |_, _| {}).await;
+    logs.configured[0].kind = LogKind::StaticCt;
+    logs.configured[1].kind = LogKind::StaticCt;
+    let policy = SubmitPolicy {
+        stagger: Duration::from_secs(10),
+        ..policy()
+    };
+    let scts = submit_precert(&client(), &logs.configured, &f.precert, &f.issuer, &policy)
+        .await
+        .unwrap();
+    assert_eq!(scts.len(), 2);
+    assert!(names(&scts).contains(&"log2"), "{:?}", names(&scts));
+    assert_valid(&scts, &logs, &f);
+
+    // The RFC 6962 log refuses: two static-ct SCTs do not make the policy.
+    logs.log(2)
+        .update_knobs(fake_ct_log::KnobsUpdate {
+            reject_names: Some(vec!["example.com".into()]),
+            ..Default::default()
+        })
+        .unwrap();
+    let err = submit_precert(&client(), &logs.configured, &f.precert, &f.issuer, &policy)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, SubmitError::LogsExhausted { verified: 2, .. }),
+        "{err}"
+    );
+    assert!(err.is_retryable());
+
+    // Static-ct only: refused before any log is asked.
+    let before = logs.total_submissions();
+    let err = submit_precert(
+        &client(),
+        &logs.configured[..2],
+        &f.precert,
+        &f.issuer,
+        &policy,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, SubmitError::NotEnoughLogs { .. }), "{err}");
+    assert_eq!(logs.total_submissions(), before);
+}
+
+/// A certificate valid for more than 180 days needs three SCTs.
+#[tokio::test]
+async fn long_lived_certificates_get_three_scts() {
+    let ca = TestCa::new("Submitter Test CA").unwrap();
+    let mut leaf = TestLeaf::new(&["example.com"]).unwrap();
+    leaf.validity_days = 200;
+    let precert = leaf.precert_der(&ca).unwrap();
+    let issuer = ca.der().unwrap();
+    let logs = start_logs(&["A", "B", "C", "D"], |_, _| {}).await;
+    let policy = SubmitPolicy {
+        stagger: Duration::from_secs(10),
+        ..policy()
+    };
+    let scts = submit_precert(&client(), &logs.configured, &precert, &issuer, &policy)
+        .await
+        .unwrap();
+    assert_eq!(scts.len(), 3, "{:?}", names(&scts));
+    // Three started at once, all answered: the fourth was never asked.
+    assert_eq!(logs.total_submissions(), 3);
+
+    // Only two logs: it can never get three.
+    let err = submit_precert(&client(), &logs.configured[..2], &precert, &issuer, &policy)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SubmitError::NotEnoughLogs { .. }), "{err}");
+}
+
+/// Temporal sharding: a log whose notAfter interval excludes the certificate
+/// is never asked, neither for the precertificate nor the final certificate.
+#[tokio::test]
+async fn logs_of_another_shard_are_never_asked() {
+    let f = fixture();
+    let mut logs = start_logs(&["A", "B", "C", "D"], |_, _| {}).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let year = 365 * 86_400;
+    // log0 and log1 take certificates expiring within the coming year (this
+    // one expires in 90 days); log2 only those expiring next year; log3 any.
+    logs.configured[0].not_after_start = Some(now - year);
+    logs.configured[0].not_after_end = Some(now + year);
+    logs.configured[1].not_after_end = Some(now + year);
+    logs.configured[2].not_after_start = Some(now + year);
+    logs.configured[2].not_after_end = Some(now + 2 * year);
+    let policy = SubmitPolicy {
+        // Hedge into every usable log quickly.
+        stagger: Duration::from_millis(1),
+        ..policy()
+    };
+    // log0 is slow, so the hedge reaches every usable log.
+    logs.log(0)
+        .update_knobs(fake_ct_log::KnobsUpdate {
+            latency_ms: Some(300),
+            ..Default::default()
+        })
+        .unwrap();
+    let scts = submit_precert(&client(), &logs.configured, &f.precert, &f.issuer, &policy)
+        .await
+        .unwrap();
+    assert!(!names(&scts).contains(&"log2"));
+    assert_eq!(
+        logs.log(2).submissions().total(),
+        0,
+        "out-of-shard log asked"
+    );
+
+    let list: Vec<ct::Sct> = scts.into_iter().map(|s| s.sct).collect();
+    let ext = ct::encode_sct_list_extension(&list).unwrap();
+    let final_der = f
+        .leaf
+        .build(&f.ca, CtMarker::SctList(&ext))
+        .unwrap()
+        .to_der()
+        .unwrap();
+    let results = submit_final(&client(), &logs.configured, &final_der, &f.issuer, &policy)
+        .await
+        .unwrap();
+    let tried: Vec<&str> = results.iter().map(|r| r.log_name.as_str()).collect();
+    assert_eq!(tried, ["log0", "log1", "log3"]);
+    assert_eq!(
+        logs.log(2).submissions().total(),
+        0,
+        "out-of-shard log asked"
+    );
+
+    // No usable pair of operators left once two more shards are closed.
+    logs.configured[1].not_after_end = Some(now);
+    logs.configured[3].not_after_end = Some(now);
+    let err = submit_precert(&client(), &logs.configured, &f.precert, &f.issuer, &policy)
+        .await
+        .unwrap_err();
+    let SubmitError::NotEnoughLogs { sharded_out, .. } = err else {
+        panic!("{err}");
+    };
+    assert_eq!(sharded_out, 3);
 }

@@ -106,6 +106,8 @@ pub struct TestLeaf {
     pub names: Vec<String>,
     pub serial: BigNum,
     pub not_before: i64,
+    /// notAfter − notBefore, in days (90 unless changed).
+    pub validity_days: i64,
 }
 
 impl TestLeaf {
@@ -115,6 +117,7 @@ impl TestLeaf {
             names: names.iter().map(|n| n.to_string()).collect(),
             serial: random_serial()?,
             not_before: now() - 60,
+            validity_days: 90,
         })
     }
 
@@ -124,7 +127,7 @@ impl TestLeaf {
         let serial = self.serial.to_asn1_integer()?;
         let subject = name(self.names.first().map_or("leaf", |n| n.as_str()))?;
         let not_before = Asn1Time::from_unix(self.not_before)?;
-        let not_after = Asn1Time::from_unix(self.not_before + 86_400 * 90)?;
+        let not_after = Asn1Time::from_unix(self.not_before + 86_400 * self.validity_days)?;
         b.set_serial_number(&serial)?;
         b.set_subject_name(&subject)?;
         b.set_issuer_name(ca.cert.subject_name())?;

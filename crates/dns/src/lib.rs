@@ -350,6 +350,8 @@ mod tests {
         assert!(err.is_transient());
         let err = dns.lookup_ip("broken.a.com").await.unwrap_err();
         assert!(matches!(err, DnsError::ServFail(_)), "{err:?}");
+        server.clear_servfail("broken.a.com");
+        assert_eq!(dns.lookup_caa("broken.a.com").await.unwrap(), vec![]);
     }
 
     #[tokio::test]

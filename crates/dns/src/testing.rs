@@ -163,6 +163,11 @@ impl TestDnsServer {
         lock(&self.state.servfail).insert(LowerName::from(fqdn(name)));
     }
 
+    /// Makes `name` answer normally again after [`TestDnsServer::set_servfail`].
+    pub fn clear_servfail(&self, name: &str) {
+        lock(&self.state.servfail).remove(&LowerName::from(fqdn(name)));
+    }
+
     /// Removes all records of `name` (all types).
     pub async fn remove(&self, name: &str) {
         let name = LowerName::from(fqdn(name));

@@ -97,6 +97,8 @@ pub struct KnobsUpdate {
 pub struct SubmissionStats {
     /// Answered with an SCT.
     pub accepted: u64,
+    /// Of `accepted`, final certificates (`add-chain`); the rest were precertificates.
+    pub accepted_x509: u64,
     /// Answered 400: bad input or a rejected name.
     pub rejected: u64,
     /// Answered 500 because of `error_rate`.
@@ -114,6 +116,7 @@ impl SubmissionStats {
 #[derive(Default)]
 struct Counters {
     accepted: AtomicU64,
+    accepted_x509: AtomicU64,
     rejected: AtomicU64,
     injected_errors: AtomicU64,
     unavailable: AtomicU64,
@@ -225,6 +228,7 @@ impl FakeLog {
         let c = &self.counters;
         SubmissionStats {
             accepted: c.accepted.load(Ordering::Relaxed),
+            accepted_x509: c.accepted_x509.load(Ordering::Relaxed),
             rejected: c.rejected.load(Ordering::Relaxed),
             injected_errors: c.injected_errors.load(Ordering::Relaxed),
             unavailable: c.unavailable.load(Ordering::Relaxed),
@@ -357,6 +361,9 @@ async fn submit(log: Arc<FakeLog>, body: Bytes, kind: EntryKind) -> Response {
     match log.accept(&body, kind, &knobs.reject_names) {
         Ok(resp) => {
             c.accepted.fetch_add(1, Ordering::Relaxed);
+            if kind == EntryKind::X509 {
+                c.accepted_x509.fetch_add(1, Ordering::Relaxed);
+            }
             Json(resp).into_response()
         }
         Err(Rejection(msg)) => {

@@ -99,6 +99,7 @@ async fn precert_and_final_submissions_yield_verifiable_scts_and_sth() {
     assert_eq!(sth.root_hash().unwrap(), expected);
 
     assert_eq!(running.log.submissions().accepted, 2);
+    assert_eq!(running.log.submissions().accepted_x509, 1);
     running.stop().await.unwrap();
 }
 
@@ -225,6 +226,7 @@ async fn knobs_down_error_and_reject_are_observed() {
         running.log.submissions(),
         SubmissionStats {
             accepted: 1,
+            accepted_x509: 0,
             rejected: 1,
             injected_errors: 1,
             unavailable: 2,

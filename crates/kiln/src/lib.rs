@@ -479,6 +479,10 @@ pub fn order_report(order: &store::Order, certificates: &[store::CertificateReco
     if let Some(problem) = &order.error {
         let _ = writeln!(out, "  error:       {problem}");
     }
+    // The finalize request's trace: every stage's spans are in it.
+    if let Some(trace_id) = &order.timeline.trace_id {
+        let _ = writeln!(out, "  trace id:    {trace_id}");
+    }
     let _ = writeln!(out, "  timeline:");
     let t = &order.timeline;
     let since = order.processing_since;

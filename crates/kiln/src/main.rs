@@ -198,14 +198,11 @@ enum OrderCommand {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn,hyper=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    // Logs (JSON when not on a terminal) and traces. Spans are exported only
+    // when OTEL_EXPORTER_OTLP_ENDPOINT (or …_TRACES_ENDPOINT) is set; the
+    // other OTEL_* variables apply too. The guard flushes them on return.
+    let _telemetry = service::telemetry::init("kiln", &service::config::Telemetry::default());
     match cli.command {
         None => serve(cli.serve).await,
         Some(Command::Migrate {

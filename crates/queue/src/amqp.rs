@@ -31,7 +31,7 @@
 //! unacked on a dead channel are redelivered by the broker, and acking them
 //! fails — which is fine because handlers are idempotent (invariant 2).
 
-use crate::{Acker, Consumer, Delivery, Message, Queue, QueueError};
+use crate::{Acker, Consumer, Delivery, Message, Queue, QueueError, QueueStats};
 use async_trait::async_trait;
 use futures::StreamExt;
 use lapin::options::{
@@ -155,6 +155,11 @@ impl AmqpQueue {
     /// Messages ready in `queue` (proto name; unacked ones not counted), for
     /// the autoscaling metric.
     pub async fn queue_depth(&self, queue: &str) -> Result<u32, QueueError> {
+        self.queue_stats(queue).await.map(|(messages, _)| messages)
+    }
+
+    /// Messages ready in `queue` (proto name) and consumers attached to it.
+    pub async fn queue_stats(&self, queue: &str) -> Result<(u32, u32), QueueError> {
         let name = short(&self.shared.broker.topology.name(queue))?;
         let connection = self.shared.broker.connection().await?;
         // A passive declare of a missing queue closes its channel: use a
@@ -169,7 +174,7 @@ impl AmqpQueue {
             .await
             .map_err(unavailable)?;
         let _ = channel.close(REPLY_SUCCESS, "depth read".into()).await;
-        Ok(declared.message_count())
+        Ok((declared.message_count(), declared.consumer_count()))
     }
 
     /// The names this queue declared, for operators' tooling and tests.
@@ -272,6 +277,18 @@ impl Queue for AmqpQueue {
     async fn publish(&self, message: Message) -> Result<(), QueueError> {
         let exchange = self.shared.broker.topology.exchange.clone();
         self.publish_via(&exchange, &message).await
+    }
+
+    fn system(&self) -> &'static str {
+        "rabbitmq"
+    }
+
+    async fn stats(&self, queue: &str) -> Option<QueueStats> {
+        let (messages, consumers) = self.queue_stats(queue).await.ok()?;
+        Some(QueueStats {
+            messages: u64::from(messages),
+            consumers: u64::from(consumers),
+        })
     }
 
     /// Parks the message in the smallest retry step ≥ `delay` (the largest

@@ -12,10 +12,12 @@
 pub mod amqp;
 mod memory;
 mod runner;
+pub mod trace;
 
 pub use amqp::{AmqpOptions, AmqpQueue};
 pub use memory::MemoryQueue;
 pub use runner::{Handler, RunnerConfig, StageError, run_stage, run_stage_reporting};
+pub use trace::Propagation;
 
 use async_trait::async_trait;
 use proto::Envelope;
@@ -30,12 +32,25 @@ pub struct Message {
 }
 
 impl Message {
+    /// A new message for `job`. Created inside a span (the api's request,
+    /// a stage's `process` span), it carries that span's W3C trace context
+    /// in its headers: the one place context is injected (see [`trace`]).
     pub fn new(job: proto::Job) -> Self {
+        let mut headers = BTreeMap::new();
+        trace::inject_current(&mut headers);
         Message {
             envelope: Envelope::new(job),
-            headers: BTreeMap::new(),
+            headers,
         }
     }
+}
+
+/// A queue as seen by metrics: messages waiting and consumers attached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Ready messages (not counting those delivered and not yet acked).
+    pub messages: u64,
+    pub consumers: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +72,18 @@ pub trait Queue: Send + Sync + 'static {
     async fn publish_delayed(&self, message: Message, delay: Duration) -> Result<(), QueueError>;
     /// Starts consuming `queue`, at most `prefetch` unacked deliveries at once.
     async fn consume(&self, queue: &str, prefetch: u16) -> Result<Box<dyn Consumer>, QueueError>;
+
+    /// `messaging.system` of the spans of jobs from this queue.
+    fn system(&self) -> &'static str {
+        "in-process"
+    }
+
+    /// Depth and consumers of `queue` (a proto name), for the
+    /// `kiln_queue_depth` / `kiln_queue_consumers` gauges; `None` if this
+    /// back end cannot tell or the broker is unreachable.
+    async fn stats(&self, _queue: &str) -> Option<QueueStats> {
+        None
+    }
 }
 
 #[async_trait]

@@ -2,9 +2,10 @@
 //! the process — the sweeper re-drives orders from the database after a
 //! restart, which is why messages carry ids and never state.
 
-use crate::{Acker, Consumer, Delivery, Message, Queue, QueueError};
+use crate::{Acker, Consumer, Delivery, Message, Queue, QueueError, QueueStats};
 use async_trait::async_trait;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -15,6 +16,8 @@ type Channel = (mpsc::UnboundedSender<Message>, Receiver);
 #[derive(Clone, Default)]
 pub struct MemoryQueue {
     queues: Arc<Mutex<HashMap<String, Channel>>>,
+    /// Live consumers per queue, for the `kiln_queue_consumers` gauge.
+    consumers: Arc<Mutex<HashMap<String, Arc<AtomicUsize>>>>,
 }
 
 impl MemoryQueue {
@@ -36,6 +39,11 @@ impl MemoryQueue {
         let (_, rx) = self.channel(queue);
         rx.try_lock().map(|rx| rx.len()).unwrap_or(0)
     }
+
+    fn consumer_count(&self, queue: &str) -> Arc<AtomicUsize> {
+        let mut consumers = self.consumers.lock().expect("consumer map lock");
+        consumers.entry(queue.to_string()).or_default().clone()
+    }
 }
 
 #[async_trait]
@@ -56,12 +64,28 @@ impl Queue for MemoryQueue {
 
     async fn consume(&self, queue: &str, _prefetch: u16) -> Result<Box<dyn Consumer>, QueueError> {
         let (_, rx) = self.channel(queue);
-        Ok(Box::new(MemoryConsumer { rx }))
+        let live = self.consumer_count(queue);
+        live.fetch_add(1, Ordering::Relaxed);
+        Ok(Box::new(MemoryConsumer { rx, live }))
+    }
+
+    async fn stats(&self, queue: &str) -> Option<QueueStats> {
+        Some(QueueStats {
+            messages: self.depth(queue) as u64,
+            consumers: self.consumer_count(queue).load(Ordering::Relaxed) as u64,
+        })
     }
 }
 
 struct MemoryConsumer {
     rx: Receiver,
+    live: Arc<AtomicUsize>,
+}
+
+impl Drop for MemoryConsumer {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 #[async_trait]

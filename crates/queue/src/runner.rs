@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, error, info_span, warn};
+use tracing::{Instrument, error, warn};
 
 /// What the runner does with a job that did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +103,7 @@ pub async fn run_stage_reporting<H: Handler>(
 ) -> Result<(), crate::QueueError> {
     let prefetch = u16::try_from(config.concurrency).unwrap_or(u16::MAX);
     let mut consumer = queue.consume(queue_name, prefetch).await?;
+    register_metrics(handler.stage());
     consuming.store(true, Ordering::Release);
     let permits = Arc::new(Semaphore::new(config.concurrency));
     let config = Arc::new(config);
@@ -124,8 +125,16 @@ pub async fn run_stage_reporting<H: Handler>(
             },
         };
         let (queue, handler, config) = (queue.clone(), handler.clone(), config.clone());
+        let queue_name = queue_name.to_string();
         tokio::spawn(async move {
-            process(queue.as_ref(), handler.as_ref(), &config, delivery).await;
+            process(
+                queue.as_ref(),
+                &queue_name,
+                handler.as_ref(),
+                &config,
+                delivery,
+            )
+            .await;
             drop(permit);
         });
     }
@@ -137,8 +146,26 @@ pub async fn run_stage_reporting<H: Handler>(
     Ok(())
 }
 
+/// The reasons a job leaves the pipeline for good (`kiln_dead_letters_total`).
+const DEAD_LETTER_REASONS: [&str; 3] = ["undecodable", "attempts_exhausted", "permanent"];
+
+/// Creates a stage's retry and dead-letter series at zero, so dashboards
+/// and alerts see them before the first failure.
+fn register_metrics(stage: &'static str) {
+    metrics::counter!("kiln_job_retries_total", "stage" => stage).increment(0);
+    for reason in DEAD_LETTER_REASONS {
+        metrics::counter!("kiln_dead_letters_total", "stage" => stage, "reason" => reason)
+            .increment(0);
+    }
+}
+
+fn dead_letter(stage: &'static str, reason: &'static str) {
+    metrics::counter!("kiln_dead_letters_total", "stage" => stage, "reason" => reason).increment(1);
+}
+
 async fn process<H: Handler>(
     queue: &dyn Queue,
+    queue_name: &str,
     handler: &H,
     config: &RunnerConfig,
     delivery: Delivery,
@@ -148,19 +175,22 @@ async fn process<H: Handler>(
         Ok(message) => message,
         Err(why) => {
             error!(stage = handler.stage(), %why, "undecodable message dead-lettered");
+            dead_letter(handler.stage(), "undecodable");
             let _ = acker.reject().await;
             return;
         }
     };
     let job = message.envelope.job.clone();
     let attempt = message.envelope.attempt;
-    let span = info_span!(
-        "job",
-        stage = handler.stage(),
-        job = job.name(),
-        id = job.subject_id(),
-        attempt
+    let span = crate::trace::process_span(
+        handler.stage(),
+        queue.system(),
+        queue_name,
+        &job,
+        attempt,
+        &message.headers,
     );
+    let outcome_span = span.clone();
     async {
         let started = Instant::now();
         let outcome = handler.handle(&job, attempt).await;
@@ -174,10 +204,14 @@ async fn process<H: Handler>(
             .increment(1);
         metrics::histogram!("kiln_job_duration_seconds", "stage" => stage, "job" => job.name())
             .record(started.elapsed().as_secs_f64());
+        if label != "ok" {
+            outcome_span.record("otel.status_code", "error");
+        }
         let published = match outcome {
             Ok(next) => publish_all(queue, &message, next).await,
             Err(StageError::Retry { after, reason }) if attempt < config.max_attempts => {
                 let delay = after.unwrap_or_else(|| config.backoff(attempt));
+                metrics::counter!("kiln_job_retries_total", "stage" => stage).increment(1);
                 warn!(%reason, ?delay, "job will be retried");
                 let mut again = message.clone();
                 again.envelope.attempt = attempt + 1;
@@ -185,11 +219,13 @@ async fn process<H: Handler>(
             }
             Err(StageError::Retry { reason, .. }) => {
                 error!(%reason, "attempts exhausted; giving up");
+                dead_letter(stage, "attempts_exhausted");
                 handler.give_up(&job, &reason).await;
                 Ok(())
             }
             Err(StageError::Permanent(reason)) => {
                 error!(%reason, "permanent failure; giving up");
+                dead_letter(stage, "permanent");
                 handler.give_up(&job, &reason).await;
                 Ok(())
             }
@@ -225,9 +261,21 @@ async fn publish_all(
     next: Vec<Job>,
 ) -> Result<(), crate::QueueError> {
     for job in next {
+        // Created inside this job's `process` span, the message carries its
+        // trace context (`Message::new`); other headers of the input follow
+        // the order from stage to stage, and so does the input's trace
+        // context when tracing is off here.
         let mut message = Message::new(job);
-        // The trace context follows the order from stage to stage.
-        message.headers = input.headers.clone();
+        let injected = message.headers.contains_key("traceparent");
+        for (key, value) in &input.headers {
+            let trace_header = key == "traceparent" || key == "tracestate";
+            if !(injected && trace_header) {
+                message
+                    .headers
+                    .entry(key.clone())
+                    .or_insert_with(|| value.clone());
+            }
+        }
         queue.publish(message).await?;
     }
     Ok(())

@@ -7,7 +7,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -43,6 +43,15 @@ pub fn install_metrics() -> PrometheusHandle {
                 .set_buckets(&[
                     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
                 ])
+                .expect("static buckets")
+                // Finalize→valid spans the whole pipeline (CT logs retried
+                // up to the finalize deadline).
+                .set_buckets_for_metric(
+                    Matcher::Full("kiln_finalize_duration_seconds".into()),
+                    &[
+                        0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+                    ],
+                )
                 .expect("static buckets")
                 .install_recorder()
                 .expect("no other metrics recorder is installed")

@@ -1,7 +1,7 @@
 //! Configuration: one TOML file per binary plus environment overrides.
 //!
 //! The file has the shared sections (`database`, `broker`, `admin`, `runner`,
-//! `acme`) and the binary's own section named after it (`[signer]`, …).
+//! `acme`, `telemetry`) and the binary's own section named after it (`[signer]`, …).
 //! Unknown keys are refused, naming the key. Environment variables
 //! `KILN_<SECTION>__<KEY>` override the file (e.g. `KILN_DATABASE__URL`).
 //! Secrets (database and broker URLs carry passwords) may come from a file
@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-const SHARED_SECTIONS: &[&str] = &["database", "broker", "admin", "runner", "acme"];
+const SHARED_SECTIONS: &[&str] = &["database", "broker", "admin", "runner", "acme", "telemetry"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -68,6 +68,46 @@ impl Secret {
                 "{what}.url or {what}.url_file is required"
             ))),
         }
+    }
+}
+
+/// `[database]`: the URL (a secret, as for `Secret`) and this process's
+/// share of the server's connections.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Database {
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    url_file: Option<PathBuf>,
+    /// PostgreSQL connections this process holds at most. Every replica of
+    /// every binary has its own pool, so their sum must stay below the
+    /// server's `max_connections` (100 by default) or a burst starves them all.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+}
+
+fn default_max_connections() -> u32 {
+    store::DEFAULT_MAX_CONNECTIONS
+}
+
+impl Database {
+    /// The URL, read from `url_file` if that is set.
+    pub fn resolve(&self, what: &str) -> Result<String, ConfigError> {
+        Secret {
+            url: self.url.clone(),
+            url_file: self.url_file.clone(),
+        }
+        .resolve(what)
+    }
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("url", &"<redacted>")
+            .field("max_connections", &self.max_connections)
+            .finish()
     }
 }
 
@@ -198,17 +238,65 @@ impl Acme {
     }
 }
 
+/// Tracing (`[telemetry]`). Every key is optional; an unset key falls back
+/// to the standard OpenTelemetry environment variable, then to the default
+/// (see `crate::telemetry`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Telemetry {
+    /// OTLP/HTTP (protobuf) collector base URL, e.g.
+    /// `http://otel-collector:4318`; spans go to `{endpoint}/v1/traces`.
+    /// Unset: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (full URL) or
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` (base URL); neither: spans are not
+    /// exported (trace ids still appear in logs).
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the spans. Unset: `OTEL_SERVICE_NAME`, else the
+    /// binary's name.
+    #[serde(default)]
+    pub service_name: Option<String>,
+    /// Fraction of new traces kept (0.0–1.0), parent-based: a stage follows
+    /// the api's decision for the order. Unset: `OTEL_TRACES_SAMPLER` /
+    /// `OTEL_TRACES_SAMPLER_ARG`, else every trace.
+    #[serde(default)]
+    pub sampling_ratio: Option<f64>,
+    /// `parent` (default): a stage's span is a child of the span that
+    /// published its job, so an order is one trace. `link`: each stage's
+    /// span starts a new trace with a span link to the publisher's.
+    #[serde(default)]
+    pub propagation: PropagationSetting,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PropagationSetting {
+    #[default]
+    Parent,
+    Link,
+}
+
+impl From<PropagationSetting> for queue::Propagation {
+    fn from(p: PropagationSetting) -> Self {
+        match p {
+            PropagationSetting::Parent => queue::Propagation::Parent,
+            PropagationSetting::Link => queue::Propagation::Link,
+        }
+    }
+}
+
 /// The sections every binary shares.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Common {
-    pub database: Secret,
+    pub database: Database,
     pub broker: Option<Broker>,
     #[serde(default = "default_admin")]
     pub admin: Admin,
     #[serde(default)]
     pub runner: Runner,
     pub acme: Acme,
+    #[serde(default)]
+    pub telemetry: Telemetry,
 }
 
 fn default_admin() -> Admin {
@@ -311,6 +399,47 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("concurency"), "{err}");
+    }
+
+    #[test]
+    fn telemetry_is_optional_and_checked() {
+        let file = write(BASE);
+        let (common, _): (Common, Own) = load(Some(file.path()), "signer").unwrap();
+        assert_eq!(common.telemetry.otlp_endpoint, None);
+        assert_eq!(common.telemetry.propagation, PropagationSetting::Parent);
+        let file = write(&format!(
+            "{BASE}[telemetry]\notlp_endpoint = \"http://c:4318\"\nservice_name = \"s\"\nsampling_ratio = 0.5\npropagation = \"link\"\n"
+        ));
+        let (common, _): (Common, Own) = load(Some(file.path()), "signer").unwrap();
+        assert_eq!(
+            common.telemetry.otlp_endpoint.as_deref(),
+            Some("http://c:4318")
+        );
+        assert_eq!(common.telemetry.sampling_ratio, Some(0.5));
+        assert_eq!(common.telemetry.propagation, PropagationSetting::Link);
+        let file = write(&format!("{BASE}[telemetry]\npropagation = \"sideways\"\n"));
+        assert!(load::<Own>(Some(file.path()), "signer").is_err());
+        let file = write(&format!("{BASE}[telemetry]\nendpoint = \"x\"\n"));
+        let err = load::<Own>(Some(file.path()), "signer")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("endpoint"), "{err}");
+    }
+
+    #[test]
+    fn database_pool_size_has_a_default_and_can_be_set() {
+        let file = write(BASE);
+        let (common, _): (Common, Own) = load(Some(file.path()), "signer").unwrap();
+        assert_eq!(
+            common.database.max_connections,
+            store::DEFAULT_MAX_CONNECTIONS
+        );
+        let file = write(
+            "[database]\nurl = \"postgres://db/k\"\nmax_connections = 4\n[acme]\nbase_url = \"https://a\"\n",
+        );
+        let (common, _): (Common, Own) = load(Some(file.path()), "signer").unwrap();
+        assert_eq!(common.database.max_connections, 4);
+        assert!(!format!("{common:?}").contains("postgres://db/k"));
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! What every Kiln binary shares, so each `main.rs` is a few lines of
-//! wiring: config → logging → store → queue → run.
+//! wiring: config → telemetry → store → queue → run.
 
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod config;
+pub mod telemetry;
 mod worker;
 
 pub use config::{Common, ConfigError};
@@ -44,26 +45,6 @@ pub fn start<S: DeserializeOwned>(binary: &str) -> Result<(Common, S), ExitCode>
             eprintln!("{binary}: bad config: {e}");
             Err(ExitCode::from(2))
         }
-    }
-}
-
-/// Logs to stderr: human-readable on a terminal, JSON lines otherwise (so
-/// a collector can parse them). `RUST_LOG` filters.
-pub fn init_logging() {
-    use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,sqlx=warn,hyper=warn,lapin=warn".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if std::io::stderr().is_terminal() {
-        builder.init();
-    } else {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .init();
     }
 }
 

@@ -28,7 +28,7 @@ impl Wiring {
         let metrics = admin::install_metrics();
         let shutdown = crate::shutdown_on_signals();
         let db_url = common.database.resolve("database")?;
-        let store = Store::connect(&db_url)
+        let store = Store::connect_with(&db_url, common.database.max_connections)
             .await
             .context("connecting to the database")?;
         let broker = common

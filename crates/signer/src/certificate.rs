@@ -80,6 +80,26 @@ impl Profile {
         }
     }
 
+    /// The AIA caIssuers (`{base}/ca/intermediate.der`) and CRL (`{base}/ca/crl`)
+    /// URLs under `base_url`, over plain HTTP: the Baseline Requirements
+    /// (7.1.2.7.7, 7.1.2.11.2) allow only `http://` there, since relying
+    /// parties fetch them before they can check any TLS certificate. An
+    /// `https://` base (the ACME URL) is turned into `http://` on the same
+    /// authority.
+    pub fn for_base_url(base_url: &str) -> Self {
+        let base = base_url.trim_end_matches('/');
+        let base = match base.get(..8) {
+            Some(scheme) if scheme.eq_ignore_ascii_case("https://") => {
+                format!("http://{}", &base[8..])
+            }
+            _ => base.to_string(),
+        };
+        Self::new(
+            format!("{base}/ca/intermediate.der"),
+            format!("{base}/ca/crl"),
+        )
+    }
+
     /// `(not_before, not_after)` in unix seconds for a certificate issued at
     /// `now`, using the full allowed validity period.
     pub fn validity_window(&self, now: i64) -> (i64, i64) {
@@ -389,6 +409,16 @@ pub fn lint_leaf(
                 if !has_issuer_url {
                     return Err(violation("authorityInfoAccess", "caIssuers URL missing"));
                 }
+                if !aia
+                    .accessdescs
+                    .iter()
+                    .all(|d| matches!(d.access_location, GeneralName::URI(u) if is_http_url(u)))
+                {
+                    return Err(violation(
+                        "authorityInfoAccess",
+                        "access locations must be http:// URLs",
+                    ));
+                }
                 "authorityInfoAccess"
             }
             ParsedExtension::SubjectAlternativeName(san) => {
@@ -426,6 +456,18 @@ pub fn lint_leaf(
                 });
                 if !has_url {
                     return Err(violation("crlDistributionPoints", "CRL URL missing"));
+                }
+                let all_http = points.iter().all(|p| match &p.distribution_point {
+                    Some(DistributionPointName::FullName(names)) => names
+                        .iter()
+                        .all(|n| matches!(n, GeneralName::URI(u) if is_http_url(u))),
+                    _ => false,
+                });
+                if !all_http {
+                    return Err(violation(
+                        "crlDistributionPoints",
+                        "distribution points must be http:// URLs",
+                    ));
                 }
                 "crlDistributionPoints"
             }
@@ -593,11 +635,13 @@ impl<'a> LeafPlan<'a> {
                 "not_after must follow not_before".into(),
             ));
         }
-        if !is_ia5_url(&profile.aia_issuer_url) {
-            return Err(CertError::InvalidProfile("aia_issuer_url"));
+        if !is_http_url(&profile.aia_issuer_url) {
+            return Err(CertError::InvalidProfile(
+                "aia_issuer_url must be an http:// URL",
+            ));
         }
-        if !is_ia5_url(&profile.crl_url) {
-            return Err(CertError::InvalidProfile("crl_url"));
+        if !is_http_url(&profile.crl_url) {
+            return Err(CertError::InvalidProfile("crl_url must be an http:// URL"));
         }
 
         let mut names: Vec<&str> = Vec::with_capacity(req.dns_names.len());
@@ -717,6 +761,14 @@ fn is_dns_name(name: &str) -> bool {
 
 fn is_ia5_url(url: &str) -> bool {
     !url.is_empty() && url.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// An IA5 `http://` URL with a host: the only kind the Baseline
+/// Requirements allow for AIA caIssuers and CRL distribution points.
+fn is_http_url(url: &str) -> bool {
+    is_ia5_url(url)
+        && url.len() > "http://".len()
+        && url[.."http://".len()].eq_ignore_ascii_case("http://")
 }
 
 /// Signs twice: with a throwaway key for linting, then with the issuer key;
@@ -979,6 +1031,29 @@ mod tests {
         assert!(!is_dns_name("*."));
         assert!(!is_dns_name("-a.example.com"));
         assert!(!is_dns_name("a..b"));
+    }
+
+    #[test]
+    fn aia_and_crl_urls_are_plain_http() {
+        let p = Profile::for_base_url("https://acme.example.com:8443/");
+        assert_eq!(
+            p.aia_issuer_url,
+            "http://acme.example.com:8443/ca/intermediate.der"
+        );
+        assert_eq!(p.crl_url, "http://acme.example.com:8443/ca/crl");
+        let p = Profile::for_base_url("HTTPS://ca.example");
+        assert_eq!(p.crl_url, "http://ca.example/ca/crl");
+        let p = Profile::for_base_url("http://ca.example/base");
+        assert_eq!(
+            p.aia_issuer_url,
+            "http://ca.example/base/ca/intermediate.der"
+        );
+        assert!(is_http_url("http://a"));
+        assert!(is_http_url("HTTP://a/b"));
+        assert!(!is_http_url("http://"));
+        assert!(!is_http_url("https://a"));
+        assert!(!is_http_url("ldap://a"));
+        assert!(!is_http_url("http://a b"));
     }
 
     #[test]

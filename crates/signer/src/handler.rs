@@ -87,7 +87,9 @@ impl Signer {
             })
             .await
             .map_err(StageError::retry)?;
-        let precert = match build_precertificate(&self.ca.intermediate, &request, &self.profile) {
+        let built = build_precertificate(&self.ca.intermediate, &request, &self.profile);
+        crate::lint_metrics::record("precert", built.as_ref().err());
+        let precert = match built {
             Ok(cert) => cert,
             Err(e) => {
                 // A lint or key failure will not pass on retry.
@@ -154,9 +156,16 @@ impl Signer {
                     order_id: order_id.to_string(),
                 }]);
             }
-            other => {
+            // A concurrent delivery finished (the order is valid in the same
+            // transaction) or started over with a new serial (and published
+            // its job): nothing left for this one to do.
+            CertificateState::Issued | CertificateState::Abandoned => {
+                info!(order_id, serial, state = ?cert.state, "sign-final already handled by another delivery");
+                return Ok(vec![]);
+            }
+            CertificateState::Reserved => {
                 return Err(StageError::Permanent(format!(
-                    "serial {serial} is {other:?} at sign-final"
+                    "serial {serial} has no precertificate at sign-final"
                 )));
             }
         }
@@ -174,8 +183,9 @@ impl Signer {
             // Someone else began it between our read and now.
             return Ok(vec![]);
         }
-        let final_cert = match build_final_certificate(&self.ca.intermediate, precert_der, sct_list)
-        {
+        let built = build_final_certificate(&self.ca.intermediate, precert_der, sct_list);
+        crate::lint_metrics::record("final", built.as_ref().err());
+        let final_cert = match built {
             Ok(cert) => cert,
             Err(e) => {
                 warn!(order_id, serial, error = %e, "final certificate refused");
@@ -189,15 +199,26 @@ impl Signer {
         let der = final_cert
             .to_der()
             .map_err(|e| StageError::Permanent(e.to_string()))?;
-        if self
+        if !self
             .store
             .store_final(order_id, &serial, &der)
             .await
             .map_err(StageError::retry)?
         {
-            info!(order_id, serial, "certificate issued");
+            // The serial was abandoned meanwhile (a concurrent delivery found
+            // signing begun and started over): this signature is never
+            // stored nor served, and the order carries on with a new serial.
+            warn!(
+                order_id,
+                serial, "final certificate discarded: its serial was abandoned"
+            );
+            return Ok(vec![]);
         }
-        Ok(vec![])
+        info!(order_id, serial, "certificate issued");
+        // Logging the final certificate too is best effort, after the fact.
+        Ok(vec![Job::SubmitFinal {
+            order_id: order_id.to_string(),
+        }])
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod ca;
 pub mod certificate;
 mod handler;
+mod lint_metrics;
 pub mod serial;
 
 pub use handler::Signer;

@@ -523,6 +523,50 @@ fn lint_rejects_non_leaf_profiles() {
     ));
 }
 
+/// The Baseline Requirements allow only http:// for AIA caIssuers and CRL
+/// distribution points: an https profile is refused before anything is
+/// signed, and lint refuses such a certificate.
+#[test]
+fn https_aia_or_crl_urls_are_refused() {
+    let ca = CaHierarchy::generate().unwrap();
+    let key = ec_key(Nid::X9_62_PRIME256V1);
+    let req = request(&key, &["example.com"]);
+    for profile in [
+        Profile::new("https://kiln.test/intermediate.der", CRL_URL),
+        Profile::new(AIA_URL, "https://kiln.test/crl/1.crl"),
+    ] {
+        assert!(matches!(
+            build_precertificate(&ca.intermediate, &req, &profile),
+            Err(CertError::InvalidProfile(_))
+        ));
+    }
+    // A certificate made elsewhere with a non-http CRL URL fails lint even
+    // against a profile naming that URL.
+    let good = build_precertificate(&ca.intermediate, &req, &profile()).unwrap();
+    let der = good.to_der().unwrap();
+    let other_crl = CRL_URL.replacen("http://", "ldap://", 1);
+    assert_eq!(other_crl.len(), CRL_URL.len());
+    let pos = der
+        .windows(CRL_URL.len())
+        .position(|w| w == CRL_URL.as_bytes())
+        .unwrap();
+    let mut forged = der.clone();
+    forged[pos..pos + CRL_URL.len()].copy_from_slice(other_crl.as_bytes());
+    let lenient = Profile {
+        crl_url: other_crl,
+        ..profile()
+    };
+    assert!(matches!(
+        lint_leaf(&forged, &req.dns_names, &lenient),
+        Err(LintError::Violation {
+            field: "crlDistributionPoints",
+            ..
+        })
+    ));
+    // The same certificate with the genuine URL passes.
+    lint_leaf(&der, &req.dns_names, &profile()).unwrap();
+}
+
 #[test]
 fn bad_requests_refused() {
     let ca = CaHierarchy::generate().unwrap();

@@ -54,6 +54,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "timeline and compat",
         include_str!("../migrations/sqlite/0002_timeline_and_compat.sql"),
     ),
+    (
+        3,
+        "trace id",
+        include_str!("../migrations/sqlite/0003_trace_id.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -65,6 +70,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "timeline and compat",
         include_str!("../migrations/postgres/0002_timeline_and_compat.sql"),
+    ),
+    (
+        3,
+        "trace id",
+        include_str!("../migrations/postgres/0003_trace_id.sql"),
     ),
 ];
 
@@ -104,6 +114,9 @@ pub struct Store {
 /// The PostgreSQL notification channel for finished orders.
 const DONE_CHANNEL: &str = "kiln_order_done";
 
+/// PostgreSQL connections one `Store` holds at most, unless told otherwise.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
+
 /// Milliseconds since the Unix epoch: the unit of every stored time.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -115,6 +128,13 @@ pub fn now_ms() -> i64 {
 impl Store {
     /// Connects to `sqlite://PATH` (created if missing) or `postgres://…`.
     pub async fn connect(url: &str) -> Result<Store> {
+        Self::connect_with(url, DEFAULT_MAX_CONNECTIONS).await
+    }
+
+    /// `connect`, holding at most `max_connections` PostgreSQL connections
+    /// (SQLite always uses one). Every replica of every binary has a pool of
+    /// its own: their sum must stay below the server's `max_connections`.
+    pub async fn connect_with(url: &str, max_connections: u32) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -147,7 +167,7 @@ impl Store {
             }
             Backend::Postgres => {
                 AnyPoolOptions::new()
-                    .max_connections(16)
+                    .max_connections(max_connections.max(1))
                     .acquire_timeout(Duration::from_secs(10))
                     .connect(url)
                     .await?
@@ -619,7 +639,9 @@ impl Store {
     // ---- finalization pipeline ----------------------------------------------
 
     /// ready → processing at step `check-caa`, in one conditional UPDATE: of
-    /// two concurrent finalizes exactly one gets `true`.
+    /// two concurrent finalizes exactly one gets `true`. `trace_id` is the
+    /// finalize request's trace (None with tracing off), shown by
+    /// `kiln order show`.
     pub async fn begin_finalize(
         &self,
         order_id: &str,
@@ -627,10 +649,11 @@ impl Store {
         now: i64,
         step_deadline: i64,
         finalize_deadline: i64,
+        trace_id: Option<&str>,
     ) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE orders SET status = 'processing', step = $2, csr = $3, processing_since = $4,
-                    step_deadline = $5, finalize_deadline = $6
+                    step_deadline = $5, finalize_deadline = $6, trace_id = $7
              WHERE id = $1 AND status = 'ready' AND expires_at > $4",
         )
         .bind(order_id)
@@ -639,6 +662,7 @@ impl Store {
         .bind(now)
         .bind(step_deadline)
         .bind(finalize_deadline)
+        .bind(trace_id)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -1005,6 +1029,50 @@ impl Store {
 
     // ---- sweeping -----------------------------------------------------------
 
+    /// Processing orders right now, and how many of them are past their step
+    /// deadline or their finalize deadline (the sweeper's gauges; served by
+    /// the `(status, step_deadline)` index).
+    pub async fn processing_counts(&self, now: i64) -> Result<ProcessingCounts> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS processing,
+                    COALESCE(SUM(CASE WHEN step_deadline < $1 THEN 1 ELSE 0 END), 0) AS past_step,
+                    COALESCE(SUM(CASE WHEN finalize_deadline < $1 THEN 1 ELSE 0 END), 0) AS past_finalize
+             FROM orders WHERE status = 'processing'",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(ProcessingCounts {
+            processing: row.try_get("processing")?,
+            past_step_deadline: row.try_get("past_step")?,
+            past_finalize_deadline: row.try_get("past_finalize")?,
+        })
+    }
+
+    /// Finalized orders that became `valid` or `invalid` after `since`
+    /// (unix ms), oldest first: the sweeper's finalize→done latencies.
+    pub async fn completed_since(&self, since: i64, limit: i64) -> Result<Vec<CompletedOrder>> {
+        let rows = sqlx::query(
+            "SELECT id, status, processing_since, completed_at FROM orders
+             WHERE completed_at > $1 AND processing_since IS NOT NULL
+             ORDER BY completed_at LIMIT $2",
+        )
+        .bind(since)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CompletedOrder {
+                    id: r.try_get("id")?,
+                    status: parse::<OrderStatus>(r, "status")?,
+                    processing_since: r.try_get("processing_since")?,
+                    completed_at: r.try_get("completed_at")?,
+                })
+            })
+            .collect()
+    }
+
     /// Processing orders whose current step is past its deadline.
     pub async fn overdue_orders(&self, now: i64, limit: i64) -> Result<Vec<Order>> {
         let rows = sqlx::query(
@@ -1167,6 +1235,7 @@ impl Order {
                 precert_at: r.try_get("precert_at")?,
                 scts_at: r.try_get("scts_at")?,
                 completed_at: r.try_get("completed_at")?,
+                trace_id: r.try_get("trace_id")?,
             },
         })
     }

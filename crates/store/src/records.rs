@@ -41,7 +41,8 @@ pub struct Order {
 }
 
 /// When a finalizing order passed each step; derived from columns the
-/// transitions set, so it costs no extra writes.
+/// transitions set, so it costs no extra writes. With the trace id the
+/// finalize request stored, to find the order's spans.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Timeline {
     pub caa_checked_at: Option<i64>,
@@ -49,6 +50,26 @@ pub struct Timeline {
     pub scts_at: Option<i64>,
     /// When it became `valid` or `invalid`.
     pub completed_at: Option<i64>,
+    /// The W3C trace id of the finalization: its spans are this timeline in
+    /// detail, across every stage (None with tracing off).
+    pub trace_id: Option<String>,
+}
+
+/// Finalizations in flight, for the sweeper's gauges.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcessingCounts {
+    pub processing: i64,
+    pub past_step_deadline: i64,
+    pub past_finalize_deadline: i64,
+}
+
+/// An order that finished finalizing (`valid` or `invalid`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompletedOrder {
+    pub id: String,
+    pub status: OrderStatus,
+    pub processing_since: i64,
+    pub completed_at: i64,
 }
 
 /// A finalize answered `processing`, and what the client did next.

@@ -176,17 +176,29 @@ async fn story(store: Store) {
         vec!["o1"]
     );
 
-    // Exactly one finalize wins.
+    // Exactly one finalize wins; its trace id is kept with the order.
     let now = now_ms();
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    assert_eq!(
+        store.processing_counts(now).await.unwrap(),
+        Default::default()
+    );
     assert!(
         store
-            .begin_finalize("o1", b"csr", now, now + 1000, now + 60_000)
+            .begin_finalize("o1", b"csr", now, now + 1000, now + 60_000, Some(trace))
             .await
             .unwrap()
     );
     assert!(
         !store
-            .begin_finalize("o1", b"csr", now, now + 1000, now + 60_000)
+            .begin_finalize(
+                "o1",
+                b"csr",
+                now,
+                now + 1000,
+                now + 60_000,
+                Some("00000000000000000000000000000001")
+            )
             .await
             .unwrap()
     );
@@ -196,6 +208,19 @@ async fn story(store: Store) {
         (OrderStatus::Processing, Some(FinalizeStep::CheckCaa))
     );
     assert_eq!(o1.csr.as_deref(), Some(&b"csr"[..]));
+    assert_eq!(o1.timeline.trace_id.as_deref(), Some(trace), "the winner's");
+    let counts = store.processing_counts(now).await.unwrap();
+    assert_eq!(
+        (
+            counts.processing,
+            counts.past_step_deadline,
+            counts.past_finalize_deadline
+        ),
+        (1, 0, 0)
+    );
+    let later = store.processing_counts(now + 2000).await.unwrap();
+    assert_eq!((later.processing, later.past_step_deadline), (1, 1));
+    assert_eq!(later.past_finalize_deadline, 0);
 
     // Steps advance by compare-and-set.
     assert!(
@@ -275,6 +300,22 @@ async fn story(store: Store) {
     let latencies = store.recent_finalize_latencies(10).await.unwrap();
     assert_eq!(latencies.len(), 1);
     assert!(latencies[0] >= 0);
+    let completed = store.completed_since(now - 1, 10).await.unwrap();
+    assert_eq!(completed.len(), 1);
+    assert_eq!(
+        (completed[0].id.as_str(), completed[0].status),
+        ("o1", OrderStatus::Valid)
+    );
+    assert_eq!(completed[0].processing_since, now);
+    assert_eq!(Some(completed[0].completed_at), t.completed_at);
+    assert!(
+        store
+            .completed_since(completed[0].completed_at, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.processing_counts(now).await.unwrap().processing, 0);
     let c = store.certificate("01ab").await.unwrap().unwrap();
     assert_eq!(c.state, CertificateState::Issued);
     assert_eq!(c.final_der.as_deref(), Some(&b"final"[..]));
@@ -290,7 +331,7 @@ async fn story(store: Store) {
     make_ready(&store, "o2", 1).await;
     assert!(
         store
-            .begin_finalize("o2", b"csr", now, now - 1, now + 60_000)
+            .begin_finalize("o2", b"csr", now, now - 1, now + 60_000, None)
             .await
             .unwrap()
     );

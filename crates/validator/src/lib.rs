@@ -16,6 +16,11 @@ use queue::{Handler, StageError};
 use store::{Store, now_ms};
 use tracing::info;
 
+/// Deliveries of one validation while the CAA lookup fails (SERVFAIL,
+/// timeout) before the challenge ends `invalid` with `dns`; the runner's
+/// backoff spaces them out.
+pub const CAA_DNS_ATTEMPTS: u32 = 3;
+
 pub struct Validator {
     pub store: Store,
     pub dns: Dns,
@@ -26,7 +31,7 @@ pub struct Validator {
 }
 
 impl Validator {
-    async fn validate(&self, job_id: &str) -> Result<(), StageError> {
+    async fn validate(&self, job_id: &str, attempt: u32) -> Result<(), StageError> {
         let Some(chal) = self
             .store
             .challenge(job_id)
@@ -86,6 +91,14 @@ impl Validator {
                 validation_method: Some(chal.kind.as_str()),
             };
             outcome = dns::caa::check(&self.dns, &request, &self.caa_policy).await;
+            // A lookup that failed may well succeed later; a record that
+            // forbids will not.
+            if let Err(problem) = &outcome
+                && problem.kind == domain::ProblemKind::Dns
+                && attempt < CAA_DNS_ATTEMPTS
+            {
+                return Err(StageError::retry(problem));
+            }
         }
         info!(challenge_id = job_id, kind = %chal.kind, identifier = name, ok = outcome.is_ok(), "challenge validated");
         self.store
@@ -102,10 +115,10 @@ impl Handler for Validator {
         "validator"
     }
 
-    async fn handle(&self, job: &Job, _attempt: u32) -> Result<Vec<Job>, StageError> {
+    async fn handle(&self, job: &Job, attempt: u32) -> Result<Vec<Job>, StageError> {
         match job {
             Job::ValidateChallenge { challenge_id } => {
-                self.validate(challenge_id).await.map(|()| vec![])
+                self.validate(challenge_id, attempt).await.map(|()| vec![])
             }
             other => Err(StageError::Permanent(format!(
                 "validator got {}",
