@@ -6,13 +6,22 @@
 //!    accounts × 20, at most 50 in flight) all end `valid`; every replica of
 //!    every worker did some of the work; the database holds exactly one
 //!    certificate row per order, issued, with its precertificate.
-//! 2. `kill_nine_signer_and_ct_submitter_mid_run`: `kill -9` of one signer and
-//!    one ct-submitter replica while orders are in flight. Every order still
-//!    ends `valid` or `invalid` with a stored error, none stays `processing`,
-//!    and no serial is signed twice.
-//! 3. `broker_stopped_for_ten_seconds_mid_run`: `rabbitmqctl stop_app`, 10 s,
-//!    `start_app` while orders are in flight: the same outcome; the binaries
-//!    reconnect by themselves.
+//! 2. `kill_nine_signer_and_ct_submitter_mid_run`: 100 orders finalized
+//!    together (the fake CT logs answer in 1.5 s, so the pipeline is full);
+//!    once the database shows some `valid` and many `processing`, `kill -9`
+//!    of one signer and one ct-submitter replica. Every order still ends
+//!    `valid` or `invalid` with a stored error, none stays `processing`, and
+//!    no serial is signed twice: serials are unique over every certificate
+//!    row and every precertificate, no order has two issued certificates,
+//!    and each final certificate carries its precertificate's serial.
+//! 3. `broker_stopped_for_ten_seconds_mid_run`: the same load; `rabbitmqctl
+//!    stop_app`, 10 s, `start_app` (then `await_startup`) mid-run: the same
+//!    outcome, and every process is still alive (they reconnect by
+//!    themselves).
+//!
+//! The fault scenarios run with a 5 s step timeout, so the sweeper re-drives
+//! a lost job quickly. Clients retry failed requests and poll until Kiln
+//! decides; only the 200-order run demands that no request failed at all.
 //!
 //! Isolation: each test has its own PostgreSQL database (dropped at the end),
 //! queue prefix (the topology is deleted at the end), data directory and
@@ -266,6 +275,12 @@ impl Cluster {
         }
         cluster.root_pem =
             std::fs::read_to_string(&cluster.root_pem_path).expect("cluster.sh wrote root.pem");
+        // `up` returns once the api answers; the workers may still subscribe.
+        let consumers = cluster.await_all_consuming(Duration::from_secs(30)).await;
+        assert!(
+            consumers.values().all(|n| *n as usize == REPLICAS),
+            "[{label}] every worker replica consumes: {consumers:?}"
+        );
         println!(
             "[{label}] cluster up in {:.1}s: {} replicas per worker, api {listen}, db {}, queue prefix {}",
             started.elapsed().as_secs_f64(),
@@ -351,6 +366,49 @@ impl Cluster {
             counts.push((name, text.map(|t| JobCounts::parse(&t))));
         }
         counts
+    }
+
+    /// Consumers RabbitMQ sees on each of this cluster's stage queues.
+    fn stage_consumers(&self) -> BTreeMap<String, u32> {
+        let retry_steps = queue::AmqpOptions::default().retry_steps;
+        let topology = queue::amqp::Topology::new(&self.prefix, &retry_steps).expect("topology");
+        let out = Command::new("rabbitmqctl")
+            .args([
+                "list_queues",
+                "name",
+                "consumers",
+                "--no-table-headers",
+                "-q",
+            ])
+            .output()
+            .expect("rabbitmqctl list_queues");
+        let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+        let consumers: HashMap<&str, u32> = listed
+            .lines()
+            .filter_map(|line| {
+                let (name, n) = line.split_once('\t')?;
+                Some((name, n.trim().parse().ok()?))
+            })
+            .collect();
+        topology
+            .stage_queues
+            .iter()
+            .map(|q| (q.clone(), consumers.get(q.as_str()).copied().unwrap_or(0)))
+            .collect()
+    }
+
+    /// Waits (at most `within`) until every stage queue has a consumer per
+    /// replica again; returns what RabbitMQ shows last.
+    async fn await_all_consuming(&self, within: Duration) -> BTreeMap<String, u32> {
+        let until = Instant::now() + within;
+        loop {
+            let consumers = self.stage_consumers();
+            let all = consumers.values().all(|n| *n as usize == REPLICAS);
+            if all || Instant::now() > until {
+                return consumers;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     /// Whether the api process still answers on its admin port.
@@ -763,18 +821,15 @@ async fn one_order(
         let status = order.state().status;
         let step = match status {
             OrderStatus::Pending => answer_challenges(&mut order, &http01).await,
-            OrderStatus::Ready => match {
+            OrderStatus::Ready => {
                 pass.wait().await;
-                timed("finalize", order.finalize_csr(&csr)).await
-            } {
-                Ok(()) => {
+                let finalized = timed("finalize", order.finalize_csr(&csr)).await;
+                if finalized.is_ok() {
                     run.finalize_answer = Some(order.state().status);
                     progress.finalized.fetch_add(1, Ordering::SeqCst);
-                    // Answered `processing`: poll after the pause below.
-                    Ok(())
                 }
-                Err(e) => Err(e),
-            },
+                finalized
+            }
             OrderStatus::Processing => Ok(()),
             OrderStatus::Valid => match timed("download", order.certificate()).await {
                 Ok(Some(pem)) => {
@@ -1277,4 +1332,11 @@ async fn broker_stopped_for_ten_seconds_mid_run() {
         "every worker survived the outage: {counts:?}"
     );
     assert!(cluster.api_alive().await, "the api survived the outage");
+    // Every replica subscribed again by itself.
+    let consumers = cluster.await_all_consuming(Duration::from_secs(30)).await;
+    println!("[{label}] consumers per stage queue after the outage: {consumers:?}");
+    assert!(
+        consumers.values().all(|n| *n as usize == REPLICAS),
+        "every worker replica consumes again: {consumers:?}"
+    );
 }

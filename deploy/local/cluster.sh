@@ -20,6 +20,9 @@
 #   KILN_CT_LATENCY_MS   added to every answer of the fake CT logs (default 0)
 #   KILN_PROFILE         debug (default) or release
 #   KILN_NO_BUILD=1      use the binaries already built
+#   KILN_CAA_RECHECK_AFTER_SECS  caa-checker's recheck_after_secs (default 7 h)
+#   OTEL_*               passed through to every process, like the rest of the
+#                        environment (e.g. OTEL_EXPORTER_OTLP_ENDPOINT)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -115,7 +118,9 @@ chain_pem = "$data/chain.pem"
 TOML
   } >"$data/config/api.toml"
   { common_config; printf '\n[validator]\n%s\nhttp01_port = %s\ntlsalpn01_port = %s\n' "$dns_line" "$http01" "$tlsalpn01"; } >"$data/config/validator.toml"
-  { common_config; printf '\n[caa-checker]\n%s\n' "$dns_line"; } >"$data/config/caa-checker.toml"
+  local recheck_line=""
+  [ -n "${KILN_CAA_RECHECK_AFTER_SECS:-}" ] && recheck_line="recheck_after_secs = $KILN_CAA_RECHECK_AFTER_SECS"
+  { common_config; printf '\n[caa-checker]\n%s\n%s\n' "$dns_line" "$recheck_line"; } >"$data/config/caa-checker.toml"
   { common_config; printf '\n[signer]\nca_dir = "%s/ca"\n' "$data"; } >"$data/config/signer.toml"
   { common_config; printf '\n[ct-submitter]\nissuer_cert = "%s/chain.pem"\n%s' "$data" "$logs_toml"; } >"$data/config/ct-submitter.toml"
 

@@ -39,7 +39,7 @@ pub fn install_metrics() -> PrometheusHandle {
     static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            PrometheusBuilder::new()
+            let handle = PrometheusBuilder::new()
                 .set_buckets(&[
                     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
                 ])
@@ -54,9 +54,82 @@ pub fn install_metrics() -> PrometheusHandle {
                 )
                 .expect("static buckets")
                 .install_recorder()
-                .expect("no other metrics recorder is installed")
+                .expect("no other metrics recorder is installed");
+            describe_metrics();
+            handle
         })
         .clone()
+}
+
+/// The HELP text of every `kiln_` series (README.md, "Observability",
+/// lists them with their labels).
+fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "kiln_jobs_total",
+        "Jobs handled, by stage, job and outcome (ok, retry, gave_up)."
+    );
+    describe_histogram!(
+        "kiln_job_duration_seconds",
+        "Time to handle one job, by stage and job."
+    );
+    describe_counter!(
+        "kiln_job_retries_total",
+        "Jobs put back for a retry, by stage."
+    );
+    describe_counter!(
+        "kiln_dead_letters_total",
+        "Jobs that left the pipeline for good, by stage and reason (undecodable, attempts_exhausted, permanent)."
+    );
+    describe_histogram!(
+        "kiln_finalize_duration_seconds",
+        "Finalize request to order valid or invalid, by outcome (from the order's timeline)."
+    );
+    describe_gauge!("kiln_orders_processing", "Orders being finalized now.");
+    describe_gauge!(
+        "kiln_orders_stuck",
+        "Processing orders past their step or finalize deadline, by deadline."
+    );
+    describe_counter!(
+        "kiln_sweeper_redriven_total",
+        "Jobs the sweeper published again for overdue orders and challenges, by kind and step."
+    );
+    describe_counter!(
+        "kiln_orders_expired_total",
+        "Orders ended invalid because finalization passed its deadline."
+    );
+    describe_gauge!(
+        "kiln_queue_depth",
+        "Messages ready in a queue (not counting those being handled), by queue."
+    );
+    describe_gauge!(
+        "kiln_queue_consumers",
+        "Consumers attached to a queue, by queue."
+    );
+    describe_histogram!(
+        "kiln_ct_submission_duration_seconds",
+        "One submission to one CT log, by log and entry (precert, final)."
+    );
+    describe_counter!(
+        "kiln_ct_submission_errors_total",
+        "Failed CT log submissions, by log, entry and reason."
+    );
+    describe_counter!(
+        "kiln_ct_sct_wins_total",
+        "Verified SCTs embedded in certificates, by log."
+    );
+    describe_counter!(
+        "kiln_caa_rechecks_total",
+        "Orders whose stale authorizations had CAA rechecked, by result (allowed, forbidden, dns_error)."
+    );
+    describe_counter!(
+        "kiln_caa_recheck_names_total",
+        "Names looked up by CAA rechecks."
+    );
+    describe_counter!(
+        "kiln_lint_failures_total",
+        "Certificates the pre-signing lint refused, by certificate (precert, final) and check."
+    );
 }
 
 /// Serves the admin endpoints (plus `extra` routes, e.g. the api's

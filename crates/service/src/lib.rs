@@ -9,7 +9,7 @@ pub mod telemetry;
 mod worker;
 
 pub use config::{Common, ConfigError};
-pub use worker::{Wiring, run_worker};
+pub use worker::{CLOSE_TIMEOUT, Wiring, run_worker};
 
 use clap::Parser;
 use serde::de::DeserializeOwned;

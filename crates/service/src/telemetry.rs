@@ -101,6 +101,20 @@ impl Drop for TelemetryGuard {
     }
 }
 
+/// The provider of the first `init`, for `flush`.
+static INSTALLED: OnceLock<SdkTracerProvider> = OnceLock::new();
+
+/// Exports every finished span now (no-op before `init`). A binary calls it
+/// once its work is drained, before closing connections that might hang on
+/// a broker going away: its spans are out even if it is killed then.
+pub fn flush() {
+    if let Some(provider) = INSTALLED.get()
+        && let Err(e) = provider.force_flush()
+    {
+        tracing::warn!(error = %e, "flushing spans failed");
+    }
+}
+
 /// The resolved settings (config first, then environment, then defaults).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
@@ -175,6 +189,7 @@ pub fn init(binary: &str, config: &Telemetry) -> TelemetryGuard {
     };
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     queue::trace::set_propagation(settings.propagation);
+    let _ = INSTALLED.set(provider.clone());
 
     let tracer = provider.tracer("kiln");
     let otel = tracing_opentelemetry::layer()

@@ -90,6 +90,10 @@ impl Wiring {
     }
 }
 
+/// How long a stopping binary waits for its broker and database
+/// connections to close.
+pub const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Runs one stage until SIGTERM: consume, handle, publish, ack; then stop
 /// consuming, finish and ack the jobs in hand, close, return.
 pub async fn run_worker<H: Handler>(
@@ -118,9 +122,20 @@ pub async fn run_worker<H: Handler>(
     .await
     .context("consuming")?;
     tracing::info!(stage, "drained; closing");
+    // The spans of the jobs just finished leave before anything that could
+    // hang on a broker going away (closing is bounded too).
+    crate::telemetry::flush();
     wiring.shutdown.cancel();
     let _ = admin.await;
-    wiring.amqp.close().await;
-    wiring.store.close().await;
+    let closing = async {
+        wiring.amqp.close().await;
+        wiring.store.close().await;
+    };
+    if tokio::time::timeout(CLOSE_TIMEOUT, closing).await.is_err() {
+        tracing::warn!(
+            stage,
+            "closing the broker and database connections timed out"
+        );
+    }
     Ok(())
 }
