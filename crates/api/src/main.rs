@@ -157,7 +157,17 @@ async fn run(common: service::Common, config: Config) -> anyhow::Result<()> {
     wiring.shutdown.cancel();
     let _ = sweeping.await;
     let _ = admin.await;
-    wiring.amqp.close().await;
-    wiring.store.close().await;
+    // Spans out before closing anything that could hang (closing is bounded).
+    service::telemetry::flush();
+    let closing = async {
+        wiring.amqp.close().await;
+        wiring.store.close().await;
+    };
+    if tokio::time::timeout(service::CLOSE_TIMEOUT, closing)
+        .await
+        .is_err()
+    {
+        tracing::warn!("closing the broker and database connections timed out");
+    }
     Ok(())
 }

@@ -164,6 +164,8 @@ struct Sample {
 struct Failure {
     stage: &'static str,
     error: String,
+    /// Set when the order got as far as an answered finalize POST.
+    finalize_post: Option<Duration>,
 }
 
 impl Failure {
@@ -171,6 +173,14 @@ impl Failure {
         move |e| Failure {
             stage,
             error: classify(&e),
+            finalize_post: None,
+        }
+    }
+    fn new(stage: &'static str, error: &str) -> Failure {
+        Failure {
+            stage,
+            error: error.to_string(),
+            finalize_post: None,
         }
     }
     fn kind(&self) -> String {
@@ -431,6 +441,7 @@ async fn run(args: Args) -> anyhow::Result<Report> {
     let (mut fin_post, mut fin_valid, mut validation, mut issuance) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut polls = 0u64;
+    let mut fin_post_failed = Vec::new();
     for r in &results {
         match r {
             Ok(s) => {
@@ -443,10 +454,16 @@ async fn run(args: Args) -> anyhow::Result<Report> {
                     .entry(s.finalize_status.to_string())
                     .or_default() += 1;
             }
-            Err(f) => *errors.entry(f.kind()).or_default() += 1,
+            Err(f) => {
+                *errors.entry(f.kind()).or_default() += 1;
+                if let Some(d) = f.finalize_post {
+                    fin_post_failed.push(d);
+                }
+            }
         }
     }
     let ok = fin_post.len();
+    let mut fin_post_all: Vec<Duration> = fin_post.iter().chain(&fin_post_failed).copied().collect();
     let not_run = args.orders.saturating_sub(results.len());
     if not_run > 0 {
         *errors
@@ -476,6 +493,7 @@ async fn run(args: Args) -> anyhow::Result<Report> {
             ok as f64 / wall.as_secs_f64()
         },
         finalize_post_ms: Summary::of(&mut fin_post),
+        finalize_post_all_ms: Summary::of(&mut fin_post_all),
         finalize_to_valid_ms: Summary::of(&mut fin_valid),
         validation_ms: Summary::of(&mut validation),
         issuance_ms: Summary::of(&mut issuance),
@@ -522,10 +540,7 @@ async fn drive(
                 .await
                 {
                     Ok(r) => r,
-                    Err(_) => Err(Failure {
-                        stage: "order",
-                        error: "stalled".into(),
-                    }),
+                    Err(_) => Err(Failure::new("order", "stalled")),
                 };
                 results.lock().expect("lock").push(outcome);
             }
@@ -564,10 +579,7 @@ async fn issue(ctx: &Ctx, account: &Account, plan: &Plan) -> Result<Sample, Fail
                 continue;
             }
             let name = authz.identifier().to_string();
-            let mut challenge = authz.challenge(ctx.challenge.clone()).ok_or(Failure {
-                stage: "authz",
-                error: "challenge type not offered".into(),
-            })?;
+            let mut challenge = authz.challenge(ctx.challenge.clone()).ok_or(Failure::new("authz", "challenge type not offered"))?;
             let key_auth = challenge.key_authorization();
             ctx.responder
                 .publish(&name, &challenge.token, &key_auth)
@@ -586,10 +598,7 @@ async fn issue(ctx: &Ctx, account: &Account, plan: &Plan) -> Result<Sample, Fail
         loop {
             if Instant::now() + wait > deadline {
                 withdraw(ctx, &published).await;
-                return Err(Failure {
-                    stage: "validation",
-                    error: "timeout".into(),
-                });
+                return Err(Failure::new("validation", "timeout"));
             }
             tokio::time::sleep(wait).await;
             polls += 1;
@@ -608,10 +617,7 @@ async fn issue(ctx: &Ctx, account: &Account, plan: &Plan) -> Result<Sample, Fail
                 OrderStatus::Ready | OrderStatus::Processing | OrderStatus::Valid => break,
                 OrderStatus::Invalid => {
                     withdraw(ctx, &published).await;
-                    return Err(Failure {
-                        stage: "validation",
-                        error: "invalid".into(),
-                    });
+                    return Err(Failure::new("validation", "invalid"));
                 }
                 OrderStatus::Pending => {}
             }
@@ -629,21 +635,42 @@ async fn issue(ctx: &Ctx, account: &Account, plan: &Plan) -> Result<Sample, Fail
         .map_err(Failure::at("finalize"))?;
     let finalize_post = finalize_start.elapsed();
     let finalize_status = status_name(order.state().status);
+    let finalize_to_valid = after_finalize(ctx, &mut order, deadline, &mut polls, finalize_start)
+        .await
+        .map_err(|mut f| {
+            f.finalize_post = Some(finalize_post);
+            f
+        })?;
+    Ok(Sample {
+        finalize_post,
+        finalize_to_valid,
+        validation,
+        issuance: start.elapsed(),
+        finalize_status,
+        polls,
+    })
+}
 
-    // Poll to valid.
+/// Polls a finalized order to `valid` and downloads the certificate;
+/// returns finalize→valid.
+async fn after_finalize(
+    ctx: &Ctx,
+    order: &mut Order,
+    deadline: Instant,
+    polls: &mut u32,
+    finalize_start: Instant,
+) -> Result<Duration, Failure> {
+    let order_url = order.url().to_string();
     let mut wait = ctx
         .poll
         .delay(&ctx.transport, order.state().finalize.as_str());
     let mut status = order.state().status;
     while status == OrderStatus::Processing || status == OrderStatus::Ready {
         if Instant::now() + wait > deadline {
-            return Err(Failure {
-                stage: "finalize-poll",
-                error: "timeout".into(),
-            });
+            return Err(Failure::new("finalize-poll", "timeout"));
         }
         tokio::time::sleep(wait).await;
-        polls += 1;
+        *polls += 1;
         status = order
             .refresh()
             .await
@@ -666,34 +693,20 @@ async fn issue(ctx: &Ctx, account: &Account, plan: &Plan) -> Result<Sample, Fail
         return Err(Failure {
             stage: "order",
             error,
+            finalize_post: None,
         });
     }
-
-    // Download.
-    let pem = download(&mut order).await?;
+    let pem = download(order).await?;
     if !pem.contains("BEGIN CERTIFICATE") {
-        return Err(Failure {
-            stage: "download",
-            error: "no certificate".into(),
-        });
+        return Err(Failure::new("download", "no certificate"));
     }
-    Ok(Sample {
-        finalize_post,
-        finalize_to_valid,
-        validation,
-        issuance: start.elapsed(),
-        finalize_status,
-        polls,
-    })
+    Ok(finalize_to_valid)
 }
 
 async fn download(order: &mut Order) -> Result<String, Failure> {
     match order.certificate().await {
         Ok(Some(pem)) => Ok(pem),
-        Ok(None) => Err(Failure {
-            stage: "download",
-            error: "still processing".into(),
-        }),
+        Ok(None) => Err(Failure::new("download", "still processing")),
         Err(e) => Err(Failure::at("download")(e)),
     }
 }
@@ -732,6 +745,8 @@ struct Report {
     wall_s: f64,
     orders_per_s: f64,
     finalize_post_ms: Summary,
+    /// Every answered finalize POST, including orders that failed later.
+    finalize_post_all_ms: Summary,
     finalize_to_valid_ms: Summary,
     /// Challenge POSTs to order `ready`.
     validation_ms: Summary,
@@ -769,6 +784,9 @@ impl Report {
             );
         };
         line(&mut out, "finalize POST", &self.finalize_post_ms);
+        if self.finalize_post_all_ms.count > self.finalize_post_ms.count {
+            line(&mut out, "finalize POST (all)", &self.finalize_post_all_ms);
+        }
         line(&mut out, "finalize→valid", &self.finalize_to_valid_ms);
         line(&mut out, "challenge→ready", &self.validation_ms);
         line(&mut out, "whole issuance", &self.issuance_ms);

@@ -285,6 +285,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(path) => format!("schedule {}", path.display()),
         None => args.finalize_mode.as_str().to_string(),
     };
+    if args.admin_listen.is_some() {
+        // Before the stages start, so the series they create at zero
+        // (retries, dead letters) are recorded too.
+        service::admin::install_metrics();
+    }
     let kiln = Kiln::start(config).await?;
     println!("Kiln is running.");
     println!("  ACME directory: {}", kiln.directory_url);

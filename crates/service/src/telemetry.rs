@@ -18,7 +18,7 @@
 //! |---|---|---|---|
 //! | collector | `otlp_endpoint` (base URL) | `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (full URL), `OTEL_EXPORTER_OTLP_ENDPOINT` (base URL) | no export |
 //! | `service.name` | `service_name` | `OTEL_SERVICE_NAME` | the binary's name |
-//! | sampling | `sampling_ratio` (parent-based ratio) | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` | `parentbased_always_on` |
+//! | sampling | `sampling_ratio` (parent-based ratio) | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` | `parentbased_always_on` (nothing recorded when not exporting) |
 //! | parent or link | `propagation` | — | `parent` |
 //!
 //! `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none` turn export off.
@@ -249,6 +249,11 @@ fn build_provider(settings: &Settings) -> (SdkTracerProvider, Option<String>) {
         builder = builder.with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
             ratio,
         ))));
+    } else if settings.endpoint.is_none() {
+        // Nothing is exported: record nothing either. Spans still get trace
+        // and span ids (logs, `kiln order show`, propagation) at little cost;
+        // a sampled parent from another process is still followed.
+        builder = builder.with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOff)));
     }
     let mut error = None;
     if let Some(endpoint) = &settings.endpoint {
@@ -508,9 +513,15 @@ mod tests {
     /// trace and span id, order id and stage.
     #[test]
     fn json_lines_carry_trace_ids_and_span_fields() {
+        json_lines_with(Sampler::AlwaysOn);
+        // Telemetry without export samples nothing; ids are there all the same.
+        json_lines_with(Sampler::ParentBased(Box::new(Sampler::AlwaysOff)));
+    }
+
+    fn json_lines_with(sampler: Sampler) {
         let buffer = Buffer::default();
         let writer = buffer.clone();
-        let provider = SdkTracerProvider::builder().build();
+        let provider = SdkTracerProvider::builder().with_sampler(sampler).build();
         let (fields, dispatch) = SpanFieldsLayer::new();
         let subscriber = tracing_subscriber::registry()
             .with(fields)
