@@ -193,11 +193,12 @@ stop_cluster() {
   [ -d "$CLUSTER_DIR/pids" ] && "$BENCH_ROOT/deploy/local/cluster.sh" down >/dev/null 2>&1 || true
 }
 
-# "name pid peak-kB" for every cluster process.
+# "name pid peak-RSS-kB CPU-ms-since-start" for every cluster process.
 cluster_rss() {
+  echo "process pid VmHWM_kB cpu_ms_total"
   for f in "$CLUSTER_DIR"/pids/*.pid; do
-    local n; n=$(basename "$f" .pid)
-    echo "$n $(cat "$f") $(peak_rss_kb "$(cat "$f")")"
+    local n p; n=$(basename "$f" .pid); p=$(cat "$f")
+    echo "$n $p $(peak_rss_kb "$p") $(cpu_ms "$p")"
   done
 }
 
@@ -223,7 +224,7 @@ try:
 except Exception:
     sys.exit(0)
 wall, user, sys_, rss = open(sys.argv[2]).read().split()[-4:]
-n = max(r['ok'] + r['warmup'], 1)
+n = max(r['orders'] + r['warmup'], 1)  # orders attempted
 server = int(sys.argv[3])
 driver = (float(user) + float(sys_)) * 1000
 print(f"{sys.argv[4]}: server CPU {server / n:.2f} ms/order, driver CPU {driver / n:.2f} ms/order "

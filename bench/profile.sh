@@ -20,18 +20,18 @@ cpu_start=$(cpu_ms "$KILN_PID")
 load=$!; STARTED_PIDS+=("$load")
 sleep 3
 cpu0=$(cpu_ms "$KILN_PID")
-perf record -e cpu-clock -F 199 --call-graph dwarf,16384 -p "$KILN_PID" -o "$out/perf.data" -- sleep "$REC" 2>"$out/perf-record.log"
+perf record -e cpu-clock -F 199 --call-graph dwarf,16384 -p "$KILN_PID" -o "$WORK/perf.data" -- sleep "$REC" 2>"$out/perf-record.log"
 cpu1=$(cpu_ms "$KILN_PID")
 wait "$load" || true
 cpu_end=$(cpu_ms "$KILN_PID")
 cat "$out/load.txt" >&2
 per_order=$(python3 -c "print(round(($cpu_end - $cpu_start) / ($N + 50), 2))")
 echo "kiln CPU while recording: $((cpu1 - cpu0)) ms over ${REC} s; over the whole load: $per_order ms per order (incl. 64 account creations and 50 warm-up orders)" >"$out/cpu.txt"
-perf report -i "$out/perf.data" --no-children --stdio --sort comm,dso,sym -g none --percent-limit 0.2 \
+perf report -i "$WORK/perf.data" --no-children --stdio --sort comm,dso,sym -g none --percent-limit 0.2 \
   >"$out/flat.txt" 2>/dev/null
-perf report -i "$out/perf.data" --children --stdio --sort sym -g none --percent-limit 0.5 \
+perf report -i "$WORK/perf.data" --children --stdio --sort sym -g none --percent-limit 0.5 \
   >"$out/children.txt" 2>/dev/null
-perf script -i "$out/perf.data" -F comm,ip,sym >"$out/script.txt" 2>/dev/null
+perf script -i "$WORK/perf.data" -F comm,ip,sym >"$out/script.txt" 2>/dev/null
 {
   echo "**where kiln's CPU goes, per order** (each sample charged to the first matching frame)"; echo
   python3 "$BENCH_ROOT/bench/perf_per_order.py" "$out/script.txt" "$per_order"

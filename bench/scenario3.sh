@@ -11,9 +11,10 @@
 # the finalize POST.
 source "$(dirname "$0")/lib.sh"
 LATENCIES=${LATENCIES:-0 2000 10000}; N=${N:-256}; C=${C:-64}; POLL_MS=${POLL_MS:-ra}; WARMUP=${WARMUP:-10}
+ORDER_TIMEOUT=${ORDER_TIMEOUT:-120}
 out=$RESULTS/scenario3-$(date -u +%Y%m%dT%H%M%SZ); mkdir -p "$out"
 machine_line >"$out/machine.txt"
-echo "LATENCIES=\"$LATENCIES\" N=$N C=$C POLL_MS=$POLL_MS WARMUP=$WARMUP bench/scenario3.sh" >"$out/command.txt"
+echo "LATENCIES=\"$LATENCIES\" N=$N C=$C POLL_MS=$POLL_MS WARMUP=$WARMUP ORDER_TIMEOUT=$ORDER_TIMEOUT bench/scenario3.sh" >"$out/command.txt"
 poll=(--poll-interval "$POLL_MS"); [ "$POLL_MS" = ra ] && poll=()
 
 start_kiln_embedded
@@ -34,7 +35,7 @@ for lat in $LATENCIES; do
   t="ct-latency-${lat}ms"
   bench_once "$out" "$t" "$KILN_PID" --directory "https://127.0.0.1:$KILN_PORT/directory" \
     --root "$KILN_DIR/root.pem" -n "$N" -c "$C" --warmup "$WARMUP" "${poll[@]}" \
-    --http01-listen "127.0.0.1:$HTTP01_PORT"
+    --http01-listen "127.0.0.1:$HTTP01_PORT" --order-timeout-s "$ORDER_TIMEOUT"
 done
 {
   echo "peak RSS (VmHWM): kiln embedded $(peak_rss_kb "$KILN_PID") kB"

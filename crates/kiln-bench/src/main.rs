@@ -463,7 +463,8 @@ async fn run(args: Args) -> anyhow::Result<Report> {
         }
     }
     let ok = fin_post.len();
-    let mut fin_post_all: Vec<Duration> = fin_post.iter().chain(&fin_post_failed).copied().collect();
+    let mut fin_post_all: Vec<Duration> =
+        fin_post.iter().chain(&fin_post_failed).copied().collect();
     let not_run = args.orders.saturating_sub(results.len());
     if not_run > 0 {
         *errors
@@ -579,7 +580,9 @@ async fn issue(ctx: &Ctx, account: &Account, plan: &Plan) -> Result<Sample, Fail
                 continue;
             }
             let name = authz.identifier().to_string();
-            let mut challenge = authz.challenge(ctx.challenge.clone()).ok_or(Failure::new("authz", "challenge type not offered"))?;
+            let mut challenge = authz
+                .challenge(ctx.challenge.clone())
+                .ok_or(Failure::new("authz", "challenge type not offered"))?;
             let key_auth = challenge.key_authorization();
             ctx.responder
                 .publish(&name, &challenge.token, &key_auth)
