@@ -1,11 +1,10 @@
 //! The knobs that make Kiln the test server ACME client authors lack: each
 //! knob, driven through a real client (instant-acme) or the raw one.
 
-use instant_acme::{
-    Account, ChallengeType, Identifier, NewAccount, NewOrder, Order, OrderStatus, RetryPolicy,
-};
+use instant_acme::{Account, Order, OrderStatus, RetryPolicy};
 use kiln::knobs::Knobs;
 use kiln_tests::acme::Acme;
+use kiln_tests::instant::{account, ready_order};
 use kiln_tests::{TestKiln, csr_der, free_port};
 use std::time::Duration;
 
@@ -19,38 +18,8 @@ fn knobs(f: impl FnOnce(&mut Knobs)) -> Knobs {
     k
 }
 
-async fn account(kiln: &TestKiln) -> Account {
-    Account::builder_with_root(&kiln.kiln.root_pem_path)
-        .unwrap()
-        .create(
-            &NewAccount {
-                contact: &[],
-                terms_of_service_agreed: true,
-                only_return_existing: false,
-            },
-            kiln.directory_url(),
-            None,
-        )
-        .await
-        .unwrap()
-        .0
-}
-
 async fn finalized_order(kiln: &TestKiln, account: &Account, name: &str) -> Order {
-    let ids = [Identifier::Dns(name.into())];
-    let mut order = account.new_order(&NewOrder::new(&ids)).await.unwrap();
-    let mut authzs = order.authorizations();
-    while let Some(authz) = authzs.next().await {
-        let mut authz = authz.unwrap();
-        let mut challenge = authz.challenge(ChallengeType::Http01).unwrap();
-        kiln.http01
-            .set(&challenge.token, challenge.key_authorization().as_str());
-        challenge.set_ready().await.unwrap();
-    }
-    let retry = RetryPolicy::new()
-        .initial_delay(Duration::from_millis(20))
-        .timeout(Duration::from_secs(20));
-    assert_eq!(order.poll_ready(&retry).await.unwrap(), OrderStatus::Ready);
+    let mut order = ready_order(kiln, account, name).await;
     order.finalize_csr(&csr_der(&[name])).await.unwrap();
     assert_eq!(order.state().status, OrderStatus::Processing);
     order

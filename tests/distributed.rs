@@ -37,6 +37,7 @@ use instant_acme::{
     Account, AuthorizationStatus, ChallengeStatus, ChallengeType, Identifier, NewAccount, NewOrder,
     Order, OrderStatus, Problem,
 };
+use kiln_tests::cluster::{amqp_url, build_binaries, wait_for_broker, workspace_root};
 use kiln_tests::{Http01Responder, csr_der, free_port, has_poison, parse_chain, verify_chain};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -76,71 +77,7 @@ const FAULT_STEP_TIMEOUT_SECS: &str = "5";
 /// seconds in the pipeline, so a fault finds many of them mid-way.
 const FAULT_CT_LATENCY_MS: &str = "1500";
 
-fn amqp_url() -> String {
-    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ is inside the workspace")
-        .to_path_buf()
-}
-
 // ---- the cluster ----------------------------------------------------------------
-
-/// `cargo test` holds the build lock only while building, so building the
-/// binaries from inside a test works (and is a no-op when they are fresh).
-fn build_binaries() -> Result<(), String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut command = Command::new(cargo);
-    command.current_dir(workspace_root()).args(["build", "-q"]);
-    for package in [
-        "kiln",
-        "api",
-        "validator",
-        "caa-checker",
-        "signer",
-        "ct-submitter",
-        "fake-ct-log",
-    ] {
-        command.args(["-p", package]);
-    }
-    let out = command
-        .output()
-        .map_err(|e| format!("running cargo: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "cargo build failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
-/// Waits until the broker accepts an AMQP connection (another test binary
-/// may be restarting it).
-async fn wait_for_broker(within: Duration) {
-    let until = Instant::now() + within;
-    loop {
-        let attempt = tokio::time::timeout(
-            Duration::from_secs(5),
-            lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default()),
-        )
-        .await;
-        match attempt {
-            Ok(Ok(connection)) => {
-                let _ = connection.close(200, "probe".into()).await;
-                return;
-            }
-            Ok(Err(e)) if Instant::now() > until => panic!("RabbitMQ is not reachable: {e}"),
-            Err(_) if Instant::now() > until => panic!("RabbitMQ does not answer"),
-            _ => tokio::time::sleep(Duration::from_millis(500)).await,
-        }
-    }
-}
 
 /// A base for `count` consecutive admin ports, all free now and none of
 /// `avoid`, somewhere in 20000–60000.

@@ -2,9 +2,8 @@
 //! report, end to end against an in-process Kiln.
 
 use api::{FinalizeMode, FinalizePolicy, PolicyHandle};
-use instant_acme::{
-    Account, ChallengeType, Identifier, NewAccount, NewOrder, Order, OrderStatus, RetryPolicy,
-};
+use instant_acme::{Order, OrderStatus, RetryPolicy};
+use kiln_tests::instant::{account, ready_order};
 use kiln_tests::{TestKiln, csr_der};
 use std::time::{Duration, Instant};
 
@@ -13,42 +12,6 @@ async fn kiln_in(mode: FinalizeMode) -> TestKiln {
         c.finalize = PolicyHandle::new(FinalizePolicy::fixed(mode))
     })
     .await
-}
-
-async fn account(kiln: &TestKiln) -> Account {
-    Account::builder_with_root(&kiln.kiln.root_pem_path)
-        .unwrap()
-        .create(
-            &NewAccount {
-                contact: &[],
-                terms_of_service_agreed: true,
-                only_return_existing: false,
-            },
-            kiln.directory_url(),
-            None,
-        )
-        .await
-        .unwrap()
-        .0
-}
-
-/// An order for `name` made `ready` through http-01.
-async fn ready_order(kiln: &TestKiln, account: &Account, name: &str) -> Order {
-    let ids = [Identifier::Dns(name.into())];
-    let mut order = account.new_order(&NewOrder::new(&ids)).await.unwrap();
-    let mut authzs = order.authorizations();
-    while let Some(authz) = authzs.next().await {
-        let mut authz = authz.unwrap();
-        let mut challenge = authz.challenge(ChallengeType::Http01).unwrap();
-        kiln.http01
-            .set(&challenge.token, challenge.key_authorization().as_str());
-        challenge.set_ready().await.unwrap();
-    }
-    let retry = RetryPolicy::new()
-        .initial_delay(Duration::from_millis(20))
-        .timeout(Duration::from_secs(20));
-    assert_eq!(order.poll_ready(&retry).await.unwrap(), OrderStatus::Ready);
-    order
 }
 
 /// Makes every fake CT log answer after `latency`.

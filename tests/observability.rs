@@ -28,6 +28,7 @@ use instant_acme::{
     Account, AuthorizationStatus, ChallengeStatus, ChallengeType, Identifier, NewAccount, NewOrder,
     OrderStatus,
 };
+use kiln_tests::cluster::{amqp_url, build_binaries, wait_for_broker, workspace_root};
 use kiln_tests::{Http01Responder, csr_der, free_port};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -54,69 +55,6 @@ const BATCH_DELAY_MS: &str = "600000";
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ is inside the workspace")
-        .to_path_buf()
-}
-
-fn amqp_url() -> String {
-    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-/// `cargo test` holds the build lock only while building, so building the
-/// binaries from a test works (a no-op when they are fresh).
-fn build_binaries() -> Result<(), String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut command = Command::new(cargo);
-    command.current_dir(workspace_root()).args(["build", "-q"]);
-    for package in [
-        "kiln",
-        "api",
-        "validator",
-        "caa-checker",
-        "signer",
-        "ct-submitter",
-        "fake-ct-log",
-    ] {
-        command.args(["-p", package]);
-    }
-    let out = command
-        .output()
-        .map_err(|e| format!("running cargo: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "cargo build failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
-/// Waits until the broker accepts a connection (another test may be
-/// restarting it).
-async fn wait_for_broker(within: Duration) {
-    let until = Instant::now() + within;
-    loop {
-        let attempt = tokio::time::timeout(
-            Duration::from_secs(5),
-            lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default()),
-        )
-        .await;
-        match attempt {
-            Ok(Ok(connection)) => {
-                let _ = connection.close(200, "probe".into()).await;
-                return;
-            }
-            _ if Instant::now() > until => panic!("RabbitMQ is not reachable at {}", amqp_url()),
-            _ => tokio::time::sleep(Duration::from_millis(500)).await,
-        }
-    }
-}
 
 async fn build() {
     tokio::task::spawn_blocking(|| BUILT.get_or_init(build_binaries).clone())

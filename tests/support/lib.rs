@@ -237,3 +237,5 @@ pub fn has_poison(cert_der: &[u8]) -> bool {
         .any(|e| e.oid.to_id_string() == ct::POISON_OID)
 }
 pub mod acme;
+pub mod cluster;
+pub mod instant;
