@@ -6,9 +6,8 @@
 //! untrusted: it is size-bounded, never panics the validator, and is quoted
 //! back to the client only escaped and truncated.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -18,6 +17,9 @@ use domain::{Identifier, Problem, ProblemKind};
 use openssl::ssl::{Ssl, SslContext, SslMethod, SslVerifyMode, SslVersion};
 use tokio::net::TcpStream;
 use tokio_openssl::SslStream;
+
+use crate::connect::connect;
+use crate::http01::{self, FetchError, bounded};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 /// Where challenge servers listen on the validated host.
@@ -38,8 +40,6 @@ impl ChallengePorts {
 
 /// Whole http-01 exchange, redirects included.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const MAX_REDIRECTS: usize = 10;
 /// A key authorization is ~90 bytes; anything past this is not one.
 const MAX_BODY: usize = 4096;
 /// Whole tls-alpn-01 exchange: connect and handshake.
@@ -80,15 +80,6 @@ fn quote(raw: &[u8]) -> String {
     format!("{shown:?}")
 }
 
-/// A URL (or other mostly-trusted text) cut to a sane length for a detail.
-fn bounded(text: &str) -> String {
-    const MAX: usize = 200;
-    match text.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
-}
-
 /// base64url(SHA-256(key authorization)), the dns-01 TXT value (§8.4).
 pub fn dns01_txt_value(key_authorization: &str) -> String {
     URL_SAFE_NO_PAD.encode(openssl::sha::sha256(key_authorization.as_bytes()))
@@ -100,7 +91,7 @@ pub fn dns01_txt_value(key_authorization: &str) -> String {
 /// and compare the body (whitespace-trimmed) to the key authorization.
 ///
 /// Names are resolved with `dns` (never the system resolver), including the
-/// targets of redirects.
+/// targets of redirects (see [`crate::http01`]).
 pub async fn validate_http01(
     dns: &Dns,
     ports: &ChallengePorts,
@@ -120,7 +111,7 @@ pub async fn validate_http01(
         "http://{domain}:{}/.well-known/acme-challenge/{token}",
         ports.http01
     );
-    let parsed = reqwest::Url::parse(&url).map_err(|e| internal(domain, "bad http-01 URL", e))?;
+    let parsed = url::Url::parse(&url).map_err(|e| internal(domain, "bad http-01 URL", e))?;
     if parsed.host_str() != Some(domain) {
         return Err(internal(
             domain,
@@ -129,91 +120,36 @@ pub async fn validate_http01(
         ));
     }
 
-    let ips = dns
-        .lookup_ip(domain)
+    let fetched = tokio::time::timeout(HTTP_TIMEOUT, http01::get(dns, ports, parsed, MAX_BODY))
         .await
-        .map_err(|e| dns_problem(domain, &format!("cannot resolve {domain}"), &e))?;
-    let addrs: Vec<SocketAddr> = ips
-        .iter()
-        .map(|ip| SocketAddr::new(*ip, ports.http01))
-        .collect();
-
-    let allowed_ports = *ports;
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(HTTP_TIMEOUT)
-        .connect_timeout(CONNECT_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::custom(move |attempt| {
-            let port = attempt.url().port_or_known_default();
-            let why = match attempt.url().scheme() {
-                _ if attempt.previous().len() > MAX_REDIRECTS => {
-                    Some(format!("more than {MAX_REDIRECTS} redirects"))
-                }
-                "http" if port == Some(allowed_ports.http01) => None,
-                "https" if port == Some(allowed_ports.tlsalpn01) => None,
-                // Like Let's Encrypt: only the challenge ports, so redirects
-                // cannot make us probe arbitrary services.
-                "http" | "https" => Some(format!(
-                    "redirect to {} uses a port other than {} (http) or {} (https)",
-                    bounded(attempt.url().as_str()),
-                    allowed_ports.http01,
-                    allowed_ports.tlsalpn01
-                )),
-                other => Some(format!("redirect to unsupported scheme {other:?}")),
-            };
-            match why {
-                Some(why) => attempt.error(why),
-                None => attempt.follow(),
-            }
-        }))
-        // The first hop uses the addresses we just resolved; redirect targets
-        // go through the same `Dns`.
-        .resolve_to_addrs(domain, &addrs)
-        .dns_resolver(Arc::new(KilnResolver(dns.clone())))
-        // A redirect to https is allowed without a valid certificate (the
-        // point is control of the host, not of a trusted cert).
-        .tls_danger_accept_invalid_certs(true)
-        .tls_danger_accept_invalid_hostnames(true)
-        // No trust store either: loading the system's roots cost ~40 ms of
-        // CPU per validation (the benchmark's profile) for nothing.
-        .tls_certs_only(std::iter::empty())
-        .user_agent(concat!("Kiln-validator/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| internal(domain, "cannot build HTTP client", e))?;
-
-    let mut response = client
-        .get(parsed)
-        .send()
-        .await
-        .map_err(|e| http_error_problem(domain, &url, &e))?;
+        .map_err(|_| {
+            problem(
+                ProblemKind::Connection,
+                domain,
+                format!("timeout while fetching {url}"),
+            )
+        })?
+        .map_err(|e| fetch_problem(domain, &url, e))?;
     // Redirects make the URL the server's choice: keep it short.
-    let final_url = bounded(response.url().as_str());
-    let status = response.status();
-    if status != reqwest::StatusCode::OK {
+    let final_url = bounded(fetched.url.as_str());
+    let status = fetched.status;
+    if status != hyper::StatusCode::OK {
         return Err(problem(
             ProblemKind::Unauthorized,
             domain,
             format!("invalid response from {final_url}: HTTP {status}"),
         ));
     }
-
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| http_error_problem(domain, &final_url, &e))?
-    {
-        body.extend_from_slice(&chunk);
-        if body.len() > MAX_BODY {
-            return Err(problem(
-                ProblemKind::IncorrectResponse,
-                domain,
-                format!(
-                    "response from {final_url} is longer than {MAX_BODY} bytes; starts with {}",
-                    quote(&body)
-                ),
-            ));
-        }
+    let body = fetched.body;
+    if body.len() > MAX_BODY {
+        return Err(problem(
+            ProblemKind::IncorrectResponse,
+            domain,
+            format!(
+                "response from {final_url} is longer than {MAX_BODY} bytes; starts with {}",
+                quote(&body)
+            ),
+        ));
     }
     if body.trim_ascii() != key_authorization.as_bytes() {
         return Err(problem(
@@ -228,55 +164,37 @@ pub async fn validate_http01(
     Ok(())
 }
 
-fn http_error_problem(domain: &str, url: &str, err: &reqwest::Error) -> Problem {
-    let mut chain = err.to_string();
-    let mut source = std::error::Error::source(err);
-    let mut dns_err = None;
-    while let Some(s) = source {
-        if let Some(d) = s.downcast_ref::<DnsError>() {
-            dns_err = Some(d.clone());
+/// The problem for an http-01 fetch that got no usable answer.
+fn fetch_problem(domain: &str, url: &str, err: FetchError) -> Problem {
+    match err {
+        FetchError::Dns { host, error } if host == domain => {
+            dns_problem(domain, &format!("cannot resolve {domain}"), &error)
         }
-        chain.push_str(": ");
-        chain.push_str(&s.to_string());
-        source = s.source();
-    }
-    if let Some(d) = dns_err {
-        return dns_problem(
+        FetchError::Dns { error, .. } => dns_problem(
             domain,
             &format!("cannot resolve a host while fetching {url}"),
-            &d,
-        );
-    }
-    let what = if err.is_timeout() {
-        "timeout"
-    } else if err.is_redirect() {
-        "bad redirect"
-    } else if err.is_connect() {
-        "cannot connect"
-    } else {
-        "error"
-    };
-    problem(
-        ProblemKind::Connection,
-        domain,
-        format!("{what} while fetching {url}: {chain}"),
-    )
-}
-
-/// reqwest's resolver hook, answering from Kiln's [`Dns`].
-struct KilnResolver(Dns);
-
-impl reqwest::dns::Resolve for KilnResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let dns = self.0.clone();
-        let host = name.as_str().to_owned();
-        Box::pin(async move {
-            let ips = dns.lookup_ip(&host).await?;
-            // Port 0 is replaced by the URL's port.
-            let addrs: reqwest::dns::Addrs =
-                Box::new(ips.into_iter().map(|ip| SocketAddr::new(ip, 0)));
-            Ok(addrs)
-        })
+            &error,
+        ),
+        FetchError::Connect(e) => problem(
+            ProblemKind::Connection,
+            domain,
+            format!("cannot connect while fetching {url}: {e}"),
+        ),
+        FetchError::Redirect(why) => problem(
+            ProblemKind::Connection,
+            domain,
+            format!("bad redirect while fetching {url}: {why}"),
+        ),
+        FetchError::Tls(why) => problem(
+            ProblemKind::Tls,
+            domain,
+            format!("TLS error while fetching {url}: {why}"),
+        ),
+        FetchError::Protocol(why) => problem(
+            ProblemKind::Connection,
+            domain,
+            format!("error while fetching {url}: {}", bounded(&why)),
+        ),
     }
 }
 
@@ -342,7 +260,13 @@ pub async fn validate_tlsalpn01(
         .map_err(|e| dns_problem(domain, &format!("cannot resolve {domain}"), &e))?;
     let port = ports.tlsalpn01;
     let exchange = async {
-        let (tcp, addr) = connect_any(domain, &ips, port).await?;
+        let (tcp, addr) = connect(&ips, port).await.map_err(|e| {
+            problem(
+                ProblemKind::Connection,
+                domain,
+                format!("cannot connect to {domain}: {e}"),
+            )
+        })?;
         let der = tls_alpn_handshake(domain, tcp, addr).await?;
         check_acme_certificate(&der, domain, key_authorization)
     };
@@ -355,28 +279,6 @@ pub async fn validate_tlsalpn01(
                 format!("timeout during tls-alpn-01 exchange with {domain}:{port}"),
             ))
         })
-}
-
-/// The first address that accepts a TCP connection, in resolver order.
-async fn connect_any(
-    domain: &str,
-    ips: &[IpAddr],
-    port: u16,
-) -> Result<(TcpStream, SocketAddr), Problem> {
-    let mut failures = Vec::new();
-    for ip in ips {
-        let addr = SocketAddr::new(*ip, port);
-        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-            Ok(Ok(tcp)) => return Ok((tcp, addr)),
-            Ok(Err(e)) => failures.push(format!("{addr}: {e}")),
-            Err(_) => failures.push(format!("{addr}: timed out")),
-        }
-    }
-    Err(problem(
-        ProblemKind::Connection,
-        domain,
-        format!("cannot connect to {domain}: {}", failures.join("; ")),
-    ))
 }
 
 /// Handshake offering only `acme-tls/1`; returns the peer certificate (DER).

@@ -5,6 +5,8 @@
 #![forbid(unsafe_code)]
 
 pub mod challenge;
+mod connect;
+mod http01;
 
 use async_trait::async_trait;
 use challenge::ChallengePorts;
