@@ -12,8 +12,6 @@ use crate::{Api, FinalizeMode, compat, csr};
 use axum::extract::State;
 use axum::http::{HeaderMap, Uri, header};
 use axum::response::IntoResponse;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use domain::{OrderStatus, ProblemKind};
 use proto::Job;
 use queue::Message;
@@ -52,10 +50,7 @@ pub async fn finalize(
     }
     let payload: FinalizePayload = req.json()?;
     let names: Vec<String> = order.identifiers.iter().map(|i| i.value.clone()).collect();
-    csr::check_csr(&payload.csr, &names, req.key.public_key_spki_der())?;
-    let csr_der = URL_SAFE_NO_PAD
-        .decode(&payload.csr)
-        .map_err(|_| ApiError::new(ProblemKind::BadCsr, "csr is not base64url"))?;
+    let checked = csr::check_csr(&payload.csr, &names, req.key.public_key_spki_der())?;
     let now = now_ms();
     let step_deadline = now + api.config.step_timeout.as_millis() as i64;
     let finalize_deadline = now + api.config.finalize_timeout.as_millis() as i64;
@@ -63,7 +58,7 @@ pub async fn finalize(
         .store
         .begin_finalize(
             &id,
-            &csr_der,
+            &checked.der,
             now,
             step_deadline,
             finalize_deadline,
