@@ -4,11 +4,11 @@
 //! `invalid` after `processing`, one that never finishes, and HTTP faults.
 //!
 //! Every knob acts on the real pipeline or the real api through a seam —
-//! a queue or handler decorator, or the api's test hooks — so the stages
+//! a queue or handler decorator, or the api's client-testing hooks — so the stages
 //! themselves carry no test code, and the production binaries cannot turn
 //! any of this on.
 
-use api::test_hooks::{Fault, TestHooks};
+use api::hooks::{ClientTestHooks, Fault};
 use async_trait::async_trait;
 use domain::{Problem, ProblemKind};
 use proto::Job;
@@ -476,7 +476,7 @@ fn http_date(t: SystemTime) -> String {
     t.format(&format).unwrap_or_default()
 }
 
-impl TestHooks for KnobState {
+impl ClientTestHooks for KnobState {
     fn retry_after(&self, computed_secs: u64) -> Option<String> {
         let knobs = self.get();
         let secs = knobs.retry_after_seconds.unwrap_or(computed_secs);

@@ -7,7 +7,7 @@
 use super::Shared;
 use crate::Api;
 use crate::error::ApiError;
-use crate::test_hooks::{self, Fault};
+use crate::hooks::{self, Fault};
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -20,9 +20,9 @@ use serde_json::Value;
 pub async fn common_headers(State(api): Shared, request: Request, next: Next) -> Response {
     let fault = api
         .config
-        .test_hooks
+        .client_test_hooks
         .as_ref()
-        .and_then(|hooks| hooks.fault(test_hooks::endpoint_of(request.uri().path())));
+        .and_then(|h| h.fault(hooks::endpoint_of(request.uri().path())));
     let mut response = match fault {
         None => next.run(request).await,
         Some(Fault::Slow(delay)) => {
@@ -42,7 +42,7 @@ pub async fn common_headers(State(api): Shared, request: Request, next: Next) ->
     response
 }
 
-/// The answer to a request that a test hook chose to fail.
+/// The answer to a request that a client-testing hook chose to fail.
 fn injected_fault(fault: Fault) -> Response {
     let (kind, detail, status, retry_after) = match fault {
         Fault::BadNonce => (
@@ -162,8 +162,8 @@ pub(super) fn processing_retry_after(api: &Api, processing: bool) -> Option<Stri
         return None;
     }
     let secs = api.latency.retry_after_secs(api.config.retry_after);
-    match &api.config.test_hooks {
-        Some(hooks) => hooks.retry_after(secs),
+    match &api.config.client_test_hooks {
+        Some(h) => h.retry_after(secs),
         None => Some(secs.to_string()),
     }
 }
