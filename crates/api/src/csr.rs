@@ -19,9 +19,11 @@ use x509_parser::oid_registry::{
 };
 use x509_parser::prelude::FromDer;
 
-/// What finalize may issue for: the CSR's names and key.
+/// What finalize may issue for: the CSR as checked, its names and key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckedCsr {
+    /// The decoded request, the bytes the order stores and the signer reads.
+    pub der: Vec<u8>,
     /// Lowercased, sorted, deduplicated; equal to the order's names.
     pub names: Vec<String>,
     pub public_key_spki_der: Vec<u8>,
@@ -148,11 +150,13 @@ pub fn check_csr(
         )));
     }
 
+    let public_key_spki_der = key
+        .public_key_to_der()
+        .map_err(|_| bad_csr("CSR public key cannot be encoded"))?;
     Ok(CheckedCsr {
+        der,
         names: csr_names.into_iter().collect(),
-        public_key_spki_der: key
-            .public_key_to_der()
-            .map_err(|_| bad_csr("CSR public key cannot be encoded"))?,
+        public_key_spki_der,
     })
 }
 
@@ -278,6 +282,7 @@ mod tests {
         for key in [rsa2048(), ec(Nid::X9_62_PRIME256V1), ec(Nid::SECP384R1)] {
             let der = csr_der(&key, Some("a.example"), &["b.example", "a.example"], &[]);
             let checked = check(&der, &["b.example", "a.example"]).unwrap();
+            assert_eq!(checked.der, der, "the checked bytes are the ones decoded");
             assert_eq!(checked.names, ["a.example", "b.example"]);
             assert_eq!(
                 checked.public_key_spki_der,

@@ -16,13 +16,13 @@ pub mod csr;
 mod error;
 pub mod finalize_policy;
 mod handlers;
+pub mod hooks;
 mod http_span;
 pub mod jwk;
 pub mod jws;
 mod latency;
 mod nonce;
 mod resources;
-pub mod test_hooks;
 
 pub use error::{ApiError, problem_json};
 pub use finalize_policy::{FinalizeMode, FinalizePolicy};
@@ -63,8 +63,9 @@ pub struct ApiConfig {
     /// A finalize answered `processing` with no poll after this long counts
     /// as abandoned in the compatibility report.
     pub compat_abandon_after: Duration,
-    /// Client-testing hooks (embedded mode only); `None` in production.
-    pub test_hooks: Option<Arc<dyn test_hooks::TestHooks>>,
+    /// Client-testing hooks, set only by the all-in-one `kiln` (see
+    /// [`hooks`]); `None` in production.
+    pub client_test_hooks: Option<Arc<dyn hooks::ClientTestHooks>>,
 }
 
 /// The finalize policy in force, replaceable while requests are in flight:
@@ -103,7 +104,7 @@ impl ApiConfig {
             chain_pem: None,
             finalize: PolicyHandle::new(FinalizePolicy::fixed(FinalizeMode::Async)),
             compat_abandon_after: Duration::from_secs(600),
-            test_hooks: None,
+            client_test_hooks: None,
         }
     }
 }

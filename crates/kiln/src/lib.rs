@@ -272,7 +272,7 @@ impl Kiln {
         }
         let api_queue: Arc<dyn Queue> = match &seams {
             Some(seams) => {
-                api_config.test_hooks = Some(seams.knobs.clone());
+                api_config.client_test_hooks = Some(seams.knobs.clone());
                 if let Some(listen) = config.mgmt_listen {
                     let app = mgmt::router(seams.knobs.clone(), store.clone());
                     let listener = tokio::net::TcpListener::bind(listen).await?;

@@ -1,7 +1,16 @@
-//! Hooks for client authors' testing, set only by the embedded `kiln` when
-//! asked for (never by the production `api` binary, whose config has no
-//! such keys): rewriting `Retry-After`, and answering a request with an
-//! injected fault instead of handling it.
+//! The seam through which the all-in-one `kiln`'s client-testing knobs
+//! (`crates/kiln/src/knobs`) reach the api: rewriting `Retry-After` on
+//! `processing` resources, and answering a request with an injected fault
+//! instead of handling it.
+//!
+//! Only the all-in-one sets [`crate::ApiConfig::client_test_hooks`],
+//! and only when asked for; the production `api` binary never does (its
+//! config has no such keys), so in production the field is `None` and none
+//! of this runs. It is a trait because the knobs live in `kiln`, next to the
+//! pipeline decorators and the management API that share them, and the api
+//! must not depend on `kiln`: the api owns the seam, `kiln` implements it.
+//! Keep it this small: each method is a place where test behaviour can
+//! enter a request.
 
 use std::time::Duration;
 
@@ -20,7 +29,8 @@ pub enum Fault {
     Slow(Duration),
 }
 
-pub trait TestHooks: Send + Sync + 'static {
+/// What the client-testing knobs may change in a request.
+pub trait ClientTestHooks: Send + Sync + 'static {
     /// The `Retry-After` value for a `processing` resource, given the one
     /// Kiln computed; `None` leaves the header out.
     fn retry_after(&self, computed_secs: u64) -> Option<String>;

@@ -1,0 +1,195 @@
+//! Request authentication: the extractors every endpoint takes (the path's
+//! resource id, the buffered body), and [`authenticate`], which checks a
+//! request's JWS, nonce, URL and signature and finds the account behind a
+//! `kid`; plus the one answer for a resource of another account.
+
+use crate::Api;
+use crate::error::ApiError;
+use crate::jws::{self, Jwk, KeyRef};
+use crate::nonce::ApiNonceError;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use domain::{AccountStatus, ProblemKind};
+use store::Account;
+
+/// Axum's own rejection (e.g. invalid UTF-8 in a path parameter, a body
+/// over the size limit) as a problem document, like every client error.
+fn rejection(status: StatusCode, text: String) -> ApiError {
+    ApiError::new(ProblemKind::Malformed, text).with_status(status)
+}
+
+/// The resource id in the path.
+pub(crate) struct PathId(pub(super) String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(id)) => Ok(PathId(id)),
+            Err(e) => Err(rejection(e.status(), e.body_text())),
+        }
+    }
+}
+
+/// The request body, buffered.
+pub(crate) struct Body(pub(super) Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        match Bytes::from_request(request, state).await {
+            Ok(bytes) => Ok(Body(bytes)),
+            Err(e) => Err(rejection(e.status(), e.body_text())),
+        }
+    }
+}
+
+/// How a request must name the key it is signed with (RFC 8555 §6.2).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum KeyRule {
+    /// newAccount: the key itself, in `jwk`.
+    Jwk,
+    /// Everything an account does: its URL, in `kid`.
+    Kid,
+    /// revokeCert: either the account or the certificate's key.
+    Either,
+}
+
+/// A request whose JWS, nonce, URL and signature have all been checked.
+pub(super) struct Authenticated {
+    pub(super) payload: Vec<u8>,
+    pub(super) post_as_get: bool,
+    /// The request's `url`, already checked against where it was sent.
+    pub(super) url: String,
+    pub(super) key: Jwk,
+    /// Set for `kid` requests: the valid account that signed.
+    pub(super) account: Option<Account>,
+}
+
+impl Authenticated {
+    pub(super) fn account(&self) -> &Account {
+        self.account
+            .as_ref()
+            .expect("kid requests carry an account")
+    }
+
+    /// The payload as JSON; POST-as-GET reads as `{}`.
+    pub(super) fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
+        let text: &[u8] = if self.post_as_get {
+            b"{}"
+        } else {
+            &self.payload
+        };
+        serde_json::from_slice(text)
+            .map_err(|e| ApiError::new(ProblemKind::Malformed, format!("payload: {e}")))
+    }
+
+    pub(super) fn require_post_as_get(&self) -> Result<(), ApiError> {
+        if self.post_as_get {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ProblemKind::Malformed,
+                "this resource is read with POST-as-GET: the payload must be empty",
+            ))
+        }
+    }
+}
+
+pub(super) async fn authenticate(
+    api: &Api,
+    headers: &HeaderMap,
+    uri: &Uri,
+    body: &[u8],
+    rule: KeyRule,
+) -> Result<Authenticated, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if content_type.split(';').next().map(str::trim) != Some("application/jose+json") {
+        return Err(ApiError::new(
+            ProblemKind::Malformed,
+            "Content-Type must be application/jose+json",
+        )
+        .with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE));
+    }
+    let parsed = jws::parse(body)?;
+    // §6.4: the URL the request was sent to, query included (orders pages).
+    let url = api.url(uri.path_and_query().map_or(uri.path(), |pq| pq.as_str()));
+    parsed.protected.check_url(&url)?;
+    match api
+        .nonces
+        .consume(&api.store, &parsed.protected.nonce)
+        .await
+    {
+        Ok(()) => {}
+        Err(ApiNonceError::Bad(p)) => return Err(p.into()),
+        Err(ApiNonceError::Store(e)) => return Err(e.into()),
+    }
+    let (key, account) = match (&parsed.protected.key, rule) {
+        (KeyRef::Jwk(_), KeyRule::Kid) => {
+            return Err(ApiError::new(
+                ProblemKind::Malformed,
+                "this request must name its account with kid, not jwk",
+            ));
+        }
+        (KeyRef::Kid(_), KeyRule::Jwk) => {
+            return Err(ApiError::new(
+                ProblemKind::Malformed,
+                "this request must carry its key as jwk, not kid",
+            ));
+        }
+        (KeyRef::Jwk(jwk), _) => (jwk.clone(), None),
+        (KeyRef::Kid(kid), _) => {
+            let account = account_for_kid(api, kid).await?;
+            let key = Jwk::from_json(&account.jwk).map_err(|p| ApiError::internal(p.detail))?;
+            (key, Some(account))
+        }
+    };
+    let payload = jws::verify(&parsed, &key)?;
+    Ok(Authenticated {
+        payload,
+        post_as_get: parsed.is_post_as_get(),
+        url,
+        key,
+        account,
+    })
+}
+
+async fn account_for_kid(api: &Api, kid: &str) -> Result<Account, ApiError> {
+    let prefix = api.url("/acme/acct/");
+    let id = kid
+        .strip_prefix(&prefix)
+        .filter(|id| !id.is_empty() && !id.contains('/'));
+    let Some(id) = id else {
+        return Err(ApiError::new(
+            ProblemKind::Malformed,
+            format!("kid must be an account URL of this server ({prefix}…)"),
+        ));
+    };
+    let Some(account) = api.store.account(id).await? else {
+        return Err(ApiError::new(
+            ProblemKind::AccountDoesNotExist,
+            "no account for this kid",
+        ));
+    };
+    if account.status != AccountStatus::Valid {
+        return Err(ApiError::new(
+            ProblemKind::Unauthorized,
+            format!("account is {}", account.status),
+        ));
+    }
+    Ok(account)
+}
+
+pub(super) fn not_yours(what: &str) -> ApiError {
+    ApiError::new(
+        ProblemKind::Unauthorized,
+        format!("this {what} belongs to another account"),
+    )
+}

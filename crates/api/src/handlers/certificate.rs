@@ -1,0 +1,130 @@
+//! Certificates (RFC 8555 §7.4.2, §7.6): downloading an issued certificate
+//! with its chain, and revokeCert, by the account or by the certificate's
+//! own key.
+
+use super::auth::{Body, KeyRule, PathId, authenticate, not_yours};
+use super::{ApiResult, Shared};
+use crate::Api;
+use crate::error::ApiError;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::IntoResponse;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use domain::ProblemKind;
+use serde::Deserialize;
+use store::now_ms;
+
+pub async fn certificate(
+    State(api): Shared,
+    PathId(serial): PathId,
+    headers: HeaderMap,
+    uri: Uri,
+    Body(body): Body,
+) -> ApiResult {
+    let req = authenticate(&api, &headers, &uri, &body, KeyRule::Kid).await?;
+    req.require_post_as_get()?;
+    let cert = api
+        .store
+        .certificate(&serial)
+        .await?
+        .ok_or_else(|| ApiError::not_found("certificate"))?;
+    if cert.account_id != req.account().id {
+        return Err(not_yours("certificate"));
+    }
+    let (Some(der), store::CertificateState::Issued) = (&cert.final_der, cert.state) else {
+        return Err(ApiError::not_found("certificate"));
+    };
+    if let Err(e) = api.store.observe_download(&cert.order_id, now_ms()).await {
+        tracing::warn!(order_id = %cert.order_id, error = %e, "recording a download failed");
+    }
+    let leaf = openssl::x509::X509::from_der(der).map_err(ApiError::internal)?;
+    let mut pem = String::from_utf8(leaf.to_pem().map_err(ApiError::internal)?)
+        .map_err(ApiError::internal)?;
+    pem.push_str(&api_chain_pem(&api));
+    Ok((
+        [(header::CONTENT_TYPE, "application/pem-certificate-chain")],
+        pem,
+    )
+        .into_response())
+}
+
+/// The intermediate that follows every leaf. The api learns it from the
+/// stored CA chain, which the signer writes at start-up.
+fn api_chain_pem(api: &Api) -> String {
+    api.config.chain_pem.clone().unwrap_or_default()
+}
+
+#[derive(Deserialize)]
+struct RevokePayload {
+    certificate: String,
+    #[serde(default)]
+    reason: Option<i64>,
+}
+
+/// RFC 5280 reasons a subscriber may give (CA/B Forum BR §7.2.2 keeps 0, 1,
+/// 3, 4, 5); the others are the CA's own or meaningless for a leaf.
+const ALLOWED_REASONS: &[i64] = &[0, 1, 3, 4, 5];
+
+pub async fn revoke_cert(
+    State(api): Shared,
+    headers: HeaderMap,
+    uri: Uri,
+    Body(body): Body,
+) -> ApiResult {
+    let req = authenticate(&api, &headers, &uri, &body, KeyRule::Either).await?;
+    let payload: RevokePayload = req.json()?;
+    let reason = payload.reason.unwrap_or(0);
+    if !ALLOWED_REASONS.contains(&reason) {
+        return Err(ApiError::new(
+            ProblemKind::BadRevocationReason,
+            format!("reason {reason} is not allowed; use one of {ALLOWED_REASONS:?}"),
+        ));
+    }
+    let der = URL_SAFE_NO_PAD
+        .decode(&payload.certificate)
+        .map_err(|_| ApiError::new(ProblemKind::Malformed, "certificate is not base64url"))?;
+    let x509 = openssl::x509::X509::from_der(&der).map_err(|_| {
+        ApiError::new(
+            ProblemKind::Malformed,
+            "certificate is not a DER certificate",
+        )
+    })?;
+    let serial = hex::encode(
+        x509.serial_number()
+            .to_bn()
+            .map_err(ApiError::internal)?
+            .to_vec(),
+    );
+    let cert = api.store.certificate(&serial).await?;
+    let cert = match cert {
+        Some(c) if c.final_der.as_deref() == Some(der.as_slice()) => c,
+        _ => return Err(ApiError::not_found("certificate issued by this CA")),
+    };
+    match &req.account {
+        Some(account) if account.id != cert.account_id => return Err(not_yours("certificate")),
+        Some(_) => {}
+        None => {
+            // Compared as keys, not SPKI bytes: one EC key has two encodings.
+            let cert_key = x509.public_key().map_err(ApiError::internal)?;
+            if !cert_key.public_eq(req.key.public_key()) {
+                return Err(ApiError::new(
+                    ProblemKind::Unauthorized,
+                    "the jwk is neither an account key nor the certificate's key",
+                ));
+            }
+        }
+    }
+    if !api
+        .store
+        .revoke_certificate(&serial, reason, now_ms())
+        .await?
+    {
+        return Err(ApiError::new(
+            ProblemKind::AlreadyRevoked,
+            "certificate is already revoked",
+        ));
+    }
+    tracing::info!(serial = %serial, reason, "certificate revoked");
+    Ok(StatusCode::OK.into_response())
+}

@@ -1,0 +1,164 @@
+//! Finalize (RFC 8555 §7.4): checks the CSR, moves the order to
+//! `processing` with one conditional UPDATE and enqueues the pipeline's
+//! first job; then answers at once (async) or waits for the pipeline up to
+//! the policy's budget (sync, hybrid). An answer still `processing` is
+//! recorded for the compatibility report: did the client come back?
+
+use super::auth::{Body, KeyRule, PathId, authenticate};
+use super::order::{order_reply, owned_order};
+use super::{ApiResult, Shared};
+use crate::error::ApiError;
+use crate::{Api, FinalizeMode, compat, csr};
+use axum::extract::State;
+use axum::http::{HeaderMap, Uri, header};
+use axum::response::IntoResponse;
+use domain::{OrderStatus, ProblemKind};
+use proto::Job;
+use queue::Message;
+use serde::Deserialize;
+use std::time::Duration;
+use store::{Order, now_ms};
+use tokio::sync::broadcast;
+
+#[derive(Deserialize)]
+struct FinalizePayload {
+    csr: String,
+}
+
+pub async fn finalize(
+    State(api): Shared,
+    PathId(id): PathId,
+    headers: HeaderMap,
+    uri: Uri,
+    Body(body): Body,
+) -> ApiResult {
+    let req = authenticate(&api, &headers, &uri, &body, KeyRule::Kid).await?;
+    let account = req.account();
+    let (order, authzs) = owned_order(&api, &id, account).await?;
+    let status = api.order_status(&order, &authzs);
+    if status != OrderStatus::Ready {
+        return Err(ApiError::new(
+            ProblemKind::OrderNotReady,
+            format!("order is {status}, not ready; finalize needs every authorization valid"),
+        ));
+    }
+    if req.post_as_get {
+        return Err(ApiError::new(
+            ProblemKind::Malformed,
+            "finalize needs a payload with a csr",
+        ));
+    }
+    let payload: FinalizePayload = req.json()?;
+    let names: Vec<String> = order.identifiers.iter().map(|i| i.value.clone()).collect();
+    let checked = csr::check_csr(&payload.csr, &names, req.key.public_key_spki_der())?;
+    let now = now_ms();
+    let step_deadline = now + api.config.step_timeout.as_millis() as i64;
+    let finalize_deadline = now + api.config.finalize_timeout.as_millis() as i64;
+    if !api
+        .store
+        .begin_finalize(
+            &id,
+            &checked.der,
+            now,
+            step_deadline,
+            finalize_deadline,
+            // This request's trace id (its span is the root of the order's
+            // trace), shown by `kiln order show`.
+            queue::trace::current_trace_id().as_deref(),
+        )
+        .await?
+    {
+        // Someone else moved it first (a concurrent finalize).
+        return Err(ApiError::new(
+            ProblemKind::OrderNotReady,
+            "order is already being finalized",
+        ));
+    }
+    let policy = api.config.finalize.get();
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mode = policy.mode_for(time::OffsetDateTime::now_utc(), &account.id, user_agent);
+    // Listen before the first job exists, so the finish cannot be missed.
+    let done = match mode {
+        FinalizeMode::Async => None,
+        _ => Some(api.store.subscribe_done().await),
+    };
+    // The order is durably `processing`; if this publish is lost the sweeper
+    // re-drives it once the step deadline passes.
+    if let Err(e) = api
+        .queue
+        .publish(Message::new(Job::CheckCaa {
+            order_id: id.clone(),
+        }))
+        .await
+    {
+        tracing::warn!(order_id = %id, error = %e, "enqueueing finalization failed; the sweeper will re-drive it");
+    }
+    tracing::info!(order_id = %id, mode = mode.as_str(), "order finalizing");
+    let order = match (mode, done) {
+        // Answer with the order as this request left it: `processing`,
+        // whatever the pipeline has done since.
+        (FinalizeMode::Async, _) | (_, None) => Order {
+            status: OrderStatus::Processing,
+            ..order
+        },
+        (_, Some(done)) => {
+            let budget = match mode {
+                FinalizeMode::Sync => policy.sync_timeout,
+                _ => policy.hybrid_budget(api.latency.p95()),
+            };
+            wait_until_done(&api, done, &id, budget).await;
+            api.store
+                .order(&id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("order"))?
+        }
+    };
+    if order.status == OrderStatus::Processing {
+        let (client_product, client_version) = compat::client_of(user_agent);
+        let observation = store::FinalizeObservation {
+            order_id: id.clone(),
+            account_id: account.id.clone(),
+            user_agent: user_agent.chars().take(256).collect(),
+            client_product,
+            client_version,
+            mode: mode.as_str().to_string(),
+            finalized_at: now,
+            first_poll_at: None,
+            polls: 0,
+            downloaded_at: None,
+        };
+        if let Err(e) = api.store.record_finalize_observation(&observation).await {
+            tracing::warn!(order_id = %id, error = %e, "recording the compatibility observation failed");
+        }
+    }
+    Ok(order_reply(&api, &order, &authzs).into_response())
+}
+
+/// Waits (without polling the database) until the order finishes or the
+/// budget runs out.
+async fn wait_until_done(
+    api: &Api,
+    mut done: broadcast::Receiver<String>,
+    order_id: &str,
+    budget: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + budget;
+    loop {
+        match tokio::time::timeout_at(deadline, done.recv()).await {
+            Err(_) | Ok(Err(broadcast::error::RecvError::Closed)) => return,
+            Ok(Ok(id)) if id == order_id => return,
+            Ok(Ok(_)) => {}
+            // Missed some ids: look once, then keep listening.
+            Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
+                if let Ok(Some(order)) = api.store.order(order_id).await
+                    && order.status != OrderStatus::Processing
+                {
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Orders (RFC 8555 §7.4): new-order and reading an order, plus the
+//! ownership check and the order answer that finalize shares.
+
+use super::auth::{Body, KeyRule, PathId, authenticate, not_yours};
+use super::response::{Reply, processing_retry_after};
+use super::{ApiResult, Shared, random_id};
+use crate::Api;
+use crate::error::ApiError;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::IntoResponse;
+use domain::{AuthzStatus, ChallengeStatus, Identifier, OrderStatus, Problem, ProblemKind};
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use store::{Account, Authz, Challenge, Order, now_ms};
+
+/// Most identifiers one order may name (Let's Encrypt allows 100).
+const MAX_IDENTIFIERS: usize = 100;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NewOrderPayload {
+    identifiers: Vec<IdentifierIn>,
+    #[serde(default)]
+    not_before: Option<String>,
+    #[serde(default)]
+    not_after: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct IdentifierIn {
+    #[serde(rename = "type")]
+    kind: String,
+    value: String,
+}
+
+pub async fn new_order(
+    State(api): Shared,
+    headers: HeaderMap,
+    uri: Uri,
+    Body(body): Body,
+) -> ApiResult {
+    let req = authenticate(&api, &headers, &uri, &body, KeyRule::Kid).await?;
+    let payload: NewOrderPayload = req.json()?;
+    if payload.not_before.is_some() || payload.not_after.is_some() {
+        return Err(ApiError::new(
+            ProblemKind::Malformed,
+            "notBefore and notAfter are not supported; omit them",
+        ));
+    }
+    if payload.identifiers.is_empty() {
+        return Err(ApiError::new(
+            ProblemKind::Malformed,
+            "an order needs at least one identifier",
+        ));
+    }
+    if payload.identifiers.len() > MAX_IDENTIFIERS {
+        return Err(ApiError::new(
+            ProblemKind::RejectedIdentifier,
+            format!("an order may name at most {MAX_IDENTIFIERS} identifiers"),
+        ));
+    }
+    let mut names = BTreeSet::new();
+    let mut rejected = Vec::new();
+    for id in &payload.identifiers {
+        if id.kind != "dns" {
+            return Err(ApiError::new(
+                ProblemKind::UnsupportedIdentifier,
+                format!(
+                    "identifier type {:?} is not supported; only \"dns\"",
+                    id.kind
+                ),
+            ));
+        }
+        match domain::normalize_dns_identifier(&id.value) {
+            Ok(name) => {
+                names.insert(name);
+            }
+            Err(p) => rejected.push(p.for_identifier(Identifier::dns(id.value.clone()))),
+        }
+    }
+    if !rejected.is_empty() {
+        let detail = format!("{} identifier(s) cannot be issued for", rejected.len());
+        return Err(Problem::new(ProblemKind::RejectedIdentifier, detail)
+            .with_subproblems(rejected)
+            .into());
+    }
+    let account = req.account();
+    let now = now_ms();
+    let order = Order {
+        id: random_id(16),
+        account_id: account.id.clone(),
+        status: OrderStatus::Pending,
+        step: None,
+        identifiers: names.iter().map(|n| Identifier::dns(n.clone())).collect(),
+        not_before: None,
+        not_after: None,
+        expires_at: now + api.config.order_lifetime.as_millis() as i64,
+        created_at: now,
+        csr: None,
+        processing_since: None,
+        step_deadline: None,
+        finalize_deadline: None,
+        error: None,
+        certificate_serial: None,
+        timeline: Default::default(),
+    };
+    let mut authzs = Vec::new();
+    for identifier in &order.identifiers {
+        let authz = Authz {
+            id: random_id(16),
+            order_id: order.id.clone(),
+            account_id: account.id.clone(),
+            identifier: identifier.authz_name().to_string(),
+            wildcard: identifier.is_wildcard(),
+            status: AuthzStatus::Pending,
+            expires_at: now + api.config.authz_lifetime.as_millis() as i64,
+            validated_at: None,
+        };
+        let challenges = domain::challenge_types_for(identifier)
+            .iter()
+            .map(|kind| Challenge {
+                id: random_id(16),
+                authz_id: authz.id.clone(),
+                kind: *kind,
+                token: random_id(32),
+                status: ChallengeStatus::Pending,
+                validated_at: None,
+                error: None,
+            })
+            .collect();
+        authzs.push((authz, challenges));
+    }
+    api.store.insert_order(&order, &authzs).await?;
+    let authzs: Vec<Authz> = authzs.into_iter().map(|(a, _)| a).collect();
+    Ok(Reply::ok(api.order_json(&order, &authzs))
+        .status(StatusCode::CREATED)
+        .location(api.order_url(&order.id))
+        .into_response())
+}
+
+/// The order, if the account owns it.
+pub(super) async fn owned_order(
+    api: &Api,
+    id: &str,
+    account: &Account,
+) -> Result<(Order, Vec<Authz>), ApiError> {
+    let order = api
+        .store
+        .order(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("order"))?;
+    if order.account_id != account.id {
+        return Err(not_yours("order"));
+    }
+    let authzs = api.store.authzs_for_order(id).await?;
+    Ok((order, authzs))
+}
+
+pub(super) fn order_reply(api: &Api, order: &Order, authzs: &[Authz]) -> Reply {
+    let processing = api.order_status(order, authzs) == OrderStatus::Processing;
+    Reply::ok(api.order_json(order, authzs))
+        .location(api.order_url(&order.id))
+        .retry_after(processing_retry_after(api, processing))
+}
+
+pub async fn order(
+    State(api): Shared,
+    PathId(id): PathId,
+    headers: HeaderMap,
+    uri: Uri,
+    Body(body): Body,
+) -> ApiResult {
+    let req = authenticate(&api, &headers, &uri, &body, KeyRule::Kid).await?;
+    req.require_post_as_get()?;
+    let (order, authzs) = owned_order(&api, &id, req.account()).await?;
+    if order.processing_since.is_some() {
+        // Did the client come back after finalize? (compatibility report)
+        if let Err(e) = api.store.observe_poll(&id, now_ms()).await {
+            tracing::warn!(order_id = %id, error = %e, "recording a poll failed");
+        }
+    }
+    Ok(order_reply(&api, &order, &authzs).into_response())
+}

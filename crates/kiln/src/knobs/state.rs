@@ -1,0 +1,197 @@
+//! The knobs at run time: the live values and their seeded random source,
+//! shared by the api's client-testing hooks (implemented here), the
+//! pipeline decorators and the management API.
+
+use super::values::{FinalizeDelay, Knobs, RetryAfterFormat};
+use api::hooks::{ClientTestHooks, Fault};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// The live knobs and their random source, shared by the api hooks, the
+/// pipeline decorators and the management API.
+pub struct KnobState {
+    knobs: Mutex<Knobs>,
+    initial: Knobs,
+    rng: Mutex<SplitMix64>,
+}
+
+impl KnobState {
+    pub fn new(knobs: Knobs) -> Arc<KnobState> {
+        Arc::new(KnobState {
+            rng: Mutex::new(SplitMix64(knobs.seed)),
+            initial: knobs.clone(),
+            knobs: Mutex::new(knobs),
+        })
+    }
+
+    pub fn get(&self) -> Knobs {
+        self.knobs.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set(&self, knobs: Knobs) {
+        *self.rng.lock().unwrap_or_else(|e| e.into_inner()) = SplitMix64(knobs.seed);
+        *self.knobs.lock().unwrap_or_else(|e| e.into_inner()) = knobs;
+    }
+
+    /// Back to the knobs Kiln started with.
+    pub fn reset(&self) {
+        self.set(self.initial.clone());
+    }
+
+    fn uniform(&self) -> f64 {
+        self.rng
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .next_f64()
+    }
+
+    /// A sample of the finalize delay, if one applies to time-based delays.
+    pub fn sample_delay(&self) -> Option<Duration> {
+        match self.get().finalize_delay {
+            FinalizeDelay::None | FinalizeDelay::Polls(_) => None,
+            FinalizeDelay::Fixed(d) => Some(d),
+            FinalizeDelay::Uniform(low, high) => Some(low + (high - low).mul_f64(self.uniform())),
+            FinalizeDelay::Exponential(mean) => Some(mean.mul_f64(-(1.0 - self.uniform()).ln())),
+        }
+    }
+}
+
+/// A small seeded generator (SplitMix64): reproducible runs need no crate.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn http_date(t: SystemTime) -> String {
+    let t = time::OffsetDateTime::from(t);
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    t.format(&format).unwrap_or_default()
+}
+
+impl ClientTestHooks for KnobState {
+    fn retry_after(&self, computed_secs: u64) -> Option<String> {
+        let knobs = self.get();
+        let secs = knobs.retry_after_seconds.unwrap_or(computed_secs);
+        match knobs.retry_after {
+            RetryAfterFormat::Seconds => Some(secs.to_string()),
+            RetryAfterFormat::HttpDate => {
+                Some(http_date(SystemTime::now() + Duration::from_secs(secs)))
+            }
+            RetryAfterFormat::Random => {
+                let high = (2 * secs).max(1) as f64;
+                Some((1.0 + (high - 1.0) * self.uniform()).round().to_string())
+            }
+            RetryAfterFormat::Absent => None,
+            RetryAfterFormat::Past => {
+                Some(http_date(SystemTime::now() - Duration::from_secs(3600)))
+            }
+        }
+    }
+
+    fn fault(&self, endpoint: &str) -> Option<Fault> {
+        let mut knobs = self.knobs.lock().unwrap_or_else(|e| e.into_inner());
+        let draw = self.uniform();
+        let rule = knobs
+            .http_faults
+            .iter_mut()
+            .find(|r| (r.endpoint == "*" || r.endpoint == endpoint) && r.remaining != Some(0))?;
+        if draw >= rule.rate {
+            return None;
+        }
+        if let Some(n) = &mut rule.remaining {
+            *n -= 1;
+        }
+        Some(rule.fault)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeded_delays_are_reproducible_and_in_range() {
+        let knobs = |delay: &str| Knobs {
+            finalize_delay: delay.parse().unwrap(),
+            seed: 7,
+            ..Knobs::default()
+        };
+        let draw = |state: &KnobState| {
+            (0..50)
+                .map(|_| state.sample_delay().unwrap())
+                .collect::<Vec<_>>()
+        };
+        let a = draw(&KnobState::new(knobs("uniform:1s..2s")));
+        assert_eq!(
+            a,
+            draw(&KnobState::new(knobs("uniform:1s..2s"))),
+            "same seed, same run"
+        );
+        assert!(
+            a.iter()
+                .all(|d| (Duration::from_secs(1)..=Duration::from_secs(2)).contains(d))
+        );
+        let e = draw(&KnobState::new(knobs("exp:1s")));
+        let mean = e.iter().sum::<Duration>() / e.len() as u32;
+        assert!(
+            mean > Duration::from_millis(500) && mean < Duration::from_millis(2000),
+            "{mean:?}"
+        );
+    }
+
+    #[test]
+    fn faults_fire_for_the_next_n_requests_only() {
+        let state = KnobState::new(Knobs {
+            http_faults: vec!["new-order:bad-nonce:next=2".parse().unwrap()],
+            ..Knobs::default()
+        });
+        assert_eq!(state.fault("order"), None);
+        assert_eq!(state.fault("new-order"), Some(Fault::BadNonce));
+        assert_eq!(state.fault("new-order"), Some(Fault::BadNonce));
+        assert_eq!(state.fault("new-order"), None);
+        state.reset();
+        assert_eq!(
+            state.fault("new-order"),
+            Some(Fault::BadNonce),
+            "reset restores the start-up knobs"
+        );
+    }
+
+    #[test]
+    fn retry_after_formats() {
+        let state = KnobState::new(Knobs::default());
+        let with = |format: &str, secs: Option<u64>| {
+            state.set(Knobs {
+                retry_after: format.parse().unwrap(),
+                retry_after_seconds: secs,
+                ..Knobs::default()
+            });
+            state.retry_after(3)
+        };
+        assert_eq!(with("seconds", None).as_deref(), Some("3"));
+        assert_eq!(with("seconds", Some(9)).as_deref(), Some("9"));
+        assert_eq!(with("absent", None), None);
+        let date = with("http-date", Some(60)).unwrap();
+        assert!(date.ends_with(" GMT") && date.len() == 29, "{date}");
+        let past = with("past", None).unwrap();
+        assert!(past.ends_with(" GMT"), "{past}");
+        for _ in 0..20 {
+            let r: u64 = with("random", Some(4)).unwrap().parse().unwrap();
+            assert!((1..=8).contains(&r), "{r}");
+        }
+    }
+}
