@@ -11,6 +11,7 @@
 // ApiError is large, but errors are the cold path of a request.
 #![allow(clippy::result_large_err)]
 
+mod account_keys;
 pub mod compat;
 pub mod csr;
 mod error;
@@ -115,6 +116,7 @@ pub(crate) struct Api {
     pub nonces: nonce::Nonces,
     pub config: ApiConfig,
     pub latency: latency::Latency,
+    pub account_keys: account_keys::AccountKeys,
 }
 
 /// Builds the ACME router. Serve it over HTTPS; `config.base_url` must be
@@ -131,6 +133,7 @@ pub async fn router(
         nonces,
         config,
         latency: latency::Latency::default(),
+        account_keys: account_keys::AccountKeys::default(),
     });
     latency::spawn_refresh(Arc::downgrade(&api));
     use handlers::*;

@@ -129,6 +129,7 @@ pub async fn account(
         None => {}
         Some("deactivated") => {
             api.store.deactivate_account(&id).await?;
+            api.account_keys.forget(&req.account().key_thumbprint);
         }
         Some(other) => {
             return Err(ApiError::new(
@@ -214,7 +215,7 @@ pub async fn key_change(
         )
         .await
     {
-        Ok(true) => {}
+        Ok(true) => api.account_keys.forget(&account.key_thumbprint),
         Ok(false) => {
             return Err(ApiError::new(
                 ProblemKind::Malformed,

@@ -12,6 +12,7 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use domain::{AccountStatus, ProblemKind};
+use std::sync::Arc;
 use store::Account;
 
 /// Axum's own rejection (e.g. invalid UTF-8 in a path parameter, a body
@@ -65,7 +66,7 @@ pub(super) struct Authenticated {
     pub(super) post_as_get: bool,
     /// The request's `url`, already checked against where it was sent.
     pub(super) url: String,
-    pub(super) key: Jwk,
+    pub(super) key: Arc<Jwk>,
     /// Set for `kid` requests: the valid account that signed.
     pub(super) account: Option<Account>,
 }
@@ -144,10 +145,13 @@ pub(super) async fn authenticate(
                 "this request must carry its key as jwk, not kid",
             ));
         }
-        (KeyRef::Jwk(jwk), _) => (jwk.clone(), None),
+        (KeyRef::Jwk(jwk), _) => (Arc::new(jwk.clone()), None),
         (KeyRef::Kid(kid), _) => {
             let account = account_for_kid(api, kid).await?;
-            let key = Jwk::from_json(&account.jwk).map_err(|p| ApiError::internal(p.detail))?;
+            let key = api
+                .account_keys
+                .key_of(&account)
+                .map_err(|p| ApiError::internal(p.detail))?;
             (key, Some(account))
         }
     };
