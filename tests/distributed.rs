@@ -37,6 +37,7 @@ use instant_acme::{
     Order, OrderStatus, Problem,
 };
 use kiln_tests::cluster::{Cluster, WORKERS};
+use kiln_tests::metrics::{Scrape, try_scrape};
 use kiln_tests::{Http01Responder, csr_der, has_poison, parse_chain, verify_chain};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -71,26 +72,19 @@ const FAULT_CT_LATENCY_MS: &str = "1500";
 /// Worker jobs per process from each admin port's /metrics; `None` for a
 /// process that does not answer (killed).
 async fn job_counts(cluster: &Cluster) -> Vec<(String, Option<JobCounts>)> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("client");
     let mut counts = Vec::new();
     for (name, addr) in cluster.admin_ports() {
         if name == "api" {
             continue;
         }
-        let text = match client.get(format!("http://{addr}/metrics")).send().await {
-            Ok(response) => response.text().await.ok(),
-            Err(_) => None,
-        };
-        counts.push((name, text.map(|t| JobCounts::parse(&t))));
+        let metrics = try_scrape(&addr).await.ok();
+        counts.push((name, metrics.map(|m| JobCounts::of(&m))));
     }
     counts
 }
 
 /// `kiln_jobs_total` of one process, summed per outcome.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 struct JobCounts {
     ok: u64,
     retry: u64,
@@ -98,25 +92,16 @@ struct JobCounts {
 }
 
 impl JobCounts {
-    fn parse(metrics: &str) -> JobCounts {
-        let mut counts = JobCounts::default();
-        for line in metrics.lines() {
-            let Some(rest) = line.strip_prefix("kiln_jobs_total{") else {
-                continue;
-            };
-            let Some((labels, value)) = rest.rsplit_once("} ") else {
-                continue;
-            };
-            let value = value.trim().parse::<f64>().unwrap_or(0.0) as u64;
-            if labels.contains("outcome=\"ok\"") {
-                counts.ok += value;
-            } else if labels.contains("outcome=\"retry\"") {
-                counts.retry += value;
-            } else if labels.contains("outcome=\"gave_up\"") {
-                counts.gave_up += value;
-            }
+    fn of(metrics: &Scrape) -> JobCounts {
+        let total = |outcome: &str| {
+            let values = metrics.values("kiln_jobs_total", &[("outcome", outcome)]);
+            values.iter().sum::<f64>() as u64
+        };
+        JobCounts {
+            ok: total("ok"),
+            retry: total("retry"),
+            gave_up: total("gave_up"),
         }
-        counts
     }
 }
 

@@ -29,6 +29,7 @@ use instant_acme::{
     OrderStatus,
 };
 use kiln_tests::cluster::{Cluster, binary, ensure_binaries_built};
+use kiln_tests::metrics::{Scrape, scrape};
 use kiln_tests::{Http01Responder, csr_der, free_port};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -298,78 +299,25 @@ fn trace_complete(spans: &[ReceivedSpan]) -> bool {
 
 // ---- metrics -------------------------------------------------------------------
 
-/// Prometheus text, parsed: (name, labels, value).
-struct Scrape(Vec<(String, BTreeMap<String, String>, f64)>);
-
-impl Scrape {
-    fn parse(text: &str) -> Scrape {
-        let mut series = Vec::new();
-        for line in text.lines() {
-            if line.starts_with('#') || line.trim().is_empty() {
-                continue;
-            }
-            let Some((head, value)) = line.rsplit_once(' ') else {
-                continue;
-            };
-            let Ok(value) = value.parse::<f64>() else {
-                continue;
-            };
-            let (name, labels) = match head.split_once('{') {
-                Some((name, rest)) => {
-                    let labels = rest
-                        .trim_end_matches('}')
-                        .split("\",")
-                        .filter_map(|pair| {
-                            let (k, v) = pair.split_once('=')?;
-                            Some((k.to_string(), v.trim_matches('"').to_string()))
-                        })
-                        .collect();
-                    (name.to_string(), labels)
-                }
-                None => (head.to_string(), BTreeMap::new()),
-            };
-            series.push((name, labels, value));
-        }
-        Scrape(series)
-    }
-
-    /// The values of `name` whose labels include `labels`.
-    fn values(&self, name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
-        self.0
+/// The `/metrics` of `addr` once they count the order's finalization as
+/// `valid` (or after 30 s, whatever they say): the sweeper, which reads
+/// finished orders, runs every 5 s.
+async fn scrape_once_finalized(addr: &str) -> Scrape {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = scrape(addr).await;
+        let done: f64 = metrics
+            .values(
+                "kiln_finalize_duration_seconds_count",
+                &[("outcome", "valid")],
+            )
             .iter()
-            .filter(|(n, l, _)| {
-                n == name
-                    && labels
-                        .iter()
-                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
-            })
-            .map(|(_, _, v)| *v)
-            .collect()
+            .sum();
+        if done >= 1.0 || Instant::now() > until {
+            return metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-
-    /// Sum of the matching series; panics if there are none.
-    fn sum(&self, who: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let values = self.values(name, labels);
-        assert!(
-            !values.is_empty(),
-            "{who}: no series {name}{labels:?} on /metrics"
-        );
-        values.iter().sum()
-    }
-}
-
-async fn scrape(addr: &str) -> Scrape {
-    let text = reqwest::Client::new()
-        .get(format!("http://{addr}/metrics"))
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .and_then(|r| r.error_for_status())
-        .unwrap_or_else(|e| panic!("scraping {addr}: {e}"))
-        .text()
-        .await
-        .expect("metrics text");
-    Scrape::parse(&text)
 }
 
 // ---- logs ----------------------------------------------------------------------
@@ -509,23 +457,7 @@ async fn distributed_one_finalize_is_one_trace_with_metrics_and_joined_logs() {
             .1
             .clone()
     };
-    // The sweeper (in the api) refreshes its gauges and reads finished
-    // orders every 5 s.
-    let until = Instant::now() + Duration::from_secs(30);
-    let api = loop {
-        let api = scrape(&addr("api")).await;
-        let done = api
-            .values(
-                "kiln_finalize_duration_seconds_count",
-                &[("outcome", "valid")],
-            )
-            .iter()
-            .sum::<f64>();
-        if done >= 1.0 || Instant::now() > until {
-            break api;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let api = scrape_once_finalized(&addr("api")).await;
     let who = "api";
     assert_eq!(
         api.sum(
@@ -829,21 +761,7 @@ async fn embedded_kiln_exports_the_same_trace() {
 
     // The same series on the one admin port, the queue gauges from the
     // in-process queue.
-    let until = Instant::now() + Duration::from_secs(30);
-    let metrics = loop {
-        let metrics = scrape(&admin).await;
-        let done: f64 = metrics
-            .values(
-                "kiln_finalize_duration_seconds_count",
-                &[("outcome", "valid")],
-            )
-            .iter()
-            .sum();
-        if done >= 1.0 || Instant::now() > until {
-            break metrics;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let metrics = scrape_once_finalized(&admin).await;
     let who = "kiln";
     assert_eq!(
         metrics.sum(

@@ -239,3 +239,4 @@ pub fn has_poison(cert_der: &[u8]) -> bool {
 pub mod acme;
 pub mod cluster;
 pub mod instant;
+pub mod metrics;
