@@ -788,11 +788,11 @@ async fn two_hundred_concurrent_orders_all_valid() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn kill_nine_signer_and_ct_submitter_mid_run() {
-    let _alone = ONE_AT_A_TIME.lock().await;
-    let label = "kill-9";
-    let cluster = Cluster::start(
+/// The fault scenarios' cluster: a short step timeout (the sweeper
+/// re-drives a lost job quickly) and slow CT logs (a fault finds the
+/// pipeline full).
+async fn fault_cluster(label: &str) -> Cluster {
+    Cluster::start(
         label,
         REPLICAS,
         &[
@@ -800,14 +800,24 @@ async fn kill_nine_signer_and_ct_submitter_mid_run() {
             ("KILN_CT_LATENCY_MS", FAULT_CT_LATENCY_MS),
         ],
     )
-    .await;
-    let load = Load {
-        orders: 100,
-        accounts: 10,
-        concurrency: 100,
-        finalize_together: true,
-        deadline: Duration::from_secs(150),
-    };
+    .await
+}
+
+/// The fault scenarios' load: every order finalized at once.
+const FAULT_LOAD: Load = Load {
+    orders: 100,
+    accounts: 10,
+    concurrency: 100,
+    finalize_together: true,
+    deadline: Duration::from_secs(150),
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_nine_signer_and_ct_submitter_mid_run() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let label = "kill-9";
+    let cluster = fault_cluster(label).await;
+    let load = FAULT_LOAD;
     let accounts = create_accounts(&cluster, load.accounts).await;
     let progress = Arc::new(Progress::default());
     let started = Instant::now();
@@ -840,22 +850,8 @@ async fn kill_nine_signer_and_ct_submitter_mid_run() {
 async fn broker_stopped_for_ten_seconds_mid_run() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let label = "broker-stop";
-    let cluster = Cluster::start(
-        label,
-        REPLICAS,
-        &[
-            ("KILN_RUNNER__STEP_TIMEOUT_SECS", FAULT_STEP_TIMEOUT_SECS),
-            ("KILN_CT_LATENCY_MS", FAULT_CT_LATENCY_MS),
-        ],
-    )
-    .await;
-    let load = Load {
-        orders: 100,
-        accounts: 10,
-        concurrency: 100,
-        finalize_together: true,
-        deadline: Duration::from_secs(150),
-    };
+    let cluster = fault_cluster(label).await;
+    let load = FAULT_LOAD;
     let accounts = create_accounts(&cluster, load.accounts).await;
     let progress = Arc::new(Progress::default());
     let started = Instant::now();
