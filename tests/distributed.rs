@@ -33,10 +33,11 @@
 //! `KILN_DIST_KEEP_LOGS=1` to keep every process's log after a passing run.
 
 use instant_acme::{
-    Account, AuthorizationStatus, ChallengeStatus, ChallengeType, Identifier, NewAccount, NewOrder,
-    Order, OrderStatus, Problem,
+    Account, AuthorizationStatus, ChallengeStatus, ChallengeType, Identifier, NewOrder, Order,
+    OrderStatus, Problem,
 };
 use kiln_tests::cluster::{Cluster, WORKERS};
+use kiln_tests::instant::new_account;
 use kiln_tests::metrics::{Scrape, try_scrape};
 use kiln_tests::{Http01Responder, csr_der, has_poison, parse_chain, verify_chain};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -281,20 +282,7 @@ async fn create_accounts(cluster: &Cluster, n: usize) -> Vec<Account> {
         let (root, url) = (cluster.root_pem_path.clone(), cluster.directory_url.clone());
         tasks.spawn(async move {
             let contact = format!("mailto:client{i}@kiln-dist.test");
-            let (account, _) = Account::builder_with_root(&root)
-                .expect("builder")
-                .create(
-                    &NewAccount {
-                        contact: &[&contact],
-                        terms_of_service_agreed: true,
-                        only_return_existing: false,
-                    },
-                    url,
-                    None,
-                )
-                .await
-                .expect("account created");
-            (i, account)
+            (i, new_account(&root, &url, &[&contact]).await)
         });
     }
     let mut accounts: Vec<(usize, Account)> = tasks.join_all().await;

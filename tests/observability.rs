@@ -25,10 +25,10 @@
 use axum::body::Bytes;
 use axum::extract::State;
 use instant_acme::{
-    Account, AuthorizationStatus, ChallengeStatus, ChallengeType, Identifier, NewAccount, NewOrder,
-    OrderStatus,
+    AuthorizationStatus, ChallengeStatus, ChallengeType, Identifier, NewOrder, OrderStatus,
 };
 use kiln_tests::cluster::{Cluster, binary, ensure_binaries_built};
+use kiln_tests::instant::new_account;
 use kiln_tests::metrics::{Scrape, scrape};
 use kiln_tests::{Http01Responder, csr_der, free_port};
 use opentelemetry_proto::tonic::collector::trace::v1::{
@@ -341,19 +341,7 @@ async fn order_one_certificate(
     root: &Path,
     http01: &Http01Responder,
 ) -> String {
-    let (account, _) = Account::builder_with_root(root)
-        .expect("builder")
-        .create(
-            &NewAccount {
-                contact: &["mailto:o11y@kiln.test"],
-                terms_of_service_agreed: true,
-                only_return_existing: false,
-            },
-            directory_url.to_string(),
-            None,
-        )
-        .await
-        .expect("account created");
+    let account = new_account(root, directory_url, &["mailto:o11y@kiln.test"]).await;
     let name = "traced.kiln-o11y.test";
     let mut order = account
         .new_order(&NewOrder::new(&[Identifier::Dns(name.into())]))
