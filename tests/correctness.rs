@@ -11,9 +11,9 @@
 
 use dns::testing::TestDnsServer;
 use instant_acme::{
-    Account, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder, Order,
-    OrderStatus, Problem, RetryPolicy,
+    Account, AuthorizationStatus, Identifier, Order, OrderStatus, Problem, RetryPolicy,
 };
+use kiln_tests::instant::{account, answer_dns01, answer_http01, new_order};
 use kiln_tests::{TestKiln, csr_der, csr_der_with_key, has_poison, parse_chain, san_names};
 use openssl::pkey::{PKey, Private};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -23,34 +23,6 @@ const DNS_TYPE: &str = "urn:ietf:params:acme:error:dns";
 const SERVER_INTERNAL_TYPE: &str = "urn:ietf:params:acme:error:serverInternal";
 
 // ---- helpers ----------------------------------------------------------------
-
-async fn account(kiln: &TestKiln) -> Account {
-    let (account, _) = Account::builder_with_root(&kiln.kiln.root_pem_path)
-        .expect("builder")
-        .create(
-            &NewAccount {
-                contact: &[],
-                terms_of_service_agreed: true,
-                only_return_existing: false,
-            },
-            kiln.directory_url(),
-            None,
-        )
-        .await
-        .expect("account created");
-    account
-}
-
-async fn new_order(account: &Account, names: &[&str]) -> Order {
-    let ids: Vec<Identifier> = names
-        .iter()
-        .map(|n| Identifier::Dns(n.to_string()))
-        .collect();
-    account
-        .new_order(&NewOrder::new(&ids))
-        .await
-        .expect("order created")
-}
 
 /// The order's id, the last segment of its URL (`…/acme/order/{id}`).
 fn order_id(order: &Order) -> String {
@@ -62,41 +34,6 @@ fn retry(timeout: Duration) -> RetryPolicy {
         .initial_delay(Duration::from_millis(50))
         .backoff(1.5)
         .timeout(timeout)
-}
-
-/// Publishes the dns-01 TXT record of every authorization and declares its
-/// challenge ready.
-async fn answer_dns01(order: &mut Order, dns: &TestDnsServer) {
-    let mut authzs = order.authorizations();
-    while let Some(authz) = authzs.next().await {
-        let mut authz = authz.expect("authorization");
-        let mut challenge = authz
-            .challenge(ChallengeType::Dns01)
-            .expect("dns-01 offered");
-        let base = challenge
-            .identifier()
-            .to_string()
-            .trim_start_matches("*.")
-            .to_string();
-        let value = challenge.key_authorization().dns_value();
-        dns.set_txt(&format!("_acme-challenge.{base}"), &value)
-            .await;
-        challenge.set_ready().await.expect("challenge accepted");
-    }
-}
-
-/// Serves every authorization's http-01 answer and declares it ready.
-async fn answer_http01(order: &mut Order, kiln: &TestKiln) {
-    let mut authzs = order.authorizations();
-    while let Some(authz) = authzs.next().await {
-        let mut authz = authz.expect("authorization");
-        let mut challenge = authz
-            .challenge(ChallengeType::Http01)
-            .expect("http-01 offered");
-        let key_auth = challenge.key_authorization();
-        kiln.http01.set(&challenge.token, key_auth.as_str());
-        challenge.set_ready().await.expect("challenge accepted");
-    }
 }
 
 /// One authorization's outcome: the identifier as shown (`*.` for a
@@ -152,7 +89,7 @@ async fn settle(order: &mut Order, timeout: Duration) -> OrderStatus {
 /// Authorizes with http-01, finalizes with `csr` and returns the PEM chain.
 async fn issue_http01(kiln: &TestKiln, account: &Account, names: &[&str], csr: &[u8]) -> String {
     let mut order = new_order(account, names).await;
-    answer_http01(&mut order, kiln).await;
+    answer_http01(&mut order, &kiln.http01).await;
     assert_eq!(
         order
             .poll_ready(&retry(Duration::from_secs(30)))
@@ -784,7 +721,7 @@ async fn one_log_down_every_order_is_valid() {
 /// A finalized order, authorized with http-01, and its id.
 async fn finalized(kiln: &TestKiln, account: &Account, name: &str) -> Order {
     let mut order = new_order(account, &[name]).await;
-    answer_http01(&mut order, kiln).await;
+    answer_http01(&mut order, &kiln.http01).await;
     assert_eq!(
         order
             .poll_ready(&retry(Duration::from_secs(20)))

@@ -23,29 +23,28 @@
 //! a lost job quickly. Clients retry failed requests and poll until Kiln
 //! decides; only the 200-order run demands that no request failed at all.
 //!
-//! Isolation: each test has its own PostgreSQL database (dropped at the end),
-//! queue prefix (the topology is deleted at the end), data directory and
-//! ports; `cluster.sh down` always runs (a `Drop` guard; on failure the data
-//! directory with every process's log is kept and its path printed). Test 3
-//! stops the machine's broker, so the tests of this file run one at a time
+//! Isolation: each test has a cluster of its own (`kiln_tests::cluster`:
+//! database, queue prefix, data directory and ports, all cleaned up; on
+//! failure every process's log is kept and its path printed). Test 3 stops
+//! the machine's broker, so the tests of this file run one at a time
 //! (`ONE_AT_A_TIME`). They need root (for `rabbitmqctl`), RabbitMQ on
 //! 127.0.0.1:5672 (or `AMQP_URL`) and PostgreSQL on 127.0.0.1:5432 (trust).
 //! Run with `--nocapture` to see each scenario's summary; set
 //! `KILN_DIST_KEEP_LOGS=1` to keep every process's log after a passing run.
 
 use instant_acme::{
-    Account, AuthorizationStatus, ChallengeStatus, ChallengeType, Identifier, NewAccount, NewOrder,
-    Order, OrderStatus, Problem,
+    Account, AuthorizationStatus, ChallengeStatus, ChallengeType, Identifier, NewOrder, Order,
+    OrderStatus, Problem,
 };
-use kiln_tests::cluster::{amqp_url, build_binaries, wait_for_broker, workspace_root};
-use kiln_tests::{Http01Responder, csr_der, free_port, has_poison, parse_chain, verify_chain};
+use kiln_tests::cluster::{Cluster, WORKERS};
+use kiln_tests::instant::new_account;
+use kiln_tests::metrics::{Scrape, try_scrape};
+use kiln_tests::{Http01Responder, csr_der, has_poison, parse_chain, verify_chain};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
-use std::net::{Ipv4Addr, TcpListener};
-use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use store::{CertificateState, Store};
 use tokio::sync::{Mutex, Semaphore};
@@ -53,16 +52,8 @@ use tokio::task::JoinSet;
 
 /// Test 3 stops the machine's broker: the tests here never overlap.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
-/// Numbers the clusters of this process (database and queue names).
-static NEXT_CLUSTER: AtomicUsize = AtomicUsize::new(0);
-/// The binaries are built once per test process.
-static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
 
 const REPLICAS: usize = 2;
-const WORKERS: [&str; 4] = ["validator", "caa-checker", "signer", "ct-submitter"];
-const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
-/// The database the test connects to for CREATE / DROP DATABASE.
-const POSTGRES_ADMIN_DB: &str = "test";
 /// Bound on one ACME request (the api may wait up to its 30 s publish
 /// timeout while the broker is down).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(45);
@@ -77,379 +68,24 @@ const FAULT_STEP_TIMEOUT_SECS: &str = "5";
 /// seconds in the pipeline, so a fault finds many of them mid-way.
 const FAULT_CT_LATENCY_MS: &str = "1500";
 
-// ---- the cluster ----------------------------------------------------------------
+// ---- the cluster's work ------------------------------------------------------------
 
-/// A base for `count` consecutive admin ports, all free now and none of
-/// `avoid`, somewhere in 20000–60000.
-fn free_admin_base(count: u16, avoid: &[u16]) -> u16 {
-    use std::hash::{BuildHasher, RandomState};
-    for attempt in 0u64..200 {
-        let random = RandomState::new().hash_one((std::process::id(), attempt));
-        let base = 20_000 + (random % 40_000) as u16;
-        let ports = base..base + count;
-        if ports.clone().any(|p| avoid.contains(&p)) {
+/// Worker jobs per process from each admin port's /metrics; `None` for a
+/// process that does not answer (killed).
+async fn job_counts(cluster: &Cluster) -> Vec<(String, Option<JobCounts>)> {
+    let mut counts = Vec::new();
+    for (name, addr) in cluster.admin_ports() {
+        if name == "api" {
             continue;
         }
-        let all_free = ports
-            .clone()
-            .all(|p| TcpListener::bind((Ipv4Addr::LOCALHOST, p)).is_ok());
-        if all_free {
-            return base;
-        }
+        let metrics = try_scrape(&addr).await.ok();
+        counts.push((name, metrics.map(|m| JobCounts::of(&m))));
     }
-    panic!("no free run of {count} admin ports found");
-}
-
-/// One distributed Kiln, stopped and cleaned up when dropped.
-struct Cluster {
-    label: String,
-    data_dir: Option<tempfile::TempDir>,
-    env: Vec<(String, String)>,
-    db_name: String,
-    prefix: String,
-    directory_url: String,
-    root_pem_path: PathBuf,
-    root_pem: String,
-    http01: Http01Responder,
-    /// The cluster's database, for the checks.
-    store: Store,
-}
-
-impl Cluster {
-    /// Builds the binaries (once), creates a database and starts every
-    /// binary with `cluster.sh up`; `extra_env` goes to every binary.
-    async fn start(label: &str, extra_env: &[(&str, &str)]) -> Cluster {
-        tokio::task::spawn_blocking(|| BUILT.get_or_init(build_binaries).clone())
-            .await
-            .expect("build task")
-            .expect("the Kiln binaries build");
-        wait_for_broker(Duration::from_secs(90)).await;
-
-        let n = NEXT_CLUSTER.fetch_add(1, Ordering::SeqCst);
-        let pid = std::process::id();
-        let db_name = format!("kiln_dist_{pid}_{n}");
-        let admin = Store::connect(&format!("{POSTGRES}/{POSTGRES_ADMIN_DB}"))
-            .await
-            .expect("PostgreSQL must be running on 127.0.0.1:5432 with trust auth");
-        // A leftover of an earlier process with the same pid.
-        admin
-            .execute_admin(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
-            .await
-            .expect("drop stale database");
-        admin
-            .execute_admin(&format!("CREATE DATABASE {db_name}"))
-            .await
-            .expect("create the test database");
-        admin.close().await;
-        let db_url = format!("{POSTGRES}/{db_name}");
-        let store = Store::connect(&db_url).await.expect("connect to test db");
-
-        let data_dir = tempfile::Builder::new()
-            .prefix(&format!("kiln-dist-{label}-"))
-            .tempdir()
-            .expect("temp dir");
-        let data = data_dir.path().to_path_buf();
-        let http01 = Http01Responder::start().await;
-        let listen_port = free_port();
-        let tlsalpn_port = free_port();
-        let admin_base = free_admin_base(
-            (1 + WORKERS.len() * REPLICAS) as u16,
-            &[listen_port, tlsalpn_port, http01.port],
-        );
-        let listen = format!("127.0.0.1:{listen_port}");
-        let prefix = format!("kiln_dist.{pid}.{n}.");
-        let mut env: Vec<(String, String)> = [
-            ("KILN_REPLICAS", REPLICAS.to_string()),
-            ("KILN_DATA_DIR", data.display().to_string()),
-            ("KILN_LISTEN", listen.clone()),
-            ("KILN_HTTP01_PORT", http01.port.to_string()),
-            ("KILN_TLSALPN01_PORT", tlsalpn_port.to_string()),
-            ("DATABASE_URL", db_url.clone()),
-            ("AMQP_URL", amqp_url()),
-            ("KILN_QUEUE_PREFIX", prefix.clone()),
-            ("KILN_ADMIN_PORT_BASE", admin_base.to_string()),
-            ("KILN_NO_BUILD", "1".to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        env.extend(
-            extra_env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string())),
-        );
-
-        // The guard exists before `up`, so a failed start is cleaned up too.
-        let mut cluster = Cluster {
-            label: label.to_string(),
-            data_dir: Some(data_dir),
-            env,
-            db_name,
-            prefix,
-            directory_url: format!("https://{listen}/directory"),
-            root_pem_path: data.join("root.pem"),
-            root_pem: String::new(),
-            http01,
-            store,
-        };
-        let started = Instant::now();
-        for attempt in 1..=3 {
-            let out = cluster.cluster_sh("up").await;
-            if out.status.success() {
-                break;
-            }
-            let why = format!(
-                "cluster.sh up failed ({}):\n{}{}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            assert!(attempt < 3, "{why}");
-            // Most likely the broker was being restarted by another test.
-            eprintln!("[{label}] {why}\nretrying");
-            let _ = cluster.cluster_sh("down").await;
-            wait_for_broker(Duration::from_secs(60)).await;
-        }
-        cluster.root_pem =
-            std::fs::read_to_string(&cluster.root_pem_path).expect("cluster.sh wrote root.pem");
-        // `up` returns once the api answers; the workers may still subscribe.
-        let consumers = cluster.await_all_consuming(Duration::from_secs(30)).await;
-        assert!(
-            consumers.values().all(|n| *n as usize == REPLICAS),
-            "[{label}] every worker replica consumes: {consumers:?}"
-        );
-        println!(
-            "[{label}] cluster up in {:.1}s: {} replicas per worker, api {listen}, db {}, queue prefix {}",
-            started.elapsed().as_secs_f64(),
-            REPLICAS,
-            cluster.db_name,
-            cluster.prefix
-        );
-        cluster
-    }
-
-    fn data(&self) -> &Path {
-        self.data_dir.as_ref().expect("data dir").path()
-    }
-
-    fn cluster_sh_command(&self, action: &str) -> Command {
-        let mut command = Command::new("bash");
-        command
-            .arg(workspace_root().join("deploy/local/cluster.sh"))
-            .arg(action)
-            .current_dir(self.data());
-        for (k, v) in &self.env {
-            command.env(k, v);
-        }
-        command
-    }
-
-    async fn cluster_sh(&self, action: &str) -> std::process::Output {
-        let mut command = self.cluster_sh_command(action);
-        tokio::task::spawn_blocking(move || command.output())
-            .await
-            .expect("cluster.sh task")
-            .expect("run cluster.sh")
-    }
-
-    /// `name admin-address` of every process, as cluster.sh wrote them.
-    fn admin_ports(&self) -> Vec<(String, String)> {
-        std::fs::read_to_string(self.data().join("admin-ports"))
-            .expect("admin-ports")
-            .lines()
-            .filter_map(|line| {
-                let (name, addr) = line.split_once(' ')?;
-                Some((name.to_string(), addr.to_string()))
-            })
-            .collect()
-    }
-
-    fn pid_of(&self, name: &str) -> u32 {
-        std::fs::read_to_string(self.data().join(format!("pids/{name}.pid")))
-            .unwrap_or_else(|e| panic!("pid of {name}: {e}"))
-            .trim()
-            .parse()
-            .expect("pid")
-    }
-
-    /// SIGKILLs one process of the cluster; `down` then skips it.
-    fn kill_nine(&self, name: &str) {
-        let pid = self.pid_of(name);
-        let status = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -9 {name} ({pid}): {status}");
-        // Its pid may be reused later: `down` must not signal it.
-        let _ = std::fs::remove_file(self.data().join(format!("pids/{name}.pid")));
-    }
-
-    /// Worker jobs per process from each admin port's /metrics; `None` for
-    /// a process that does not answer (killed).
-    async fn job_counts(&self) -> Vec<(String, Option<JobCounts>)> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .expect("client");
-        let mut counts = Vec::new();
-        for (name, addr) in self.admin_ports() {
-            if name == "api" {
-                continue;
-            }
-            let text = match client.get(format!("http://{addr}/metrics")).send().await {
-                Ok(response) => response.text().await.ok(),
-                Err(_) => None,
-            };
-            counts.push((name, text.map(|t| JobCounts::parse(&t))));
-        }
-        counts
-    }
-
-    /// Consumers RabbitMQ sees on each of this cluster's stage queues.
-    fn stage_consumers(&self) -> BTreeMap<String, u32> {
-        let retry_steps = queue::AmqpOptions::default().retry_steps;
-        let topology = queue::amqp::Topology::new(&self.prefix, &retry_steps).expect("topology");
-        let out = Command::new("rabbitmqctl")
-            .args([
-                "list_queues",
-                "name",
-                "consumers",
-                "--no-table-headers",
-                "-q",
-            ])
-            .output()
-            .expect("rabbitmqctl list_queues");
-        let listed = String::from_utf8_lossy(&out.stdout).into_owned();
-        let consumers: HashMap<&str, u32> = listed
-            .lines()
-            .filter_map(|line| {
-                let (name, n) = line.split_once('\t')?;
-                Some((name, n.trim().parse().ok()?))
-            })
-            .collect();
-        topology
-            .stage_queues
-            .iter()
-            .map(|q| (q.clone(), consumers.get(q.as_str()).copied().unwrap_or(0)))
-            .collect()
-    }
-
-    /// Waits (at most `within`) until every stage queue has a consumer per
-    /// replica again; returns what RabbitMQ shows last.
-    async fn await_all_consuming(&self, within: Duration) -> BTreeMap<String, u32> {
-        let until = Instant::now() + within;
-        loop {
-            let consumers = self.stage_consumers();
-            let all = consumers.values().all(|n| *n as usize == REPLICAS);
-            if all || Instant::now() > until {
-                return consumers;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-
-    /// Whether the api process still answers on its admin port.
-    async fn api_alive(&self) -> bool {
-        let Some((_, addr)) = self.admin_ports().into_iter().find(|(n, _)| n == "api") else {
-            return false;
-        };
-        let probe = reqwest::Client::new()
-            .get(format!("http://{addr}/healthz"))
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await;
-        probe.is_ok_and(|r| r.status().is_success())
-    }
-
-    async fn drop_database_and_topology(db_name: String, prefix: String) -> Result<(), String> {
-        let admin = Store::connect(&format!("{POSTGRES}/{POSTGRES_ADMIN_DB}"))
-            .await
-            .map_err(|e| e.to_string())?;
-        admin
-            .execute_admin(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
-            .await
-            .map_err(|e| format!("dropping {db_name}: {e}"))?;
-        admin.close().await;
-
-        let retry_steps = queue::AmqpOptions::default().retry_steps;
-        let topology =
-            queue::amqp::Topology::new(&prefix, &retry_steps).map_err(|e| e.to_string())?;
-        let connection =
-            lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
-                .await
-                .map_err(|e| e.to_string())?;
-        let channel = connection
-            .create_channel()
-            .await
-            .map_err(|e| e.to_string())?;
-        for queue in topology.all_queues() {
-            channel
-                .queue_delete(queue.into(), Default::default())
-                .await
-                .map_err(|e| format!("deleting queue {queue}: {e}"))?;
-        }
-        for exchange in topology.all_exchanges() {
-            channel
-                .exchange_delete(exchange.into(), Default::default())
-                .await
-                .map_err(|e| format!("deleting exchange {exchange}: {e}"))?;
-        }
-        let _ = connection.close(200, "cleaned up".into()).await;
-        Ok(())
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let failed = std::thread::panicking();
-        match self.cluster_sh_command("down").output() {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => eprintln!(
-                "[{}] cluster.sh down: {}\n{}",
-                self.label,
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ),
-            Err(e) => eprintln!("[{}] cluster.sh down: {e}", self.label),
-        }
-        let keep = failed || std::env::var_os("KILN_DIST_KEEP_LOGS").is_some();
-        if keep && let Some(dir) = self.data_dir.take() {
-            let kept = dir.keep();
-            eprintln!(
-                "[{}] {}logs of every process kept in {}/logs",
-                self.label,
-                if failed { "FAILED: " } else { "" },
-                kept.display()
-            );
-        }
-        // Drop cannot await: clean up on a runtime of its own, on its own
-        // thread (the broker is back by now: `BrokerStop` restarts it first).
-        let (db_name, prefix) = (self.db_name.clone(), self.prefix.clone());
-        let cleaned = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            runtime.block_on(async {
-                tokio::time::timeout(
-                    Duration::from_secs(60),
-                    Cluster::drop_database_and_topology(db_name, prefix),
-                )
-                .await
-                .map_err(|_| "timed out".to_string())?
-            })
-        })
-        .join();
-        match cleaned {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("[{}] cleanup: {e}", self.label),
-            Err(_) => eprintln!("[{}] cleanup panicked", self.label),
-        }
-    }
+    counts
 }
 
 /// `kiln_jobs_total` of one process, summed per outcome.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 struct JobCounts {
     ok: u64,
     retry: u64,
@@ -457,25 +93,16 @@ struct JobCounts {
 }
 
 impl JobCounts {
-    fn parse(metrics: &str) -> JobCounts {
-        let mut counts = JobCounts::default();
-        for line in metrics.lines() {
-            let Some(rest) = line.strip_prefix("kiln_jobs_total{") else {
-                continue;
-            };
-            let Some((labels, value)) = rest.rsplit_once("} ") else {
-                continue;
-            };
-            let value = value.trim().parse::<f64>().unwrap_or(0.0) as u64;
-            if labels.contains("outcome=\"ok\"") {
-                counts.ok += value;
-            } else if labels.contains("outcome=\"retry\"") {
-                counts.retry += value;
-            } else if labels.contains("outcome=\"gave_up\"") {
-                counts.gave_up += value;
-            }
+    fn of(metrics: &Scrape) -> JobCounts {
+        let total = |outcome: &str| {
+            let values = metrics.values("kiln_jobs_total", &[("outcome", outcome)]);
+            values.iter().sum::<f64>() as u64
+        };
+        JobCounts {
+            ok: total("ok"),
+            retry: total("retry"),
+            gave_up: total("gave_up"),
         }
-        counts
     }
 }
 
@@ -655,20 +282,7 @@ async fn create_accounts(cluster: &Cluster, n: usize) -> Vec<Account> {
         let (root, url) = (cluster.root_pem_path.clone(), cluster.directory_url.clone());
         tasks.spawn(async move {
             let contact = format!("mailto:client{i}@kiln-dist.test");
-            let (account, _) = Account::builder_with_root(&root)
-                .expect("builder")
-                .create(
-                    &NewAccount {
-                        contact: &[&contact],
-                        terms_of_service_agreed: true,
-                        only_return_existing: false,
-                    },
-                    url,
-                    None,
-                )
-                .await
-                .expect("account created");
-            (i, account)
+            (i, new_account(&root, &url, &[&contact]).await)
         });
     }
     let mut accounts: Vec<(usize, Account)> = tasks.join_all().await;
@@ -1136,7 +750,7 @@ fn summary(label: &str, load: &Load, tally: &Tally, took: Duration) {
 async fn two_hundred_concurrent_orders_all_valid() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let label = "load";
-    let cluster = Cluster::start(label, &[]).await;
+    let cluster = Cluster::start(label, REPLICAS, &[]).await;
     let load = Load {
         orders: 200,
         accounts: 10,
@@ -1152,7 +766,7 @@ async fn two_hundred_concurrent_orders_all_valid() {
     summary(label, &load, &tally, took);
     assert_eq!(tally.valid, load.orders, "every order valid");
 
-    let counts = cluster.job_counts().await;
+    let counts = job_counts(&cluster).await;
     println!("[{label}] jobs ok per replica: {}", format_counts(&counts));
     assert_eq!(counts.len(), WORKERS.len() * REPLICAS, "{counts:?}");
     for (name, count) in &counts {
@@ -1162,25 +776,36 @@ async fn two_hundred_concurrent_orders_all_valid() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn kill_nine_signer_and_ct_submitter_mid_run() {
-    let _alone = ONE_AT_A_TIME.lock().await;
-    let label = "kill-9";
-    let cluster = Cluster::start(
+/// The fault scenarios' cluster: a short step timeout (the sweeper
+/// re-drives a lost job quickly) and slow CT logs (a fault finds the
+/// pipeline full).
+async fn fault_cluster(label: &str) -> Cluster {
+    Cluster::start(
         label,
+        REPLICAS,
         &[
             ("KILN_RUNNER__STEP_TIMEOUT_SECS", FAULT_STEP_TIMEOUT_SECS),
             ("KILN_CT_LATENCY_MS", FAULT_CT_LATENCY_MS),
         ],
     )
-    .await;
-    let load = Load {
-        orders: 100,
-        accounts: 10,
-        concurrency: 100,
-        finalize_together: true,
-        deadline: Duration::from_secs(150),
-    };
+    .await
+}
+
+/// The fault scenarios' load: every order finalized at once.
+const FAULT_LOAD: Load = Load {
+    orders: 100,
+    accounts: 10,
+    concurrency: 100,
+    finalize_together: true,
+    deadline: Duration::from_secs(150),
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_nine_signer_and_ct_submitter_mid_run() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let label = "kill-9";
+    let cluster = fault_cluster(label).await;
+    let load = FAULT_LOAD;
     let accounts = create_accounts(&cluster, load.accounts).await;
     let progress = Arc::new(Progress::default());
     let started = Instant::now();
@@ -1205,7 +830,7 @@ async fn kill_nine_signer_and_ct_submitter_mid_run() {
     summary(label, &load, &tally, took);
     println!(
         "[{label}] jobs ok per replica: {}",
-        format_counts(&cluster.job_counts().await)
+        format_counts(&job_counts(&cluster).await)
     );
 }
 
@@ -1213,21 +838,8 @@ async fn kill_nine_signer_and_ct_submitter_mid_run() {
 async fn broker_stopped_for_ten_seconds_mid_run() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let label = "broker-stop";
-    let cluster = Cluster::start(
-        label,
-        &[
-            ("KILN_RUNNER__STEP_TIMEOUT_SECS", FAULT_STEP_TIMEOUT_SECS),
-            ("KILN_CT_LATENCY_MS", FAULT_CT_LATENCY_MS),
-        ],
-    )
-    .await;
-    let load = Load {
-        orders: 100,
-        accounts: 10,
-        concurrency: 100,
-        finalize_together: true,
-        deadline: Duration::from_secs(150),
-    };
+    let cluster = fault_cluster(label).await;
+    let load = FAULT_LOAD;
     let accounts = create_accounts(&cluster, load.accounts).await;
     let progress = Arc::new(Progress::default());
     let started = Instant::now();
@@ -1262,7 +874,7 @@ async fn broker_stopped_for_ten_seconds_mid_run() {
     let took = started.elapsed();
     let tally = check_invariants(&cluster, &accounts, &runs, false).await;
     summary(label, &load, &tally, took);
-    let counts = cluster.job_counts().await;
+    let counts = job_counts(&cluster).await;
     println!("[{label}] jobs ok per replica: {}", format_counts(&counts));
     assert!(
         counts.iter().all(|(_, c)| c.is_some()),

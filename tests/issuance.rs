@@ -3,29 +3,16 @@
 //! certificate is what the order asked for, with verifiable embedded SCTs.
 
 use dns::testing::TestDnsServer;
-use instant_acme::{
-    Account, ChallengeType, Identifier, NewAccount, NewOrder, Order, OrderStatus, RetryPolicy,
-};
+use instant_acme::{Account, Identifier, NewAccount, NewOrder, Order, OrderStatus, RetryPolicy};
+use kiln_tests::instant::{answer_dns01, answer_http01, new_account, new_order};
 use kiln_tests::{
     Http01Responder, TestKiln, csr_der, has_poison, parse_chain, san_names, verify_chain,
 };
 use std::time::Duration;
 
 async fn account(kiln: &TestKiln) -> Account {
-    let (account, _) = Account::builder_with_root(&kiln.kiln.root_pem_path)
-        .expect("builder")
-        .create(
-            &NewAccount {
-                contact: &["mailto:client@kiln.test"],
-                terms_of_service_agreed: true,
-                only_return_existing: false,
-            },
-            kiln.directory_url(),
-            None,
-        )
-        .await
-        .expect("account created");
-    account
+    let contact = ["mailto:client@kiln.test"];
+    new_account(&kiln.kiln.root_pem_path, &kiln.directory_url(), &contact).await
 }
 
 /// Where a test publishes challenge responses.
@@ -34,23 +21,12 @@ enum Responder<'a> {
     Dns(&'a TestDnsServer),
 }
 
-/// Answers every authorization's challenge of `kind`, waits for `ready`.
-async fn authorize(order: &mut Order, kind: ChallengeType, responder: Responder<'_>) {
-    let mut authzs = order.authorizations();
-    while let Some(authz) = authzs.next().await {
-        let mut authz = authz.expect("authorization");
-        let mut challenge = authz.challenge(kind.clone()).expect("challenge offered");
-        let name = challenge.identifier().to_string();
-        let key_auth = challenge.key_authorization();
-        match responder {
-            Responder::Http(http) => http.set(&challenge.token, key_auth.as_str()),
-            Responder::Dns(dns) => {
-                let base = name.trim_start_matches("*.");
-                dns.set_txt(&format!("_acme-challenge.{base}"), &key_auth.dns_value())
-                    .await
-            }
-        }
-        challenge.set_ready().await.expect("challenge accepted");
+/// Answers every authorization's challenge through `responder` (http-01
+/// or dns-01), waits for `ready`.
+async fn authorize(order: &mut Order, responder: Responder<'_>) {
+    match responder {
+        Responder::Http(http01) => answer_http01(order, http01).await,
+        Responder::Dns(dns) => answer_dns01(order, dns).await,
     }
     let retry = RetryPolicy::new()
         .initial_delay(Duration::from_millis(50))
@@ -119,20 +95,8 @@ async fn http01_order_is_finalized_asynchronously() {
     let kiln = TestKiln::start(None).await;
     let account = account(&kiln).await;
     let names = ["www.kiln-e2e.test", "kiln-e2e.test"];
-    let ids: Vec<Identifier> = names
-        .iter()
-        .map(|n| Identifier::Dns(n.to_string()))
-        .collect();
-    let mut order = account
-        .new_order(&NewOrder::new(&ids))
-        .await
-        .expect("order");
-    authorize(
-        &mut order,
-        ChallengeType::Http01,
-        Responder::Http(&kiln.http01),
-    )
-    .await;
+    let mut order = new_order(&account, &names).await;
+    authorize(&mut order, Responder::Http(&kiln.http01)).await;
     finalize_and_check(&kiln, &mut order, &names).await;
     kiln.kiln.shutdown().await;
 }
@@ -143,15 +107,8 @@ async fn dns01_wildcard_order_is_finalized_asynchronously() {
     let kiln = TestKiln::start(Some(dns.addr())).await;
     let account = account(&kiln).await;
     let names = ["*.dns-e2e.test", "dns-e2e.test"];
-    let ids: Vec<Identifier> = names
-        .iter()
-        .map(|n| Identifier::Dns(n.to_string()))
-        .collect();
-    let mut order = account
-        .new_order(&NewOrder::new(&ids))
-        .await
-        .expect("order");
-    authorize(&mut order, ChallengeType::Dns01, Responder::Dns(&dns)).await;
+    let mut order = new_order(&account, &names).await;
+    authorize(&mut order, Responder::Dns(&dns)).await;
     finalize_and_check(&kiln, &mut order, &names).await;
     kiln.kiln.shutdown().await;
 }
@@ -191,12 +148,7 @@ async fn restart_keeps_ca_accounts_and_orders() {
         .await
         .expect("account still known");
     let mut order = account.order(order_url).await.expect("order still there");
-    authorize(
-        &mut order,
-        ChallengeType::Http01,
-        Responder::Http(&second.http01),
-    )
-    .await;
+    authorize(&mut order, Responder::Http(&second.http01)).await;
     finalize_and_check(&second, &mut order, &["restart.kiln-e2e.test"]).await;
     second.kiln.shutdown().await;
 }

@@ -2,8 +2,8 @@
 //! finalization.
 //!
 //! 1. `distributed_one_finalize_is_one_trace_with_metrics_and_joined_logs`:
-//!    Kiln distributed (`deploy/local/cluster.sh up`, one replica of each
-//!    worker, a fresh PostgreSQL database and queue prefix, free ports) with
+//!    Kiln distributed (`kiln_tests::cluster`: one replica of each worker, a
+//!    fresh PostgreSQL database and queue prefix, free ports) with
 //!    `OTEL_EXPORTER_OTLP_ENDPOINT` pointing at a small OTLP/HTTP receiver in
 //!    this test. One certificate is ordered with instant-acme; then:
 //!    - every `kiln_` series an operator relies on is on the admin ports'
@@ -19,16 +19,17 @@
 //!    with the same environment variables produces the same trace shape
 //!    through the in-process queue.
 //!
-//! Needs RabbitMQ (`AMQP_URL`, default 127.0.0.1:5672) and PostgreSQL on
-//! 127.0.0.1:5432 (trust), like `distributed.rs`.
+//! Needs RabbitMQ (`AMQP_URL`, default 127.0.0.1:5672, and `rabbitmqctl`)
+//! and PostgreSQL on 127.0.0.1:5432 (trust), like `distributed.rs`.
 
 use axum::body::Bytes;
 use axum::extract::State;
 use instant_acme::{
-    Account, AuthorizationStatus, ChallengeStatus, ChallengeType, Identifier, NewAccount, NewOrder,
-    OrderStatus,
+    AuthorizationStatus, ChallengeStatus, ChallengeType, Identifier, NewOrder, OrderStatus,
 };
-use kiln_tests::cluster::{amqp_url, build_binaries, wait_for_broker, workspace_root};
+use kiln_tests::cluster::{Cluster, binary, ensure_binaries_built};
+use kiln_tests::instant::new_account;
+use kiln_tests::metrics::{Scrape, scrape};
 use kiln_tests::{Http01Responder, csr_der, free_port};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -36,32 +37,20 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use prost::Message as _;
 use std::collections::{BTreeMap, HashMap};
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use store::Store;
 
-const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
-const POSTGRES_ADMIN_DB: &str = "test";
-const WORKERS: [&str; 4] = ["validator", "caa-checker", "signer", "ct-submitter"];
 /// Nothing is exported on a timer during the test: what the receiver gets,
 /// it gets from the flush at shutdown (or a full batch).
 const BATCH_DELAY_MS: &str = "600000";
 
 /// The tests here start many processes each: one at a time.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-
-async fn build() {
-    tokio::task::spawn_blocking(|| BUILT.get_or_init(build_binaries).clone())
-        .await
-        .expect("build task")
-        .expect("the Kiln binaries build");
-}
 
 // ---- the OTLP/HTTP receiver -----------------------------------------------------
 
@@ -310,78 +299,25 @@ fn trace_complete(spans: &[ReceivedSpan]) -> bool {
 
 // ---- metrics -------------------------------------------------------------------
 
-/// Prometheus text, parsed: (name, labels, value).
-struct Scrape(Vec<(String, BTreeMap<String, String>, f64)>);
-
-impl Scrape {
-    fn parse(text: &str) -> Scrape {
-        let mut series = Vec::new();
-        for line in text.lines() {
-            if line.starts_with('#') || line.trim().is_empty() {
-                continue;
-            }
-            let Some((head, value)) = line.rsplit_once(' ') else {
-                continue;
-            };
-            let Ok(value) = value.parse::<f64>() else {
-                continue;
-            };
-            let (name, labels) = match head.split_once('{') {
-                Some((name, rest)) => {
-                    let labels = rest
-                        .trim_end_matches('}')
-                        .split("\",")
-                        .filter_map(|pair| {
-                            let (k, v) = pair.split_once('=')?;
-                            Some((k.to_string(), v.trim_matches('"').to_string()))
-                        })
-                        .collect();
-                    (name.to_string(), labels)
-                }
-                None => (head.to_string(), BTreeMap::new()),
-            };
-            series.push((name, labels, value));
-        }
-        Scrape(series)
-    }
-
-    /// The values of `name` whose labels include `labels`.
-    fn values(&self, name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
-        self.0
+/// The `/metrics` of `addr` once they count the order's finalization as
+/// `valid` (or after 30 s, whatever they say): the sweeper, which reads
+/// finished orders, runs every 5 s.
+async fn scrape_once_finalized(addr: &str) -> Scrape {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = scrape(addr).await;
+        let done: f64 = metrics
+            .values(
+                "kiln_finalize_duration_seconds_count",
+                &[("outcome", "valid")],
+            )
             .iter()
-            .filter(|(n, l, _)| {
-                n == name
-                    && labels
-                        .iter()
-                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
-            })
-            .map(|(_, _, v)| *v)
-            .collect()
+            .sum();
+        if done >= 1.0 || Instant::now() > until {
+            return metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-
-    /// Sum of the matching series; panics if there are none.
-    fn sum(&self, who: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let values = self.values(name, labels);
-        assert!(
-            !values.is_empty(),
-            "{who}: no series {name}{labels:?} on /metrics"
-        );
-        values.iter().sum()
-    }
-}
-
-async fn scrape(addr: &str) -> Scrape {
-    let text = reqwest::Client::new()
-        .get(format!("http://{addr}/metrics"))
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .and_then(|r| r.error_for_status())
-        .unwrap_or_else(|e| panic!("scraping {addr}: {e}"))
-        .text()
-        .await
-        .expect("metrics text");
-    Scrape::parse(&text)
 }
 
 // ---- logs ----------------------------------------------------------------------
@@ -405,19 +341,7 @@ async fn order_one_certificate(
     root: &Path,
     http01: &Http01Responder,
 ) -> String {
-    let (account, _) = Account::builder_with_root(root)
-        .expect("builder")
-        .create(
-            &NewAccount {
-                contact: &["mailto:o11y@kiln.test"],
-                terms_of_service_agreed: true,
-                only_return_existing: false,
-            },
-            directory_url.to_string(),
-            None,
-        )
-        .await
-        .expect("account created");
+    let account = new_account(root, directory_url, &["mailto:o11y@kiln.test"]).await;
     let name = "traced.kiln-o11y.test";
     let mut order = account
         .new_order(&NewOrder::new(&[Identifier::Dns(name.into())]))
@@ -457,250 +381,29 @@ async fn order_one_certificate(
     }
 }
 
-// ---- the distributed cluster -----------------------------------------------------
-
-/// A base for `count` consecutive free admin ports, none of `avoid`.
-fn free_admin_base(count: u16, avoid: &[u16]) -> u16 {
-    use std::hash::{BuildHasher, RandomState};
-    for attempt in 0u64..200 {
-        let random = RandomState::new().hash_one((std::process::id(), attempt, "o11y"));
-        let base = 20_000 + (random % 40_000) as u16;
-        let ports = base..base + count;
-        if ports.clone().any(|p| avoid.contains(&p)) {
-            continue;
-        }
-        if ports
-            .clone()
-            .all(|p| TcpListener::bind((Ipv4Addr::LOCALHOST, p)).is_ok())
-        {
-            return base;
-        }
-    }
-    panic!("no free run of {count} admin ports");
-}
-
-/// One distributed Kiln; stopped, its database dropped and its queues
-/// deleted when dropped (logs kept if the test failed).
-struct Cluster {
-    data_dir: Option<tempfile::TempDir>,
-    env: Vec<(String, String)>,
-    db_name: String,
-    db_url: String,
-    prefix: String,
-    directory_url: String,
-    root_pem_path: PathBuf,
-    store: Store,
-    stopped: bool,
-}
-
-impl Cluster {
-    async fn start(extra_env: &[(&str, &str)], http01_port: u16) -> Cluster {
-        build().await;
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let pid = std::process::id();
-        let db_name = format!("kiln_o11y_{pid}_{n}");
-        let admin = Store::connect(&format!("{POSTGRES}/{POSTGRES_ADMIN_DB}"))
-            .await
-            .expect("PostgreSQL must run on 127.0.0.1:5432 with trust auth");
-        admin
-            .execute_admin(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
-            .await
-            .expect("drop a stale database");
-        admin
-            .execute_admin(&format!("CREATE DATABASE {db_name}"))
-            .await
-            .expect("create the test database");
-        admin.close().await;
-        let db_url = format!("{POSTGRES}/{db_name}");
-        let store = Store::connect(&db_url)
-            .await
-            .expect("connect to the test db");
-        let data_dir = tempfile::Builder::new()
-            .prefix("kiln-o11y-")
-            .tempdir()
-            .expect("temp dir");
-        let data = data_dir.path().to_path_buf();
-        let listen_port = free_port();
-        let tlsalpn_port = free_port();
-        let admin_base = free_admin_base(
-            1 + WORKERS.len() as u16,
-            &[listen_port, tlsalpn_port, http01_port],
-        );
-        let listen = format!("127.0.0.1:{listen_port}");
-        let prefix = format!("kiln_o11y.{pid}.{n}.");
-        let mut env: Vec<(String, String)> = [
-            ("KILN_REPLICAS", "1".to_string()),
-            ("KILN_DATA_DIR", data.display().to_string()),
-            ("KILN_LISTEN", listen.clone()),
-            ("KILN_HTTP01_PORT", http01_port.to_string()),
-            ("KILN_TLSALPN01_PORT", tlsalpn_port.to_string()),
-            ("DATABASE_URL", db_url.clone()),
-            ("AMQP_URL", amqp_url()),
-            ("KILN_QUEUE_PREFIX", prefix.clone()),
-            ("KILN_ADMIN_PORT_BASE", admin_base.to_string()),
-            ("KILN_NO_BUILD", "1".to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        env.extend(
-            extra_env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string())),
-        );
-        let cluster = Cluster {
-            data_dir: Some(data_dir),
-            env,
-            db_name,
-            db_url,
-            prefix,
-            directory_url: format!("https://{listen}/directory"),
-            root_pem_path: data.join("root.pem"),
-            store,
-            stopped: false,
-        };
-        for attempt in 1..=3 {
-            wait_for_broker(Duration::from_secs(90)).await;
-            let out = cluster.cluster_sh("up").await;
-            if out.status.success() {
-                break;
-            }
-            let why = format!(
-                "cluster.sh up failed ({}):\n{}{}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            assert!(attempt < 3, "{why}");
-            // Most likely the broker was being restarted by another test.
-            eprintln!("[observability] {why}\nretrying");
-            let _ = cluster.cluster_sh("down").await;
-        }
-        cluster
-    }
-
-    fn data(&self) -> &Path {
-        self.data_dir.as_ref().expect("data dir").path()
-    }
-
-    fn command(&self, action: &str) -> Command {
-        let mut command = Command::new("bash");
-        command
-            .arg(workspace_root().join("deploy/local/cluster.sh"))
-            .arg(action)
-            .current_dir(self.data());
-        for (k, v) in &self.env {
-            command.env(k, v);
-        }
-        command
-    }
-
-    async fn cluster_sh(&self, action: &str) -> std::process::Output {
-        let mut command = self.command(action);
-        tokio::task::spawn_blocking(move || command.output())
-            .await
-            .expect("cluster.sh task")
-            .expect("run cluster.sh")
-    }
-
-    /// SIGTERM to every process (each drains and flushes its spans).
-    async fn down(&mut self) {
-        let out = self.cluster_sh("down").await;
-        assert!(out.status.success(), "cluster.sh down: {out:?}");
-        self.stopped = true;
-    }
-
-    fn admin_ports(&self) -> Vec<(String, String)> {
-        std::fs::read_to_string(self.data().join("admin-ports"))
-            .expect("admin-ports")
-            .lines()
-            .filter_map(|line| {
-                let (name, addr) = line.split_once(' ')?;
-                Some((name.to_string(), addr.to_string()))
-            })
-            .collect()
-    }
-
-    async fn cleanup(db_name: String, prefix: String) -> Result<(), String> {
-        let admin = Store::connect(&format!("{POSTGRES}/{POSTGRES_ADMIN_DB}"))
-            .await
-            .map_err(|e| e.to_string())?;
-        admin
-            .execute_admin(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
-            .await
-            .map_err(|e| e.to_string())?;
-        admin.close().await;
-        let topology =
-            queue::amqp::Topology::new(&prefix, &queue::AmqpOptions::default().retry_steps)
-                .map_err(|e| e.to_string())?;
-        let connection =
-            lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
-                .await
-                .map_err(|e| e.to_string())?;
-        let channel = connection
-            .create_channel()
-            .await
-            .map_err(|e| e.to_string())?;
-        for queue in topology.all_queues() {
-            let _ = channel.queue_delete(queue.into(), Default::default()).await;
-        }
-        for exchange in topology.all_exchanges() {
-            let _ = channel
-                .exchange_delete(exchange.into(), Default::default())
-                .await;
-        }
-        let _ = connection.close(200, "cleaned up".into()).await;
-        Ok(())
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if !self.stopped {
-            let _ = self.command("down").output();
-        }
-        if std::thread::panicking()
-            && let Some(dir) = self.data_dir.take()
-        {
-            eprintln!(
-                "[observability] FAILED: every process's log is kept in {}/logs",
-                dir.keep().display()
-            );
-        }
-        let (db_name, prefix) = (self.db_name.clone(), self.prefix.clone());
-        let cleaned = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            runtime.block_on(Cluster::cleanup(db_name, prefix))
-        })
-        .join();
-        if let Ok(Err(e)) | Err(e) = cleaned.map_err(|_| "panicked".to_string()) {
-            eprintln!("[observability] cleanup: {e}");
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn distributed_one_finalize_is_one_trace_with_metrics_and_joined_logs() {
     let _one = ONE_AT_A_TIME.lock().await;
     let receiver = Receiver::default();
     let endpoint = receiver.start().await;
-    let http01 = Http01Responder::start().await;
     let mut cluster = Cluster::start(
+        "observability",
+        1,
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
             ("OTEL_BSP_SCHEDULE_DELAY", BATCH_DELAY_MS),
             // Every finalize rechecks CAA, so the recheck metrics move.
             ("KILN_CAA_RECHECK_AFTER_SECS", "0"),
         ],
-        http01.port,
     )
     .await;
 
-    let order_id =
-        order_one_certificate(&cluster.directory_url, &cluster.root_pem_path, &http01).await;
+    let order_id = order_one_certificate(
+        &cluster.directory_url,
+        &cluster.root_pem_path,
+        &cluster.http01,
+    )
+    .await;
 
     // The trace id is stored with the order, and `kiln order show` says it.
     let order = cluster
@@ -715,7 +418,7 @@ async fn distributed_one_finalize_is_one_trace_with_metrics_and_joined_logs() {
         .clone()
         .expect("the finalize request stored its trace id");
     assert_eq!(trace_id.len(), 32, "{trace_id}");
-    let shown = Command::new(workspace_root().join("target/debug/kiln"))
+    let shown = Command::new(binary("kiln"))
         .args([
             "order",
             "show",
@@ -742,23 +445,7 @@ async fn distributed_one_finalize_is_one_trace_with_metrics_and_joined_logs() {
             .1
             .clone()
     };
-    // The sweeper (in the api) refreshes its gauges and reads finished
-    // orders every 5 s.
-    let until = Instant::now() + Duration::from_secs(30);
-    let api = loop {
-        let api = scrape(&addr("api")).await;
-        let done = api
-            .values(
-                "kiln_finalize_duration_seconds_count",
-                &[("outcome", "valid")],
-            )
-            .iter()
-            .sum::<f64>();
-        if done >= 1.0 || Instant::now() > until {
-            break api;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let api = scrape_once_finalized(&addr("api")).await;
     let who = "api";
     assert_eq!(
         api.sum(
@@ -961,12 +648,12 @@ impl Embedded {
     /// Starts `kiln` with `env` (every other `OTEL_*` variable removed) and
     /// waits for its directory.
     async fn start(env: &[(&str, &str)], http01: &Http01Responder) -> Embedded {
-        build().await;
+        ensure_binaries_built().await;
         let data = tempfile::tempdir().expect("temp dir");
         let listen = format!("127.0.0.1:{}", free_port());
         let admin = format!("127.0.0.1:{}", free_port());
         let log = std::fs::File::create(data.path().join("kiln.log")).expect("log file");
-        let mut command = Command::new(workspace_root().join("target/debug/kiln"));
+        let mut command = Command::new(binary("kiln"));
         command
             .args(["--data-dir", &data.path().display().to_string()])
             .args(["--listen", &listen])
@@ -1062,21 +749,7 @@ async fn embedded_kiln_exports_the_same_trace() {
 
     // The same series on the one admin port, the queue gauges from the
     // in-process queue.
-    let until = Instant::now() + Duration::from_secs(30);
-    let metrics = loop {
-        let metrics = scrape(&admin).await;
-        let done: f64 = metrics
-            .values(
-                "kiln_finalize_duration_seconds_count",
-                &[("outcome", "valid")],
-            )
-            .iter()
-            .sum();
-        if done >= 1.0 || Instant::now() > until {
-            break metrics;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let metrics = scrape_once_finalized(&admin).await;
     let who = "kiln";
     assert_eq!(
         metrics.sum(

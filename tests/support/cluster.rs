@@ -1,9 +1,35 @@
-//! What the tests that run Kiln distributed (`deploy/local/cluster.sh`)
-//! share: the workspace, the binaries, the broker.
+//! Kiln distributed for the tests: every binary as its own process
+//! (`deploy/local/cluster.sh up`) on this machine's RabbitMQ and PostgreSQL.
+//!
+//! Each [`Cluster`] is isolated: its own PostgreSQL database (dropped at the
+//! end), queue prefix (the topology is deleted at the end), data directory,
+//! http-01 responder and ports. `cluster.sh down` always runs (a `Drop`
+//! guard); on failure, or with `KILN_DIST_KEEP_LOGS=1`, the data directory
+//! with every process's log is kept and its path printed.
+//!
+//! Needs RabbitMQ on 127.0.0.1:5672 (or `AMQP_URL`), `rabbitmqctl` (root)
+//! and PostgreSQL on 127.0.0.1:5432 with trust auth.
 
+use crate::{Http01Responder, free_port};
+use std::collections::{BTreeMap, HashMap};
+use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use store::Store;
+
+/// The worker binaries; cluster.sh starts each `replicas` times.
+pub const WORKERS: [&str; 4] = ["validator", "caa-checker", "signer", "ct-submitter"];
+const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
+/// The database the harness connects to for CREATE / DROP DATABASE.
+const POSTGRES_ADMIN_DB: &str = "test";
+
+/// Numbers the clusters of this process (database and queue names).
+static NEXT_CLUSTER: AtomicUsize = AtomicUsize::new(0);
+/// The binaries are built once per test process.
+static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -12,14 +38,27 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Where `cargo build` (debug) put binary `name`; cluster.sh runs the same.
+pub fn binary(name: &str) -> PathBuf {
+    workspace_root().join("target/debug").join(name)
+}
+
 pub fn amqp_url() -> String {
     std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
-/// Builds every binary cluster.sh starts. `cargo test` holds the build lock
-/// only while building, so this works from inside a test (and is a no-op
-/// when the binaries are fresh).
-pub fn build_binaries() -> Result<(), String> {
+/// Builds every binary cluster.sh starts, once per test process; panics if
+/// the build fails.
+pub async fn ensure_binaries_built() {
+    tokio::task::spawn_blocking(|| BUILT.get_or_init(build_binaries).clone())
+        .await
+        .expect("build task")
+        .expect("the Kiln binaries build");
+}
+
+/// `cargo test` holds the build lock only while building, so this works
+/// from inside a test (and is a no-op when the binaries are fresh).
+fn build_binaries() -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
     command.current_dir(workspace_root()).args(["build", "-q"]);
@@ -70,6 +109,370 @@ pub async fn wait_for_broker(within: Duration) {
                 panic!("RabbitMQ at {} does not answer", amqp_url())
             }
             _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+/// A base for `count` consecutive admin ports, all free now and none of
+/// `avoid`, somewhere in 20000–60000.
+fn free_admin_base(count: u16, avoid: &[u16]) -> u16 {
+    use std::hash::{BuildHasher, RandomState};
+    for attempt in 0u64..200 {
+        let random = RandomState::new().hash_one((std::process::id(), attempt));
+        let base = 20_000 + (random % 40_000) as u16;
+        let ports = base..base + count;
+        if ports.clone().any(|p| avoid.contains(&p)) {
+            continue;
+        }
+        let all_free = ports
+            .clone()
+            .all(|p| TcpListener::bind((Ipv4Addr::LOCALHOST, p)).is_ok());
+        if all_free {
+            return base;
+        }
+    }
+    panic!("no free run of {count} admin ports found");
+}
+
+/// One distributed Kiln, stopped and cleaned up when dropped.
+pub struct Cluster {
+    /// Prefixes the harness's log lines (and names the data directory).
+    pub label: String,
+    pub directory_url: String,
+    pub root_pem_path: PathBuf,
+    pub root_pem: String,
+    /// What the validator replicas ask for http-01 answers.
+    pub http01: Http01Responder,
+    pub db_url: String,
+    /// The cluster's database, for the checks.
+    pub store: Store,
+    replicas: usize,
+    data_dir: Option<tempfile::TempDir>,
+    env: Vec<(String, String)>,
+    db_name: String,
+    prefix: String,
+    /// `down` ran already (the test stopped the cluster itself).
+    stopped: bool,
+}
+
+impl Cluster {
+    /// Builds the binaries (once), creates a database and starts the api
+    /// and `replicas` of each worker with `cluster.sh up`; `extra_env` goes
+    /// to every binary. Returns once every worker replica consumes.
+    pub async fn start(label: &str, replicas: usize, extra_env: &[(&str, &str)]) -> Cluster {
+        ensure_binaries_built().await;
+
+        let n = NEXT_CLUSTER.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        let db_name = format!("kiln_cluster_{pid}_{n}");
+        let admin = Store::connect(&format!("{POSTGRES}/{POSTGRES_ADMIN_DB}"))
+            .await
+            .expect("PostgreSQL must be running on 127.0.0.1:5432 with trust auth");
+        // A leftover of an earlier process with the same pid.
+        admin
+            .execute_admin(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
+            .await
+            .expect("drop stale database");
+        admin
+            .execute_admin(&format!("CREATE DATABASE {db_name}"))
+            .await
+            .expect("create the test database");
+        admin.close().await;
+        let db_url = format!("{POSTGRES}/{db_name}");
+        let store = Store::connect(&db_url).await.expect("connect to test db");
+
+        let data_dir = tempfile::Builder::new()
+            .prefix(&format!("kiln-cluster-{label}-"))
+            .tempdir()
+            .expect("temp dir");
+        let data = data_dir.path().to_path_buf();
+        let http01 = Http01Responder::start().await;
+        let listen_port = free_port();
+        let tlsalpn_port = free_port();
+        let admin_base = free_admin_base(
+            (1 + WORKERS.len() * replicas) as u16,
+            &[listen_port, tlsalpn_port, http01.port],
+        );
+        let listen = format!("127.0.0.1:{listen_port}");
+        let prefix = format!("kiln_cluster.{pid}.{n}.");
+        let mut env: Vec<(String, String)> = [
+            ("KILN_REPLICAS", replicas.to_string()),
+            ("KILN_DATA_DIR", data.display().to_string()),
+            ("KILN_LISTEN", listen.clone()),
+            ("KILN_HTTP01_PORT", http01.port.to_string()),
+            ("KILN_TLSALPN01_PORT", tlsalpn_port.to_string()),
+            ("DATABASE_URL", db_url.clone()),
+            ("AMQP_URL", amqp_url()),
+            ("KILN_QUEUE_PREFIX", prefix.clone()),
+            ("KILN_ADMIN_PORT_BASE", admin_base.to_string()),
+            ("KILN_NO_BUILD", "1".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        env.extend(
+            extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+
+        // The guard exists before `up`, so a failed start is cleaned up too.
+        let mut cluster = Cluster {
+            label: label.to_string(),
+            directory_url: format!("https://{listen}/directory"),
+            root_pem_path: data.join("root.pem"),
+            root_pem: String::new(),
+            http01,
+            db_url,
+            store,
+            replicas,
+            data_dir: Some(data_dir),
+            env,
+            db_name,
+            prefix,
+            stopped: false,
+        };
+        let started = Instant::now();
+        for attempt in 1..=3 {
+            wait_for_broker(Duration::from_secs(90)).await;
+            let out = cluster.cluster_sh("up").await;
+            if out.status.success() {
+                break;
+            }
+            let why = format!(
+                "cluster.sh up failed ({}):\n{}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(attempt < 3, "{why}");
+            // Most likely the broker was being restarted by another test.
+            eprintln!("[{label}] {why}\nretrying");
+            let _ = cluster.cluster_sh("down").await;
+        }
+        cluster.root_pem =
+            std::fs::read_to_string(&cluster.root_pem_path).expect("cluster.sh wrote root.pem");
+        // `up` returns once the api answers; the workers may still subscribe.
+        let consumers = cluster.await_all_consuming(Duration::from_secs(30)).await;
+        assert!(
+            consumers.values().all(|n| *n as usize == replicas),
+            "[{label}] every worker replica consumes: {consumers:?}"
+        );
+        println!(
+            "[{label}] cluster up in {:.1}s: {replicas} replicas per worker, api {listen}, db {}, queue prefix {}",
+            started.elapsed().as_secs_f64(),
+            cluster.db_name,
+            cluster.prefix
+        );
+        cluster
+    }
+
+    /// The data directory: CA, configs, `logs/`, `pids/`, `admin-ports`.
+    pub fn data(&self) -> &Path {
+        self.data_dir.as_ref().expect("data dir").path()
+    }
+
+    fn cluster_sh_command(&self, action: &str) -> Command {
+        let mut command = Command::new("bash");
+        command
+            .arg(workspace_root().join("deploy/local/cluster.sh"))
+            .arg(action)
+            .current_dir(self.data());
+        for (k, v) in &self.env {
+            command.env(k, v);
+        }
+        command
+    }
+
+    async fn cluster_sh(&self, action: &str) -> std::process::Output {
+        let mut command = self.cluster_sh_command(action);
+        tokio::task::spawn_blocking(move || command.output())
+            .await
+            .expect("cluster.sh task")
+            .expect("run cluster.sh")
+    }
+
+    /// `cluster.sh down`: SIGTERM to every process (each drains and flushes
+    /// its spans); the database and queues stay until the value is dropped.
+    pub async fn down(&mut self) {
+        let out = self.cluster_sh("down").await;
+        assert!(out.status.success(), "cluster.sh down: {out:?}");
+        self.stopped = true;
+    }
+
+    /// `name admin-address` of every process, as cluster.sh wrote them.
+    pub fn admin_ports(&self) -> Vec<(String, String)> {
+        std::fs::read_to_string(self.data().join("admin-ports"))
+            .expect("admin-ports")
+            .lines()
+            .filter_map(|line| {
+                let (name, addr) = line.split_once(' ')?;
+                Some((name.to_string(), addr.to_string()))
+            })
+            .collect()
+    }
+
+    fn pid_of(&self, name: &str) -> u32 {
+        std::fs::read_to_string(self.data().join(format!("pids/{name}.pid")))
+            .unwrap_or_else(|e| panic!("pid of {name}: {e}"))
+            .trim()
+            .parse()
+            .expect("pid")
+    }
+
+    /// SIGKILLs one process of the cluster; `down` then skips it.
+    pub fn kill_nine(&self, name: &str) {
+        let pid = self.pid_of(name);
+        let status = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -9 {name} ({pid}): {status}");
+        // Its pid may be reused later: `down` must not signal it.
+        let _ = std::fs::remove_file(self.data().join(format!("pids/{name}.pid")));
+    }
+
+    /// Consumers RabbitMQ sees on each of this cluster's stage queues.
+    fn stage_consumers(&self) -> BTreeMap<String, u32> {
+        let retry_steps = queue::AmqpOptions::default().retry_steps;
+        let topology = queue::amqp::Topology::new(&self.prefix, &retry_steps).expect("topology");
+        let out = Command::new("rabbitmqctl")
+            .args([
+                "list_queues",
+                "name",
+                "consumers",
+                "--no-table-headers",
+                "-q",
+            ])
+            .output()
+            .expect("rabbitmqctl list_queues");
+        let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+        let consumers: HashMap<&str, u32> = listed
+            .lines()
+            .filter_map(|line| {
+                let (name, n) = line.split_once('\t')?;
+                Some((name, n.trim().parse().ok()?))
+            })
+            .collect();
+        topology
+            .stage_queues
+            .iter()
+            .map(|q| (q.clone(), consumers.get(q.as_str()).copied().unwrap_or(0)))
+            .collect()
+    }
+
+    /// Waits (at most `within`) until every stage queue has a consumer per
+    /// replica; returns what RabbitMQ shows last.
+    pub async fn await_all_consuming(&self, within: Duration) -> BTreeMap<String, u32> {
+        let until = Instant::now() + within;
+        loop {
+            let consumers = self.stage_consumers();
+            let all = consumers.values().all(|n| *n as usize == self.replicas);
+            if all || Instant::now() > until {
+                return consumers;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Whether the api process still answers on its admin port.
+    pub async fn api_alive(&self) -> bool {
+        let Some((_, addr)) = self.admin_ports().into_iter().find(|(n, _)| n == "api") else {
+            return false;
+        };
+        let probe = reqwest::Client::new()
+            .get(format!("http://{addr}/healthz"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        probe.is_ok_and(|r| r.status().is_success())
+    }
+
+    async fn drop_database_and_topology(db_name: String, prefix: String) -> Result<(), String> {
+        let admin = Store::connect(&format!("{POSTGRES}/{POSTGRES_ADMIN_DB}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        admin
+            .execute_admin(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
+            .await
+            .map_err(|e| format!("dropping {db_name}: {e}"))?;
+        admin.close().await;
+
+        let retry_steps = queue::AmqpOptions::default().retry_steps;
+        let topology =
+            queue::amqp::Topology::new(&prefix, &retry_steps).map_err(|e| e.to_string())?;
+        let connection =
+            lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
+                .await
+                .map_err(|e| e.to_string())?;
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(|e| e.to_string())?;
+        for queue in topology.all_queues() {
+            channel
+                .queue_delete(queue.into(), Default::default())
+                .await
+                .map_err(|e| format!("deleting queue {queue}: {e}"))?;
+        }
+        for exchange in topology.all_exchanges() {
+            channel
+                .exchange_delete(exchange.into(), Default::default())
+                .await
+                .map_err(|e| format!("deleting exchange {exchange}: {e}"))?;
+        }
+        let _ = connection.close(200, "cleaned up".into()).await;
+        Ok(())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let failed = std::thread::panicking();
+        if !self.stopped {
+            match self.cluster_sh_command("down").output() {
+                Ok(out) if out.status.success() => {}
+                Ok(out) => eprintln!(
+                    "[{}] cluster.sh down: {}\n{}",
+                    self.label,
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+                Err(e) => eprintln!("[{}] cluster.sh down: {e}", self.label),
+            }
+        }
+        let keep = failed || std::env::var_os("KILN_DIST_KEEP_LOGS").is_some();
+        if keep && let Some(dir) = self.data_dir.take() {
+            let kept = dir.keep();
+            eprintln!(
+                "[{}] {}logs of every process kept in {}/logs",
+                self.label,
+                if failed { "FAILED: " } else { "" },
+                kept.display()
+            );
+        }
+        // Drop cannot await: clean up on a runtime of its own, on its own
+        // thread (a test that stops the broker restarts it before this).
+        let (db_name, prefix) = (self.db_name.clone(), self.prefix.clone());
+        let cleaned = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                tokio::time::timeout(
+                    Duration::from_secs(60),
+                    Cluster::drop_database_and_topology(db_name, prefix),
+                )
+                .await
+                .map_err(|_| "timed out".to_string())?
+            })
+        })
+        .join();
+        match cleaned {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("[{}] cleanup: {e}", self.label),
+            Err(_) => eprintln!("[{}] cleanup panicked", self.label),
         }
     }
 }

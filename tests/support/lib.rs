@@ -1,5 +1,8 @@
 //! Shared helpers for Kiln's end-to-end tests: a Kiln started in-process on
 //! free loopback ports, an http-01 responder, and certificate checks.
+//! Beside them: `acme` (a raw ACME client for malformed input), `instant`
+//! (instant-acme set up against a Kiln), `cluster` (Kiln distributed, one
+//! process per binary) and `metrics` (reading `/metrics`).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -239,3 +242,4 @@ pub fn has_poison(cert_der: &[u8]) -> bool {
 pub mod acme;
 pub mod cluster;
 pub mod instant;
+pub mod metrics;
