@@ -22,21 +22,8 @@ fn default_recheck_after_secs() -> u64 {
     7 * 3600
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let (common, config) = match service::start::<Config>("caa-checker") {
-        Ok(loaded) => loaded,
-        Err(code) => return code,
-    };
-    // Flushes the spans not yet exported when main returns.
-    let _telemetry = service::telemetry::init("caa-checker", &common.telemetry);
-    match run(common, config).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "caa-checker failed");
-            ExitCode::FAILURE
-        }
-    }
+fn main() -> ExitCode {
+    service::main("caa-checker", run)
 }
 
 async fn run(common: service::Common, config: Config) -> anyhow::Result<()> {

@@ -90,21 +90,8 @@ fn default_request_timeout_secs() -> u64 {
     10
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let (common, config) = match service::start::<Config>("ct-submitter") {
-        Ok(loaded) => loaded,
-        Err(code) => return code,
-    };
-    // Flushes the spans not yet exported when main returns.
-    let _telemetry = service::telemetry::init("ct-submitter", &common.telemetry);
-    match run(common, config).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "ct-submitter failed");
-            ExitCode::FAILURE
-        }
-    }
+fn main() -> ExitCode {
+    service::main("ct-submitter", run)
 }
 
 async fn run(common: service::Common, config: Config) -> anyhow::Result<()> {

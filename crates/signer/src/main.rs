@@ -33,21 +33,8 @@ fn default_validity_days() -> u64 {
     90
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let (common, config) = match service::start::<Config>("signer") {
-        Ok(loaded) => loaded,
-        Err(code) => return code,
-    };
-    // Flushes the spans not yet exported when main returns.
-    let _telemetry = service::telemetry::init("signer", &common.telemetry);
-    match run(common, config).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "signer failed");
-            ExitCode::FAILURE
-        }
-    }
+fn main() -> ExitCode {
+    service::main("signer", run)
 }
 
 async fn run(common: service::Common, config: Config) -> anyhow::Result<()> {

@@ -28,21 +28,8 @@ fn default_tlsalpn01() -> u16 {
     443
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let (common, config) = match service::start::<Config>("validator") {
-        Ok(loaded) => loaded,
-        Err(code) => return code,
-    };
-    // Flushes the spans not yet exported when main returns.
-    let _telemetry = service::telemetry::init("validator", &common.telemetry);
-    match run(common, config).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "validator failed");
-            ExitCode::FAILURE
-        }
-    }
+fn main() -> ExitCode {
+    service::main("validator", run)
 }
 
 async fn run(common: service::Common, config: Config) -> anyhow::Result<()> {
