@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod challenge;
+pub mod config;
 
 use async_trait::async_trait;
 use challenge::ChallengePorts;
