@@ -100,6 +100,9 @@ impl CtLog {
     }
 }
 
+/// How many SCTs a certificate needs, and how patiently they are sought.
+/// `Default` is the one place of each default: the ct-submitter's config
+/// and the embedded Kiln take theirs from it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SubmitPolicy {
     /// Verified SCTs needed for a certificate whose lifetime is at most `long_lifetime`.
@@ -129,8 +132,8 @@ impl Default for SubmitPolicy {
             min_operators: 2,
             min_rfc6962: 1,
             stagger: Duration::from_millis(200),
-            deadline: Duration::from_secs(10),
-            per_request_timeout: Duration::from_secs(5),
+            deadline: Duration::from_secs(20),
+            per_request_timeout: Duration::from_secs(10),
         }
     }
 }
