@@ -5,6 +5,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cli;
+mod commands;
 pub mod knobs;
 mod mgmt;
 
