@@ -74,21 +74,8 @@ fn default_sweep_interval_ms() -> u64 {
     1000
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let (common, config) = match service::start::<Config>("api") {
-        Ok(loaded) => loaded,
-        Err(code) => return code,
-    };
-    // Flushes the spans not yet exported when main returns.
-    let _telemetry = service::telemetry::init("api", &common.telemetry);
-    match run(common, config).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "api failed");
-            ExitCode::FAILURE
-        }
-    }
+fn main() -> ExitCode {
+    service::main("api", run)
 }
 
 async fn run(common: service::Common, config: Config) -> anyhow::Result<()> {
@@ -154,20 +141,6 @@ async fn run(common: service::Common, config: Config) -> anyhow::Result<()> {
         }
         _ => anyhow::bail!("[api] tls_chain and tls_key go together"),
     }
-    wiring.shutdown.cancel();
-    let _ = sweeping.await;
-    let _ = admin.await;
-    // Spans out before closing anything that could hang (closing is bounded).
-    service::telemetry::flush();
-    let closing = async {
-        wiring.amqp.close().await;
-        wiring.store.close().await;
-    };
-    if tokio::time::timeout(service::CLOSE_TIMEOUT, closing)
-        .await
-        .is_err()
-    {
-        tracing::warn!("closing the broker and database connections timed out");
-    }
+    wiring.close([sweeping, admin]).await;
     Ok(())
 }

@@ -5,6 +5,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod config;
+
 use async_trait::async_trait;
 use dns::Dns;
 use dns::caa::{CaaPolicy, CaaRequest};

@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod submit;
 
 pub use submit::{

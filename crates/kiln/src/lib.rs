@@ -5,6 +5,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cli;
+mod commands;
 pub mod knobs;
 mod mgmt;
 
@@ -76,12 +78,7 @@ impl EmbeddedConfig {
             caa_recheck_after: Duration::from_secs(7 * 3600),
             finalize_timeout: Duration::from_secs(600),
             step_timeout: Duration::from_secs(30),
-            ct_policy: SubmitPolicy {
-                stagger: Duration::from_millis(200),
-                deadline: Duration::from_secs(20),
-                per_request_timeout: Duration::from_secs(10),
-                ..SubmitPolicy::default()
-            },
+            ct_policy: SubmitPolicy::default(),
             certificate_base_url: None,
             finalize: api::PolicyHandle::new(api::FinalizePolicy::fixed(api::FinalizeMode::Async)),
             admin_listen: None,

@@ -19,6 +19,8 @@ pub struct Wiring {
     pub queue: Arc<dyn Queue>,
     pub shutdown: CancellationToken,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Labels the broker connection and the teardown's log lines.
+    name: String,
 }
 
 impl Wiring {
@@ -52,6 +54,7 @@ impl Wiring {
             queue,
             shutdown,
             metrics,
+            name: name.to_string(),
         })
     }
 
@@ -88,11 +91,35 @@ impl Wiring {
             }
         })
     }
+
+    /// The teardown of a binary whose work is done: flushes the spans,
+    /// cancels `shutdown`, waits for `tasks` (the admin endpoints, the
+    /// sweeper: whatever stops on it), then closes the broker and database
+    /// connections, waiting at most [`CLOSE_TIMEOUT`] for them.
+    pub async fn close(self, tasks: impl IntoIterator<Item = tokio::task::JoinHandle<()>>) {
+        // The spans of the work just finished leave before anything that
+        // could hang on a broker going away (closing is bounded too).
+        crate::telemetry::flush();
+        self.shutdown.cancel();
+        for task in tasks {
+            let _ = task.await;
+        }
+        let closing = async {
+            self.amqp.close().await;
+            self.store.close().await;
+        };
+        if tokio::time::timeout(CLOSE_TIMEOUT, closing).await.is_err() {
+            tracing::warn!(
+                stage = %self.name,
+                "closing the broker and database connections timed out"
+            );
+        }
+    }
 }
 
 /// How long a stopping binary waits for its broker and database
 /// connections to close.
-pub const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Runs one stage until SIGTERM: consume, handle, publish, ack; then stop
 /// consuming, finish and ack the jobs in hand, close, return.
@@ -122,20 +149,6 @@ pub async fn run_worker<H: Handler>(
     .await
     .context("consuming")?;
     tracing::info!(stage, "drained; closing");
-    // The spans of the jobs just finished leave before anything that could
-    // hang on a broker going away (closing is bounded too).
-    crate::telemetry::flush();
-    wiring.shutdown.cancel();
-    let _ = admin.await;
-    let closing = async {
-        wiring.amqp.close().await;
-        wiring.store.close().await;
-    };
-    if tokio::time::timeout(CLOSE_TIMEOUT, closing).await.is_err() {
-        tracing::warn!(
-            stage,
-            "closing the broker and database connections timed out"
-        );
-    }
+    wiring.close([admin]).await;
     Ok(())
 }

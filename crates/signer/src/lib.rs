@@ -5,6 +5,7 @@
 
 pub mod ca;
 pub mod certificate;
+pub mod config;
 mod handler;
 mod lint_metrics;
 pub mod serial;

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod challenge;
+pub mod config;
 mod connect;
 mod http01;
 

@@ -1,0 +1,69 @@
+//! `[caa-checker]`: the caa-checker binary's own config section.
+
+use dns::DnsMode;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CaaCheckerConfig {
+    /// Where every lookup goes; without it, every name is 127.0.0.1 with no
+    /// CAA (a laptop setting, never production).
+    #[serde(default)]
+    pub dns_server: Option<SocketAddr>,
+    /// Authorizations validated longer ago than this are rechecked.
+    #[serde(default = "default_recheck_after_secs")]
+    pub recheck_after_secs: u64,
+}
+
+fn default_recheck_after_secs() -> u64 {
+    7 * 3600
+}
+
+impl CaaCheckerConfig {
+    pub fn dns_mode(&self) -> DnsMode {
+        self.dns_server.map_or(DnsMode::Loopback, DnsMode::Server)
+    }
+
+    pub fn recheck_after(&self) -> Duration {
+        Duration::from_secs(self.recheck_after_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn load(own: &str) -> Result<CaaCheckerConfig, service::ConfigError> {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let text = format!(
+            "[database]\nurl = \"sqlite://x\"\n[acme]\nbase_url = \"https://a\"\n[caa-checker]\n{own}"
+        );
+        std::fs::write(file.path(), text).unwrap();
+        service::config::load(Some(file.path()), "caa-checker").map(|(_, own)| own)
+    }
+
+    #[test]
+    fn rechecks_after_7_hours_by_default() {
+        let config = load("").unwrap();
+        assert_eq!(config.recheck_after(), Duration::from_secs(7 * 3600));
+        assert!(matches!(config.dns_mode(), DnsMode::Loopback));
+        let config = load("recheck_after_secs = 0\n").unwrap();
+        assert_eq!(config.recheck_after(), Duration::ZERO);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = load("recheck_after = 1\n").unwrap_err().to_string();
+        assert!(err.contains("recheck_after"), "{err}");
+    }
+
+    #[test]
+    fn the_deployment_example_loads() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/config/caa-checker.toml");
+        service::config::load::<CaaCheckerConfig>(Some(&path), "caa-checker").unwrap();
+    }
+}

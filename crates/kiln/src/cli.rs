@@ -1,0 +1,219 @@
+//! The `kiln` command line: the all-in-one CA's flags (`kiln` alone serves)
+//! and the operator's subcommands, each carried out in [`crate::commands`].
+
+use crate::commands;
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Kiln: an ACME CA whose finalization is asynchronous. Without a command
+/// it runs the api and every pipeline stage in one process on SQLite, with
+/// fake CT logs on loopback.
+#[derive(Parser, Debug)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+impl Cli {
+    /// Serves, or carries out the subcommand.
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            None => commands::serve::serve(self.serve).await,
+            Some(Command::Migrate {
+                database_url,
+                database_url_file,
+            }) => commands::migrate::migrate(database_url, database_url_file).await,
+            Some(Command::Init { dir, api_names }) => commands::init::init(&dir, &api_names),
+            Some(Command::Report(Report::Compat {
+                db,
+                json,
+                abandon_after_secs,
+            })) => commands::report::compat(&db, json, abandon_after_secs).await,
+            Some(Command::Order(OrderCommand::Show { id, db })) => {
+                commands::order::show(&db, &id).await
+            }
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Where the database, the CA keys and root.pem live.
+    #[arg(long, env = "KILN_DATA_DIR", default_value = "./kiln-data")]
+    pub(crate) data_dir: PathBuf,
+    /// The HTTPS address of the ACME server.
+    #[arg(long, env = "KILN_LISTEN", default_value = "127.0.0.1:14443")]
+    pub(crate) listen: SocketAddr,
+    /// Send every DNS lookup (A/AAAA, TXT, CAA) to this server. Without it
+    /// every name resolves to 127.0.0.1 and has no CAA records.
+    #[arg(long, env = "KILN_DNS_SERVER")]
+    pub(crate) dns_server: Option<SocketAddr>,
+    /// Port that http-01 validation connects to.
+    #[arg(long, env = "KILN_HTTP01_PORT", default_value_t = 5002)]
+    pub(crate) http01_port: u16,
+    /// Port that tls-alpn-01 validation connects to.
+    #[arg(long, env = "KILN_TLSALPN01_PORT", default_value_t = 5001)]
+    pub(crate) tlsalpn01_port: u16,
+    /// How long finalize waits for the pipeline: async (answer `processing`
+    /// at once), sync (wait for it) or hybrid (wait about its recent p95).
+    #[arg(long, env = "KILN_FINALIZE_MODE", default_value = "async")]
+    pub(crate) finalize_mode: api::FinalizeMode,
+    /// A brownout schedule (TOML) that switches the mode in UTC windows,
+    /// with overrides by account and User-Agent; reloaded on SIGHUP.
+    #[arg(long, env = "KILN_FINALIZE_SCHEDULE", conflicts_with = "finalize_mode")]
+    pub(crate) finalize_schedule: Option<PathBuf>,
+    /// Serve /metrics and the client-compatibility page (/compat) here.
+    #[arg(long, env = "KILN_ADMIN_LISTEN")]
+    pub(crate) admin_listen: Option<SocketAddr>,
+    /// A finalized order not valid by then ends invalid (e.g. 10m, 30s).
+    #[arg(long, env = "KILN_FINALIZE_TIMEOUT", default_value = "10m", value_parser = crate::knobs::parse_duration)]
+    pub(crate) finalize_timeout: std::time::Duration,
+    #[command(flatten)]
+    pub(crate) knobs: KnobArgs,
+}
+
+/// Knobs for testing ACME clients (off unless given; never in production).
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Client-testing knobs")]
+pub struct KnobArgs {
+    /// Keep finalized orders `processing`: `5s`, `uniform:1s..5s`, `exp:2s`
+    /// (seeded), or `polls:3` (until the client has polled 3 times).
+    #[arg(long, env = "KILN_FINALIZE_DELAY")]
+    finalize_delay: Option<crate::knobs::FinalizeDelay>,
+    /// Delay only orders naming a matching identifier (`*` wildcards).
+    #[arg(long, env = "KILN_FINALIZE_DELAY_PATTERN")]
+    finalize_delay_pattern: Option<String>,
+    /// How `Retry-After` is written: seconds, http-date, random, absent, past.
+    #[arg(long, env = "KILN_RETRY_AFTER_FORMAT")]
+    retry_after_format: Option<crate::knobs::RetryAfterFormat>,
+    /// The `Retry-After` seconds to announce (instead of the measured p90);
+    /// less than the finalize delay catches clients that poll only once.
+    #[arg(long, env = "KILN_RETRY_AFTER_SECONDS")]
+    retry_after_seconds: Option<u64>,
+    /// Make finalization fail at a stage (caa, precert, ct, final): the
+    /// order ends `invalid` with that stage's problem; or `stall`: it stays
+    /// `processing` until --finalize-timeout.
+    #[arg(long, env = "KILN_FAIL_STAGE")]
+    fail_stage: Option<crate::knobs::InjectedFailure>,
+    /// HTTP faults, `ENDPOINT:KIND[:rate=R|:next=N]` with KIND bad-nonce,
+    /// 429, 503, 500 or slow=DURATION; ENDPOINT e.g. new-order, finalize,
+    /// order, or `*`. Repeatable.
+    #[arg(long = "http-fault", env = "KILN_HTTP_FAULTS", value_delimiter = ',')]
+    http_faults: Vec<crate::knobs::HttpFault>,
+    /// Seed for every random knob, for reproducible runs.
+    #[arg(long, env = "KILN_KNOB_SEED", default_value_t = 1)]
+    knob_seed: u64,
+    /// Serve the knobs' management API here (set, clear, reset, timelines).
+    #[arg(long, env = "KILN_MGMT_LISTEN")]
+    pub(crate) mgmt_listen: Option<SocketAddr>,
+}
+
+impl KnobArgs {
+    pub(crate) fn knobs(&self) -> crate::knobs::Knobs {
+        let defaults = crate::knobs::Knobs::default();
+        crate::knobs::Knobs {
+            finalize_delay: self.finalize_delay.unwrap_or(defaults.finalize_delay),
+            delay_pattern: self.finalize_delay_pattern.clone(),
+            retry_after: self.retry_after_format.unwrap_or(defaults.retry_after),
+            retry_after_seconds: self.retry_after_seconds,
+            fail: self.fail_stage,
+            http_faults: self.http_faults.clone(),
+            seed: self.knob_seed,
+        }
+    }
+}
+
+/// Which database a reporting command reads.
+#[derive(Args, Debug)]
+pub struct DatabaseArgs {
+    /// The embedded Kiln's data directory (its SQLite database).
+    #[arg(
+        long,
+        env = "KILN_DATA_DIR",
+        default_value = "./kiln-data",
+        conflicts_with = "database_url"
+    )]
+    data_dir: PathBuf,
+    /// A distributed deployment's database.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+impl DatabaseArgs {
+    pub(crate) async fn open(&self) -> anyhow::Result<store::Store> {
+        let url = match &self.database_url {
+            Some(url) => url.clone(),
+            None => {
+                let path = self.data_dir.join("kiln.db");
+                anyhow::ensure!(path.exists(), "no Kiln database at {}", path.display());
+                format!("sqlite://{}", path.display())
+            }
+        };
+        store::Store::connect(&url)
+            .await
+            .context("opening the database")
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Report {
+    /// Per client family: of the finalizes answered `processing`, how many
+    /// clients polled, downloaded, or gave up.
+    Compat {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// No poll this long after finalize counts as abandoned.
+        #[arg(long, default_value_t = 600)]
+        abandon_after_secs: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Reports for operators.
+    #[command(subcommand)]
+    Report(Report),
+    /// Orders.
+    #[command(subcommand)]
+    Order(OrderCommand),
+    /// Apply the database migrations (PostgreSQL or SQLite), then exit.
+    Migrate {
+        #[arg(
+            long,
+            env = "DATABASE_URL",
+            required_unless_present = "database_url_file"
+        )]
+        database_url: Option<String>,
+        /// Read the URL (it carries a password) from this file instead.
+        #[arg(long, env = "DATABASE_URL_FILE", conflicts_with = "database_url")]
+        database_url_file: Option<PathBuf>,
+    },
+    /// Create the CA (root + intermediate) in DIR/ca if absent, and write
+    /// DIR/root.pem, DIR/chain.pem and an HTTPS certificate for the api
+    /// (DIR/api-tls-chain.pem, DIR/api-tls-key.pem).
+    Init {
+        #[arg(long, env = "KILN_DATA_DIR", default_value = "./kiln-data")]
+        dir: PathBuf,
+        /// Names and addresses the api's HTTPS certificate covers.
+        #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1,::1")]
+        api_names: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum OrderCommand {
+    /// An order's state and the timeline of its finalization.
+    Show {
+        id: String,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+}

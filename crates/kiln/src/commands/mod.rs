@@ -1,0 +1,8 @@
+//! What each `kiln` subcommand does, one module each; their flags are in
+//! [`crate::cli`].
+
+pub mod init;
+pub mod migrate;
+pub mod order;
+pub mod report;
+pub mod serve;

@@ -1,0 +1,70 @@
+//! `kiln` without a subcommand: the whole CA in one process until Ctrl-C
+//! or SIGTERM, with what is in force printed at start.
+
+use crate::cli::ServeArgs;
+use crate::{EmbeddedConfig, Kiln};
+
+/// Starts the embedded Kiln, prints where it is, and runs until a signal.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = EmbeddedConfig::new(args.data_dir);
+    config.listen = args.listen;
+    config.dns_server = args.dns_server;
+    config.http01_port = args.http01_port;
+    config.tlsalpn01_port = args.tlsalpn01_port;
+    config.admin_listen = args.admin_listen;
+    config.finalize_timeout = args.finalize_timeout;
+    let knobs = args.knobs.knobs();
+    let knob_lines = knobs.describe();
+    if knobs.active() || args.knobs.mgmt_listen.is_some() {
+        config.knobs = Some(knobs);
+        config.mgmt_listen = args.knobs.mgmt_listen;
+    }
+    let policy = match &args.finalize_schedule {
+        Some(path) => api::FinalizePolicy::from_file(path).map_err(anyhow::Error::msg)?,
+        None => api::FinalizePolicy::fixed(args.finalize_mode),
+    };
+    config.finalize = api::PolicyHandle::new(policy);
+    if let Some(path) = &args.finalize_schedule {
+        api::finalize_policy::reload_on_sighup(path.clone(), config.finalize.clone());
+    }
+    let mode = match &args.finalize_schedule {
+        Some(path) => format!("schedule {}", path.display()),
+        None => args.finalize_mode.as_str().to_string(),
+    };
+    if args.admin_listen.is_some() {
+        // Before the stages start, so the series they create at zero
+        // (retries, dead letters) are recorded too.
+        service::admin::install_metrics();
+    }
+    let kiln = Kiln::start(config).await?;
+    println!("Kiln is running.");
+    println!("  ACME directory: {}", kiln.directory_url);
+    println!("  Root certificate: {}", kiln.root_pem_path.display());
+    println!("  Finalize mode: {mode}");
+    if let Some(admin) = args.admin_listen {
+        println!("  Metrics: http://{admin}/metrics   Client compatibility: http://{admin}/compat");
+    }
+    if !knob_lines.is_empty() || args.knobs.mgmt_listen.is_some() {
+        println!("  Client-testing knobs (not for production):");
+        for line in &knob_lines {
+            println!("    {line}");
+        }
+        if let Some(mgmt) = args.knobs.mgmt_listen {
+            println!("    management API: http://{mgmt}/knobs");
+        }
+    }
+    println!("Press Ctrl-C to stop.");
+    wait_for_signal().await?;
+    println!("Shutting down…");
+    kiln.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r,
+        _ = term.recv() => Ok(()),
+    }
+}

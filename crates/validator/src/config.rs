@@ -1,0 +1,82 @@
+//! `[validator]`: the validator binary's own config section.
+
+use crate::challenge::ChallengePorts;
+use dns::DnsMode;
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ValidatorConfig {
+    /// Where every lookup goes; without it, every name is 127.0.0.1 with no
+    /// CAA (a laptop setting, never production).
+    #[serde(default)]
+    pub dns_server: Option<SocketAddr>,
+    #[serde(default = "default_http01")]
+    pub http01_port: u16,
+    #[serde(default = "default_tlsalpn01")]
+    pub tlsalpn01_port: u16,
+}
+
+fn default_http01() -> u16 {
+    80
+}
+fn default_tlsalpn01() -> u16 {
+    443
+}
+
+impl ValidatorConfig {
+    pub fn dns_mode(&self) -> DnsMode {
+        self.dns_server.map_or(DnsMode::Loopback, DnsMode::Server)
+    }
+
+    pub fn ports(&self) -> ChallengePorts {
+        ChallengePorts {
+            http01: self.http01_port,
+            tlsalpn01: self.tlsalpn01_port,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn load(own: &str) -> Result<ValidatorConfig, service::ConfigError> {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let text = format!(
+            "[database]\nurl = \"sqlite://x\"\n[acme]\nbase_url = \"https://a\"\n[validator]\n{own}"
+        );
+        std::fs::write(file.path(), text).unwrap();
+        service::config::load(Some(file.path()), "validator").map(|(_, own)| own)
+    }
+
+    #[test]
+    fn defaults_are_production_ports_and_loopback_dns() {
+        let config = load("").unwrap();
+        assert_eq!(
+            config.ports(),
+            ChallengePorts {
+                http01: 80,
+                tlsalpn01: 443
+            }
+        );
+        assert!(matches!(config.dns_mode(), DnsMode::Loopback));
+        let config = load("dns_server = \"127.0.0.1:8053\"\nhttp01_port = 5002\n").unwrap();
+        assert!(matches!(config.dns_mode(), DnsMode::Server(a) if a.port() == 8053));
+        assert_eq!(config.ports().http01, 5002);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = load("http_port = 80\n").unwrap_err().to_string();
+        assert!(err.contains("http_port"), "{err}");
+    }
+
+    #[test]
+    fn the_deployment_example_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/config/validator.toml");
+        service::config::load::<ValidatorConfig>(Some(&path), "validator").unwrap();
+    }
+}
