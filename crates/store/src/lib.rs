@@ -9,8 +9,11 @@
 
 #![forbid(unsafe_code)]
 
+mod leadership;
+mod notifications;
 mod records;
 
+pub use leadership::Leadership;
 pub use records::*;
 
 use domain::{AccountStatus, AuthzStatus, ChallengeStatus, FinalizeStep, OrderStatus, Problem};
@@ -111,9 +114,6 @@ pub struct Store {
     listening: Arc<tokio::sync::OnceCell<()>>,
 }
 
-/// The PostgreSQL notification channel for finished orders.
-const DONE_CHANNEL: &str = "kiln_order_done";
-
 /// PostgreSQL connections one `Store` holds at most, unless told otherwise.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 
@@ -196,45 +196,6 @@ impl Store {
         Ok(())
     }
 
-    /// Tells other processes (PostgreSQL NOTIFY, delivered at commit) that
-    /// an order finished.
-    async fn notify_done(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        order_id: &str,
-    ) -> Result<()> {
-        if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(DONE_CHANNEL)
-                .bind(order_id)
-                .execute(&mut **tx)
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// Tells waiters in this process that an order finished.
-    fn announce_done(&self, order_id: &str) {
-        let _ = self.done.send(order_id.to_string());
-    }
-
-    /// A stream of ids of orders that became `valid` or `invalid`, from this
-    /// process and (PostgreSQL) every other. Subscribe before reading the
-    /// order, so a finish in between is not missed. Lagging receivers lose
-    /// ids; waiters re-read the order on every wake-up, so that only delays.
-    pub async fn subscribe_done(&self) -> broadcast::Receiver<String> {
-        let receiver = self.done.subscribe();
-        if self.backend == Backend::Postgres {
-            let (url, done) = (self.url.clone(), self.done.clone());
-            self.listening
-                .get_or_init(|| async move {
-                    tokio::spawn(relay_notifications(url, done));
-                })
-                .await;
-        }
-        receiver
-    }
-
     /// The finalize→done latencies (ms) of the most recently completed
     /// valid orders, newest first: the basis of Retry-After and of the hybrid
     /// mode's waiting budget.
@@ -248,23 +209,6 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|r| Ok(r.try_get("latency")?)).collect()
-    }
-
-    /// Tries to become the one leader for `key` (e.g. the sweeper). On
-    /// PostgreSQL this is a session advisory lock held by a dedicated
-    /// connection: it is released when the leader's process or connection
-    /// dies. SQLite serves one process, which always leads.
-    pub async fn try_leadership(&self, key: i64) -> Result<Option<Leadership>> {
-        if self.backend == Backend::Sqlite {
-            return Ok(Some(Leadership { conn: None }));
-        }
-        let mut conn = self.pool.acquire().await?;
-        let row = sqlx::query("SELECT pg_try_advisory_lock($1) AS locked")
-            .bind(key)
-            .fetch_one(&mut *conn)
-            .await?;
-        let locked: bool = row.try_get("locked")?;
-        Ok(locked.then_some(Leadership { conn: Some(conn) }))
     }
 
     /// True when the database answers; for readiness probes.
@@ -1130,49 +1074,6 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
-    }
-}
-
-/// Relays PostgreSQL notifications of finished orders into the in-process
-/// channel, reconnecting if the connection drops.
-async fn relay_notifications(url: Arc<String>, done: broadcast::Sender<String>) {
-    loop {
-        match sqlx::postgres::PgListener::connect(&url).await {
-            Ok(mut listener) => {
-                if let Err(e) = listener.listen(DONE_CHANNEL).await {
-                    tracing::warn!(error = %e, "LISTEN failed");
-                } else {
-                    loop {
-                        match listener.recv().await {
-                            Ok(n) => {
-                                let _ = done.send(n.payload().to_string());
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "notification connection lost");
-                                break;
-                            }
-                        }
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot LISTEN for finished orders"),
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-/// Held while this process leads; dropping it gives leadership up.
-pub struct Leadership {
-    conn: Option<sqlx::pool::PoolConnection<sqlx::Any>>,
-}
-
-impl Leadership {
-    /// False once the lock's connection is gone (the lock went with it).
-    pub async fn still_held(&mut self) -> bool {
-        match &mut self.conn {
-            None => true,
-            Some(conn) => sqlx::query("SELECT 1").execute(&mut **conn).await.is_ok(),
-        }
     }
 }
 
