@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod leadership;
+mod nonces;
 mod notifications;
 mod records;
 
@@ -227,46 +228,6 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
-    }
-
-    // ---- secrets and nonces -------------------------------------------------
-
-    /// The named secret, created from `init` on first use. Every replica
-    /// reads the same value, so any api replica can check any nonce.
-    pub async fn secret(&self, name: &str, init: &[u8]) -> Result<Vec<u8>> {
-        sqlx::query(
-            "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(name)
-        .bind(init.to_vec())
-        .execute(&self.pool)
-        .await?;
-        let row = sqlx::query("SELECT value FROM secrets WHERE name = $1")
-            .bind(name)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get("value")?)
-    }
-
-    /// Marks a nonce used. False when it was used before: a replay.
-    pub async fn consume_nonce(&self, nonce: &str, expires_at: i64) -> Result<bool> {
-        let done = sqlx::query(
-            "INSERT INTO used_nonces (nonce, expires_at) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING",
-        )
-        .bind(nonce)
-        .bind(expires_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    /// Forgets used nonces that would be refused as expired anyway.
-    pub async fn prune_nonces(&self, now: i64) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM used_nonces WHERE expires_at < $1")
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
     }
 
     // ---- accounts -----------------------------------------------------------
