@@ -1,21 +1,8 @@
 //! The rows Kiln stores, as plain structs.
 
 use domain::{
-    AccountStatus, AuthzStatus, ChallengeStatus, ChallengeType, FinalizeStep, Identifier,
-    OrderStatus, Problem,
+    AuthzStatus, ChallengeStatus, ChallengeType, FinalizeStep, Identifier, OrderStatus, Problem,
 };
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct Account {
-    pub id: String,
-    /// RFC 7638 thumbprint of `jwk`; unique, so one key is one account.
-    pub key_thumbprint: String,
-    /// The public key as canonical JWK JSON.
-    pub jwk: String,
-    pub contact: Vec<String>,
-    pub status: AccountStatus,
-    pub created_at: i64,
-}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Order {
