@@ -10,12 +10,14 @@
 #![forbid(unsafe_code)]
 
 mod accounts;
+mod certificates;
 mod leadership;
 mod nonces;
 mod notifications;
 mod records;
 
 pub use accounts::Account;
+pub use certificates::{CertificateRecord, CertificateState, NewCertificate};
 pub use leadership::Leadership;
 pub use records::*;
 
@@ -729,37 +731,6 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    pub async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>> {
-        let row = sqlx::query("SELECT * FROM certificates WHERE serial = $1")
-            .bind(serial)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| CertificateRecord::from_row(&r)).transpose()
-    }
-
-    pub async fn certificates_for_order(&self, order_id: &str) -> Result<Vec<CertificateRecord>> {
-        let rows =
-            sqlx::query("SELECT * FROM certificates WHERE order_id = $1 ORDER BY created_at")
-                .bind(order_id)
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter().map(CertificateRecord::from_row).collect()
-    }
-
-    /// Marks an issued certificate revoked; false if it already was.
-    pub async fn revoke_certificate(&self, serial: &str, reason: i64, now: i64) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE certificates SET revoked_at = $3, revoked_reason = $2
-             WHERE serial = $1 AND state = 'issued' AND revoked_at IS NULL",
-        )
-        .bind(serial)
-        .bind(reason)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
     // ---- client compatibility ------------------------------------------------
 
     /// Records a finalize that was answered `processing`.
@@ -1028,24 +999,6 @@ impl Challenge {
             status: parse::<ChallengeStatus>(r, "status")?,
             validated_at: r.try_get("validated_at")?,
             error: parse_json(r, "error")?,
-        })
-    }
-}
-
-impl CertificateRecord {
-    fn from_row(r: &AnyRow) -> Result<Self> {
-        Ok(CertificateRecord {
-            serial: r.try_get("serial")?,
-            order_id: r.try_get("order_id")?,
-            account_id: r.try_get("account_id")?,
-            state: parse(r, "state")?,
-            not_before: r.try_get("not_before")?,
-            not_after: r.try_get("not_after")?,
-            precert_der: r.try_get("precert_der")?,
-            sct_list: r.try_get("sct_list")?,
-            final_der: r.try_get("final_der")?,
-            revoked_at: r.try_get("revoked_at")?,
-            revoked_reason: r.try_get("revoked_reason")?,
         })
     }
 }
