@@ -59,22 +59,6 @@ pub struct CompletedOrder {
     pub completed_at: i64,
 }
 
-/// A finalize answered `processing`, and what the client did next.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FinalizeObservation {
-    pub order_id: String,
-    pub account_id: String,
-    pub user_agent: String,
-    pub client_product: String,
-    pub client_version: String,
-    /// The finalize mode in force (async, hybrid, …).
-    pub mode: String,
-    pub finalized_at: i64,
-    pub first_poll_at: Option<i64>,
-    pub polls: i64,
-    pub downloaded_at: Option<i64>,
-}
-
 #[derive(Clone, Debug, PartialEq)]
 pub struct Authz {
     pub id: String,
