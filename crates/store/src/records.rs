@@ -42,23 +42,6 @@ pub struct Timeline {
     pub trace_id: Option<String>,
 }
 
-/// Finalizations in flight, for the sweeper's gauges.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ProcessingCounts {
-    pub processing: i64,
-    pub past_step_deadline: i64,
-    pub past_finalize_deadline: i64,
-}
-
-/// An order that finished finalizing (`valid` or `invalid`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CompletedOrder {
-    pub id: String,
-    pub status: OrderStatus,
-    pub processing_since: i64,
-    pub completed_at: i64,
-}
-
 #[derive(Clone, Debug, PartialEq)]
 pub struct Authz {
     pub id: String,
