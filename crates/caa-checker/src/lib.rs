@@ -10,7 +10,7 @@ use dns::Dns;
 use dns::caa::{CaaPolicy, CaaRequest};
 use domain::{FinalizeStep, OrderStatus, ProblemKind};
 use proto::Job;
-use queue::{Handler, StageError, job_for_step};
+use queue::{Handler, StageError};
 use std::time::Duration;
 use store::{Store, now_ms};
 use tracing::{info, warn};
@@ -58,8 +58,7 @@ impl Handler for CaaChecker {
         match (order.status, order.step) {
             (OrderStatus::Processing, Some(FinalizeStep::CheckCaa)) => {}
             // Already past this stage: make sure the next step has its job.
-            (OrderStatus::Processing, Some(step)) => return Ok(vec![job_for_step(step, order_id)]),
-            _ => return Ok(vec![]),
+            _ => return Ok(order.job_for_current_step().into_iter().collect()),
         }
         let authzs = self
             .store

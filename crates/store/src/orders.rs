@@ -10,6 +10,7 @@ use domain::{
 };
 use sqlx::Row;
 use sqlx::any::AnyRow;
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Order {
     pub id: String,
@@ -31,6 +32,25 @@ pub struct Order {
     pub certificate_serial: Option<String>,
     /// When each finalization step finished (unix ms): the order's timeline.
     pub timeline: Timeline,
+}
+
+impl Order {
+    /// The job that performs this order's current step, if it is processing:
+    /// what a stage re-emits when a redelivered job finds the order past its
+    /// own step (invariant 2), and what the sweeper sends for an order stuck
+    /// at one.
+    pub fn job_for_current_step(&self) -> Option<proto::Job> {
+        if self.status != OrderStatus::Processing {
+            return None;
+        }
+        let order_id = self.id.clone();
+        Some(match self.step? {
+            FinalizeStep::CheckCaa => proto::Job::CheckCaa { order_id },
+            FinalizeStep::SignPrecert => proto::Job::SignPrecert { order_id },
+            FinalizeStep::SubmitCt => proto::Job::SubmitCt { order_id },
+            FinalizeStep::SignFinal => proto::Job::SignFinal { order_id },
+        })
+    }
 }
 
 /// When a finalizing order passed each step; derived from columns the
@@ -353,5 +373,85 @@ impl Challenge {
             validated_at: r.try_get("validated_at")?,
             error: parse_json(r, "error")?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::Job;
+
+    fn order(status: OrderStatus, step: Option<FinalizeStep>) -> Order {
+        Order {
+            id: "o1".into(),
+            account_id: "a1".into(),
+            status,
+            step,
+            identifiers: vec![Identifier::dns("kiln.test")],
+            not_before: None,
+            not_after: None,
+            expires_at: 0,
+            created_at: 0,
+            csr: None,
+            processing_since: None,
+            step_deadline: None,
+            finalize_deadline: None,
+            error: None,
+            certificate_serial: None,
+            timeline: Timeline::default(),
+        }
+    }
+
+    #[test]
+    fn a_processing_orders_step_has_the_job_of_its_stage() {
+        let order_id = || "o1".to_string();
+        let cases = [
+            (
+                FinalizeStep::CheckCaa,
+                Job::CheckCaa {
+                    order_id: order_id(),
+                },
+            ),
+            (
+                FinalizeStep::SignPrecert,
+                Job::SignPrecert {
+                    order_id: order_id(),
+                },
+            ),
+            (
+                FinalizeStep::SubmitCt,
+                Job::SubmitCt {
+                    order_id: order_id(),
+                },
+            ),
+            (
+                FinalizeStep::SignFinal,
+                Job::SignFinal {
+                    order_id: order_id(),
+                },
+            ),
+        ];
+        for (step, job) in cases {
+            let processing = order(OrderStatus::Processing, Some(step));
+            assert_eq!(processing.job_for_current_step(), Some(job), "{step}");
+        }
+    }
+
+    #[test]
+    fn an_order_not_processing_a_step_has_no_job() {
+        assert_eq!(
+            order(OrderStatus::Processing, None).job_for_current_step(),
+            None
+        );
+        for status in [
+            OrderStatus::Pending,
+            OrderStatus::Ready,
+            OrderStatus::Valid,
+            OrderStatus::Invalid,
+        ] {
+            // A stale step on a finished order must not start work again.
+            let finished = order(status, Some(FinalizeStep::SignFinal));
+            assert_eq!(finished.job_for_current_step(), None, "{status:?}");
+        }
     }
 }
