@@ -54,8 +54,6 @@ use tracing::{info, warn};
 pub const EXCHANGE: &str = "kiln";
 /// Where stage queues dead-letter rejected and over-delivered messages.
 pub const DEAD_LETTER_EXCHANGE: &str = "kiln.dlx";
-/// The queue that keeps every dead letter for an operator to inspect.
-pub const DEAD_QUEUE: &str = "kiln.dead";
 const RETRY_PREFIX: &str = "kiln.retry.";
 const CONTENT_TYPE: &str = "application/msgpack";
 const PERSISTENT: u8 = 2;
@@ -506,7 +504,7 @@ impl Topology {
             prefix: prefix.to_string(),
             exchange: name(EXCHANGE),
             dead_letter_exchange: name(DEAD_LETTER_EXCHANGE),
-            dead_queue: name(DEAD_QUEUE),
+            dead_queue: name(proto::queues::DEAD),
             stage_queues: proto::queues::ALL.iter().map(|q| name(q)).collect(),
             retry_steps: delays
                 .into_iter()

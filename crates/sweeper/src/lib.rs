@@ -156,7 +156,7 @@ const OBSERVED_QUEUES: [&str; 5] = [
     proto::queues::CAA_CHECKER,
     proto::queues::SIGNER,
     proto::queues::CT_SUBMITTER,
-    queue::amqp::DEAD_QUEUE,
+    proto::queues::DEAD,
 ];
 
 /// The leader's periodic measurements (see the module docs).
