@@ -12,7 +12,7 @@ use domain::{FinalizeStep, OrderStatus, ProblemKind};
 use proto::Job;
 use queue::{Handler, StageError};
 use std::time::Duration;
-use store::{Store, now_ms};
+use store::{Authz, Store, now_ms};
 use tracing::{info, warn};
 
 /// Deliveries of one check while DNS fails (SERVFAIL, timeout) before the
@@ -69,13 +69,7 @@ impl Handler for CaaChecker {
         let names: Vec<String> = authzs
             .iter()
             .filter(|a| a.validated_at.is_none_or(|at| at < stale_before))
-            .map(|a| {
-                if a.wildcard {
-                    format!("*.{}", a.identifier)
-                } else {
-                    a.identifier.clone()
-                }
-            })
+            .map(Authz::requested_name)
             .collect();
         if !names.is_empty() {
             let account_uri = format!("{}{}", self.account_url_prefix, order.account_id);

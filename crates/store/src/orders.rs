@@ -81,6 +81,19 @@ pub struct Authz {
     pub validated_at: Option<i64>,
 }
 
+impl Authz {
+    /// The name as the order requested it: the base name, with `*.` again
+    /// for a wildcard. CAA is checked for this name, so that a record's
+    /// `issuewild` applies to a wildcard (RFC 8659 §4.3).
+    pub fn requested_name(&self) -> String {
+        if self.wildcard {
+            format!("*.{}", self.identifier)
+        } else {
+            self.identifier.clone()
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Challenge {
     pub id: String,
@@ -399,6 +412,24 @@ mod tests {
             error: None,
             certificate_serial: None,
             timeline: Timeline::default(),
+        }
+    }
+
+    #[test]
+    fn an_authorization_requests_its_name_with_the_wildcard_again() {
+        for requested in ["kiln.test", "*.kiln.test", "*.sub.kiln.test"] {
+            let identifier = Identifier::dns(requested);
+            let authz = Authz {
+                id: "a1".into(),
+                order_id: "o1".into(),
+                account_id: "acct1".into(),
+                identifier: identifier.authz_name().to_string(),
+                wildcard: identifier.is_wildcard(),
+                status: AuthzStatus::Pending,
+                expires_at: 0,
+                validated_at: None,
+            };
+            assert_eq!(authz.requested_name(), requested);
         }
     }
 
