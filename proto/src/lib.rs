@@ -14,13 +14,19 @@ use serde::{Deserialize, Serialize};
 /// are ignored and missing ones take their defaults.
 pub const MESSAGE_VERSION: u16 = 1;
 
-/// One queue per stage; the signer serves both signing steps.
+/// One queue per stage (the signer serves both signing steps), and the
+/// queue of dead letters.
 pub mod queues {
     pub const VALIDATOR: &str = "kiln.validator";
     pub const CAA_CHECKER: &str = "kiln.caa-checker";
     pub const SIGNER: &str = "kiln.signer";
     pub const CT_SUBMITTER: &str = "kiln.ct-submitter";
+    /// Every stage queue.
     pub const ALL: [&str; 4] = [VALIDATOR, CAA_CHECKER, SIGNER, CT_SUBMITTER];
+    /// Every message a stage rejected or that was delivered too often,
+    /// whatever its stage, kept for an operator to inspect; no stage
+    /// consumes it.
+    pub const DEAD: &str = "kiln.dead";
 }
 
 /// A unit of work for one stage.

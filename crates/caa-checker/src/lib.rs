@@ -12,9 +12,9 @@ use dns::Dns;
 use dns::caa::{CaaPolicy, CaaRequest};
 use domain::{FinalizeStep, OrderStatus, ProblemKind};
 use proto::Job;
-use queue::{Handler, StageError, job_for_step};
+use queue::{Handler, StageError};
 use std::time::Duration;
-use store::{Store, now_ms};
+use store::{Authz, Store, now_ms};
 use tracing::{info, warn};
 
 /// Deliveries of one check while DNS fails (SERVFAIL, timeout) before the
@@ -60,8 +60,7 @@ impl Handler for CaaChecker {
         match (order.status, order.step) {
             (OrderStatus::Processing, Some(FinalizeStep::CheckCaa)) => {}
             // Already past this stage: make sure the next step has its job.
-            (OrderStatus::Processing, Some(step)) => return Ok(vec![job_for_step(step, order_id)]),
-            _ => return Ok(vec![]),
+            _ => return Ok(order.job_for_current_step().into_iter().collect()),
         }
         let authzs = self
             .store
@@ -72,13 +71,7 @@ impl Handler for CaaChecker {
         let names: Vec<String> = authzs
             .iter()
             .filter(|a| a.validated_at.is_none_or(|at| at < stale_before))
-            .map(|a| {
-                if a.wildcard {
-                    format!("*.{}", a.identifier)
-                } else {
-                    a.identifier.clone()
-                }
-            })
+            .map(Authz::requested_name)
             .collect();
         if !names.is_empty() {
             let account_uri = format!("{}{}", self.account_url_prefix, order.account_id);

@@ -20,7 +20,7 @@ pub use submit::{
 use async_trait::async_trait;
 use domain::{FinalizeStep, OrderStatus, Problem, ProblemKind};
 use proto::Job;
-use queue::{Handler, RunnerConfig, StageError, job_for_step};
+use queue::{Handler, RunnerConfig, StageError};
 use std::time::Duration;
 use store::{CertificateState, Store, now_ms};
 use tracing::{info, warn};
@@ -65,8 +65,7 @@ impl CtSubmitter {
         };
         match (order.status, order.step) {
             (OrderStatus::Processing, Some(FinalizeStep::SubmitCt)) => {}
-            (OrderStatus::Processing, Some(step)) => return Ok(vec![job_for_step(step, order_id)]),
-            _ => return Ok(vec![]),
+            _ => return Ok(order.job_for_current_step().into_iter().collect()),
         }
         let serial = order
             .certificate_serial

@@ -107,17 +107,3 @@ pub trait Acker: Send + Sync {
     /// Rejects without requeue: the broker dead-letters it.
     async fn reject(&self) -> Result<(), QueueError>;
 }
-
-/// The job that does a processing order's current step: what a stage
-/// re-emits when a redelivered job finds the order already past it, and
-/// what the sweeper sends for an order stuck at a step.
-pub fn job_for_step(step: domain::FinalizeStep, order_id: &str) -> proto::Job {
-    use domain::FinalizeStep::*;
-    let order_id = order_id.to_string();
-    match step {
-        CheckCaa => proto::Job::CheckCaa { order_id },
-        SignPrecert => proto::Job::SignPrecert { order_id },
-        SubmitCt => proto::Job::SubmitCt { order_id },
-        SignFinal => proto::Job::SignFinal { order_id },
-    }
-}

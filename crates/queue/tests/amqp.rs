@@ -19,8 +19,8 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use proto::Job;
-use proto::queues::{CAA_CHECKER, SIGNER, VALIDATOR};
-use queue::amqp::{DEAD_QUEUE, Topology};
+use proto::queues::{CAA_CHECKER, DEAD, SIGNER, VALIDATOR};
+use queue::amqp::Topology;
 use queue::{
     AmqpOptions, AmqpQueue, Consumer, Delivery, Handler, Message, Queue, QueueError, RunnerConfig,
     StageError, run_stage,
@@ -309,7 +309,7 @@ async fn rejected_and_undecodable_messages_land_in_the_dead_queue() {
     let _shared = BROKER.read().await;
     let queue = connect(options("reject")).await;
     let mut consumer = queue.consume(VALIDATOR, 4).await.expect("consume");
-    let mut dead = queue.consume(DEAD_QUEUE, 4).await.expect("consume dead");
+    let mut dead = queue.consume(DEAD, 4).await.expect("consume dead");
 
     let sent = Message::new(Job::ValidateChallenge {
         challenge_id: "c-rejected".into(),
@@ -378,7 +378,7 @@ async fn a_message_requeued_past_the_delivery_limit_is_dead_lettered() {
     }
     // Returned more often than the limit: the first delivery plus `limit` more.
     assert_eq!(deliveries, 3);
-    wait_for_depth(&queue, DEAD_QUEUE, 1).await;
+    wait_for_depth(&queue, DEAD, 1).await;
     wait_for_depth(&queue, CAA_CHECKER, 0).await;
 }
 

@@ -8,7 +8,7 @@ use crate::serial::{new_serial, serial_hex};
 use async_trait::async_trait;
 use domain::{FinalizeStep, OrderStatus, Problem, ProblemKind};
 use proto::Job;
-use queue::{Handler, StageError, job_for_step};
+use queue::{Handler, StageError};
 use std::time::Duration;
 use store::{CertificateState, NewCertificate, Order, Store, now_ms};
 use tracing::{info, warn};
@@ -46,8 +46,7 @@ impl Signer {
         };
         Ok(match (order.status, order.step) {
             (OrderStatus::Processing, Some(s)) if s == step => Ok(order),
-            (OrderStatus::Processing, Some(s)) => Err(vec![job_for_step(s, order_id)]),
-            _ => Err(vec![]),
+            _ => Err(order.job_for_current_step().into_iter().collect()),
         })
     }
 

@@ -11,7 +11,7 @@
 //! from the order's stored timeline, so no stage records it).
 
 use proto::Job;
-use queue::{Message, Queue, job_for_step};
+use queue::{Message, Queue};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,7 +37,10 @@ impl Sweeper {
         let mut redriven = 0;
         let next_deadline = now_ms() + self.step_timeout.as_millis() as i64;
         for order in self.store.overdue_orders(now, BATCH).await? {
-            let Some(step) = order.step else { continue };
+            // Overdue orders are processing: each has a step and its job.
+            let (Some(step), Some(job)) = (order.step, order.job_for_current_step()) else {
+                continue;
+            };
             if order.finalize_deadline.is_some_and(|d| d < now_ms()) {
                 warn!(order_id = order.id, %step, "finalization deadline passed");
                 metrics::counter!("kiln_orders_expired_total").increment(1);
@@ -60,7 +63,7 @@ impl Sweeper {
                 info!(order_id = order.id, %step, "re-driving overdue order");
                 metrics::counter!("kiln_sweeper_redriven_total", "kind" => "order", "step" => step.as_str())
                     .increment(1);
-                self.publish(job_for_step(step, &order.id)).await;
+                self.publish(job).await;
                 redriven += 1;
             }
         }
@@ -153,7 +156,7 @@ const OBSERVED_QUEUES: [&str; 5] = [
     proto::queues::CAA_CHECKER,
     proto::queues::SIGNER,
     proto::queues::CT_SUBMITTER,
-    queue::amqp::DEAD_QUEUE,
+    proto::queues::DEAD,
 ];
 
 /// The leader's periodic measurements (see the module docs).

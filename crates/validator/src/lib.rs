@@ -82,11 +82,7 @@ impl Validator {
             }
         };
         if outcome.is_ok() {
-            let identifier = if authz.wildcard {
-                format!("*.{name}")
-            } else {
-                name.to_string()
-            };
+            let identifier = authz.requested_name();
             let account_uri = format!("{}{}", self.account_url_prefix, account.id);
             let request = CaaRequest {
                 identifier: &identifier,

@@ -1,0 +1,286 @@
+//! The finalization pipeline's transitions: an order from `ready` through
+//! its steps (check-caa, sign-precert, submit-ct, sign-final) to `valid` or
+//! `invalid`, and its certificate row along with it. Each is a
+//! compare-and-set (invariant 3) whose `bool` says whether this caller made
+//! it; where an order and its certificate change together they change in
+//! one transaction. Intent is stored before every irreversible act
+//! (invariant 5): the serial before signing, `final-signing` before the
+//! final signature.
+
+use crate::{NewCertificate, Result, Store, StoreError, is_unique_violation, json, now_ms};
+use domain::{FinalizeStep, Problem};
+
+impl Store {
+    /// ready → processing at step `check-caa`, in one conditional UPDATE: of
+    /// two concurrent finalizes exactly one gets `true`. `trace_id` is the
+    /// finalize request's trace (None with tracing off), shown by
+    /// `kiln order show`.
+    pub async fn begin_finalize(
+        &self,
+        order_id: &str,
+        csr_der: &[u8],
+        now: i64,
+        step_deadline: i64,
+        finalize_deadline: i64,
+        trace_id: Option<&str>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE orders SET status = 'processing', step = $2, csr = $3, processing_since = $4,
+                    step_deadline = $5, finalize_deadline = $6, trace_id = $7
+             WHERE id = $1 AND status = 'ready' AND expires_at > $4",
+        )
+        .bind(order_id)
+        .bind(FinalizeStep::CheckCaa.as_str())
+        .bind(csr_der.to_vec())
+        .bind(now)
+        .bind(step_deadline)
+        .bind(finalize_deadline)
+        .bind(trace_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Moves a processing order from one step to the next.
+    pub async fn advance_step(
+        &self,
+        order_id: &str,
+        from: FinalizeStep,
+        to: FinalizeStep,
+        step_deadline: i64,
+    ) -> Result<bool> {
+        // Leaving check-caa is the one step whose end has its own column.
+        let query = if from == FinalizeStep::CheckCaa {
+            sqlx::query(
+                "UPDATE orders SET step = $3, step_deadline = $4, caa_checked_at = $5
+                 WHERE id = $1 AND status = 'processing' AND step = $2",
+            )
+        } else {
+            sqlx::query(
+                "UPDATE orders SET step = $3, step_deadline = $4
+                 WHERE id = $1 AND status = 'processing' AND step = $2",
+            )
+        };
+        let query = query
+            .bind(order_id)
+            .bind(from.as_str())
+            .bind(to.as_str())
+            .bind(step_deadline);
+        let query = if from == FinalizeStep::CheckCaa {
+            query.bind(now_ms())
+        } else {
+            query
+        };
+        let done = query.execute(&self.pool).await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// processing → invalid with the problem the client will see (invariant 6).
+    pub async fn fail_order(&self, order_id: &str, problem: &Problem) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE orders SET status = 'invalid', step = NULL, step_deadline = NULL, error = $2,
+                    completed_at = $3
+             WHERE id = $1 AND status = 'processing'",
+        )
+        .bind(order_id)
+        .bind(json(problem))
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        let failed = done.rows_affected() == 1;
+        if failed {
+            self.notify_done(&mut tx, order_id).await?;
+        }
+        tx.commit().await?;
+        if failed {
+            self.announce_done(order_id);
+        }
+        Ok(failed)
+    }
+
+    /// Ends an order whose job failed for good (invariant 6). The client sees
+    /// only `serverInternal`; the reason goes to the logs.
+    pub async fn give_up_order(&self, order_id: &str, reason: &str) {
+        tracing::warn!(order_id, reason, "giving up on order");
+        if let Err(e) = self.fail_order(order_id, &Problem::internal()).await {
+            tracing::warn!(order_id, error = %e, "could not mark the order invalid; the sweeper will");
+        }
+    }
+
+    /// Records a serial and the validity before anything is signed with it
+    /// (invariant 5). The serial's uniqueness is the primary key's.
+    pub async fn reserve_serial(&self, cert: &NewCertificate) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO certificates (serial, order_id, account_id, state, not_before, not_after, created_at)
+             VALUES ($1, $2, $3, 'reserved', $4, $5, $6)",
+        )
+        .bind(&cert.serial)
+        .bind(&cert.order_id)
+        .bind(&cert.account_id)
+        .bind(cert.not_before)
+        .bind(cert.not_after)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("serial {} already used", cert.serial))
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(())
+    }
+
+    /// Stores the signed precertificate and moves the order to `submit-ct`,
+    /// in one transaction.
+    pub async fn store_precert(
+        &self,
+        order_id: &str,
+        serial: &str,
+        der: &[u8],
+        step_deadline: i64,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE orders SET step = $3, step_deadline = $4, certificate_serial = $2, precert_at = $6
+             WHERE id = $1 AND status = 'processing' AND step = $5",
+        )
+        .bind(order_id)
+        .bind(serial)
+        .bind(FinalizeStep::SubmitCt.as_str())
+        .bind(step_deadline)
+        .bind(FinalizeStep::SignPrecert.as_str())
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        let cert = sqlx::query(
+            "UPDATE certificates SET state = 'precert', precert_der = $2 WHERE serial = $1 AND state = 'reserved'",
+        )
+        .bind(serial)
+        .bind(der.to_vec())
+        .execute(&mut *tx)
+        .await?;
+        if cert.rows_affected() != 1 {
+            return Ok(false);
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Stores the SCT list extension for the order's precertificate and moves
+    /// the order to `sign-final`.
+    pub async fn store_scts(
+        &self,
+        order_id: &str,
+        serial: &str,
+        sct_list: &[u8],
+        step_deadline: i64,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE orders SET step = $3, step_deadline = $4, scts_at = $6
+             WHERE id = $1 AND status = 'processing' AND step = $5 AND certificate_serial = $2",
+        )
+        .bind(order_id)
+        .bind(serial)
+        .bind(FinalizeStep::SignFinal.as_str())
+        .bind(step_deadline)
+        .bind(FinalizeStep::SubmitCt.as_str())
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE certificates SET sct_list = $2 WHERE serial = $1 AND state = 'precert'",
+        )
+        .bind(serial)
+        .bind(sct_list.to_vec())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// precert → final-signing, committed before the signing call: a signer
+    /// that later finds this state without a final certificate knows a
+    /// signature may exist and must not sign this serial again.
+    pub async fn begin_final_signing(&self, serial: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE certificates SET state = 'final-signing'
+             WHERE serial = $1 AND state = 'precert' AND sct_list IS NOT NULL",
+        )
+        .bind(serial)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Stores the final certificate and makes the order `valid`.
+    pub async fn store_final(&self, order_id: &str, serial: &str, der: &[u8]) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let cert = sqlx::query(
+            "UPDATE certificates SET state = 'issued', final_der = $2 WHERE serial = $1 AND state = 'final-signing'",
+        )
+        .bind(serial)
+        .bind(der.to_vec())
+        .execute(&mut *tx)
+        .await?;
+        if cert.rows_affected() != 1 {
+            return Ok(false);
+        }
+        let done = sqlx::query(
+            "UPDATE orders SET status = 'valid', step = NULL, step_deadline = NULL, completed_at = $4
+             WHERE id = $1 AND status = 'processing' AND step = $3 AND certificate_serial = $2",
+        )
+        .bind(order_id)
+        .bind(serial)
+        .bind(FinalizeStep::SignFinal.as_str())
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        self.notify_done(&mut tx, order_id).await?;
+        tx.commit().await?;
+        self.announce_done(order_id);
+        Ok(true)
+    }
+
+    /// After a final signing that may or may not have happened: abandon the
+    /// serial (its precertificate stays recorded, so it can be revoked) and
+    /// send the order back to `sign-precert` for a new serial.
+    pub async fn restart_issuance(
+        &self,
+        order_id: &str,
+        serial: &str,
+        step_deadline: i64,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE certificates SET state = 'abandoned' WHERE serial = $1 AND state <> 'issued'",
+        )
+        .bind(serial)
+        .execute(&mut *tx)
+        .await?;
+        let done = sqlx::query(
+            "UPDATE orders SET step = $3, step_deadline = $4, certificate_serial = NULL
+             WHERE id = $1 AND status = 'processing' AND certificate_serial = $2",
+        )
+        .bind(order_id)
+        .bind(serial)
+        .bind(FinalizeStep::SignPrecert.as_str())
+        .bind(step_deadline)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+}

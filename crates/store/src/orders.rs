@@ -1,0 +1,488 @@
+//! Orders, their authorizations and the authorizations' challenges (RFC 8555
+//! §7.1.3–7.1.5): created together in one transaction, read by the api and
+//! the stages, and the challenge transitions of validation, which carry an
+//! authorization and its order along (→ `ready` or `invalid`). What happens
+//! to an order once finalized is in `finalization`.
+
+use crate::{Result, Store, StoreError, json, parse, parse_json};
+use domain::{
+    AuthzStatus, ChallengeStatus, ChallengeType, FinalizeStep, Identifier, OrderStatus, Problem,
+};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Order {
+    pub id: String,
+    pub account_id: String,
+    /// As stored: `ready` and an expiry's `invalid` are also derived on read
+    /// (see `domain::order_status_on_read`).
+    pub status: OrderStatus,
+    pub step: Option<FinalizeStep>,
+    pub identifiers: Vec<Identifier>,
+    pub not_before: Option<i64>,
+    pub not_after: Option<i64>,
+    pub expires_at: i64,
+    pub created_at: i64,
+    pub csr: Option<Vec<u8>>,
+    pub processing_since: Option<i64>,
+    pub step_deadline: Option<i64>,
+    pub finalize_deadline: Option<i64>,
+    pub error: Option<Problem>,
+    pub certificate_serial: Option<String>,
+    /// When each finalization step finished (unix ms): the order's timeline.
+    pub timeline: Timeline,
+}
+
+impl Order {
+    /// The job that performs this order's current step, if it is processing:
+    /// what a stage re-emits when a redelivered job finds the order past its
+    /// own step (invariant 2), and what the sweeper sends for an order stuck
+    /// at one.
+    pub fn job_for_current_step(&self) -> Option<proto::Job> {
+        if self.status != OrderStatus::Processing {
+            return None;
+        }
+        let order_id = self.id.clone();
+        Some(match self.step? {
+            FinalizeStep::CheckCaa => proto::Job::CheckCaa { order_id },
+            FinalizeStep::SignPrecert => proto::Job::SignPrecert { order_id },
+            FinalizeStep::SubmitCt => proto::Job::SubmitCt { order_id },
+            FinalizeStep::SignFinal => proto::Job::SignFinal { order_id },
+        })
+    }
+}
+
+/// When a finalizing order passed each step; derived from columns the
+/// transitions set, so it costs no extra writes. With the trace id the
+/// finalize request stored, to find the order's spans.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Timeline {
+    pub caa_checked_at: Option<i64>,
+    pub precert_at: Option<i64>,
+    pub scts_at: Option<i64>,
+    /// When it became `valid` or `invalid`.
+    pub completed_at: Option<i64>,
+    /// The W3C trace id of the finalization: its spans are this timeline in
+    /// detail, across every stage (None with tracing off).
+    pub trace_id: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Authz {
+    pub id: String,
+    pub order_id: String,
+    pub account_id: String,
+    /// The base name (without `*.`), as RFC 8555 §7.1.4 shows it.
+    pub identifier: String,
+    pub wildcard: bool,
+    pub status: AuthzStatus,
+    pub expires_at: i64,
+    pub validated_at: Option<i64>,
+}
+
+impl Authz {
+    /// The name as the order requested it: the base name, with `*.` again
+    /// for a wildcard. CAA is checked for this name, so that a record's
+    /// `issuewild` applies to a wildcard (RFC 8659 §4.3).
+    pub fn requested_name(&self) -> String {
+        if self.wildcard {
+            format!("*.{}", self.identifier)
+        } else {
+            self.identifier.clone()
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Challenge {
+    pub id: String,
+    pub authz_id: String,
+    pub kind: ChallengeType,
+    pub token: String,
+    pub status: ChallengeStatus,
+    pub validated_at: Option<i64>,
+    pub error: Option<Problem>,
+}
+
+impl Store {
+    /// Stores a new order with its authorizations and their challenges in one
+    /// transaction: a client never sees half an order.
+    pub async fn insert_order(
+        &self,
+        order: &Order,
+        authzs: &[(Authz, Vec<Challenge>)],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO orders (id, account_id, status, identifiers, not_before, not_after, expires_at, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&order.id)
+        .bind(&order.account_id)
+        .bind(order.status.as_str())
+        .bind(json(&order.identifiers))
+        .bind(order.not_before)
+        .bind(order.not_after)
+        .bind(order.expires_at)
+        .bind(order.created_at)
+        .execute(&mut *tx)
+        .await?;
+        for (authz, challenges) in authzs {
+            sqlx::query(
+                "INSERT INTO authzs (id, order_id, account_id, identifier, wildcard, status, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&authz.id)
+            .bind(&authz.order_id)
+            .bind(&authz.account_id)
+            .bind(&authz.identifier)
+            .bind(authz.wildcard as i64)
+            .bind(authz.status.as_str())
+            .bind(authz.expires_at)
+            .execute(&mut *tx)
+            .await?;
+            for c in challenges {
+                sqlx::query(
+                    "INSERT INTO challenges (id, authz_id, kind, token, status) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&c.id)
+                .bind(&c.authz_id)
+                .bind(c.kind.as_str())
+                .bind(&c.token)
+                .bind(c.status.as_str())
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn order(&self, id: &str) -> Result<Option<Order>> {
+        let row = sqlx::query("SELECT * FROM orders WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Order::from_row(&r)).transpose()
+    }
+
+    /// The account's order ids, oldest first, from `offset`.
+    pub async fn order_ids_for_account(
+        &self,
+        account_id: &str,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT id FROM orders WHERE account_id = $1 ORDER BY created_at, id LIMIT $2 OFFSET $3",
+        )
+        .bind(account_id)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+    }
+
+    pub async fn authzs_for_order(&self, order_id: &str) -> Result<Vec<Authz>> {
+        let rows =
+            sqlx::query("SELECT * FROM authzs WHERE order_id = $1 ORDER BY identifier, wildcard")
+                .bind(order_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(Authz::from_row).collect()
+    }
+
+    pub async fn authz(&self, id: &str) -> Result<Option<Authz>> {
+        let row = sqlx::query("SELECT * FROM authzs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Authz::from_row(&r)).transpose()
+    }
+
+    pub async fn challenges_for_authz(&self, authz_id: &str) -> Result<Vec<Challenge>> {
+        let rows = sqlx::query("SELECT * FROM challenges WHERE authz_id = $1 ORDER BY kind")
+            .bind(authz_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(Challenge::from_row).collect()
+    }
+
+    pub async fn challenge(&self, id: &str) -> Result<Option<Challenge>> {
+        let row = sqlx::query("SELECT * FROM challenges WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Challenge::from_row(&r)).transpose()
+    }
+
+    /// pending → processing, only while its authorization is still pending
+    /// and no sibling challenge is already being validated.
+    pub async fn start_challenge(&self, challenge_id: &str, deadline: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE challenges SET status = 'processing', deadline = $2
+             WHERE id = $1 AND status = 'pending'
+               AND EXISTS (SELECT 1 FROM authzs a WHERE a.id = challenges.authz_id AND a.status = 'pending')
+               AND NOT EXISTS (SELECT 1 FROM challenges s
+                               WHERE s.authz_id = challenges.authz_id AND s.status = 'processing')",
+        )
+        .bind(challenge_id)
+        .bind(deadline)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records a validation result: the challenge, its authorization and, when
+    /// this was the last missing authorization, the order (→ `ready`), in one
+    /// transaction. False when the challenge was no longer `processing`.
+    pub async fn finish_challenge(
+        &self,
+        challenge_id: &str,
+        outcome: std::result::Result<(), &Problem>,
+        now: i64,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let (status, error) = match outcome {
+            Ok(()) => (ChallengeStatus::Valid, None),
+            Err(p) => (ChallengeStatus::Invalid, Some(json(p))),
+        };
+        let done = sqlx::query(
+            "UPDATE challenges SET status = $2, validated_at = $3, error = $4, deadline = NULL
+             WHERE id = $1 AND status = 'processing'",
+        )
+        .bind(challenge_id)
+        .bind(status.as_str())
+        .bind(now)
+        .bind(error.clone())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        let row = sqlx::query(
+            "SELECT a.id AS authz_id, a.order_id AS order_id FROM challenges c
+             JOIN authzs a ON a.id = c.authz_id WHERE c.id = $1",
+        )
+        .bind(challenge_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let authz_id: String = row.try_get("authz_id")?;
+        let order_id: String = row.try_get("order_id")?;
+        let authz_status = if outcome.is_ok() {
+            AuthzStatus::Valid
+        } else {
+            AuthzStatus::Invalid
+        };
+        sqlx::query(
+            "UPDATE authzs SET status = $2, validated_at = $3 WHERE id = $1 AND status = 'pending'",
+        )
+        .bind(&authz_id)
+        .bind(authz_status.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if outcome.is_ok() {
+            sqlx::query(
+                "UPDATE orders SET status = 'ready' WHERE id = $1 AND status = 'pending'
+                 AND NOT EXISTS (SELECT 1 FROM authzs WHERE order_id = $1 AND status <> 'valid')",
+            )
+            .bind(&order_id)
+            .execute(&mut *tx)
+            .await?;
+        } else {
+            sqlx::query("UPDATE orders SET status = 'invalid', error = $2 WHERE id = $1 AND status = 'pending'")
+                .bind(&order_id)
+                .bind(error)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// pending|valid → deactivated (RFC 8555 §7.5.2); the order then reads
+    /// as `invalid` if it was not finalized yet.
+    pub async fn deactivate_authz(&self, authz_id: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE authzs SET status = 'deactivated' WHERE id = $1 AND status IN ('pending', 'valid')",
+        )
+        .bind(authz_id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 1 {
+            sqlx::query(
+                "UPDATE orders SET status = 'invalid' WHERE status IN ('pending', 'ready')
+                 AND id = (SELECT order_id FROM authzs WHERE id = $1)",
+            )
+            .bind(authz_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+impl Order {
+    pub(crate) fn from_row(r: &AnyRow) -> Result<Self> {
+        let step: Option<String> = r.try_get("step")?;
+        Ok(Order {
+            id: r.try_get("id")?,
+            account_id: r.try_get("account_id")?,
+            status: parse::<OrderStatus>(r, "status")?,
+            step: step
+                .map(|s| s.parse())
+                .transpose()
+                .map_err(StoreError::Corrupt)?,
+            identifiers: parse_json(r, "identifiers")?.unwrap_or_default(),
+            not_before: r.try_get("not_before")?,
+            not_after: r.try_get("not_after")?,
+            expires_at: r.try_get("expires_at")?,
+            created_at: r.try_get("created_at")?,
+            csr: r.try_get("csr")?,
+            processing_since: r.try_get("processing_since")?,
+            step_deadline: r.try_get("step_deadline")?,
+            finalize_deadline: r.try_get("finalize_deadline")?,
+            error: parse_json(r, "error")?,
+            certificate_serial: r.try_get("certificate_serial")?,
+            timeline: Timeline {
+                caa_checked_at: r.try_get("caa_checked_at")?,
+                precert_at: r.try_get("precert_at")?,
+                scts_at: r.try_get("scts_at")?,
+                completed_at: r.try_get("completed_at")?,
+                trace_id: r.try_get("trace_id")?,
+            },
+        })
+    }
+}
+
+impl Authz {
+    fn from_row(r: &AnyRow) -> Result<Self> {
+        Ok(Authz {
+            id: r.try_get("id")?,
+            order_id: r.try_get("order_id")?,
+            account_id: r.try_get("account_id")?,
+            identifier: r.try_get("identifier")?,
+            wildcard: r.try_get::<i64, _>("wildcard")? != 0,
+            status: parse::<AuthzStatus>(r, "status")?,
+            expires_at: r.try_get("expires_at")?,
+            validated_at: r.try_get("validated_at")?,
+        })
+    }
+}
+
+impl Challenge {
+    pub(crate) fn from_row(r: &AnyRow) -> Result<Self> {
+        Ok(Challenge {
+            id: r.try_get("id")?,
+            authz_id: r.try_get("authz_id")?,
+            kind: parse(r, "kind")?,
+            token: r.try_get("token")?,
+            status: parse::<ChallengeStatus>(r, "status")?,
+            validated_at: r.try_get("validated_at")?,
+            error: parse_json(r, "error")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::Job;
+
+    fn order(status: OrderStatus, step: Option<FinalizeStep>) -> Order {
+        Order {
+            id: "o1".into(),
+            account_id: "a1".into(),
+            status,
+            step,
+            identifiers: vec![Identifier::dns("kiln.test")],
+            not_before: None,
+            not_after: None,
+            expires_at: 0,
+            created_at: 0,
+            csr: None,
+            processing_since: None,
+            step_deadline: None,
+            finalize_deadline: None,
+            error: None,
+            certificate_serial: None,
+            timeline: Timeline::default(),
+        }
+    }
+
+    #[test]
+    fn an_authorization_requests_its_name_with_the_wildcard_again() {
+        for requested in ["kiln.test", "*.kiln.test", "*.sub.kiln.test"] {
+            let identifier = Identifier::dns(requested);
+            let authz = Authz {
+                id: "a1".into(),
+                order_id: "o1".into(),
+                account_id: "acct1".into(),
+                identifier: identifier.authz_name().to_string(),
+                wildcard: identifier.is_wildcard(),
+                status: AuthzStatus::Pending,
+                expires_at: 0,
+                validated_at: None,
+            };
+            assert_eq!(authz.requested_name(), requested);
+        }
+    }
+
+    #[test]
+    fn a_processing_orders_step_has_the_job_of_its_stage() {
+        let order_id = || "o1".to_string();
+        let cases = [
+            (
+                FinalizeStep::CheckCaa,
+                Job::CheckCaa {
+                    order_id: order_id(),
+                },
+            ),
+            (
+                FinalizeStep::SignPrecert,
+                Job::SignPrecert {
+                    order_id: order_id(),
+                },
+            ),
+            (
+                FinalizeStep::SubmitCt,
+                Job::SubmitCt {
+                    order_id: order_id(),
+                },
+            ),
+            (
+                FinalizeStep::SignFinal,
+                Job::SignFinal {
+                    order_id: order_id(),
+                },
+            ),
+        ];
+        for (step, job) in cases {
+            let processing = order(OrderStatus::Processing, Some(step));
+            assert_eq!(processing.job_for_current_step(), Some(job), "{step}");
+        }
+    }
+
+    #[test]
+    fn an_order_not_processing_a_step_has_no_job() {
+        assert_eq!(
+            order(OrderStatus::Processing, None).job_for_current_step(),
+            None
+        );
+        for status in [
+            OrderStatus::Pending,
+            OrderStatus::Ready,
+            OrderStatus::Valid,
+            OrderStatus::Invalid,
+        ] {
+            // A stale step on a finished order must not start work again.
+            let finished = order(status, Some(FinalizeStep::SignFinal));
+            assert_eq!(finished.job_for_current_step(), None, "{status:?}");
+        }
+    }
+}

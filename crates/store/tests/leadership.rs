@@ -1,0 +1,48 @@
+//! Leadership: on PostgreSQL one process at a time holds it, and it passes
+//! on when the leader's connection goes; SQLite serves one process, which
+//! always leads.
+
+#[macro_use]
+mod common;
+
+use store::{Backend, Store};
+
+/// Any key will do; the sweeper's is its own.
+const KEY: i64 = 42;
+
+on_both_backends!(url: one_process_leads_at_a_time);
+
+async fn one_process_leads_at_a_time(store: Store, url: String) {
+    let mut leader = store.try_leadership(KEY).await.unwrap().expect("leads");
+    assert!(leader.still_held().await);
+    // Another process, with a pool of its own.
+    let other = Store::connect(&url).await.unwrap();
+    let contender = other.try_leadership(KEY).await.unwrap();
+    match store.backend() {
+        Backend::Sqlite => {
+            assert!(contender.is_some(), "SQLite: the one process always leads")
+        }
+        Backend::Postgres => {
+            assert!(contender.is_none(), "taken");
+            assert!(
+                other.try_leadership(KEY + 1).await.unwrap().is_some(),
+                "another key is another leadership"
+            );
+            assert!(leader.still_held().await);
+            // The leader's connection goes (its process dies): the lock with
+            // it (only in this test's database).
+            other
+                .execute_admin(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks
+                     WHERE locktype = 'advisory'
+                       AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                )
+                .await
+                .unwrap();
+            assert!(!leader.still_held().await);
+            drop(leader);
+            assert!(other.try_leadership(KEY).await.unwrap().is_some());
+        }
+    }
+    other.close().await;
+}
