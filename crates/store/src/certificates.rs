@@ -3,9 +3,8 @@
 //! the final certificate. The pipeline writes them together with their
 //! order (the `finalization` transitions); here they are read and revoked.
 
-use crate::{Result, Store, parse};
-use sqlx::Row;
-use sqlx::any::AnyRow;
+use crate::db::Row;
+use crate::{Result, Store, parse, stmt};
 
 /// A serial to reserve before signing.
 #[derive(Clone, Debug, PartialEq)]
@@ -64,51 +63,57 @@ pub struct CertificateRecord {
 
 impl Store {
     pub async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>> {
-        let row = sqlx::query("SELECT * FROM certificates WHERE serial = $1")
-            .bind(serial)
-            .fetch_optional(&self.pool)
+        let row = self
+            .db
+            .optional(stmt!(
+                "SELECT * FROM certificates WHERE serial = $1",
+                serial
+            ))
             .await?;
         row.map(|r| CertificateRecord::from_row(&r)).transpose()
     }
 
     pub async fn certificates_for_order(&self, order_id: &str) -> Result<Vec<CertificateRecord>> {
-        let rows =
-            sqlx::query("SELECT * FROM certificates WHERE order_id = $1 ORDER BY created_at")
-                .bind(order_id)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = self
+            .db
+            .all(stmt!(
+                "SELECT * FROM certificates WHERE order_id = $1 ORDER BY created_at",
+                order_id
+            ))
+            .await?;
         rows.iter().map(CertificateRecord::from_row).collect()
     }
 
     /// Marks an issued certificate revoked; false if it already was.
     pub async fn revoke_certificate(&self, serial: &str, reason: i64, now: i64) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE certificates SET revoked_at = $3, revoked_reason = $2
-             WHERE serial = $1 AND state = 'issued' AND revoked_at IS NULL",
-        )
-        .bind(serial)
-        .bind(reason)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let changed = self
+            .db
+            .execute(stmt!(
+                "UPDATE certificates SET revoked_at = $3, revoked_reason = $2
+                 WHERE serial = $1 AND state = 'issued' AND revoked_at IS NULL",
+                serial,
+                reason,
+                now,
+            ))
+            .await?;
+        Ok(changed == 1)
     }
 }
 
 impl CertificateRecord {
-    fn from_row(r: &AnyRow) -> Result<Self> {
+    fn from_row(r: &Row) -> Result<Self> {
         Ok(CertificateRecord {
-            serial: r.try_get("serial")?,
-            order_id: r.try_get("order_id")?,
-            account_id: r.try_get("account_id")?,
+            serial: r.text("serial")?,
+            order_id: r.text("order_id")?,
+            account_id: r.text("account_id")?,
             state: parse(r, "state")?,
-            not_before: r.try_get("not_before")?,
-            not_after: r.try_get("not_after")?,
-            precert_der: r.try_get("precert_der")?,
-            sct_list: r.try_get("sct_list")?,
-            final_der: r.try_get("final_der")?,
-            revoked_at: r.try_get("revoked_at")?,
-            revoked_reason: r.try_get("revoked_reason")?,
+            not_before: r.i64("not_before")?,
+            not_after: r.i64("not_after")?,
+            precert_der: r.opt_blob("precert_der")?,
+            sct_list: r.opt_blob("sct_list")?,
+            final_der: r.opt_blob("final_der")?,
+            revoked_at: r.opt_i64("revoked_at")?,
+            revoked_reason: r.opt_i64("revoked_reason")?,
         })
     }
 }

@@ -3,9 +3,8 @@
 //! certificate — the data behind `kiln report compat`, as Let's Encrypt
 //! gathered it in its brownouts.
 
-use crate::{Result, Store};
-use sqlx::Row;
-use sqlx::any::AnyRow;
+use crate::db::Row;
+use crate::{Result, Store, stmt};
 
 /// A finalize answered `processing`, and what the client did next.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,86 +25,93 @@ pub struct FinalizeObservation {
 impl Store {
     /// Records a finalize that was answered `processing`.
     pub async fn record_finalize_observation(&self, o: &FinalizeObservation) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO finalize_observations
-               (order_id, account_id, user_agent, client_product, client_version, mode, finalized_at, polls)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 0) ON CONFLICT (order_id) DO NOTHING",
-        )
-        .bind(&o.order_id)
-        .bind(&o.account_id)
-        .bind(&o.user_agent)
-        .bind(&o.client_product)
-        .bind(&o.client_version)
-        .bind(&o.mode)
-        .bind(o.finalized_at)
-        .execute(&self.pool)
-        .await?;
+        self.db
+            .execute(stmt!(
+                "INSERT INTO finalize_observations
+                   (order_id, account_id, user_agent, client_product, client_version, mode,
+                    finalized_at, polls)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0) ON CONFLICT (order_id) DO NOTHING",
+                &o.order_id,
+                &o.account_id,
+                &o.user_agent,
+                &o.client_product,
+                &o.client_version,
+                &o.mode,
+                o.finalized_at,
+            ))
+            .await?;
         Ok(())
     }
 
     /// The client polled an order it finalized (no-op for unobserved orders).
     pub async fn observe_poll(&self, order_id: &str, now: i64) -> Result<()> {
-        sqlx::query(
-            "UPDATE finalize_observations SET polls = polls + 1, first_poll_at = COALESCE(first_poll_at, $2)
-             WHERE order_id = $1",
-        )
-        .bind(order_id)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+        self.db
+            .execute(stmt!(
+                "UPDATE finalize_observations
+                 SET polls = polls + 1, first_poll_at = COALESCE(first_poll_at, $2)
+                 WHERE order_id = $1",
+                order_id,
+                now,
+            ))
+            .await?;
         Ok(())
     }
 
     /// The client downloaded the certificate of an order it finalized.
     pub async fn observe_download(&self, order_id: &str, now: i64) -> Result<()> {
-        sqlx::query(
-            "UPDATE finalize_observations SET downloaded_at = COALESCE(downloaded_at, $2) WHERE order_id = $1",
-        )
-        .bind(order_id)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+        self.db
+            .execute(stmt!(
+                "UPDATE finalize_observations SET downloaded_at = COALESCE(downloaded_at, $2)
+                 WHERE order_id = $1",
+                order_id,
+                now,
+            ))
+            .await?;
         Ok(())
     }
 
     /// How often the client polled an order after finalize (0 if it was
     /// not observed).
     pub async fn polls_after_finalize(&self, order_id: &str) -> Result<i64> {
-        let row = sqlx::query("SELECT polls FROM finalize_observations WHERE order_id = $1")
-            .bind(order_id)
-            .fetch_optional(&self.pool)
+        let row = self
+            .db
+            .optional(stmt!(
+                "SELECT polls FROM finalize_observations WHERE order_id = $1",
+                order_id
+            ))
             .await?;
         Ok(match row {
-            Some(r) => r.try_get("polls")?,
+            Some(r) => r.i64("polls")?,
             None => 0,
         })
     }
 
     /// Every observation of finalizes at or after `since`, oldest first.
     pub async fn finalize_observations(&self, since: i64) -> Result<Vec<FinalizeObservation>> {
-        let rows = sqlx::query(
-            "SELECT * FROM finalize_observations WHERE finalized_at >= $1 ORDER BY finalized_at",
-        )
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = self
+            .db
+            .all(stmt!(
+                "SELECT * FROM finalize_observations WHERE finalized_at >= $1 ORDER BY finalized_at",
+                since
+            ))
+            .await?;
         rows.iter().map(FinalizeObservation::from_row).collect()
     }
 }
 
 impl FinalizeObservation {
-    fn from_row(r: &AnyRow) -> Result<Self> {
+    fn from_row(r: &Row) -> Result<Self> {
         Ok(FinalizeObservation {
-            order_id: r.try_get("order_id")?,
-            account_id: r.try_get("account_id")?,
-            user_agent: r.try_get("user_agent")?,
-            client_product: r.try_get("client_product")?,
-            client_version: r.try_get("client_version")?,
-            mode: r.try_get("mode")?,
-            finalized_at: r.try_get("finalized_at")?,
-            first_poll_at: r.try_get("first_poll_at")?,
-            polls: r.try_get("polls")?,
-            downloaded_at: r.try_get("downloaded_at")?,
+            order_id: r.text("order_id")?,
+            account_id: r.text("account_id")?,
+            user_agent: r.text("user_agent")?,
+            client_product: r.text("client_product")?,
+            client_version: r.text("client_version")?,
+            mode: r.text("mode")?,
+            finalized_at: r.i64("finalized_at")?,
+            first_poll_at: r.opt_i64("first_poll_at")?,
+            polls: r.i64("polls")?,
+            downloaded_at: r.opt_i64("downloaded_at")?,
         })
     }
 }

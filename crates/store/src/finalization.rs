@@ -7,7 +7,9 @@
 //! (invariant 5): the serial before signing, `final-signing` before the
 //! final signature.
 
-use crate::{NewCertificate, Result, Store, StoreError, is_unique_violation, json, now_ms};
+use crate::db::{Backend, Script};
+use crate::notifications::notify_done;
+use crate::{NewCertificate, Result, Store, StoreError, json, now_ms, stmt};
 use domain::{FinalizeStep, Problem};
 
 impl Store {
@@ -24,21 +26,22 @@ impl Store {
         finalize_deadline: i64,
         trace_id: Option<&str>,
     ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE orders SET status = 'processing', step = $2, csr = $3, processing_since = $4,
-                    step_deadline = $5, finalize_deadline = $6, trace_id = $7
-             WHERE id = $1 AND status = 'ready' AND expires_at > $4",
-        )
-        .bind(order_id)
-        .bind(FinalizeStep::CheckCaa.as_str())
-        .bind(csr_der.to_vec())
-        .bind(now)
-        .bind(step_deadline)
-        .bind(finalize_deadline)
-        .bind(trace_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let changed = self
+            .db
+            .execute(stmt!(
+                "UPDATE orders SET status = 'processing', step = $2, csr = $3, processing_since = $4,
+                        step_deadline = $5, finalize_deadline = $6, trace_id = $7
+                 WHERE id = $1 AND status = 'ready' AND expires_at > $4",
+                order_id,
+                FinalizeStep::CheckCaa.as_str(),
+                csr_der,
+                now,
+                step_deadline,
+                finalize_deadline,
+                trace_id,
+            ))
+            .await?;
+        Ok(changed == 1)
     }
 
     /// Moves a processing order from one step to the next.
@@ -50,49 +53,45 @@ impl Store {
         step_deadline: i64,
     ) -> Result<bool> {
         // Leaving check-caa is the one step whose end has its own column.
-        let query = if from == FinalizeStep::CheckCaa {
-            sqlx::query(
+        let statement = if from == FinalizeStep::CheckCaa {
+            stmt!(
                 "UPDATE orders SET step = $3, step_deadline = $4, caa_checked_at = $5
                  WHERE id = $1 AND status = 'processing' AND step = $2",
+                order_id,
+                from.as_str(),
+                to.as_str(),
+                step_deadline,
+                now_ms(),
             )
         } else {
-            sqlx::query(
+            stmt!(
                 "UPDATE orders SET step = $3, step_deadline = $4
                  WHERE id = $1 AND status = 'processing' AND step = $2",
+                order_id,
+                from.as_str(),
+                to.as_str(),
+                step_deadline,
             )
         };
-        let query = query
-            .bind(order_id)
-            .bind(from.as_str())
-            .bind(to.as_str())
-            .bind(step_deadline);
-        let query = if from == FinalizeStep::CheckCaa {
-            query.bind(now_ms())
-        } else {
-            query
-        };
-        let done = query.execute(&self.pool).await?;
-        Ok(done.rows_affected() == 1)
+        Ok(self.db.execute(statement).await? == 1)
     }
 
     /// processing → invalid with the problem the client will see (invariant 6).
     pub async fn fail_order(&self, order_id: &str, problem: &Problem) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE orders SET status = 'invalid', step = NULL, step_deadline = NULL, error = $2,
-                    completed_at = $3
-             WHERE id = $1 AND status = 'processing'",
-        )
-        .bind(order_id)
-        .bind(json(problem))
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
-        let failed = done.rows_affected() == 1;
-        if failed {
-            self.notify_done(&mut tx, order_id).await?;
-        }
-        tx.commit().await?;
+        let script = Script::new()
+            .require(
+                1,
+                stmt!(
+                    "UPDATE orders SET status = 'invalid', step = NULL, step_deadline = NULL,
+                            error = $2, completed_at = $3
+                     WHERE id = $1 AND status = 'processing'",
+                    order_id,
+                    json(problem),
+                    now_ms(),
+                ),
+            )
+            .only_on(Backend::Postgres, notify_done(order_id));
+        let failed = self.db.run(script).await?.committed();
         if failed {
             self.announce_done(order_id);
         }
@@ -111,25 +110,26 @@ impl Store {
     /// Records a serial and the validity before anything is signed with it
     /// (invariant 5). The serial's uniqueness is the primary key's.
     pub async fn reserve_serial(&self, cert: &NewCertificate) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO certificates (serial, order_id, account_id, state, not_before, not_after, created_at)
-             VALUES ($1, $2, $3, 'reserved', $4, $5, $6)",
-        )
-        .bind(&cert.serial)
-        .bind(&cert.order_id)
-        .bind(&cert.account_id)
-        .bind(cert.not_before)
-        .bind(cert.not_after)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                StoreError::Conflict(format!("serial {} already used", cert.serial))
-            } else {
-                e.into()
-            }
-        })?;
+        self.db
+            .execute(stmt!(
+                "INSERT INTO certificates (serial, order_id, account_id, state, not_before,
+                                           not_after, created_at)
+                 VALUES ($1, $2, $3, 'reserved', $4, $5, $6)",
+                &cert.serial,
+                &cert.order_id,
+                &cert.account_id,
+                cert.not_before,
+                cert.not_after,
+                now_ms(),
+            ))
+            .await
+            .map_err(|e| {
+                if e.is_unique_violation() {
+                    StoreError::Conflict(format!("serial {} already used", cert.serial))
+                } else {
+                    e.into()
+                }
+            })?;
         Ok(())
     }
 
@@ -142,38 +142,36 @@ impl Store {
         der: &[u8],
         step_deadline: i64,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE orders SET step = $3, step_deadline = $4, certificate_serial = $2, precert_at = $6
-             WHERE id = $1 AND status = 'processing' AND step = $5",
-        )
-        .bind(order_id)
-        .bind(serial)
-        .bind(FinalizeStep::SubmitCt.as_str())
-        .bind(step_deadline)
-        .bind(FinalizeStep::SignPrecert.as_str())
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        let cert = sqlx::query(
-            "UPDATE certificates SET state = 'precert', precert_der = $2 WHERE serial = $1 AND state = 'reserved'",
-        )
-        .bind(serial)
-        .bind(der.to_vec())
-        .execute(&mut *tx)
-        .await?;
-        if cert.rows_affected() != 1 {
-            return Ok(false);
-        }
-        tx.commit().await?;
-        Ok(true)
+        let script = Script::new()
+            .require(
+                1,
+                stmt!(
+                    "UPDATE orders SET step = $3, step_deadline = $4, certificate_serial = $2,
+                            precert_at = $6
+                     WHERE id = $1 AND status = 'processing' AND step = $5",
+                    order_id,
+                    serial,
+                    FinalizeStep::SubmitCt.as_str(),
+                    step_deadline,
+                    FinalizeStep::SignPrecert.as_str(),
+                    now_ms(),
+                ),
+            )
+            .require(
+                1,
+                stmt!(
+                    "UPDATE certificates SET state = 'precert', precert_der = $2
+                     WHERE serial = $1 AND state = 'reserved'",
+                    serial,
+                    der,
+                ),
+            );
+        Ok(self.db.run(script).await?.committed())
     }
 
     /// Stores the SCT list extension for the order's precertificate and moves
-    /// the order to `sign-final`.
+    /// the order to `sign-final`; neither happens unless both rows are where
+    /// the pipeline left them.
     pub async fn store_scts(
         &self,
         order_id: &str,
@@ -181,77 +179,78 @@ impl Store {
         sct_list: &[u8],
         step_deadline: i64,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE orders SET step = $3, step_deadline = $4, scts_at = $6
-             WHERE id = $1 AND status = 'processing' AND step = $5 AND certificate_serial = $2",
-        )
-        .bind(order_id)
-        .bind(serial)
-        .bind(FinalizeStep::SignFinal.as_str())
-        .bind(step_deadline)
-        .bind(FinalizeStep::SubmitCt.as_str())
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        sqlx::query(
-            "UPDATE certificates SET sct_list = $2 WHERE serial = $1 AND state = 'precert'",
-        )
-        .bind(serial)
-        .bind(sct_list.to_vec())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(true)
+        let script = Script::new()
+            .require(
+                1,
+                stmt!(
+                    "UPDATE orders SET step = $3, step_deadline = $4, scts_at = $6
+                     WHERE id = $1 AND status = 'processing' AND step = $5
+                       AND certificate_serial = $2",
+                    order_id,
+                    serial,
+                    FinalizeStep::SignFinal.as_str(),
+                    step_deadline,
+                    FinalizeStep::SubmitCt.as_str(),
+                    now_ms(),
+                ),
+            )
+            .require(
+                1,
+                stmt!(
+                    "UPDATE certificates SET sct_list = $2 WHERE serial = $1 AND state = 'precert'",
+                    serial,
+                    sct_list,
+                ),
+            );
+        Ok(self.db.run(script).await?.committed())
     }
 
     /// precert → final-signing, committed before the signing call: a signer
     /// that later finds this state without a final certificate knows a
     /// signature may exist and must not sign this serial again.
     pub async fn begin_final_signing(&self, serial: &str) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE certificates SET state = 'final-signing'
-             WHERE serial = $1 AND state = 'precert' AND sct_list IS NOT NULL",
-        )
-        .bind(serial)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let changed = self
+            .db
+            .execute(stmt!(
+                "UPDATE certificates SET state = 'final-signing'
+                 WHERE serial = $1 AND state = 'precert' AND sct_list IS NOT NULL",
+                serial
+            ))
+            .await?;
+        Ok(changed == 1)
     }
 
     /// Stores the final certificate and makes the order `valid`.
     pub async fn store_final(&self, order_id: &str, serial: &str, der: &[u8]) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let cert = sqlx::query(
-            "UPDATE certificates SET state = 'issued', final_der = $2 WHERE serial = $1 AND state = 'final-signing'",
-        )
-        .bind(serial)
-        .bind(der.to_vec())
-        .execute(&mut *tx)
-        .await?;
-        if cert.rows_affected() != 1 {
-            return Ok(false);
+        let script = Script::new()
+            .require(
+                1,
+                stmt!(
+                    "UPDATE certificates SET state = 'issued', final_der = $2
+                     WHERE serial = $1 AND state = 'final-signing'",
+                    serial,
+                    der,
+                ),
+            )
+            .require(
+                1,
+                stmt!(
+                    "UPDATE orders SET status = 'valid', step = NULL, step_deadline = NULL,
+                            completed_at = $4
+                     WHERE id = $1 AND status = 'processing' AND step = $3
+                       AND certificate_serial = $2",
+                    order_id,
+                    serial,
+                    FinalizeStep::SignFinal.as_str(),
+                    now_ms(),
+                ),
+            )
+            .only_on(Backend::Postgres, notify_done(order_id));
+        let issued = self.db.run(script).await?.committed();
+        if issued {
+            self.announce_done(order_id);
         }
-        let done = sqlx::query(
-            "UPDATE orders SET status = 'valid', step = NULL, step_deadline = NULL, completed_at = $4
-             WHERE id = $1 AND status = 'processing' AND step = $3 AND certificate_serial = $2",
-        )
-        .bind(order_id)
-        .bind(serial)
-        .bind(FinalizeStep::SignFinal.as_str())
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        self.notify_done(&mut tx, order_id).await?;
-        tx.commit().await?;
-        self.announce_done(order_id);
-        Ok(true)
+        Ok(issued)
     }
 
     /// After a final signing that may or may not have happened: abandon the
@@ -263,24 +262,19 @@ impl Store {
         serial: &str,
         step_deadline: i64,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE certificates SET state = 'abandoned' WHERE serial = $1 AND state <> 'issued'",
-        )
-        .bind(serial)
-        .execute(&mut *tx)
-        .await?;
-        let done = sqlx::query(
-            "UPDATE orders SET step = $3, step_deadline = $4, certificate_serial = NULL
-             WHERE id = $1 AND status = 'processing' AND certificate_serial = $2",
-        )
-        .bind(order_id)
-        .bind(serial)
-        .bind(FinalizeStep::SignPrecert.as_str())
-        .bind(step_deadline)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        let script = Script::new()
+            .then(stmt!(
+                "UPDATE certificates SET state = 'abandoned' WHERE serial = $1 AND state <> 'issued'",
+                serial
+            ))
+            .then(stmt!(
+                "UPDATE orders SET step = $3, step_deadline = $4, certificate_serial = NULL
+                 WHERE id = $1 AND status = 'processing' AND certificate_serial = $2",
+                order_id,
+                serial,
+                FinalizeStep::SignPrecert.as_str(),
+                step_deadline,
+            ));
+        Ok(self.db.run(script).await?.rows(1) == 1)
     }
 }

@@ -3,12 +3,24 @@
 //! leader's process or connection dies. SQLite serves one process, which
 //! always leads.
 
-use crate::{Backend, Result, Store};
+use crate::{Result, Store};
 use sqlx::Row;
+use sqlx::postgres::Postgres;
 
 /// Held while this process leads; dropping it gives leadership up.
 pub struct Leadership {
-    conn: Option<sqlx::pool::PoolConnection<sqlx::Any>>,
+    conn: Option<sqlx::pool::PoolConnection<Postgres>>,
+}
+
+impl Drop for Leadership {
+    /// The lock belongs to the connection's session: returned to the pool it
+    /// would stay held by a connection nobody leads with. Closing the
+    /// connection releases it.
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            drop(conn.detach());
+        }
+    }
 }
 
 impl Store {
@@ -17,15 +29,17 @@ impl Store {
     /// connection: it is released when the leader's process or connection
     /// dies. SQLite serves one process, which always leads.
     pub async fn try_leadership(&self, key: i64) -> Result<Option<Leadership>> {
-        if self.backend == Backend::Sqlite {
+        let Some(postgres) = self.db.postgres() else {
             return Ok(Some(Leadership { conn: None }));
-        }
-        let mut conn = self.pool.acquire().await?;
+        };
+        let database = |e: sqlx::Error| crate::StoreError::Database(e.into());
+        let mut conn = postgres.pool().acquire().await.map_err(database)?;
         let row = sqlx::query("SELECT pg_try_advisory_lock($1) AS locked")
             .bind(key)
             .fetch_one(&mut *conn)
-            .await?;
-        let locked: bool = row.try_get("locked")?;
+            .await
+            .map_err(database)?;
+        let locked: bool = row.try_get("locked").map_err(database)?;
         Ok(locked.then_some(Leadership { conn: Some(conn) }))
     }
 }

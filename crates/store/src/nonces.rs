@@ -3,45 +3,46 @@
 //! every replica reads from here; a used one is recorded until it would be
 //! refused as expired anyway.
 
-use crate::{Result, Store};
-use sqlx::Row;
+use crate::{Result, Store, StoreError, stmt};
 
 impl Store {
     /// The named secret, created from `init` on first use. Every replica
     /// reads the same value, so any api replica can check any nonce.
     pub async fn secret(&self, name: &str, init: &[u8]) -> Result<Vec<u8>> {
-        sqlx::query(
-            "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(name)
-        .bind(init.to_vec())
-        .execute(&self.pool)
-        .await?;
-        let row = sqlx::query("SELECT value FROM secrets WHERE name = $1")
-            .bind(name)
-            .fetch_one(&self.pool)
+        self.db
+            .execute(stmt!(
+                "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                name,
+                init,
+            ))
             .await?;
-        Ok(row.try_get("value")?)
+        let row = self
+            .db
+            .optional(stmt!("SELECT value FROM secrets WHERE name = $1", name))
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("secret {name} vanished after insert")))?;
+        Ok(row.blob("value")?)
     }
 
     /// Marks a nonce used. False when it was used before: a replay.
     pub async fn consume_nonce(&self, nonce: &str, expires_at: i64) -> Result<bool> {
-        let done = sqlx::query(
-            "INSERT INTO used_nonces (nonce, expires_at) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING",
-        )
-        .bind(nonce)
-        .bind(expires_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let inserted = self
+            .db
+            .execute(stmt!(
+                "INSERT INTO used_nonces (nonce, expires_at) VALUES ($1, $2)
+                 ON CONFLICT (nonce) DO NOTHING",
+                nonce,
+                expires_at,
+            ))
+            .await?;
+        Ok(inserted == 1)
     }
 
     /// Forgets used nonces that would be refused as expired anyway.
     pub async fn prune_nonces(&self, now: i64) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM used_nonces WHERE expires_at < $1")
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
+        Ok(self
+            .db
+            .execute(stmt!("DELETE FROM used_nonces WHERE expires_at < $1", now))
+            .await?)
     }
 }

@@ -4,7 +4,8 @@
 //! subscribers and, on PostgreSQL, `NOTIFY` every other process at commit;
 //! one `LISTEN` connection per process relays those into the same channel.
 
-use crate::{Backend, Result, Store};
+use crate::db::{Backend, Stmt};
+use crate::{Store, stmt};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -12,24 +13,14 @@ use tokio::sync::broadcast;
 /// The PostgreSQL notification channel for finished orders.
 const DONE_CHANNEL: &str = "kiln_order_done";
 
-impl Store {
-    /// Tells other processes (PostgreSQL NOTIFY, delivered at commit) that
-    /// an order finished.
-    pub(crate) async fn notify_done(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        order_id: &str,
-    ) -> Result<()> {
-        if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(DONE_CHANNEL)
-                .bind(order_id)
-                .execute(&mut **tx)
-                .await?;
-        }
-        Ok(())
-    }
+/// The statement that tells other processes that an order finished: part
+/// of the transaction that finishes it, since PostgreSQL delivers a NOTIFY
+/// at commit (and never for a transaction rolled back).
+pub(crate) fn notify_done(order_id: &str) -> Stmt {
+    stmt!("SELECT pg_notify($1, $2)", DONE_CHANNEL, order_id)
+}
 
+impl Store {
     /// Tells waiters in this process that an order finished.
     pub(crate) fn announce_done(&self, order_id: &str) {
         let _ = self.done.send(order_id.to_string());
@@ -41,8 +32,9 @@ impl Store {
     /// ids; waiters re-read the order on every wake-up, so that only delays.
     pub async fn subscribe_done(&self) -> broadcast::Receiver<String> {
         let receiver = self.done.subscribe();
-        if self.backend == Backend::Postgres {
-            let (url, done) = (self.url.clone(), self.done.clone());
+        if let Some(postgres) = self.db.postgres() {
+            debug_assert_eq!(self.backend(), Backend::Postgres);
+            let (url, done) = (Arc::new(postgres.url().to_string()), self.done.clone());
             self.listening
                 .get_or_init(|| async move {
                     tokio::spawn(relay_notifications(url, done));

@@ -4,12 +4,11 @@
 //! authorization and its order along (→ `ready` or `invalid`). What happens
 //! to an order once finalized is in `finalization`.
 
-use crate::{Result, Store, StoreError, json, parse, parse_json};
+use crate::db::{Row, Script};
+use crate::{Result, Store, StoreError, json, parse, parse_json, stmt};
 use domain::{
     AuthzStatus, ChallengeStatus, ChallengeType, FinalizeStep, Identifier, OrderStatus, Problem,
 };
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Order {
@@ -113,56 +112,51 @@ impl Store {
         order: &Order,
         authzs: &[(Authz, Vec<Challenge>)],
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO orders (id, account_id, status, identifiers, not_before, not_after, expires_at, created_at)
+        let mut script = Script::new().then(stmt!(
+            "INSERT INTO orders (id, account_id, status, identifiers, not_before, not_after,
+                                 expires_at, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&order.id)
-        .bind(&order.account_id)
-        .bind(order.status.as_str())
-        .bind(json(&order.identifiers))
-        .bind(order.not_before)
-        .bind(order.not_after)
-        .bind(order.expires_at)
-        .bind(order.created_at)
-        .execute(&mut *tx)
-        .await?;
+            &order.id,
+            &order.account_id,
+            order.status.as_str(),
+            json(&order.identifiers),
+            order.not_before,
+            order.not_after,
+            order.expires_at,
+            order.created_at,
+        ));
         for (authz, challenges) in authzs {
-            sqlx::query(
+            script = script.then(stmt!(
                 "INSERT INTO authzs (id, order_id, account_id, identifier, wildcard, status, expires_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(&authz.id)
-            .bind(&authz.order_id)
-            .bind(&authz.account_id)
-            .bind(&authz.identifier)
-            .bind(authz.wildcard as i64)
-            .bind(authz.status.as_str())
-            .bind(authz.expires_at)
-            .execute(&mut *tx)
-            .await?;
+                &authz.id,
+                &authz.order_id,
+                &authz.account_id,
+                &authz.identifier,
+                authz.wildcard,
+                authz.status.as_str(),
+                authz.expires_at,
+            ));
             for c in challenges {
-                sqlx::query(
-                    "INSERT INTO challenges (id, authz_id, kind, token, status) VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(&c.id)
-                .bind(&c.authz_id)
-                .bind(c.kind.as_str())
-                .bind(&c.token)
-                .bind(c.status.as_str())
-                .execute(&mut *tx)
-                .await?;
+                script = script.then(stmt!(
+                    "INSERT INTO challenges (id, authz_id, kind, token, status)
+                     VALUES ($1, $2, $3, $4, $5)",
+                    &c.id,
+                    &c.authz_id,
+                    c.kind.as_str(),
+                    &c.token,
+                    c.status.as_str(),
+                ));
             }
         }
-        tx.commit().await?;
+        self.db.run(script).await?;
         Ok(())
     }
 
     pub async fn order(&self, id: &str) -> Result<Option<Order>> {
-        let row = sqlx::query("SELECT * FROM orders WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
+        let row = self
+            .db
+            .optional(stmt!("SELECT * FROM orders WHERE id = $1", id))
             .await?;
         row.map(|r| Order::from_row(&r)).transpose()
     }
@@ -174,46 +168,53 @@ impl Store {
         offset: i64,
         limit: i64,
     ) -> Result<Vec<String>> {
-        let rows = sqlx::query(
-            "SELECT id FROM orders WHERE account_id = $1 ORDER BY created_at, id LIMIT $2 OFFSET $3",
-        )
-        .bind(account_id)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+        let rows = self
+            .db
+            .all(stmt!(
+                "SELECT id FROM orders WHERE account_id = $1 ORDER BY created_at, id
+                 LIMIT $2 OFFSET $3",
+                account_id,
+                limit,
+                offset,
+            ))
+            .await?;
+        rows.iter().map(|r| Ok(r.text("id")?)).collect()
     }
 
     pub async fn authzs_for_order(&self, order_id: &str) -> Result<Vec<Authz>> {
-        let rows =
-            sqlx::query("SELECT * FROM authzs WHERE order_id = $1 ORDER BY identifier, wildcard")
-                .bind(order_id)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = self
+            .db
+            .all(stmt!(
+                "SELECT * FROM authzs WHERE order_id = $1 ORDER BY identifier, wildcard",
+                order_id
+            ))
+            .await?;
         rows.iter().map(Authz::from_row).collect()
     }
 
     pub async fn authz(&self, id: &str) -> Result<Option<Authz>> {
-        let row = sqlx::query("SELECT * FROM authzs WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
+        let row = self
+            .db
+            .optional(stmt!("SELECT * FROM authzs WHERE id = $1", id))
             .await?;
         row.map(|r| Authz::from_row(&r)).transpose()
     }
 
     pub async fn challenges_for_authz(&self, authz_id: &str) -> Result<Vec<Challenge>> {
-        let rows = sqlx::query("SELECT * FROM challenges WHERE authz_id = $1 ORDER BY kind")
-            .bind(authz_id)
-            .fetch_all(&self.pool)
+        let rows = self
+            .db
+            .all(stmt!(
+                "SELECT * FROM challenges WHERE authz_id = $1 ORDER BY kind",
+                authz_id
+            ))
             .await?;
         rows.iter().map(Challenge::from_row).collect()
     }
 
     pub async fn challenge(&self, id: &str) -> Result<Option<Challenge>> {
-        let row = sqlx::query("SELECT * FROM challenges WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
+        let row = self
+            .db
+            .optional(stmt!("SELECT * FROM challenges WHERE id = $1", id))
             .await?;
         row.map(|r| Challenge::from_row(&r)).transpose()
     }
@@ -221,18 +222,21 @@ impl Store {
     /// pending → processing, only while its authorization is still pending
     /// and no sibling challenge is already being validated.
     pub async fn start_challenge(&self, challenge_id: &str, deadline: i64) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE challenges SET status = 'processing', deadline = $2
-             WHERE id = $1 AND status = 'pending'
-               AND EXISTS (SELECT 1 FROM authzs a WHERE a.id = challenges.authz_id AND a.status = 'pending')
-               AND NOT EXISTS (SELECT 1 FROM challenges s
-                               WHERE s.authz_id = challenges.authz_id AND s.status = 'processing')",
-        )
-        .bind(challenge_id)
-        .bind(deadline)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let changed = self
+            .db
+            .execute(stmt!(
+                "UPDATE challenges SET status = 'processing', deadline = $2
+                 WHERE id = $1 AND status = 'pending'
+                   AND EXISTS (SELECT 1 FROM authzs a
+                               WHERE a.id = challenges.authz_id AND a.status = 'pending')
+                   AND NOT EXISTS (SELECT 1 FROM challenges s
+                                   WHERE s.authz_id = challenges.authz_id
+                                     AND s.status = 'processing')",
+                challenge_id,
+                deadline,
+            ))
+            .await?;
+        Ok(changed == 1)
     }
 
     /// Records a validation result: the challenge, its authorization and, when
@@ -244,146 +248,134 @@ impl Store {
         outcome: std::result::Result<(), &Problem>,
         now: i64,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let (status, error) = match outcome {
-            Ok(()) => (ChallengeStatus::Valid, None),
-            Err(p) => (ChallengeStatus::Invalid, Some(json(p))),
+        let (status, authz_status, error) = match outcome {
+            Ok(()) => (ChallengeStatus::Valid, AuthzStatus::Valid, None),
+            Err(p) => (
+                ChallengeStatus::Invalid,
+                AuthzStatus::Invalid,
+                Some(json(p)),
+            ),
         };
-        let done = sqlx::query(
-            "UPDATE challenges SET status = $2, validated_at = $3, error = $4, deadline = NULL
-             WHERE id = $1 AND status = 'processing'",
-        )
-        .bind(challenge_id)
-        .bind(status.as_str())
-        .bind(now)
-        .bind(error.clone())
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        let row = sqlx::query(
-            "SELECT a.id AS authz_id, a.order_id AS order_id FROM challenges c
-             JOIN authzs a ON a.id = c.authz_id WHERE c.id = $1",
-        )
-        .bind(challenge_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let authz_id: String = row.try_get("authz_id")?;
-        let order_id: String = row.try_get("order_id")?;
-        let authz_status = if outcome.is_ok() {
-            AuthzStatus::Valid
-        } else {
-            AuthzStatus::Invalid
-        };
-        sqlx::query(
-            "UPDATE authzs SET status = $2, validated_at = $3 WHERE id = $1 AND status = 'pending'",
-        )
-        .bind(&authz_id)
-        .bind(authz_status.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if outcome.is_ok() {
-            sqlx::query(
-                "UPDATE orders SET status = 'ready' WHERE id = $1 AND status = 'pending'
-                 AND NOT EXISTS (SELECT 1 FROM authzs WHERE order_id = $1 AND status <> 'valid')",
+        let script = Script::new()
+            .require(
+                1,
+                stmt!(
+                    "UPDATE challenges SET status = $2, validated_at = $3, error = $4, deadline = NULL
+                     WHERE id = $1 AND status = 'processing'",
+                    challenge_id,
+                    status.as_str(),
+                    now,
+                    error.clone(),
+                ),
             )
-            .bind(&order_id)
-            .execute(&mut *tx)
-            .await?;
+            .then(stmt!(
+                "UPDATE authzs SET status = $2, validated_at = $3
+                 WHERE id = (SELECT authz_id FROM challenges WHERE id = $1) AND status = 'pending'",
+                challenge_id,
+                authz_status.as_str(),
+                now,
+            ));
+        let script = if outcome.is_ok() {
+            script.then(stmt!(
+                "UPDATE orders SET status = 'ready'
+                 WHERE id = (SELECT a.order_id FROM challenges c JOIN authzs a ON a.id = c.authz_id
+                             WHERE c.id = $1)
+                   AND status = 'pending'
+                   AND NOT EXISTS (SELECT 1 FROM authzs
+                                   WHERE authzs.order_id = orders.id AND authzs.status <> 'valid')",
+                challenge_id,
+            ))
         } else {
-            sqlx::query("UPDATE orders SET status = 'invalid', error = $2 WHERE id = $1 AND status = 'pending'")
-                .bind(&order_id)
-                .bind(error)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+            script.then(stmt!(
+                "UPDATE orders SET status = 'invalid', error = $2
+                 WHERE id = (SELECT a.order_id FROM challenges c JOIN authzs a ON a.id = c.authz_id
+                             WHERE c.id = $1)
+                   AND status = 'pending'",
+                challenge_id,
+                error,
+            ))
+        };
+        Ok(self.db.run(script).await?.committed())
     }
 
     /// pending|valid → deactivated (RFC 8555 §7.5.2); the order then reads
     /// as `invalid` if it was not finalized yet.
     pub async fn deactivate_authz(&self, authz_id: &str) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE authzs SET status = 'deactivated' WHERE id = $1 AND status IN ('pending', 'valid')",
-        )
-        .bind(authz_id)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 1 {
-            sqlx::query(
+        let script = Script::new()
+            .require(
+                1,
+                stmt!(
+                    "UPDATE authzs SET status = 'deactivated'
+                     WHERE id = $1 AND status IN ('pending', 'valid')",
+                    authz_id
+                ),
+            )
+            .then(stmt!(
                 "UPDATE orders SET status = 'invalid' WHERE status IN ('pending', 'ready')
                  AND id = (SELECT order_id FROM authzs WHERE id = $1)",
-            )
-            .bind(authz_id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+                authz_id
+            ));
+        Ok(self.db.run(script).await?.committed())
     }
 }
 
 impl Order {
-    pub(crate) fn from_row(r: &AnyRow) -> Result<Self> {
-        let step: Option<String> = r.try_get("step")?;
+    pub(crate) fn from_row(r: &Row) -> Result<Self> {
         Ok(Order {
-            id: r.try_get("id")?,
-            account_id: r.try_get("account_id")?,
+            id: r.text("id")?,
+            account_id: r.text("account_id")?,
             status: parse::<OrderStatus>(r, "status")?,
-            step: step
+            step: r
+                .opt_text("step")?
                 .map(|s| s.parse())
                 .transpose()
                 .map_err(StoreError::Corrupt)?,
             identifiers: parse_json(r, "identifiers")?.unwrap_or_default(),
-            not_before: r.try_get("not_before")?,
-            not_after: r.try_get("not_after")?,
-            expires_at: r.try_get("expires_at")?,
-            created_at: r.try_get("created_at")?,
-            csr: r.try_get("csr")?,
-            processing_since: r.try_get("processing_since")?,
-            step_deadline: r.try_get("step_deadline")?,
-            finalize_deadline: r.try_get("finalize_deadline")?,
+            not_before: r.opt_i64("not_before")?,
+            not_after: r.opt_i64("not_after")?,
+            expires_at: r.i64("expires_at")?,
+            created_at: r.i64("created_at")?,
+            csr: r.opt_blob("csr")?,
+            processing_since: r.opt_i64("processing_since")?,
+            step_deadline: r.opt_i64("step_deadline")?,
+            finalize_deadline: r.opt_i64("finalize_deadline")?,
             error: parse_json(r, "error")?,
-            certificate_serial: r.try_get("certificate_serial")?,
+            certificate_serial: r.opt_text("certificate_serial")?,
             timeline: Timeline {
-                caa_checked_at: r.try_get("caa_checked_at")?,
-                precert_at: r.try_get("precert_at")?,
-                scts_at: r.try_get("scts_at")?,
-                completed_at: r.try_get("completed_at")?,
-                trace_id: r.try_get("trace_id")?,
+                caa_checked_at: r.opt_i64("caa_checked_at")?,
+                precert_at: r.opt_i64("precert_at")?,
+                scts_at: r.opt_i64("scts_at")?,
+                completed_at: r.opt_i64("completed_at")?,
+                trace_id: r.opt_text("trace_id")?,
             },
         })
     }
 }
 
 impl Authz {
-    fn from_row(r: &AnyRow) -> Result<Self> {
+    fn from_row(r: &Row) -> Result<Self> {
         Ok(Authz {
-            id: r.try_get("id")?,
-            order_id: r.try_get("order_id")?,
-            account_id: r.try_get("account_id")?,
-            identifier: r.try_get("identifier")?,
-            wildcard: r.try_get::<i64, _>("wildcard")? != 0,
+            id: r.text("id")?,
+            order_id: r.text("order_id")?,
+            account_id: r.text("account_id")?,
+            identifier: r.text("identifier")?,
+            wildcard: r.i64("wildcard")? != 0,
             status: parse::<AuthzStatus>(r, "status")?,
-            expires_at: r.try_get("expires_at")?,
-            validated_at: r.try_get("validated_at")?,
+            expires_at: r.i64("expires_at")?,
+            validated_at: r.opt_i64("validated_at")?,
         })
     }
 }
 
 impl Challenge {
-    pub(crate) fn from_row(r: &AnyRow) -> Result<Self> {
+    pub(crate) fn from_row(r: &Row) -> Result<Self> {
         Ok(Challenge {
-            id: r.try_get("id")?,
-            authz_id: r.try_get("authz_id")?,
+            id: r.text("id")?,
+            authz_id: r.text("authz_id")?,
             kind: parse(r, "kind")?,
-            token: r.try_get("token")?,
+            token: r.text("token")?,
             status: parse::<ChallengeStatus>(r, "status")?,
-            validated_at: r.try_get("validated_at")?,
+            validated_at: r.opt_i64("validated_at")?,
             error: parse_json(r, "error")?,
         })
     }

@@ -3,9 +3,8 @@
 //! counts, finished orders and their latencies) and the recent finalize
 //! latencies that Retry-After and the hybrid mode's budget are based on.
 
-use crate::{Challenge, Order, Result, Store, parse};
+use crate::{Challenge, Order, Result, Store, StoreError, parse, stmt};
 use domain::{FinalizeStep, OrderStatus};
-use sqlx::Row;
 
 /// Finalizations in flight, for the sweeper's gauges.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -29,56 +28,61 @@ impl Store {
     /// valid orders, newest first: the basis of Retry-After and of the hybrid
     /// mode's waiting budget.
     pub async fn recent_finalize_latencies(&self, limit: i64) -> Result<Vec<i64>> {
-        let rows = sqlx::query(
-            "SELECT completed_at - processing_since AS latency FROM orders
-             WHERE status = 'valid' AND completed_at IS NOT NULL AND processing_since IS NOT NULL
-             ORDER BY completed_at DESC LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| Ok(r.try_get("latency")?)).collect()
+        let rows = self
+            .db
+            .all(stmt!(
+                "SELECT completed_at - processing_since AS latency FROM orders
+                 WHERE status = 'valid' AND completed_at IS NOT NULL AND processing_since IS NOT NULL
+                 ORDER BY completed_at DESC LIMIT $1",
+                limit
+            ))
+            .await?;
+        rows.iter().map(|r| Ok(r.i64("latency")?)).collect()
     }
 
     /// Processing orders right now, and how many of them are past their step
     /// deadline or their finalize deadline (the sweeper's gauges; served by
     /// the `(status, step_deadline)` index).
     pub async fn processing_counts(&self, now: i64) -> Result<ProcessingCounts> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS processing,
-                    COALESCE(SUM(CASE WHEN step_deadline < $1 THEN 1 ELSE 0 END), 0) AS past_step,
-                    COALESCE(SUM(CASE WHEN finalize_deadline < $1 THEN 1 ELSE 0 END), 0) AS past_finalize
-             FROM orders WHERE status = 'processing'",
-        )
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await?;
+        let row = self
+            .db
+            .optional(stmt!(
+                "SELECT COUNT(*) AS processing,
+                        COALESCE(SUM(CASE WHEN step_deadline < $1 THEN 1 ELSE 0 END), 0) AS past_step,
+                        COALESCE(SUM(CASE WHEN finalize_deadline < $1 THEN 1 ELSE 0 END), 0)
+                          AS past_finalize
+                 FROM orders WHERE status = 'processing'",
+                now
+            ))
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("COUNT returned no row".into()))?;
         Ok(ProcessingCounts {
-            processing: row.try_get("processing")?,
-            past_step_deadline: row.try_get("past_step")?,
-            past_finalize_deadline: row.try_get("past_finalize")?,
+            processing: row.opt_i64("processing")?.unwrap_or(0),
+            past_step_deadline: row.opt_i64("past_step")?.unwrap_or(0),
+            past_finalize_deadline: row.opt_i64("past_finalize")?.unwrap_or(0),
         })
     }
 
     /// Finalized orders that became `valid` or `invalid` after `since`
     /// (unix ms), oldest first: the sweeper's finalize→done latencies.
     pub async fn completed_since(&self, since: i64, limit: i64) -> Result<Vec<CompletedOrder>> {
-        let rows = sqlx::query(
-            "SELECT id, status, processing_since, completed_at FROM orders
-             WHERE completed_at > $1 AND processing_since IS NOT NULL
-             ORDER BY completed_at LIMIT $2",
-        )
-        .bind(since)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = self
+            .db
+            .all(stmt!(
+                "SELECT id, status, processing_since, completed_at FROM orders
+                 WHERE completed_at > $1 AND processing_since IS NOT NULL
+                 ORDER BY completed_at LIMIT $2",
+                since,
+                limit,
+            ))
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(CompletedOrder {
-                    id: r.try_get("id")?,
+                    id: r.text("id")?,
                     status: parse::<OrderStatus>(r, "status")?,
-                    processing_since: r.try_get("processing_since")?,
-                    completed_at: r.try_get("completed_at")?,
+                    processing_since: r.i64("processing_since")?,
+                    completed_at: r.i64("completed_at")?,
                 })
             })
             .collect()
@@ -86,14 +90,15 @@ impl Store {
 
     /// Processing orders whose current step is past its deadline.
     pub async fn overdue_orders(&self, now: i64, limit: i64) -> Result<Vec<Order>> {
-        let rows = sqlx::query(
-            "SELECT * FROM orders WHERE status = 'processing' AND step_deadline < $1
-             ORDER BY step_deadline LIMIT $2",
-        )
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = self
+            .db
+            .all(stmt!(
+                "SELECT * FROM orders WHERE status = 'processing' AND step_deadline < $1
+                 ORDER BY step_deadline LIMIT $2",
+                now,
+                limit,
+            ))
+            .await?;
         rows.iter().map(Order::from_row).collect()
     }
 
@@ -105,26 +110,30 @@ impl Store {
         step: FinalizeStep,
         deadline: i64,
     ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE orders SET step_deadline = $3 WHERE id = $1 AND status = 'processing' AND step = $2",
-        )
-        .bind(order_id)
-        .bind(step.as_str())
-        .bind(deadline)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let changed = self
+            .db
+            .execute(stmt!(
+                "UPDATE orders SET step_deadline = $3
+                 WHERE id = $1 AND status = 'processing' AND step = $2",
+                order_id,
+                step.as_str(),
+                deadline,
+            ))
+            .await?;
+        Ok(changed == 1)
     }
 
     /// Challenges in `processing` past their deadline.
     pub async fn overdue_challenges(&self, now: i64, limit: i64) -> Result<Vec<Challenge>> {
-        let rows = sqlx::query(
-            "SELECT * FROM challenges WHERE status = 'processing' AND deadline < $1 ORDER BY deadline LIMIT $2",
-        )
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = self
+            .db
+            .all(stmt!(
+                "SELECT * FROM challenges WHERE status = 'processing' AND deadline < $1
+                 ORDER BY deadline LIMIT $2",
+                now,
+                limit,
+            ))
+            .await?;
         rows.iter().map(Challenge::from_row).collect()
     }
 
@@ -133,13 +142,14 @@ impl Store {
         challenge_id: &str,
         deadline: i64,
     ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE challenges SET deadline = $2 WHERE id = $1 AND status = 'processing'",
-        )
-        .bind(challenge_id)
-        .bind(deadline)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let changed = self
+            .db
+            .execute(stmt!(
+                "UPDATE challenges SET deadline = $2 WHERE id = $1 AND status = 'processing'",
+                challenge_id,
+                deadline,
+            ))
+            .await?;
+        Ok(changed == 1)
     }
 }

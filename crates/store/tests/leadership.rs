@@ -46,3 +46,24 @@ async fn one_process_leads_at_a_time(store: Store, url: String) {
     }
     other.close().await;
 }
+
+on_both_backends!(url: dropping_leadership_gives_it_up);
+
+async fn dropping_leadership_gives_it_up(store: Store, url: String) {
+    let leader = store.try_leadership(KEY).await.unwrap().expect("leads");
+    drop(leader);
+    let other = Store::connect(&url).await.unwrap();
+    // The lock's connection is closed, not returned to the pool still
+    // holding it; the server notices within moments.
+    let mut passed_on = None;
+    for _ in 0..100 {
+        passed_on = other.try_leadership(KEY).await.unwrap();
+        if passed_on.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(passed_on.is_some(), "a dropped leadership passes on");
+    drop(passed_on);
+    other.close().await;
+}
