@@ -13,6 +13,7 @@
 
 mod account_keys;
 pub mod compat;
+pub mod config;
 pub mod csr;
 mod error;
 pub mod finalize_policy;

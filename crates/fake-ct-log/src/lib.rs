@@ -2,6 +2,8 @@
 //! with a P-256 key and keeps a Merkle tree of accepted entries in memory. Knobs make it slow,
 //! flaky, down or picky, at start-up or at run time through `/knobs`.
 
+pub mod cli;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -459,4 +461,26 @@ impl RunningLog {
         let _ = self.shutdown.send(());
         self.task.await.map_err(std::io::Error::other)?
     }
+}
+
+/// The log's signing key from a PEM file, created (P-256, mode 0600) if the
+/// file is missing, so a restarted log keeps its identity.
+pub fn load_or_create_key(path: &std::path::Path) -> anyhow::Result<PKey<Private>> {
+    use anyhow::Context;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.exists() {
+        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        return PKey::private_key_from_pem(&pem)
+            .with_context(|| format!("parsing {}", path.display()));
+    }
+    let key = FakeLogConfig::generate()?.key;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(&key.private_key_to_pem_pkcs8()?)?;
+    Ok(key)
 }

@@ -155,7 +155,8 @@ mod tests {
         let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
         let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
         let mut name = X509NameBuilder::new().unwrap();
-        name.append_entry_by_nid(Nid::COMMONNAME, "pem test").unwrap();
+        name.append_entry_by_nid(Nid::COMMONNAME, "pem test")
+            .unwrap();
         let name = name.build();
         let mut builder = X509Builder::new().unwrap();
         builder.set_subject_name(&name).unwrap();
