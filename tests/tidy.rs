@@ -160,7 +160,10 @@ fn files_stay_small_and_mains_only_wire() {
         let opening: String = text.lines().take(20).collect::<Vec<_>>().join("\n");
         let justified = opening.contains("one cohesive");
         if is_main && lines > MAX_MAIN_LINES {
-            too_long.push(format!("{} ({lines} lines; a main wires, ≤ {MAX_MAIN_LINES})", path.display()));
+            too_long.push(format!(
+                "{} ({lines} lines; a main wires, ≤ {MAX_MAIN_LINES})",
+                path.display()
+            ));
         } else if lines > MAX_LINES && !justified {
             too_long.push(format!(
                 "{} ({lines} lines; split it, or say at its top why it is one cohesive thing)",

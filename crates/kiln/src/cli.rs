@@ -73,6 +73,11 @@ pub struct ServeArgs {
     /// A finalized order not valid by then ends invalid (e.g. 10m, 30s).
     #[arg(long, env = "KILN_FINALIZE_TIMEOUT", default_value = "10m", value_parser = crate::knobs::parse_duration)]
     pub(crate) finalize_timeout: std::time::Duration,
+    /// Use this CT log (`URL=PUBLIC_KEY`, the key as base64 DER, each log
+    /// its own operator) instead of starting fake ones; repeatable, e.g.
+    /// the `fake-ct-log` binary's `http://…` and `public_key=` lines.
+    #[arg(long = "ct-log", env = "KILN_CT_LOGS", value_delimiter = ',', value_parser = parse_ct_log)]
+    pub(crate) ct_logs: Vec<ct_submitter::CtLog>,
     #[command(flatten)]
     pub(crate) knobs: KnobArgs,
 }
@@ -216,4 +221,47 @@ enum OrderCommand {
         #[command(flatten)]
         db: DatabaseArgs,
     },
+}
+
+/// `--ct-log URL=PUBLIC_KEY`: a log at URL with that base64 DER key, named
+/// and operated by its URL.
+fn parse_ct_log(text: &str) -> Result<ct_submitter::CtLog, String> {
+    use base64::Engine as _;
+    let (url, key) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected URL=PUBLIC_KEY"))?;
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(format!("{url:?} is not an http(s) URL"));
+    }
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(key.trim())
+        .map_err(|e| format!("the public key of {url}: {e}"))?;
+    pkix::public_key_from_spki(&key).map_err(|e| format!("the public key of {url}: {e}"))?;
+    Ok(ct_submitter::CtLog::new(url, url, key, url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ct_logs_are_url_and_key() {
+        let key = openssl::pkey::PKey::from_ec_key(
+            openssl::ec::EcKey::generate(
+                &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1)
+                    .unwrap(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        use base64::Engine as _;
+        let b64 =
+            base64::engine::general_purpose::STANDARD.encode(key.public_key_to_der().unwrap());
+        let log = parse_ct_log(&format!("http://127.0.0.1:9={b64}")).unwrap();
+        assert_eq!(log.url, "http://127.0.0.1:9");
+        assert_eq!(log.operator, "http://127.0.0.1:9");
+        assert!(parse_ct_log("http://127.0.0.1:9").is_err(), "no key");
+        assert!(parse_ct_log("ftp://x=AAAA").is_err(), "not http");
+        assert!(parse_ct_log("http://x=AAAA").is_err(), "not a key");
+    }
 }

@@ -44,6 +44,9 @@ pub struct EmbeddedConfig {
     pub tlsalpn01_port: u16,
     /// Fake CT logs started on loopback, each its own operator.
     pub fake_ct_logs: usize,
+    /// CT logs running elsewhere (e.g. `fake-ct-log` processes, so that a
+    /// benchmark counts their CPU apart from Kiln's), used besides the fakes.
+    pub external_ct_logs: Vec<CtLog>,
     /// Authorizations validated longer ago are rechecked for CAA at finalize.
     pub caa_recheck_after: Duration,
     /// A finalized order not `valid` by then ends `invalid`.
@@ -75,10 +78,11 @@ impl EmbeddedConfig {
             http01_port: 5002,
             tlsalpn01_port: 5001,
             fake_ct_logs: 3,
+            external_ct_logs: Vec::new(),
             caa_recheck_after: Duration::from_secs(7 * 3600),
             finalize_timeout: Duration::from_secs(600),
             step_timeout: Duration::from_secs(30),
-            ct_policy: SubmitPolicy::default(),
+            ct_policy: SubmitPolicy::laptop(Duration::from_secs(600)),
             certificate_base_url: None,
             finalize: api::PolicyHandle::new(api::FinalizePolicy::fixed(api::FinalizeMode::Async)),
             admin_listen: None,
@@ -217,7 +221,11 @@ impl Kiln {
         let submitter = CtSubmitter {
             store: store.clone(),
             client: reqwest::Client::builder().build()?,
-            logs: ct_logs.iter().map(|l| l.log.clone()).collect(),
+            logs: ct_logs
+                .iter()
+                .map(|l| l.log.clone())
+                .chain(config.external_ct_logs.iter().cloned())
+                .collect(),
             policy: config.ct_policy.clone(),
             issuer_der,
             step_timeout: config.step_timeout,

@@ -46,6 +46,19 @@ impl Default for SubmitPolicy {
 }
 
 impl SubmitPolicy {
+    /// The all-in-one's policy: the production defaults, except that one
+    /// submission may take as long as the whole finalization. On a laptop
+    /// a slow log is a knob a client author turned (the fake logs' latency),
+    /// not an outage to route around; a timeout shorter than that latency
+    /// would fail every submission and issue nothing.
+    pub fn laptop(finalize_timeout: Duration) -> Self {
+        Self {
+            deadline: finalize_timeout,
+            per_request_timeout: finalize_timeout,
+            ..Self::default()
+        }
+    }
+
     /// What a certificate valid from `not_before` to `not_after` (unix seconds) needs.
     pub fn requirement(&self, not_before: i64, not_after: i64) -> Requirement {
         let lifetime = u64::try_from(not_after.saturating_sub(not_before)).unwrap_or(0);

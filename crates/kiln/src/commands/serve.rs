@@ -13,6 +13,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.tlsalpn01_port = args.tlsalpn01_port;
     config.admin_listen = args.admin_listen;
     config.finalize_timeout = args.finalize_timeout;
+    config.ct_policy = ct_submitter::SubmitPolicy::laptop(args.finalize_timeout);
+    if !args.ct_logs.is_empty() {
+        config.fake_ct_logs = 0;
+        config.external_ct_logs = args.ct_logs;
+    }
     let knobs = args.knobs.knobs();
     let knob_lines = knobs.describe();
     if knobs.active() || args.knobs.mgmt_listen.is_some() {
