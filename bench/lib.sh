@@ -48,17 +48,51 @@ stop_started() {
 }
 trap stop_started EXIT
 
-# Embedded Kiln on a fresh data directory. Sets KILN_PID, KILN_DIR.
+# Three fake CT logs, each its own process (and operator), so their CPU is
+# measured apart from Kiln's: a real deployment's logs run elsewhere. Sets
+# CT_LOG_PIDS, CT_LOG_URLS and CT_LOG_FLAGS (kiln's --ct-log flags).
+start_fake_ct_logs() {
+  CT_LOG_PIDS=(); CT_LOG_URLS=(); CT_LOG_FLAGS=()
+  local i out url key
+  for i in 0 1 2; do
+    out=$WORK/ct-log-$i.out; : >"$out"
+    "$BIN/fake-ct-log" --listen 127.0.0.1:0 >"$out" 2>"$WORK/ct-log-$i.log" &
+    CT_LOG_PIDS+=("$!"); STARTED_PIDS+=("$!")
+    for _ in $(seq 1 100); do grep -q '^public_key=' "$out" && break; sleep 0.05; done
+    url=$(sed -n 1p "$out"); key=$(sed -n 's/^public_key=//p' "$out")
+    [ -n "$url" ] && [ -n "$key" ] || { say "fake-ct-log $i did not start"; exit 1; }
+    CT_LOG_URLS+=("$url"); CT_LOG_FLAGS+=(--ct-log "$url=$key")
+  done
+  say "fake CT logs (pids ${CT_LOG_PIDS[*]}) at ${CT_LOG_URLS[*]}"
+}
+
+# Embedded Kiln on a fresh data directory, with its admin port (for the
+# database counters) and, unless KILN_INPROCESS_CT=1, the fake CT logs as
+# processes of their own. Sets KILN_PID, KILN_DIR, KILN_ADMIN_URL.
+KILN_ADMIN_PORT=${KILN_ADMIN_PORT:-24442}
 start_kiln_embedded() {
   KILN_DIR=$WORK/kiln-embedded
   rm -rf "$KILN_DIR"; mkdir -p "$KILN_DIR"
-  require_free "$KILN_PORT"
+  require_free "$KILN_PORT" "$KILN_ADMIN_PORT"
+  local ct=()
+  if [ "${KILN_INPROCESS_CT:-0}" != 1 ]; then start_fake_ct_logs; ct=("${CT_LOG_FLAGS[@]}"); fi
   # Kiln's own default log level (info), as Pebble logs every request by default.
   env ${KILN_LOG:+RUST_LOG=$KILN_LOG} "$BIN/kiln" --data-dir "$KILN_DIR" --listen "127.0.0.1:$KILN_PORT" \
-    --http01-port "$HTTP01_PORT" --tlsalpn01-port "$TLSALPN01_PORT" >"$WORK/kiln-embedded.log" 2>&1 &
+    --http01-port "$HTTP01_PORT" --tlsalpn01-port "$TLSALPN01_PORT" \
+    --admin-listen "127.0.0.1:$KILN_ADMIN_PORT" "${ct[@]}" >"$WORK/kiln-embedded.log" 2>&1 &
   KILN_PID=$!; STARTED_PIDS+=("$KILN_PID")
+  KILN_ADMIN_URL=http://127.0.0.1:$KILN_ADMIN_PORT
   wait_url "https://127.0.0.1:$KILN_PORT/directory" "$KILN_DIR/root.pem"
   say "kiln embedded pid $KILN_PID on 127.0.0.1:$KILN_PORT"
+}
+
+# The database counters on an admin port: "reads writes commits".
+db_counts() { # admin-url
+  curl -fsS "$1/metrics" 2>/dev/null | awk '
+    /^kiln_db_statements_total\{kind="read"\}/ {r=$2}
+    /^kiln_db_statements_total\{kind="write"\}/ {w=$2}
+    /^kiln_db_commits_total / {c=$2}
+    END {printf "%d %d %d\n", r, w, c}'
 }
 
 # A root and a localhost/127.0.0.1 certificate for Pebble's HTTPS API (the
@@ -205,19 +239,26 @@ cluster_rss() {
 # CPU time (ms, user+system) a process has used so far.
 cpu_ms() { awk -v t="$(getconf CLK_TCK)" '{printf "%d\n", ($14 + $15) * 1000 / t}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
-# Runs kiln-bench once and notes the CPU the server pid(s) and the driver used
-# per issued order. bench_once OUT_DIR TARGET_LABEL "SERVER_PIDS" kiln-bench-args...
+# Runs kiln-bench once and notes the CPU the server pid(s), the CT log
+# pids (EXTRA_PIDS, reported apart) and the driver used per order, and,
+# with ADMIN_URL set, the database statements and commits per order.
+# bench_once OUT_DIR TARGET_LABEL "SERVER_PIDS" kiln-bench-args...
 bench_once() {
   local out=$1 label=$2 pids=$3; shift 3
   local file=${label// /-}
-  local before=0 after=0 p
+  local before=0 after=0 ct_before=0 ct_after=0 p db_before="0 0 0" db_after="0 0 0"
   for p in $pids; do before=$((before + $(cpu_ms "$p"))); done
+  for p in ${EXTRA_PIDS:-}; do ct_before=$((ct_before + $(cpu_ms "$p"))); done
+  [ -n "${ADMIN_URL:-}" ] && db_before=$(db_counts "$ADMIN_URL")
   /usr/bin/time -o "$out/$file.time" -f '%e %U %S %M' \
     "$BIN/kiln-bench" "$@" --json --label "$label" >"$out/$file.json" 2>"$out/$file.txt" \
     || say "$label failed (see $out/$file.txt)"
   for p in $pids; do after=$((after + $(cpu_ms "$p"))); done
+  for p in ${EXTRA_PIDS:-}; do ct_after=$((ct_after + $(cpu_ms "$p"))); done
+  [ -n "${ADMIN_URL:-}" ] && db_after=$(db_counts "$ADMIN_URL")
   cat "$out/$file.txt" >&2
-  python3 - "$out/$file.json" "$out/$file.time" $((after - before)) "$label" >>"$out/cpu.txt" <<'PY'
+  python3 - "$out/$file.json" "$out/$file.time" $((after - before)) "$label" \
+    $((ct_after - ct_before)) "${EXTRA_PIDS:+yes}" "$db_before" "$db_after" >>"$out/cpu.txt" <<'PY'
 import json, sys
 try:
     r = json.load(open(sys.argv[1]))
@@ -227,7 +268,15 @@ wall, user, sys_, rss = open(sys.argv[2]).read().split()[-4:]
 n = max(r['orders'] + r['warmup'], 1)  # orders attempted
 server = int(sys.argv[3])
 driver = (float(user) + float(sys_)) * 1000
-print(f"{sys.argv[4]}: server CPU {server / n:.2f} ms/order, driver CPU {driver / n:.2f} ms/order "
-      f"(incl. warm-up and account setup), driver peak RSS {int(rss)//1024} MB")
+line = (f"{sys.argv[4]}: server CPU {server / n:.2f} ms/order, driver CPU {driver / n:.2f} ms/order "
+        f"(incl. warm-up and account setup), driver peak RSS {int(rss)//1024} MB")
+if sys.argv[6]:
+    line += f"; CT logs (own processes) {int(sys.argv[5]) / n:.2f} ms/order"
+b, a = [list(map(int, x.split())) for x in (sys.argv[7], sys.argv[8])]
+if any(a):
+    reads, writes, commits = (y - x for x, y in zip(b, a))
+    line += (f"; database per order: {reads / n:.1f} reads, {writes / n:.1f} writes, "
+             f"{commits / n:.1f} commits")
+print(line)
 PY
 }

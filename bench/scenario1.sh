@@ -21,7 +21,10 @@ run() { # target round directory root pids
   bench_once "$out" "$1 r$2" "$5" --directory "$3" --root "$4" -n "$N" -c "$C" --warmup "$WARMUP" \
     "${poll[@]}" --http01-listen "127.0.0.1:$HTTP01_PORT" --order-timeout-s 120 --run-timeout-s 900
 }
-kiln() { run kiln-embedded "$1" "https://127.0.0.1:$KILN_PORT/directory" "$KILN_DIR/root.pem" "$KILN_PID"; }
+kiln() {
+  EXTRA_PIDS="${CT_LOG_PIDS[*]:-}" ADMIN_URL=$KILN_ADMIN_URL \
+    run kiln-embedded "$1" "https://127.0.0.1:$KILN_PORT/directory" "$KILN_DIR/root.pem" "$KILN_PID"
+}
 peb() {
   pebble_round "$out" "pebble r$1" -n "$N" -c "$C" --warmup "$WARMUP" "${poll[@]}" \
     --http01-listen "127.0.0.1:$HTTP01_PORT" --order-timeout-s 30 --run-timeout-s 120

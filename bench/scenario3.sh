@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Scenario 3: CT log latency 0, 2 and 10 s against embedded Kiln; the
-# finalize POST (async) must not feel it. The embedded Kiln's fake logs
-# are in-process on loopback ports; their /knobs endpoint sets the
-# latency at run time, so no flag or code change is needed.
+# finalize POST (async) must not feel it. The fake CT logs run as
+# processes of their own (bench/lib.sh); their /knobs endpoint sets the
+# latency at run time.
 #
 #   LATENCIES="0 2000 10000" N=256 C=64 bench/scenario3.sh
 #
@@ -18,22 +18,14 @@ echo "LATENCIES=\"$LATENCIES\" N=$N C=$C POLL_MS=$POLL_MS WARMUP=$WARMUP ORDER_T
 poll=(--poll-interval "$POLL_MS"); [ "$POLL_MS" = ra ] && poll=()
 
 start_kiln_embedded
-# The fake logs: every loopback port the kiln process listens on, but its API.
-logs=()
-for p in $(ss -ltnpH | grep "pid=$KILN_PID," | awk '{print $4}' | sed 's/.*://' | sort -u); do
-  [ "$p" = "$KILN_PORT" ] && continue
-  curl -fsS "http://127.0.0.1:$p/knobs" >/dev/null 2>&1 && logs+=("$p")
-done
-[ ${#logs[@]} -ge 2 ] || { say "found ${#logs[@]} fake CT logs in pid $KILN_PID"; exit 1; }
-say "fake CT logs on ports ${logs[*]}"
 
 for lat in $LATENCIES; do
-  for p in "${logs[@]}"; do
+  for url in "${CT_LOG_URLS[@]}"; do
     curl -fsS -X POST -H 'content-type: application/json' -d "{\"latency_ms\": $lat}" \
-      "http://127.0.0.1:$p/knobs" >/dev/null
+      "$url/knobs" >/dev/null
   done
   t="ct-latency-${lat}ms"
-  bench_once "$out" "$t" "$KILN_PID" --directory "https://127.0.0.1:$KILN_PORT/directory" \
+  EXTRA_PIDS="${CT_LOG_PIDS[*]}" ADMIN_URL=$KILN_ADMIN_URL bench_once "$out" "$t" "$KILN_PID" --directory "https://127.0.0.1:$KILN_PORT/directory" \
     --root "$KILN_DIR/root.pem" -n "$N" -c "$C" --warmup "$WARMUP" "${poll[@]}" \
     --http01-listen "127.0.0.1:$HTTP01_PORT" --order-timeout-s "$ORDER_TIMEOUT"
 done
