@@ -49,10 +49,15 @@ struct Reader {
     columns: HashMap<&'static str, Arc<[String]>>,
 }
 
+/// Bytes of the database file each connection reads through a memory map
+/// rather than a `pread` per page (the profile showed those syscalls).
+const MMAP_SIZE: i64 = 256 << 20;
+
 fn configure(conn: &Connection) -> Result<(), DbError> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "mmap_size", MMAP_SIZE)?;
     Ok(())
 }
 
