@@ -21,6 +21,8 @@ use openssl::x509::extension::{
 };
 use openssl::x509::{X509, X509Builder, X509Name, X509NameRef, X509VerifyResult};
 
+use crate::certificate::{CertError, IssuerSigner};
+
 const ROOT_CERT: &str = "root.pem";
 const ROOT_KEY: &str = "root-key.pem";
 const INTERMEDIATE_CERT: &str = "intermediate.pem";
@@ -51,6 +53,8 @@ pub enum CaError {
     Inconsistent(&'static str),
     #[error("invalid TLS certificate request: {0}")]
     InvalidRequest(String),
+    #[error("CA cannot sign leaves: {0}")]
+    CannotSign(#[source] CertError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CaError + '_ {
@@ -60,11 +64,36 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CaError + '_ {
     }
 }
 
-/// A CA certificate with its private key.
+/// A CA certificate with its private key, made only by [`Issuer::new`].
+///
+/// The fields are for reading. What signing needs was derived from them,
+/// and checked, by `new`, and is kept apart: it holds the same key, so
+/// nothing done to the fields afterwards can make this issuer sign with a
+/// key that does not belong to the certificate it names.
 #[derive(Clone)]
 pub struct Issuer {
     pub cert: X509,
     pub key: PKey<Private>,
+    signer: IssuerSigner,
+}
+
+impl Issuer {
+    /// Refuses a key that does not belong to `cert`, or a pair that cannot
+    /// sign Kiln's leaves (a key type other than EC or RSA, no subject key
+    /// identifier): the signer does not start rather than fail every order.
+    pub fn new(cert: X509, key: PKey<Private>) -> Result<Self, CaError> {
+        if !cert.public_key()?.public_eq(&key) {
+            return Err(CaError::Inconsistent(
+                "private key does not match certificate",
+            ));
+        }
+        let signer = IssuerSigner::new(&cert, &key).map_err(CaError::CannotSign)?;
+        Ok(Self { cert, key, signer })
+    }
+
+    pub(crate) fn signer(&self) -> &IssuerSigner {
+        &self.signer
+    }
 }
 
 // Manual impl so that logging an issuer can never print key material.
@@ -93,10 +122,7 @@ impl CaHierarchy {
         let root_name = ca_name(&format!("Kiln Root CA {}", hex::encode(suffix)))?;
         let root_key = p256_key()?;
         let root_cert = ca_certificate(&root_name, &root_key, None, ROOT_VALIDITY_DAYS, None)?;
-        let root = Issuer {
-            cert: root_cert,
-            key: root_key,
-        };
+        let root = Issuer::new(root_cert, root_key)?;
 
         let intermediate_name = ca_name("Kiln Intermediate CA")?;
         let intermediate_key = p256_key()?;
@@ -109,10 +135,7 @@ impl CaHierarchy {
         )?;
         Ok(Self {
             root,
-            intermediate: Issuer {
-                cert: intermediate_cert,
-                key: intermediate_key,
-            },
+            intermediate: Issuer::new(intermediate_cert, intermediate_key)?,
         })
     }
 
@@ -335,12 +358,7 @@ fn ca_certificate(
 fn load_issuer(dir: &Path, cert_file: &str, key_file: &str) -> Result<Issuer, CaError> {
     let cert = X509::from_pem(&read_required(&dir.join(cert_file))?)?;
     let key = PKey::private_key_from_pem(&read_required(&dir.join(key_file))?)?;
-    if !cert.public_key()?.public_eq(&key) {
-        return Err(CaError::Inconsistent(
-            "private key does not match certificate",
-        ));
-    }
-    Ok(Issuer { cert, key })
+    Issuer::new(cert, key)
 }
 
 fn read_required(path: &Path) -> Result<Vec<u8>, CaError> {
@@ -436,6 +454,53 @@ mod tests {
         assert!(matches!(
             ca.tls_server_certificate(&[], &[]),
             Err(CaError::InvalidRequest(_))
+        ));
+    }
+
+    /// A self-signed certificate for `key`, with or without an SKI.
+    fn self_signed(key: &PKey<Private>, md: MessageDigest, with_ski: bool) -> X509 {
+        let name = ca_name("Kiln Test CA").unwrap();
+        let mut b = X509Builder::new().unwrap();
+        b.set_version(2).unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+            .unwrap();
+        b.set_pubkey(key).unwrap();
+        if with_ski {
+            let ski = SubjectKeyIdentifier::new()
+                .build(&b.x509v3_context(None, None))
+                .unwrap();
+            b.append_extension(ski).unwrap();
+        }
+        b.sign(key, md).unwrap();
+        b.build()
+    }
+
+    /// What would fail every leaf is refused once, when the issuer is made.
+    #[test]
+    fn issuers_that_cannot_sign_leaves_are_refused() {
+        let key = p256_key().unwrap();
+        Issuer::new(
+            self_signed(&key, MessageDigest::sha256(), true),
+            key.clone(),
+        )
+        .unwrap();
+        let stranger = p256_key().unwrap();
+        assert!(matches!(
+            Issuer::new(self_signed(&key, MessageDigest::sha256(), true), stranger),
+            Err(CaError::Inconsistent(_))
+        ));
+        assert!(matches!(
+            Issuer::new(self_signed(&key, MessageDigest::sha256(), false), key),
+            Err(CaError::CannotSign(CertError::BadIssuer(_)))
+        ));
+        let ed25519 = PKey::generate_ed25519().unwrap();
+        assert!(matches!(
+            Issuer::new(self_signed(&ed25519, MessageDigest::null(), true), ed25519),
+            Err(CaError::CannotSign(CertError::UnsupportedIssuerKey))
         ));
     }
 }

@@ -3,7 +3,7 @@
 //! final certificate once the SCTs are stored.
 
 use crate::ca::CaHierarchy;
-use crate::certificate::{LeafRequest, Profile, build_final_certificate, build_precertificate};
+use crate::certificate::{LeafRequest, Profile, final_certificate_der, precertificate_der};
 use crate::serial::{new_serial, serial_hex};
 use async_trait::async_trait;
 use domain::{FinalizeStep, OrderStatus, Problem, ProblemKind};
@@ -12,6 +12,8 @@ use queue::{Handler, StageError};
 use std::time::Duration;
 use store::{CertificateState, NewCertificate, Order, Store, now_ms};
 use tracing::{info, warn};
+use x509_parser::certification_request::X509CertificationRequest;
+use x509_parser::prelude::FromDer;
 
 pub struct Signer {
     pub store: Store,
@@ -59,9 +61,7 @@ impl Signer {
             .csr
             .as_deref()
             .ok_or_else(|| StageError::Permanent("processing order has no CSR".into()))?;
-        let public_key_der = openssl::x509::X509Req::from_der(csr_der)
-            .and_then(|csr| csr.public_key())
-            .and_then(|key| key.public_key_to_der())
+        let public_key_der = csr_public_key(csr_der)
             .map_err(|e| StageError::Permanent(format!("stored CSR unreadable: {e}")))?;
         let serial =
             new_serial(self.serial_prefix).map_err(|e| StageError::Permanent(e.to_string()))?;
@@ -86,10 +86,10 @@ impl Signer {
             })
             .await
             .map_err(StageError::retry)?;
-        let built = build_precertificate(&self.ca.intermediate, &request, &self.profile);
+        let built = precertificate_der(&self.ca.intermediate, &request, &self.profile);
         crate::lint_metrics::record("precert", built.as_ref().err());
-        let precert = match built {
-            Ok(cert) => cert,
+        let der = match built {
+            Ok(der) => der,
             Err(e) => {
                 // A lint or key failure will not pass on retry.
                 warn!(order_id, error = %e, "precertificate refused before signing");
@@ -104,9 +104,6 @@ impl Signer {
                 return Ok(vec![]);
             }
         };
-        let der = precert
-            .to_der()
-            .map_err(|e| StageError::Permanent(e.to_string()))?;
         if !self
             .store
             .store_precert(order_id, &serial, &der, self.deadline())
@@ -182,10 +179,10 @@ impl Signer {
             // Someone else began it between our read and now.
             return Ok(vec![]);
         }
-        let built = build_final_certificate(&self.ca.intermediate, precert_der, sct_list);
+        let built = final_certificate_der(&self.ca.intermediate, precert_der, sct_list);
         crate::lint_metrics::record("final", built.as_ref().err());
-        let final_cert = match built {
-            Ok(cert) => cert,
+        let der = match built {
+            Ok(der) => der,
             Err(e) => {
                 warn!(order_id, serial, error = %e, "final certificate refused");
                 self.store
@@ -195,9 +192,6 @@ impl Signer {
                 return Ok(vec![]);
             }
         };
-        let der = final_cert
-            .to_der()
-            .map_err(|e| StageError::Permanent(e.to_string()))?;
         if !self
             .store
             .store_final(order_id, &serial, &der)
@@ -218,6 +212,16 @@ impl Signer {
         Ok(vec![Job::SubmitFinal {
             order_id: order_id.to_string(),
         }])
+    }
+}
+
+/// The SubjectPublicKeyInfo of a DER CSR, as its bytes: the api checked
+/// the CSR (and its key) at finalize, and the builder reads the key itself.
+fn csr_public_key(csr_der: &[u8]) -> Result<Vec<u8>, String> {
+    match X509CertificationRequest::from_der(csr_der) {
+        Ok(([], csr)) => Ok(csr.certification_request_info.subject_pki.raw.to_vec()),
+        Ok(_) => Err("trailing data after the request".into()),
+        Err(e) => Err(e.to_string()),
     }
 }
 

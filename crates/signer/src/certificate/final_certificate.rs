@@ -1,42 +1,50 @@
 //! Final certificates: the precertificate's TBS with the poison swapped
-//! for the SCT list the CT logs returned, nothing else changed.
+//! for the SCT list the CT logs returned, nothing else changed. Made by DER
+//! surgery on the stored precertificate, then signed once.
 
-use openssl::error::ErrorStack;
-use openssl::x509::{X509, X509Builder};
+use openssl::x509::X509;
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::X509Version;
 
+use super::CertError;
 use super::der::{
-    CT_POISON_OID_DER, CT_SCT_LIST_OID_DER, POISON_VALUE, der_extension, parse_cert,
-    tbs_without_extension,
+    POISON_VALUE, certificate_fields, extension, oid, parse_cert, tbs_replacing_extension,
+    tbs_signature_algorithm, tbs_without_extension,
 };
-use super::sign::sign_checked;
-use super::{CT_POISON_OID, CT_SCT_LIST_OID, CertError};
 use crate::ca::Issuer;
 
-/// Final certificate: the precertificate's TBS with the poison replaced, at
-/// the same index, by the SCT list extension (`sct_list_ext_der` is the
-/// extnValue contents: an OCTET STRING wrapping the TLS-encoded SCT list).
+/// Final certificate DER: the precertificate's TBS with the poison
+/// replaced, at the same index, by the SCT list extension
+/// (`sct_list_ext_der` is the extnValue contents: an OCTET STRING wrapping
+/// the TLS-encoded SCT list).
 ///
-/// Everything is copied from the precertificate, not rebuilt from the request,
-/// so the only possible difference is the swapped extension; that invariant is
-/// checked on the DER before the issuer key signs. No profile lint is rerun:
-/// the precertificate was linted before this issuer signed it, and we only
-/// accept precertificates carrying this issuer's signature.
-pub fn build_final_certificate(
+/// Every other byte is copied from the precertificate, not rebuilt from the
+/// request, so the only possible difference is the swapped extension; that
+/// invariant is checked again on the DER before the issuer key signs. No
+/// profile lint is rerun: the precertificate was linted before this issuer
+/// signed it, and we only accept precertificates carrying this issuer's
+/// signature.
+pub fn final_certificate_der(
     issuer: &Issuer,
     precert_der: &[u8],
     sct_list_ext_der: &[u8],
-) -> Result<X509, CertError> {
+) -> Result<Vec<u8>, CertError> {
     check_sct_list_ext(sct_list_ext_der)?;
+    let signer = issuer.signer();
 
-    let precert = X509::from_der(precert_der)?;
-    let issuer_public_key = issuer.cert.public_key()?;
-    if !precert.verify(&issuer_public_key)? {
+    let precert = parse_cert(precert_der).map_err(CertError::Parse)?;
+    let [pre_tbs, algorithm, _] = certificate_fields(precert_der)?;
+    // The final certificate keeps the TBS's `signature` field and is signed
+    // by this issuer, so that field must name this issuer's algorithm.
+    if algorithm != signer.algorithm() || tbs_signature_algorithm(pre_tbs)? != signer.algorithm() {
+        return Err(CertError::BadPrecertificate(
+            "not signed with this issuer's algorithm",
+        ));
+    }
+    if !signer.signed(&precert) {
         return Err(CertError::BadPrecertificate("not signed by this issuer"));
     }
-    let parsed = parse_cert(precert_der).map_err(CertError::Parse)?;
-    let tbs = &parsed.tbs_certificate;
+    let tbs = &precert.tbs_certificate;
     if tbs.version != X509Version::V3 || tbs.issuer_uid.is_some() || tbs.subject_uid.is_some() {
         return Err(CertError::BadPrecertificate(
             "unexpected version or unique identifiers",
@@ -45,7 +53,7 @@ pub fn build_final_certificate(
     let poisons: Vec<_> = tbs
         .extensions()
         .iter()
-        .filter(|e| e.oid.to_id_string() == CT_POISON_OID)
+        .filter(|e| e.oid.as_bytes() == oid::CT_POISON)
         .collect();
     match poisons.as_slice() {
         [p] if p.critical && p.value == POISON_VALUE => {}
@@ -56,49 +64,43 @@ pub fn build_final_certificate(
         }
     }
 
-    let extensions = tbs
-        .extensions()
-        .iter()
-        .map(|ext| {
-            let oid = ext.oid.to_id_string();
-            if oid == CT_POISON_OID {
-                der_extension(CT_SCT_LIST_OID, false, sct_list_ext_der)
-            } else {
-                der_extension(&oid, ext.critical, ext.value)
-            }
-        })
-        .collect::<Result<Vec<_>, ErrorStack>>()?;
-    let public_key = precert.public_key()?;
+    let sct_list = extension(oid::CT_SCT_LIST, false, sct_list_ext_der);
+    let (final_tbs, _) = tbs_replacing_extension(pre_tbs, oid::CT_POISON, Some(&sct_list))?;
+    check_only_the_poison_swapped(pre_tbs, &final_tbs)?;
+    signer.sign(&final_tbs)
+}
 
-    let assemble = || -> Result<X509Builder, CertError> {
-        let mut b = X509Builder::new()?;
-        b.set_version(2)?;
-        b.set_serial_number(precert.serial_number())?;
-        b.set_issuer_name(precert.issuer_name())?;
-        b.set_subject_name(precert.subject_name())?;
-        b.set_not_before(precert.not_before())?;
-        b.set_not_after(precert.not_after())?;
-        b.set_pubkey(&public_key)?;
-        for ext in &extensions {
-            b.append_extension2(ext)?;
-        }
-        Ok(b)
-    };
-    let check = |draft: &[u8]| -> Result<(), CertError> {
-        let (pre_tbs, poison_at) = tbs_without_extension(precert_der, CT_POISON_OID_DER)?;
-        let (final_tbs, sct_at) = tbs_without_extension(draft, CT_SCT_LIST_OID_DER)?;
-        let (_, final_poison) = tbs_without_extension(draft, CT_POISON_OID_DER)?;
-        if poison_at.is_none() || poison_at != sct_at || final_poison.is_some() {
-            return Err(CertError::Internal("SCT list not at the poison's position"));
-        }
-        if pre_tbs != final_tbs {
-            return Err(CertError::Internal(
-                "final TBS differs from precertificate TBS",
-            ));
-        }
-        Ok(())
-    };
-    sign_checked(issuer, assemble, check)
+/// [`final_certificate_der`] as an OpenSSL certificate, for callers that
+/// want one. Decoding costs more than building: the signer stage keeps the
+/// DER.
+pub fn build_final_certificate(
+    issuer: &Issuer,
+    precert_der: &[u8],
+    sct_list_ext_der: &[u8],
+) -> Result<X509, CertError> {
+    Ok(X509::from_der(&final_certificate_der(
+        issuer,
+        precert_der,
+        sct_list_ext_der,
+    )?)?)
+}
+
+/// RFC 6962 §3.1, checked on bytes before signing: the final TBS minus the
+/// SCT list is the precertificate TBS minus the poison, and the SCT list
+/// sits where the poison was.
+fn check_only_the_poison_swapped(pre_tbs: &[u8], final_tbs: &[u8]) -> Result<(), CertError> {
+    let (pre_rest, poison_at) = tbs_without_extension(pre_tbs, oid::CT_POISON)?;
+    let (final_rest, sct_at) = tbs_without_extension(final_tbs, oid::CT_SCT_LIST)?;
+    let (_, final_poison) = tbs_without_extension(final_tbs, oid::CT_POISON)?;
+    if poison_at.is_none() || poison_at != sct_at || final_poison.is_some() {
+        return Err(CertError::Internal("SCT list not at the poison's position"));
+    }
+    if pre_rest != final_rest {
+        return Err(CertError::Internal(
+            "final TBS differs from precertificate TBS",
+        ));
+    }
+    Ok(())
 }
 
 /// Checks the SCT list extnValue: a DER OCTET STRING holding a TLS
@@ -145,5 +147,107 @@ mod tests {
         assert!(check_sct_list_ext(&list).is_err());
         assert!(check_sct_list_ext(&der(0x04, &[0, 0])).is_err());
         assert!(check_sct_list_ext(&der(0x04, &list[..list.len() - 1])).is_err());
+    }
+
+    fn precert_and_sct_list() -> (crate::ca::CaHierarchy, Vec<u8>, Vec<u8>) {
+        use crate::certificate::{LeafRequest, Profile, precertificate_der};
+        use openssl::ec::{EcGroup, EcKey};
+        use openssl::pkey::PKey;
+        let ca = crate::ca::CaHierarchy::generate().unwrap();
+        let group = EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap();
+        let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+        let profile = Profile::new("http://kiln.test/ca.der", "http://kiln.test/crl");
+        let (not_before, not_after) = profile.validity_window(1_700_000_000);
+        let req = LeafRequest {
+            serial: vec![0x01, 0x02, 0x03],
+            dns_names: vec!["example.com".into()],
+            public_key_der: key.public_key_to_der().unwrap(),
+            not_before,
+            not_after,
+        };
+        let precert = precertificate_der(&ca.intermediate, &req, &profile).unwrap();
+        let sct = [0x5a; 40];
+        let list = [
+            &(sct.len() as u16 + 2).to_be_bytes()[..],
+            &(sct.len() as u16).to_be_bytes(),
+            &sct,
+        ]
+        .concat();
+        (ca, precert, der(0x04, &list))
+    }
+
+    /// Only a precertificate this issuer signed, with its algorithm, is
+    /// turned into a final certificate.
+    #[test]
+    fn tampered_precertificates_are_refused() {
+        let (ca, precert, sct_list) = precert_and_sct_list();
+        final_certificate_der(&ca.intermediate, &precert, &sct_list).unwrap();
+
+        let mut renamed = precert.clone();
+        let at = renamed
+            .windows(11)
+            .position(|w| w == b"example.com")
+            .unwrap();
+        renamed[at] = b'f';
+        assert!(matches!(
+            final_certificate_der(&ca.intermediate, &renamed, &sct_list),
+            Err(CertError::BadPrecertificate("not signed by this issuer"))
+        ));
+
+        // ecdsa-with-SHA384 in the outer signatureAlgorithm only.
+        let outer = precert.len() - certificate_fields(&precert).unwrap()[2].len() - 1;
+        let mut sha384 = precert.clone();
+        assert_eq!(sha384[outer], 0x02);
+        sha384[outer] = 0x03;
+        assert!(matches!(
+            final_certificate_der(&ca.intermediate, &sha384, &sct_list),
+            Err(CertError::BadPrecertificate(
+                "not signed with this issuer's algorithm"
+            ))
+        ));
+    }
+
+    #[test]
+    fn only_the_poison_may_change() {
+        let (_, precert, _) = precert_and_sct_list();
+        let [pre_tbs, ..] = certificate_fields(&precert).unwrap();
+        let sct_list = extension(oid::CT_SCT_LIST, false, &der(0x04, &[0, 0]));
+        let (swapped, _) =
+            tbs_replacing_extension(pre_tbs, oid::CT_POISON, Some(&sct_list)).unwrap();
+        check_only_the_poison_swapped(pre_tbs, &swapped).unwrap();
+
+        let mut other_name = swapped.clone();
+        let at = other_name
+            .windows(11)
+            .position(|w| w == b"example.com")
+            .unwrap();
+        other_name[at] = b'f';
+        assert!(matches!(
+            check_only_the_poison_swapped(pre_tbs, &other_name),
+            Err(CertError::Internal(_))
+        ));
+        // The SCT list first instead of in the poison's place.
+        let (without, _) = tbs_without_extension(pre_tbs, oid::CT_POISON).unwrap();
+        let key_usage = extension(oid::KEY_USAGE, true, &[0x03, 0x02, 0x07, 0x80]);
+        let (moved, at) = tbs_replacing_extension(
+            &without,
+            oid::KEY_USAGE,
+            Some(&[sct_list.as_slice(), &key_usage].concat()),
+        )
+        .unwrap();
+        assert_eq!(at, Some(0));
+        assert!(matches!(
+            check_only_the_poison_swapped(pre_tbs, &moved),
+            Err(CertError::Internal(_))
+        ));
+        // Both the poison and the SCT list.
+        let both = extension(oid::CT_POISON, true, POISON_VALUE);
+        let (doubled, _) = tbs_replacing_extension(
+            pre_tbs,
+            oid::CT_POISON,
+            Some(&[sct_list.as_slice(), &both].concat()),
+        )
+        .unwrap();
+        assert!(check_only_the_poison_swapped(pre_tbs, &doubled).is_err());
     }
 }

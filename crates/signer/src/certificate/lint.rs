@@ -1,16 +1,16 @@
 //! The pre-signing lint: a leaf (precertificate or final certificate)
-//! checked field by field against Kiln's profile.
+//! checked field by field against Kiln's profile, on its TBSCertificate.
 
 use std::collections::{BTreeSet, HashSet};
 
-use openssl::pkey::PKey;
-use x509_parser::certificate::{Validity, X509Certificate};
+use x509_parser::certificate::{TbsCertificate, Validity};
 use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtension};
 use x509_parser::oid_registry::{OID_PKIX_ACCESS_DESCRIPTOR_CA_ISSUERS, OID_X509_COMMON_NAME};
+use x509_parser::prelude::FromDer;
 use x509_parser::x509::X509Version;
 
 use super::der::{POISON_VALUE, parse_cert};
-use super::profile::{LeafKeyType, MAX_SERIAL_LEN, Profile, is_http_url, leaf_key_type};
+use super::profile::{LeafKey, LeafKeyType, MAX_SERIAL_LEN, Profile, is_http_url};
 use super::{CT_POISON_OID, CT_SCT_LIST_OID, DV_POLICY_OID};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,25 +37,45 @@ fn violation(field: &'static str, reason: impl Into<String>) -> LintError {
     }
 }
 
-/// Checks a leaf (precertificate or final) against Kiln's profile. Run by the
-/// builders before the issuer key signs; also usable on any issued DER.
+/// Checks a leaf (precertificate or final) against Kiln's profile; usable
+/// on any issued DER. Only the TBSCertificate is checked (see [`lint_tbs`]).
 pub fn lint_leaf(
     cert_der: &[u8],
     expected_names: &[String],
     profile: &Profile,
 ) -> Result<(), LintError> {
     let cert = parse_cert(cert_der).map_err(LintError::Unparseable)?;
-    let tbs = &cert.tbs_certificate;
+    lint(&cert.tbs_certificate, expected_names, profile)
+}
 
+/// Checks a DER TBSCertificate: what the builders run on the very bytes the
+/// issuer key is about to sign.
+pub(super) fn lint_tbs(
+    tbs_der: &[u8],
+    expected_names: &[String],
+    profile: &Profile,
+) -> Result<(), LintError> {
+    let tbs = match TbsCertificate::from_der(tbs_der) {
+        Ok(([], tbs)) => tbs,
+        Ok(_) => return Err(LintError::Unparseable("trailing data after TBS".into())),
+        Err(e) => return Err(LintError::Unparseable(e.to_string())),
+    };
+    lint(&tbs, expected_names, profile)
+}
+
+fn lint(
+    tbs: &TbsCertificate<'_>,
+    expected_names: &[String],
+    profile: &Profile,
+) -> Result<(), LintError> {
     if tbs.version != X509Version::V3 {
         return Err(violation("version", "must be v3"));
     }
     lint_serial(tbs.raw_serial())?;
     lint_validity(&tbs.validity, profile)?;
-    let key = PKey::public_key_from_der(tbs.subject_pki.raw)
-        .map_err(|e| violation("subjectPublicKeyInfo", e.to_string()))?;
-    let key_type =
-        leaf_key_type(&key).map_err(|e| violation("subjectPublicKeyInfo", e.to_string()))?;
+    let key_type = LeafKey::from_spki(&tbs.subject_pki)
+        .map_err(|e| violation("subjectPublicKeyInfo", e.to_string()))?
+        .key_type;
 
     let mut seen = HashSet::new();
     let mut present = HashSet::new();
@@ -240,7 +260,7 @@ pub fn lint_leaf(
 
     let (san_critical, names) = san_names.ok_or(LintError::MissingExtension("subjectAltName"))?;
     lint_san(&names, expected_names)?;
-    lint_subject(&cert, &names, san_critical)
+    lint_subject(tbs, &names, san_critical)
 }
 
 fn require_critical(field: &'static str, actual: bool, expected: bool) -> Result<(), LintError> {
@@ -304,11 +324,11 @@ fn lint_san(names: &[String], expected: &[String]) -> Result<(), LintError> {
 }
 
 fn lint_subject(
-    cert: &X509Certificate<'_>,
+    tbs: &TbsCertificate<'_>,
     san_names: &[String],
     san_critical: bool,
 ) -> Result<(), LintError> {
-    let attributes: Vec<_> = cert.subject().iter_attributes().collect();
+    let attributes: Vec<_> = tbs.subject.iter_attributes().collect();
     match attributes.as_slice() {
         // RFC 5280 §4.2.1.6: an empty subject requires a critical SAN.
         [] if !san_critical => Err(violation(

@@ -1,15 +1,26 @@
 //! Leaf certificate issuance: precertificates, final certificates and the
 //! pre-signing lint.
 //!
-//! Every certificate is assembled twice: first signed with a throwaway key and
-//! linted, then signed with the real issuer key. The real signature is only
-//! returned if its TBSCertificate is byte-identical to the linted one, so the
-//! CA key never signs anything that was not checked.
+//! The issuer key signs exactly the bytes that were checked. A
+//! precertificate's TBSCertificate is written in DER here, linted, and then
+//! those same bytes are signed once; a final certificate's TBS is the
+//! stored precertificate's with the poison swapped for the SCT list by DER
+//! surgery, checked on bytes to differ in nothing else, then signed once.
 //!
-//! `profile` says what Kiln issues; `precertificate` builds a leaf from a
-//! request and `final_certificate` the certificate from a precertificate and
-//! its SCTs; `lint` checks either; `sign` is the double signing and `der`
-//! the hand-made DER both builders need.
+//! Why not OpenSSL's `X509Builder`, as before: a builder cannot sign bytes
+//! it was given, only re-assemble them, so a lint of the exact signed TBS
+//! took two assemblies (one signed with a throwaway key) and a comparison;
+//! and reading a precertificate, a CSR key or a certificate back went
+//! through OpenSSL 3's decoder (~200 µs a call). Writing the DER makes the
+//! lint's input the signature's input by construction, at a fraction of
+//! the CPU; tests/same_certificates.rs holds the bytes to what the builder
+//! made. Keys are read with `pkix`, structures with `x509-parser`.
+//!
+//! `profile` says what Kiln issues; `precertificate` writes a leaf from a
+//! request and `final_certificate` the certificate from a precertificate
+//! and its SCTs; `lint` checks either; `sign` is the issuer's part (checked
+//! once, when the issuer is loaded) and the signature; `der` the encoding
+//! and the surgery.
 
 mod der;
 mod final_certificate;
@@ -18,10 +29,11 @@ mod precertificate;
 mod profile;
 mod sign;
 
-pub use final_certificate::build_final_certificate;
+pub use final_certificate::{build_final_certificate, final_certificate_der};
 pub use lint::{LintError, lint_leaf};
-pub use precertificate::{LeafRequest, build_precertificate};
-pub use profile::{LeafKeyType, Profile, leaf_key_type};
+pub use precertificate::{LeafRequest, build_precertificate, precertificate_der};
+pub use profile::{LeafKeyType, Profile};
+pub(crate) use sign::IssuerSigner;
 
 use openssl::error::ErrorStack;
 
@@ -42,6 +54,8 @@ pub enum CertError {
     InvalidProfile(&'static str),
     #[error("unsupported issuer key type")]
     UnsupportedIssuerKey,
+    #[error("issuer cannot sign leaves: {0}")]
+    BadIssuer(String),
     #[error("precertificate rejected: {0}")]
     BadPrecertificate(&'static str),
     #[error("malformed SCT list extension value: {0}")]

@@ -1,25 +1,20 @@
 //! Precertificates (RFC 6962 §3.1): the leaf Kiln issues for a request,
-//! with the CT poison, assembled from a checked plan and linted before the
-//! issuer key signs it.
+//! with the CT poison. Its TBSCertificate is written here in DER from a
+//! checked plan, linted, and then exactly those bytes are signed.
 
-use openssl::asn1::Asn1Time;
-use openssl::bn::BigNum;
-use openssl::nid::Nid;
-use openssl::pkey::{PKey, Public};
-use openssl::x509::extension::{
-    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
-    SubjectKeyIdentifier,
-};
-use openssl::x509::{X509, X509Builder, X509Name};
+use openssl::x509::X509;
+use x509_parser::prelude::FromDer;
+use x509_parser::x509::SubjectPublicKeyInfo;
 
+use super::CertError;
 use super::der::{
-    AIA_OID, CERTIFICATE_POLICIES_OID, CRL_DP_OID, POISON_VALUE, aia_value, crl_dp_value,
-    der_extension, policies_value,
+    POISON_VALUE, TAG_DNS_NAME, TAG_EXTENSIONS, TAG_INTEGER, TAG_OCTET_STRING, TAG_OID,
+    TAG_SEQUENCE, TAG_SET, TAG_UTF8_STRING, TAG_VERSION, aia_value, crl_dp_value, der, extension,
+    oid, policies_value, time,
 };
-use super::lint::lint_leaf;
-use super::profile::{LeafKeyType, MAX_SERIAL_LEN, Profile, is_http_url, leaf_key_type};
-use super::sign::sign_checked;
-use super::{CT_POISON_OID, CertError};
+use super::lint::lint_tbs;
+use super::profile::{LeafKey, LeafKeyType, MAX_SERIAL_LEN, Profile, is_http_url};
+use super::sign::IssuerSigner;
 use crate::ca::Issuer;
 
 const MAX_CN_LEN: usize = 64;
@@ -39,40 +34,46 @@ pub struct LeafRequest {
     pub not_after: i64,
 }
 
-/// Precertificate (RFC 6962 §3.1): the leaf plus the critical CT poison
-/// extension. Linted before the issuer key signs it.
+/// Precertificate (RFC 6962 §3.1) DER: the leaf plus the critical CT
+/// poison extension. Its TBS is linted before the issuer key signs it, and
+/// the signature is over the linted bytes themselves.
+pub fn precertificate_der(
+    issuer: &Issuer,
+    req: &LeafRequest,
+    profile: &Profile,
+) -> Result<Vec<u8>, CertError> {
+    let signer = issuer.signer();
+    let tbs = LeafPlan::new(req, profile)?.tbs(signer);
+    lint_tbs(&tbs, &req.dns_names, profile)?;
+    signer.sign(&tbs)
+}
+
+/// [`precertificate_der`] as an OpenSSL certificate, for callers that want
+/// one. Decoding costs more than building: the signer stage keeps the DER.
 pub fn build_precertificate(
     issuer: &Issuer,
     req: &LeafRequest,
     profile: &Profile,
 ) -> Result<X509, CertError> {
-    let plan = LeafPlan::new(req, profile)?;
-    sign_checked(
-        issuer,
-        || plan.assemble(issuer),
-        |draft| Ok(lint_leaf(draft, &req.dns_names, profile)?),
-    )
+    Ok(X509::from_der(&precertificate_der(issuer, req, profile)?)?)
 }
 
-/// A validated request, ready to be assembled into a builder any number of times.
+/// A validated request, every field but the issuer's already in DER.
 struct LeafPlan<'a> {
-    serial: BigNum,
+    serial: &'a [u8],
     names: Vec<&'a str>,
-    subject: X509Name,
+    subject: Vec<u8>,
     empty_subject: bool,
-    public_key: PKey<Public>,
-    key_type: LeafKeyType,
-    not_before: Asn1Time,
-    not_after: Asn1Time,
+    key: LeafKey,
+    validity: Vec<u8>,
     aia: Vec<u8>,
     crl_dp: Vec<u8>,
 }
 
 impl<'a> LeafPlan<'a> {
     fn new(req: &'a LeafRequest, profile: &Profile) -> Result<Self, CertError> {
-        // BigNum would silently strip a leading zero, and a set top bit would
-        // make the INTEGER negative; either way the certificate's serial would
-        // differ from the one the caller recorded.
+        // The serial is written as given: a leading zero would make it
+        // non-minimal DER, and a set top bit a negative INTEGER.
         match req.serial.as_slice() {
             [first, ..] if (0x01..=0x7f).contains(first) && req.serial.len() <= MAX_SERIAL_LEN => {}
             _ => {
@@ -108,75 +109,103 @@ impl<'a> LeafPlan<'a> {
             return Err(CertError::InvalidRequest("no DNS names".into()));
         }
 
-        let public_key = PKey::public_key_from_der(&req.public_key_der)
-            .map_err(|e| CertError::UnsupportedKey(format!("unparseable SPKI: {e}")))?;
-        let key_type = leaf_key_type(&public_key)?;
+        let spki = match SubjectPublicKeyInfo::from_der(&req.public_key_der) {
+            Ok(([], spki)) => spki,
+            _ => return Err(CertError::UnsupportedKey("unparseable SPKI".into())),
+        };
+        let key = LeafKey::from_spki(&spki)?;
+        // A key of an allowed type must also be a key (an EC point on its
+        // curve): pkix builds it, without OpenSSL's slow decoder.
+        pkix::public_key(&spki)
+            .map_err(|e| CertError::UnsupportedKey(format!("unusable key: {e}")))?;
 
-        let mut subject = X509Name::builder()?;
         let common_name = common_name(&names);
-        if let Some(cn) = common_name {
-            subject.append_entry_by_nid(Nid::COMMONNAME, cn)?;
-        }
+        let subject = match common_name {
+            Some(cn) => {
+                let attribute = [
+                    der(TAG_OID, oid::COMMON_NAME),
+                    der(TAG_UTF8_STRING, cn.as_bytes()),
+                ];
+                der(
+                    TAG_SEQUENCE,
+                    &der(TAG_SET, &der(TAG_SEQUENCE, &attribute.concat())),
+                )
+            }
+            None => der(TAG_SEQUENCE, &[]),
+        };
+        let out_of_range = || CertError::InvalidRequest("validity out of range".into());
+        let not_before = time(req.not_before).ok_or_else(out_of_range)?;
+        let not_after = time(req.not_after).ok_or_else(out_of_range)?;
 
         Ok(Self {
-            serial: BigNum::from_slice(&req.serial)?,
+            serial: &req.serial,
             names,
-            subject: subject.build(),
+            subject,
             empty_subject: common_name.is_none(),
-            public_key,
-            key_type,
-            not_before: Asn1Time::from_unix(req.not_before)?,
-            not_after: Asn1Time::from_unix(req.not_after)?,
+            key,
+            validity: der(TAG_SEQUENCE, &[not_before, not_after].concat()),
             aia: aia_value(&profile.aia_issuer_url),
             crl_dp: crl_dp_value(&profile.crl_url),
         })
     }
 
-    fn assemble(&self, issuer: &Issuer) -> Result<X509Builder, CertError> {
-        let mut b = X509Builder::new()?;
-        b.set_version(2)?;
-        let serial = self.serial.to_asn1_integer()?;
-        b.set_serial_number(&serial)?;
-        b.set_issuer_name(issuer.cert.subject_name())?;
-        b.set_subject_name(&self.subject)?;
-        b.set_not_before(&self.not_before)?;
-        b.set_not_after(&self.not_after)?;
-        b.set_pubkey(&self.public_key)?;
-
-        let mut key_usage = KeyUsage::new();
-        key_usage.critical().digital_signature();
-        if matches!(self.key_type, LeafKeyType::Rsa { .. }) {
-            key_usage.key_encipherment();
-        }
-        let mut san = SubjectAlternativeName::new();
-        if self.empty_subject {
-            san.critical();
-        }
-        for name in &self.names {
-            san.dns(name);
-        }
-
+    /// The TBSCertificate, byte for byte what OpenSSL's `X509Builder` made
+    /// of the same leaf (tests/same_certificates.rs holds it to that).
+    fn tbs(&self, issuer: &IssuerSigner) -> Vec<u8> {
+        // KeyUsage BIT STRINGs: digitalSignature (7 unused bits), plus
+        // keyEncipherment for RSA (5 unused bits).
+        let key_usage: &[u8] = match self.key.key_type {
+            LeafKeyType::Rsa { .. } => &[0x03, 0x02, 0x05, 0xa0],
+            LeafKeyType::P256 | LeafKeyType::P384 => &[0x03, 0x02, 0x07, 0x80],
+        };
+        let san: Vec<u8> = self
+            .names
+            .iter()
+            .flat_map(|name| der(TAG_DNS_NAME, name.as_bytes()))
+            .collect();
+        // RFC 5280 §4.2.1.2 method 1: SHA-1 of the subjectPublicKey bits.
+        let key_id = openssl::sha::sha1(&self.key.public_key);
         // The order here is the order in the certificate; the final
         // certificate relies on it staying put.
-        let extensions = {
-            let ctx = b.x509v3_context(Some(&issuer.cert), None);
-            [
-                key_usage.build()?,
-                ExtendedKeyUsage::new().server_auth().build()?,
-                BasicConstraints::new().critical().build()?,
-                SubjectKeyIdentifier::new().build(&ctx)?,
-                AuthorityKeyIdentifier::new().keyid(true).build(&ctx)?,
-                der_extension(AIA_OID, false, &self.aia)?,
-                san.build(&ctx)?,
-                der_extension(CERTIFICATE_POLICIES_OID, false, &policies_value())?,
-                der_extension(CRL_DP_OID, false, &self.crl_dp)?,
-                der_extension(CT_POISON_OID, true, POISON_VALUE)?,
-            ]
-        };
-        for extension in extensions {
-            b.append_extension(extension)?;
-        }
-        Ok(b)
+        let extensions = [
+            extension(oid::KEY_USAGE, true, key_usage),
+            extension(
+                oid::EXT_KEY_USAGE,
+                false,
+                &der(TAG_SEQUENCE, &der(TAG_OID, oid::SERVER_AUTH)),
+            ),
+            // cA FALSE is the DEFAULT, so DER leaves it out.
+            extension(oid::BASIC_CONSTRAINTS, true, &der(TAG_SEQUENCE, &[])),
+            extension(oid::SUBJECT_KEY_ID, false, &der(TAG_OCTET_STRING, &key_id)),
+            // [0] IMPLICIT KeyIdentifier
+            extension(
+                oid::AUTHORITY_KEY_ID,
+                false,
+                &der(TAG_SEQUENCE, &der(0x80, issuer.key_id())),
+            ),
+            extension(oid::AIA, false, &self.aia),
+            extension(
+                oid::SUBJECT_ALT_NAME,
+                self.empty_subject,
+                &der(TAG_SEQUENCE, &san),
+            ),
+            extension(oid::CERTIFICATE_POLICIES, false, &policies_value()),
+            extension(oid::CRL_DP, false, &self.crl_dp),
+            extension(oid::CT_POISON, true, POISON_VALUE),
+        ]
+        .concat();
+        let fields = [
+            &der(TAG_VERSION, &der(TAG_INTEGER, &[2]))[..], // v3
+            &der(TAG_INTEGER, self.serial),
+            issuer.algorithm(),
+            issuer.name(),
+            &self.validity,
+            &self.subject,
+            &self.key.spki_der(),
+            &der(TAG_EXTENSIONS, &der(TAG_SEQUENCE, &extensions)),
+        ]
+        .concat();
+        der(TAG_SEQUENCE, &fields)
     }
 }
 
@@ -235,5 +264,33 @@ mod tests {
         assert!(!is_dns_name("*."));
         assert!(!is_dns_name("-a.example.com"));
         assert!(!is_dns_name("a..b"));
+    }
+
+    /// A key of an allowed type that is no key is refused before anything
+    /// is signed.
+    #[test]
+    fn keys_that_do_not_read_are_refused() {
+        use openssl::ec::{EcGroup, EcKey};
+        use openssl::pkey::PKey;
+        let group = EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap();
+        let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+        let spki = key.public_key_to_der().unwrap();
+        let mut off_curve = spki.clone();
+        *off_curve.last_mut().unwrap() ^= 1;
+        let trailing = [spki.as_slice(), &[0]].concat();
+        let profile = Profile::new("http://kiln.test/ca.der", "http://kiln.test/crl");
+        for spki in [off_curve, trailing, b"junk".to_vec()] {
+            let req = LeafRequest {
+                serial: vec![0x01],
+                dns_names: vec!["example.com".into()],
+                public_key_der: spki,
+                not_before: 1_700_000_000,
+                not_after: 1_700_086_400,
+            };
+            assert!(matches!(
+                LeafPlan::new(&req, &profile),
+                Err(CertError::UnsupportedKey(_))
+            ));
+        }
     }
 }

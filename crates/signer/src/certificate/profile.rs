@@ -1,12 +1,18 @@
 //! What Kiln issues: validity, the AIA and CRL URLs, and the subject key
-//! types a leaf may carry.
+//! types a leaf may carry (and how a leaf writes them).
 
 use std::time::Duration;
 
-use openssl::nid::Nid;
-use openssl::pkey::{HasPublic, Id, PKeyRef};
+use x509_parser::oid_registry::{
+    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
+};
+use x509_parser::public_key::PublicKey;
+use x509_parser::x509::SubjectPublicKeyInfo;
 
 use super::CertError;
+use super::der::{
+    TAG_BIT_STRING, TAG_OID, TAG_SEQUENCE, algorithm_identifier, der, oid, unsigned_integer,
+};
 
 /// The longest serial RFC 5280 allows, in bytes.
 pub(super) const MAX_SERIAL_LEN: usize = 20;
@@ -84,20 +90,91 @@ pub enum LeafKeyType {
     P384,
 }
 
-/// Classifies a subject public key, refusing anything outside RSA 2048–4096,
-/// P-256 and P-384.
-pub fn leaf_key_type<T: HasPublic>(key: &PKeyRef<T>) -> Result<LeafKeyType, CertError> {
-    match key.id() {
-        Id::RSA => match key.bits() {
-            bits @ 2048..=4096 => Ok(LeafKeyType::Rsa { bits }),
-            bits => Err(CertError::UnsupportedKey(format!("RSA-{bits}"))),
-        },
-        Id::EC => match key.ec_key()?.group().curve_name() {
-            Some(Nid::X9_62_PRIME256V1) => Ok(LeafKeyType::P256),
-            Some(Nid::SECP384R1) => Ok(LeafKeyType::P384),
-            other => Err(CertError::UnsupportedKey(format!("EC curve {other:?}"))),
-        },
-        other => Err(CertError::UnsupportedKey(format!("key type {other:?}"))),
+/// A subject key the profile allows, classified on its parsed
+/// SubjectPublicKeyInfo (RSA 2048–4096, P-256, P-384; nothing else). Says
+/// nothing about the key's validity (a point on its curve): that is checked
+/// where a key enters, from the CSR.
+pub(super) struct LeafKey {
+    pub(super) key_type: LeafKeyType,
+    /// The subjectPublicKey bits as a leaf carries them: the EC point as the
+    /// key's owner encoded it (OpenSSL keeps the form too), or the RSA key as
+    /// a minimal DER RSAPublicKey.
+    pub(super) public_key: Vec<u8>,
+}
+
+impl LeafKey {
+    pub(super) fn from_spki(spki: &SubjectPublicKeyInfo<'_>) -> Result<Self, CertError> {
+        let algorithm = &spki.algorithm.algorithm;
+        if *algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY {
+            let curve = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok())
+                .ok_or_else(|| CertError::UnsupportedKey("EC key without a named curve".into()))?;
+            let key_type = if curve == OID_EC_P256 {
+                LeafKeyType::P256
+            } else if curve == OID_NIST_EC_P384 {
+                LeafKeyType::P384
+            } else {
+                return Err(CertError::UnsupportedKey(format!("EC curve {curve}")));
+            };
+            Ok(Self {
+                key_type,
+                public_key: spki.subject_public_key.data.to_vec(),
+            })
+        } else if *algorithm == OID_PKCS1_RSAENCRYPTION {
+            let Ok(PublicKey::RSA(rsa)) = spki.parsed() else {
+                return Err(CertError::UnsupportedKey("unparseable RSA key".into()));
+            };
+            let bits = rsa_bits(rsa.modulus);
+            if !(2048..=4096).contains(&bits) {
+                return Err(CertError::UnsupportedKey(format!("RSA-{bits}")));
+            }
+            let rsa_public_key = [
+                unsigned_integer(rsa.modulus),
+                unsigned_integer(rsa.exponent),
+            ]
+            .concat();
+            Ok(Self {
+                key_type: LeafKeyType::Rsa { bits },
+                public_key: der(TAG_SEQUENCE, &rsa_public_key),
+            })
+        } else {
+            Err(CertError::UnsupportedKey(format!("key type {algorithm}")))
+        }
+    }
+
+    /// The SubjectPublicKeyInfo, byte for byte as OpenSSL encodes this key.
+    pub(super) fn spki_der(&self) -> Vec<u8> {
+        let algorithm = match self.key_type {
+            LeafKeyType::Rsa { .. } => algorithm_identifier(oid::RSA_ENCRYPTION),
+            LeafKeyType::P256 => ec_algorithm(oid::P256),
+            LeafKeyType::P384 => ec_algorithm(oid::P384),
+        };
+        let mut bits = Vec::with_capacity(self.public_key.len() + 1);
+        bits.push(0); // no unused bits
+        bits.extend_from_slice(&self.public_key);
+        der(
+            TAG_SEQUENCE,
+            &[algorithm, der(TAG_BIT_STRING, &bits)].concat(),
+        )
+    }
+}
+
+fn ec_algorithm(curve: &[u8]) -> Vec<u8> {
+    der(
+        TAG_SEQUENCE,
+        &[der(TAG_OID, oid::EC_PUBLIC_KEY), der(TAG_OID, curve)].concat(),
+    )
+}
+
+/// The bit length of a big-endian modulus, as OpenSSL counts it.
+fn rsa_bits(modulus: &[u8]) -> u32 {
+    let zeros = modulus.iter().take_while(|&&b| b == 0).count();
+    match modulus[zeros..].first() {
+        None => 0,
+        Some(top) => (modulus.len() - zeros) as u32 * 8 - top.leading_zeros(),
     }
 }
 
@@ -138,5 +215,53 @@ mod tests {
         assert!(!is_http_url("https://a"));
         assert!(!is_http_url("ldap://a"));
         assert!(!is_http_url("http://a b"));
+    }
+
+    fn spki(der: &[u8]) -> SubjectPublicKeyInfo<'_> {
+        use x509_parser::prelude::FromDer;
+        SubjectPublicKeyInfo::from_der(der).unwrap().1
+    }
+
+    fn ec(nid: openssl::nid::Nid) -> Vec<u8> {
+        use openssl::ec::{EcGroup, EcKey};
+        let group = EcGroup::from_curve_name(nid).unwrap();
+        let key = openssl::pkey::PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+        key.public_key_to_der().unwrap()
+    }
+
+    fn rsa(bits: u32) -> Vec<u8> {
+        let key = openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(bits).unwrap());
+        key.unwrap().public_key_to_der().unwrap()
+    }
+
+    /// The profile's key types, classified as OpenSSL would, and written
+    /// back exactly as OpenSSL encodes them.
+    #[test]
+    fn leaf_keys() {
+        use openssl::nid::Nid;
+        for (der, key_type) in [
+            (ec(Nid::X9_62_PRIME256V1), LeafKeyType::P256),
+            (ec(Nid::SECP384R1), LeafKeyType::P384),
+            (rsa(2048), LeafKeyType::Rsa { bits: 2048 }),
+            (rsa(3072), LeafKeyType::Rsa { bits: 3072 }),
+        ] {
+            let key = LeafKey::from_spki(&spki(&der)).unwrap();
+            assert_eq!(key.key_type, key_type);
+            assert_eq!(key.spki_der(), der, "{key_type:?}");
+        }
+        let ed25519 = openssl::pkey::PKey::generate_ed25519().unwrap();
+        for der in [
+            rsa(1024),
+            ec(Nid::SECP521R1),
+            ed25519.public_key_to_der().unwrap(),
+        ] {
+            assert!(matches!(
+                LeafKey::from_spki(&spki(&der)),
+                Err(CertError::UnsupportedKey(_))
+            ));
+        }
+        assert_eq!(rsa_bits(&[0x00, 0x80, 0]), 16);
+        assert_eq!(rsa_bits(&[0x7f, 0]), 15);
+        assert_eq!(rsa_bits(&[0, 0]), 0);
     }
 }

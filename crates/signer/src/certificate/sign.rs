@@ -1,52 +1,112 @@
-//! Signing twice: the draft signed with a throwaway key is what gets checked
-//! (linted), and the issuer's signature is returned only over that very TBS.
+//! The issuer's half of every certificate: what a leaf takes from the CA
+//! certificate and key (the issuer name, the key identifier, the signature
+//! algorithm), derived and checked once when the issuer is loaded, and the
+//! one signature per certificate.
 
-use openssl::ec::EcKey;
 use openssl::hash::MessageDigest;
-use openssl::pkey::{Id, PKey, PKeyRef, Private};
-use openssl::rsa::Rsa;
-use openssl::x509::{X509, X509Builder};
+use openssl::pkey::{Id, PKey, Private, Public};
+use openssl::x509::X509Ref;
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::ParsedExtension;
+use x509_parser::prelude::FromDer;
+use x509_parser::x509::AlgorithmIdentifier;
 
 use super::CertError;
-use super::der::tbs_bytes;
-use crate::ca::Issuer;
+use super::der::{algorithm_identifier, certificate, oid, parse_cert};
 
-/// Signs twice: with a throwaway key for linting, then with the issuer key;
-/// returns the real certificate only if its TBS is exactly what was checked.
-pub(super) fn sign_checked(
-    issuer: &Issuer,
-    assemble: impl Fn() -> Result<X509Builder, CertError>,
-    check: impl Fn(&[u8]) -> Result<(), CertError>,
-) -> Result<X509, CertError> {
-    let lint_key = throwaway_key_like(&issuer.key)?;
-    let mut draft = assemble()?;
-    draft.sign(&lint_key, MessageDigest::sha256())?;
-    let draft = draft.build().to_der()?;
-    check(&draft)?;
-
-    let mut real = assemble()?;
-    real.sign(&issuer.key, MessageDigest::sha256())?;
-    let cert = real.build();
-    let cert_der = cert.to_der()?;
-    if tbs_bytes(&cert_der)? != tbs_bytes(&draft)? {
-        return Err(CertError::Internal("signed TBS differs from linted TBS"));
-    }
-    // Catches an issuer key that does not belong to the issuer certificate.
-    let issuer_public_key = issuer.cert.public_key()?;
-    if !cert.verify(&issuer_public_key)? {
-        return Err(CertError::Internal(
-            "signature does not verify under issuer certificate",
-        ));
-    }
-    Ok(cert)
+/// Signs leaves for one CA certificate. Made once per issuer by
+/// [`IssuerSigner::new`], which refuses a key that does not sign for the
+/// certificate: that cannot change while the signer runs, so no certificate
+/// is checked for it again.
+#[derive(Clone)]
+pub(crate) struct IssuerSigner {
+    key: PKey<Private>,
+    /// The certificate's key, for checking that a precertificate handed back
+    /// is one this issuer signed.
+    public_key: PKey<Public>,
+    /// DER AlgorithmIdentifier of `key`'s signatures: a leaf's TBS
+    /// `signature` field and its `signatureAlgorithm`.
+    algorithm: Vec<u8>,
+    /// The certificate's subject, byte for byte: a leaf's issuer.
+    name: Vec<u8>,
+    /// The certificate's subject key identifier: a leaf's AKI keyIdentifier.
+    key_id: Vec<u8>,
 }
 
-/// Same algorithm and size as the issuer key, so the draft's signature
-/// AlgorithmIdentifier (part of the TBS) matches the real one.
-fn throwaway_key_like(key: &PKeyRef<Private>) -> Result<PKey<Private>, CertError> {
-    match key.id() {
-        Id::EC => Ok(PKey::from_ec_key(EcKey::generate(key.ec_key()?.group())?)?),
-        Id::RSA => Ok(PKey::from_rsa(Rsa::generate(key.bits())?)?),
-        _ => Err(CertError::UnsupportedIssuerKey),
+impl IssuerSigner {
+    pub(crate) fn new(cert: &X509Ref, key: &PKey<Private>) -> Result<Self, CertError> {
+        let algorithm = match key.id() {
+            Id::EC => algorithm_identifier(oid::ECDSA_WITH_SHA256),
+            Id::RSA => algorithm_identifier(oid::SHA256_WITH_RSA),
+            _ => return Err(CertError::UnsupportedIssuerKey),
+        };
+        let cert_der = cert.to_der()?;
+        let parsed = parse_cert(&cert_der).map_err(CertError::Parse)?;
+        let public_key = pkix::public_key(parsed.public_key())
+            .map_err(|e| CertError::BadIssuer(format!("certificate key: {e}")))?;
+        // Without it no leaf could carry the AKI the profile requires.
+        let key_id = parsed
+            .extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+                _ => None,
+            })
+            .ok_or_else(|| CertError::BadIssuer("no subject key identifier".into()))?;
+        let signer = Self {
+            key: key.clone(),
+            public_key,
+            algorithm,
+            name: parsed.subject().as_raw().to_vec(),
+            key_id,
+        };
+        // One signature made and checked as every leaf's will be: the key,
+        // the digest and the AlgorithmIdentifier fit the certificate.
+        let probe = b"kiln: does this key sign for its certificate?";
+        let signature = signer.signature(probe)?;
+        let (_, algorithm) = AlgorithmIdentifier::from_der(&signer.algorithm)
+            .map_err(|e| CertError::BadIssuer(format!("signature algorithm: {e}")))?;
+        if !pkix::verify_signature(&signer.public_key, &algorithm, probe, &signature)
+            .unwrap_or(false)
+        {
+            return Err(CertError::BadIssuer(
+                "the key's signatures do not verify under the certificate".into(),
+            ));
+        }
+        Ok(signer)
+    }
+
+    pub(super) fn algorithm(&self) -> &[u8] {
+        &self.algorithm
+    }
+
+    pub(super) fn name(&self) -> &[u8] {
+        &self.name
+    }
+
+    pub(super) fn key_id(&self) -> &[u8] {
+        &self.key_id
+    }
+
+    /// The certificate made of `tbs` (whose `signature` field must be
+    /// [`Self::algorithm`]) and this issuer's signature over exactly it.
+    pub(super) fn sign(&self, tbs: &[u8]) -> Result<Vec<u8>, CertError> {
+        Ok(certificate(tbs, &self.algorithm, &self.signature(tbs)?))
+    }
+
+    fn signature(&self, data: &[u8]) -> Result<Vec<u8>, CertError> {
+        let mut signer = openssl::sign::Signer::new(MessageDigest::sha256(), &self.key)?;
+        Ok(signer.sign_oneshot_to_vec(data)?)
+    }
+
+    /// Whether this issuer's key made the certificate's signature.
+    pub(super) fn signed(&self, cert: &X509Certificate<'_>) -> bool {
+        pkix::verify_signature(
+            &self.public_key,
+            &cert.signature_algorithm,
+            cert.tbs_certificate.as_ref(),
+            cert.signature_value.data.as_ref(),
+        )
+        .unwrap_or(false)
     }
 }
