@@ -91,9 +91,9 @@ pub enum LeafKeyType {
 }
 
 /// A subject key the profile allows, classified on its parsed
-/// SubjectPublicKeyInfo (RSA 2048–4096, P-256, P-384; nothing else). Says
-/// nothing about the key's validity (a point on its curve): that is checked
-/// where a key enters, from the CSR.
+/// SubjectPublicKeyInfo (RSA 2048–4096, P-256, P-384; nothing else, and an
+/// EC point of its curve's size). Whether the point lies on the curve is
+/// checked where a key enters, from the CSR (pkix), not here.
 pub(super) struct LeafKey {
     pub(super) key_type: LeafKeyType,
     /// The subjectPublicKey bits as a leaf carries them: the EC point as the
@@ -112,16 +112,29 @@ impl LeafKey {
                 .as_ref()
                 .and_then(|p| p.as_oid().ok())
                 .ok_or_else(|| CertError::UnsupportedKey("EC key without a named curve".into()))?;
-            let key_type = if curve == OID_EC_P256 {
-                LeafKeyType::P256
+            let (key_type, field_len) = if curve == OID_EC_P256 {
+                (LeafKeyType::P256, 32)
             } else if curve == OID_NIST_EC_P384 {
-                LeafKeyType::P384
+                (LeafKeyType::P384, 48)
             } else {
                 return Err(CertError::UnsupportedKey(format!("EC curve {curve}")));
             };
+            let point = spki.subject_public_key.data.as_ref();
+            // Uncompressed or compressed (SEC 1 §2.3.3); not the point at
+            // infinity (a single zero octet), which OpenSSL reads as a point
+            // "on" every curve, nor the hybrid form.
+            match point {
+                [0x04, xy @ ..] if xy.len() == 2 * field_len => {}
+                [0x02 | 0x03, x @ ..] if x.len() == field_len => {}
+                _ => {
+                    return Err(CertError::UnsupportedKey(
+                        "EC point neither compressed nor uncompressed for its curve".into(),
+                    ));
+                }
+            }
             Ok(Self {
                 key_type,
-                public_key: spki.subject_public_key.data.to_vec(),
+                public_key: point.to_vec(),
             })
         } else if *algorithm == OID_PKCS1_RSAENCRYPTION {
             let Ok(PublicKey::RSA(rsa)) = spki.parsed() else {
@@ -255,6 +268,26 @@ mod tests {
             ec(Nid::SECP521R1),
             ed25519.public_key_to_der().unwrap(),
         ] {
+            assert!(matches!(
+                LeafKey::from_spki(&spki(&der)),
+                Err(CertError::UnsupportedKey(_))
+            ));
+        }
+        // A P-256 SPKI whose point is the point at infinity, then a hybrid one.
+        let p256 = ec(Nid::X9_62_PRIME256V1);
+        let alg = &p256[2..23];
+        assert_eq!(
+            p256[26], 0x04,
+            "uncompressed point after the BIT STRING header"
+        );
+        for point in [vec![0x00], [&[0x06][..], &p256[27..]].concat()] {
+            let bits = [vec![0x03, point.len() as u8 + 1, 0x00], point].concat();
+            let der = [
+                vec![0x30, (alg.len() + bits.len()) as u8],
+                alg.to_vec(),
+                bits,
+            ]
+            .concat();
             assert!(matches!(
                 LeafKey::from_spki(&spki(&der)),
                 Err(CertError::UnsupportedKey(_))
