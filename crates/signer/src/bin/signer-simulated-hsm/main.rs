@@ -1,13 +1,16 @@
 //! `signer-simulated-hsm`: a BENCHMARK signer, never for production. The
 //! `signer` with the same config, whose every job first holds the replica's
 //! one simulated HSM session for `--simulated-latency-ms`, as a remote HSM
-//! would add (kiln-bench scenario 4, `bench/scenario4.sh`).
+//! would add (kiln-bench scenario 4, `bench/scenario4.sh`). The wrapper
+//! handler is in `hsm.rs`, beside this binary and outside the library.
 
-use signer::Signer;
 use signer::ca::CaHierarchy;
 use signer::config::SignerConfig;
 use std::process::ExitCode;
 use std::time::Duration;
+
+mod hsm;
+use hsm::SimulatedHsm;
 
 #[derive(clap::Args, Debug)]
 struct Flags {
@@ -39,32 +42,4 @@ fn main() -> ExitCode {
             service::run_worker(wiring, proto::queues::SIGNER, slowed).await
         },
     )
-}
-
-/// One HSM session per replica, each signing job holding it for `latency`.
-struct SimulatedHsm {
-    inner: Signer,
-    latency: Duration,
-    session: tokio::sync::Mutex<()>,
-}
-
-#[async_trait::async_trait]
-impl queue::Handler for SimulatedHsm {
-    fn stage(&self) -> &'static str {
-        self.inner.stage()
-    }
-    async fn handle(
-        &self,
-        job: &proto::Job,
-        attempt: u32,
-    ) -> Result<Vec<proto::Job>, queue::StageError> {
-        {
-            let _session = self.session.lock().await;
-            tokio::time::sleep(self.latency).await;
-        }
-        self.inner.handle(job, attempt).await
-    }
-    async fn give_up(&self, job: &proto::Job, reason: &str) {
-        self.inner.give_up(job, reason).await
-    }
 }
