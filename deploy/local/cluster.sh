@@ -114,7 +114,6 @@ listen = "$listen"
 tls_chain = "$data/api-tls-chain.pem"
 tls_key = "$data/api-tls-key.pem"
 root_pem = "$data/root.pem"
-chain_pem = "$data/chain.pem"
 TOML
   } >"$data/config/api.toml"
   { common_config; printf '\n[validator]\n%s\nhttp01_port = %s\ntlsalpn01_port = %s\n' "$dns_line" "$http01" "$tlsalpn01"; } >"$data/config/validator.toml"
@@ -122,7 +121,7 @@ TOML
   [ -n "${KILN_CAA_RECHECK_AFTER_SECS:-}" ] && recheck_line="recheck_after_secs = $KILN_CAA_RECHECK_AFTER_SECS"
   { common_config; printf '\n[caa-checker]\n%s\n%s\n' "$dns_line" "$recheck_line"; } >"$data/config/caa-checker.toml"
   { common_config; printf '\n[signer]\nca_dir = "%s/ca"\n' "$data"; } >"$data/config/signer.toml"
-  { common_config; printf '\n[ct-submitter]\nissuer_cert = "%s/chain.pem"\n%s' "$data" "$logs_toml"; } >"$data/config/ct-submitter.toml"
+  { common_config; printf '\n[ct-submitter]\n%s' "$logs_toml"; } >"$data/config/ct-submitter.toml"
 
   for b in api "${workers[@]}"; do
     "$bin/$b" --config "$data/config/$b.toml" --check-config >/dev/null

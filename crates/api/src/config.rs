@@ -21,8 +21,6 @@ pub struct ApiSection {
     /// Served at /roots/0.
     #[serde(default)]
     pub root_pem: Option<PathBuf>,
-    /// The intermediate(s) served after each leaf.
-    pub chain_pem: PathBuf,
     #[serde(default = "default_retry_after_secs")]
     pub retry_after_secs: u64,
     #[serde(default = "default_finalize_timeout_secs")]
@@ -81,7 +79,6 @@ impl ApiSection {
         config.step_timeout = common.runner.step_timeout();
         config.retry_after = Duration::from_secs(self.retry_after_secs);
         config.finalize_timeout = Duration::from_secs(self.finalize_timeout_secs);
-        config.chain_pem = Some(std::fs::read_to_string(&self.chain_pem)?);
         if let Some(root) = &self.root_pem {
             config.root_pem = Some(std::fs::read_to_string(root)?);
         }
@@ -141,29 +138,26 @@ mod tests {
 
     #[test]
     fn defaults_and_modes() {
-        let section = load("listen = \"127.0.0.1:1\"\nchain_pem = \"c.pem\"\n").unwrap();
+        let section = load("listen = \"127.0.0.1:1\"\n").unwrap();
         assert_eq!(section.retry_after_secs, 1);
         assert_eq!(section.sweep_interval(), Duration::from_secs(1));
         assert_eq!(
             section.finalize_policy().unwrap(),
             FinalizePolicy::fixed(FinalizeMode::Async)
         );
-        let hybrid =
-            load("listen = \"127.0.0.1:1\"\nchain_pem = \"c\"\nfinalize_mode = \"hybrid\"\n")
-                .unwrap();
+        let hybrid = load("listen = \"127.0.0.1:1\"\nfinalize_mode = \"hybrid\"\n").unwrap();
         assert_eq!(
             hybrid.finalize_policy().unwrap(),
             FinalizePolicy::fixed(FinalizeMode::Hybrid)
         );
-        let bad = load("listen = \"127.0.0.1:1\"\nchain_pem = \"c\"\nfinalize_mode = \"later\"\n")
-            .unwrap();
+        let bad = load("listen = \"127.0.0.1:1\"\nfinalize_mode = \"later\"\n").unwrap();
         let err = bad.finalize_policy().unwrap_err().to_string();
         assert!(err.contains("finalize_mode"), "{err}");
     }
 
     #[test]
     fn unknown_keys_are_refused() {
-        let err = load("listen = \"127.0.0.1:1\"\nchain_pem = \"c\"\nlisten_port = 1\n")
+        let err = load("listen = \"127.0.0.1:1\"\nlisten_port = 1\n")
             .unwrap_err()
             .to_string();
         assert!(err.contains("listen_port"), "{err}");

@@ -58,8 +58,6 @@ pub struct ApiConfig {
     pub terms_of_service: Option<String>,
     /// Served at `/roots/0` so clients and scripts can fetch the trust anchor.
     pub root_pem: Option<String>,
-    /// The intermediate(s) served after each leaf, as PEM.
-    pub chain_pem: Option<String>,
     /// How long finalize waits; swappable at run time (SIGHUP reload).
     pub finalize: PolicyHandle,
     /// A finalize answered `processing` with no poll after this long counts
@@ -103,7 +101,6 @@ impl ApiConfig {
             caa_identities: vec!["kiln.test".into()],
             terms_of_service: None,
             root_pem: None,
-            chain_pem: None,
             finalize: PolicyHandle::new(FinalizePolicy::fixed(FinalizeMode::Async)),
             compat_abandon_after: Duration::from_secs(600),
             client_test_hooks: None,

@@ -9,7 +9,6 @@ use crate::{CtLog, LogKind, SubmitPolicy};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
-use std::path::PathBuf;
 use std::time::Duration;
 
 const DAY_SECS: u64 = 24 * 3600;
@@ -18,8 +17,6 @@ const DAY_SECS: u64 = 24 * 3600;
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct CtSubmitterConfig {
-    /// The issuing intermediate (PEM), sent to logs after each precertificate.
-    pub issuer_cert: PathBuf,
     pub logs: Vec<LogConfig>,
     #[serde(default = "default_min_scts")]
     pub min_scts: usize,
@@ -208,7 +205,7 @@ mod tests {
         let file = tempfile::NamedTempFile::new().unwrap();
         let text = format!(
             "[database]\nurl = \"sqlite://x\"\n[acme]\nbase_url = \"https://a\"\n\
-             [ct-submitter]\nissuer_cert = \"/ca/chain.pem\"\n{own}"
+             [ct-submitter]\n{own}"
         );
         std::fs::write(file.path(), text).unwrap();
         service::config::load(Some(file.path()), "ct-submitter").map(|(_, own)| own)

@@ -43,8 +43,6 @@ pub struct CtSubmitter {
     pub client: reqwest::Client,
     pub logs: Vec<CtLog>,
     pub policy: SubmitPolicy,
-    /// The issuing intermediate (DER), sent after the precertificate.
-    pub issuer_der: Vec<u8>,
     pub step_timeout: Duration,
 }
 
@@ -77,6 +75,7 @@ impl CtSubmitter {
             .await
             .map_err(StageError::retry)?
             .ok_or_else(|| StageError::Permanent(format!("serial {serial} not on record")))?;
+        let issuer = self.issuer_of(&cert).await?;
         let precert = cert.precert_der.ok_or_else(|| {
             StageError::Permanent(format!("serial {serial} has no precertificate"))
         })?;
@@ -97,7 +96,7 @@ impl CtSubmitter {
             &self.client,
             &self.logs,
             &precert,
-            &self.issuer_der,
+            &issuer.certificate_der,
             &policy,
         )
         .await
@@ -166,6 +165,24 @@ impl CtSubmitter {
         Ok(vec![])
     }
 
+    /// The certificate that signed `cert`, as the signer recorded it: what
+    /// a log needs after the certificate to check it.
+    async fn issuer_of(
+        &self,
+        cert: &store::CertificateRecord,
+    ) -> Result<std::sync::Arc<store::Issuer>, StageError> {
+        self.store
+            .issuer(cert.issuer_id.as_deref())
+            .await
+            .map_err(StageError::retry)?
+            .ok_or_else(|| {
+                StageError::Permanent(format!(
+                    "serial {}: its issuer is not recorded",
+                    cert.serial
+                ))
+            })
+    }
+
     /// Best effort: whatever happens, the order (already `valid`) is untouched.
     async fn submit_final(&self, order_id: &str, attempt: u32) -> Result<Vec<Job>, StageError> {
         let read = async {
@@ -189,11 +206,18 @@ impl CtSubmitter {
         let (CertificateState::Issued, Some(final_der)) = (cert.state, &cert.final_der) else {
             return Ok(vec![]);
         };
+        let issuer = match self.issuer_of(&cert).await {
+            Ok(issuer) => issuer,
+            Err(e) => {
+                warn!(order_id, error = %e, "final certificate not logged: no issuer");
+                return Ok(vec![]);
+            }
+        };
         match submit_final(
             &self.client,
             &self.logs,
             final_der,
-            &self.issuer_der,
+            &issuer.certificate_der,
             &self.policy,
         )
         .await

@@ -8,8 +8,6 @@ fn main() -> ExitCode {
     service::main(
         "ct-submitter",
         async |mut common, config: CtSubmitterConfig| {
-            let issuer_pem = std::fs::read(&config.issuer_cert)?;
-            let issuer_der = openssl::x509::X509::from_pem(&issuer_pem)?.to_der()?;
             let logs = config.logs()?;
             config::adapt_runner(&mut common.runner);
             let step_timeout = common.runner.step_timeout();
@@ -19,7 +17,6 @@ fn main() -> ExitCode {
                 client: reqwest::Client::builder().build()?,
                 logs,
                 policy: config.policy(),
-                issuer_der,
                 step_timeout,
             };
             service::run_worker(wiring, proto::queues::CT_SUBMITTER, handler).await

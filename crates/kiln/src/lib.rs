@@ -198,8 +198,6 @@ impl Kiln {
             &seams,
             &shutdown,
         );
-        let issuer_der = ca.intermediate.cert.to_der()?;
-        let chain_pem = ca.chain_pem();
         let signer = Signer {
             store: store.clone(),
             ca: ca.clone(),
@@ -209,6 +207,7 @@ impl Kiln {
             serial_prefix: 0x01,
             step_timeout: config.step_timeout,
         };
+        signer.record_issuer().await?;
         spawn_stage(
             &mut tasks,
             &queue_dyn,
@@ -227,7 +226,6 @@ impl Kiln {
                 .chain(config.external_ct_logs.iter().cloned())
                 .collect(),
             policy: config.ct_policy.clone(),
-            issuer_der,
             step_timeout: config.step_timeout,
         };
         spawn_stage(
@@ -256,7 +254,6 @@ impl Kiln {
         api_config.step_timeout = config.step_timeout;
         api_config.finalize_timeout = config.finalize_timeout;
         api_config.root_pem = Some(root_pem.clone());
-        api_config.chain_pem = Some(chain_pem);
         api_config.finalize = config.finalize.clone();
         if let Some(listen) = config.admin_listen {
             let compat = api::compat::admin_router(

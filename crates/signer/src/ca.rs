@@ -75,6 +75,8 @@ pub struct Issuer {
     pub cert: X509,
     pub key: PKey<Private>,
     signer: IssuerSigner,
+    /// How the store names this certificate ([`store::Issuer::id_of`]).
+    id: String,
 }
 
 impl Issuer {
@@ -88,11 +90,22 @@ impl Issuer {
             ));
         }
         let signer = IssuerSigner::new(&cert, &key).map_err(CaError::CannotSign)?;
-        Ok(Self { cert, key, signer })
+        let id = store::Issuer::id_of(&cert.to_der()?);
+        Ok(Self {
+            cert,
+            key,
+            signer,
+            id,
+        })
     }
 
     pub(crate) fn signer(&self) -> &IssuerSigner {
         &self.signer
+    }
+
+    /// The name every certificate this issuer signs carries in the store.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 }
 
@@ -269,6 +282,15 @@ impl CaHierarchy {
         }
         builder.sign(&self.intermediate.key, MessageDigest::sha256())?;
         Ok((builder.build(), key))
+    }
+
+    /// The issuing intermediate as the store records it: the one source the
+    /// api (chain after each leaf) and ct-submitter (issuer after each
+    /// precertificate) read, whatever their own configuration.
+    pub fn issuer_record(&self) -> Result<store::Issuer, CaError> {
+        let record = store::Issuer::new(self.intermediate.cert.to_der()?, self.chain_pem());
+        debug_assert_eq!(record.id, self.intermediate.id());
+        Ok(record)
     }
 
     /// PEM chain served to clients after a leaf: the intermediate only (the

@@ -25,6 +25,19 @@ pub struct Signer {
 }
 
 impl Signer {
+    /// Records the issuing certificate in the store, before the first
+    /// certificate names it; run at every start (a no-op once recorded).
+    pub async fn record_issuer(&self) -> Result<(), StageError> {
+        let issuer = self
+            .ca
+            .issuer_record()
+            .map_err(|e| StageError::Permanent(e.to_string()))?;
+        self.store
+            .record_issuer(&issuer)
+            .await
+            .map_err(StageError::retry)
+    }
+
     fn deadline(&self) -> i64 {
         now_ms() + self.step_timeout.as_millis() as i64
     }
@@ -83,6 +96,7 @@ impl Signer {
                 account_id: order.account_id.clone(),
                 not_before: not_before * 1000,
                 not_after: not_after * 1000,
+                issuer_id: self.ca.intermediate.id().to_string(),
             })
             .await
             .map_err(StageError::retry)?;

@@ -48,6 +48,7 @@ async fn fixture() -> Fixture {
         serial_prefix: 0x01,
         step_timeout: Duration::from_secs(30),
     };
+    signer.record_issuer().await.unwrap();
     Fixture {
         signer: Arc::new(signer),
         store,

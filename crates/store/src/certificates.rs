@@ -15,6 +15,8 @@ pub struct NewCertificate {
     /// Unix milliseconds.
     pub not_before: i64,
     pub not_after: i64,
+    /// The issuer that signs it ([`crate::Issuer::id`]).
+    pub issuer_id: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +61,8 @@ pub struct CertificateRecord {
     pub final_der: Option<Vec<u8>>,
     pub revoked_at: Option<i64>,
     pub revoked_reason: Option<i64>,
+    /// `None` for certificates stored before issuers were recorded.
+    pub issuer_id: Option<String>,
 }
 
 impl Store {
@@ -114,6 +118,7 @@ impl CertificateRecord {
             final_der: r.opt_blob("final_der")?,
             revoked_at: r.opt_i64("revoked_at")?,
             revoked_reason: r.opt_i64("revoked_reason")?,
+            issuer_id: r.opt_text("issuer_id")?,
         })
     }
 }

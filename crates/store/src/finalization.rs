@@ -113,14 +113,15 @@ impl Store {
         self.db
             .execute(stmt!(
                 "INSERT INTO certificates (serial, order_id, account_id, state, not_before,
-                                           not_after, created_at)
-                 VALUES ($1, $2, $3, 'reserved', $4, $5, $6)",
+                                           not_after, created_at, issuer_id)
+                 VALUES ($1, $2, $3, 'reserved', $4, $5, $6, $7)",
                 &cert.serial,
                 &cert.order_id,
                 &cert.account_id,
                 cert.not_before,
                 cert.not_after,
                 now_ms(),
+                &cert.issuer_id,
             ))
             .await
             .map_err(|e| {

@@ -18,6 +18,8 @@
 //! - `finalization`: the pipeline's transitions over an order and its
 //!   certificate, from `begin_finalize` to `store_final`;
 //! - `certificates`: certificate rows read, and revocation;
+//! - `issuers`: the issuing certificates the signer records, the one source
+//!   of the chain;
 //! - `nonces`: shared secrets and used nonces;
 //! - `compat`: what clients did after a `processing` finalize;
 //! - `sweeping`: queries over work in flight, for the sweeper;
@@ -35,6 +37,7 @@ mod certificates;
 mod compat;
 pub mod db;
 mod finalization;
+mod issuers;
 mod leadership;
 mod nonces;
 mod notifications;
@@ -45,6 +48,7 @@ pub use accounts::Account;
 pub use certificates::{CertificateRecord, CertificateState, NewCertificate};
 pub use compat::FinalizeObservation;
 pub use db::Backend;
+pub use issuers::Issuer;
 pub use leadership::Leadership;
 pub use orders::{Authz, Challenge, Order, Timeline};
 pub use sweeping::{CompletedOrder, ProcessingCounts};
@@ -93,6 +97,11 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
         description: "trace id",
         sql: include_str!("../migrations/sqlite/0003_trace_id.sql"),
     },
+    Migration {
+        version: 4,
+        description: "issuers",
+        sql: include_str!("../migrations/sqlite/0004_issuers.sql"),
+    },
 ];
 const POSTGRES_MIGRATIONS: &[Migration] = &[
     Migration {
@@ -110,6 +119,11 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
         description: "trace id",
         sql: include_str!("../migrations/postgres/0003_trace_id.sql"),
     },
+    Migration {
+        version: 4,
+        description: "issuers",
+        sql: include_str!("../migrations/postgres/0004_issuers.sql"),
+    },
 ];
 
 #[derive(Clone)]
@@ -121,6 +135,8 @@ pub struct Store {
     /// PostgreSQL: the one LISTEN connection that relays other processes'
     /// notifications into `done`, started by the first subscriber.
     listening: Arc<tokio::sync::OnceCell<()>>,
+    /// Issuers read so far, by id (a row never changes; see `issuers`).
+    issuers: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<Issuer>>>>,
 }
 
 /// PostgreSQL connections one `Store` holds at most, unless told otherwise.
@@ -151,6 +167,7 @@ impl Store {
             db,
             done,
             listening: Arc::default(),
+            issuers: Arc::default(),
         })
     }
 

@@ -105,6 +105,7 @@ async fn an_order_is_issued_step_by_step(store: Store) {
         account_id: ACCOUNT.into(),
         not_before: now,
         not_after: now + 1000,
+        issuer_id: common::issuer().id,
     };
     store.reserve_serial(&cert).await.unwrap();
     assert!(matches!(

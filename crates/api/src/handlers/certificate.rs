@@ -4,7 +4,6 @@
 
 use super::auth::{Body, KeyRule, PathId, authenticate, not_yours};
 use super::{ApiResult, Shared};
-use crate::Api;
 use crate::error::ApiError;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
@@ -38,19 +37,19 @@ pub async fn certificate(
     if let Err(e) = api.store.observe_download(&cert.order_id, now_ms()).await {
         tracing::warn!(order_id = %cert.order_id, error = %e, "recording a download failed");
     }
+    // The chain of the issuer that signed it, as the signer recorded it.
+    let issuer = api
+        .store
+        .issuer(cert.issuer_id.as_deref())
+        .await?
+        .ok_or_else(|| ApiError::internal("no issuer recorded for an issued certificate"))?;
     let mut pem = certificate_pem(der);
-    pem.push_str(&api_chain_pem(&api));
+    pem.push_str(&issuer.chain_pem);
     Ok((
         [(header::CONTENT_TYPE, "application/pem-certificate-chain")],
         pem,
     )
         .into_response())
-}
-
-/// The intermediate that follows every leaf. The api learns it from the
-/// stored CA chain, which the signer writes at start-up.
-fn api_chain_pem(api: &Api) -> String {
-    api.config.chain_pem.clone().unwrap_or_default()
 }
 
 #[derive(Deserialize)]

@@ -16,7 +16,7 @@ use domain::{
 };
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
-use store::{Account, Authz, Challenge, NewCertificate, Order, Store, now_ms};
+use store::{Account, Authz, Challenge, Issuer, NewCertificate, Order, Store, now_ms};
 
 /// Runs each `async fn(Store)` named as two tests, `<name>::sqlite` and
 /// `<name>::postgres`; after `url:` each `async fn(Store, String)`, which
@@ -58,6 +58,7 @@ where
     let url = format!("sqlite://{}", dir.path().join("store.db").display());
     let store = Store::connect(&url).await.unwrap();
     store.migrate().await.unwrap();
+    store.record_issuer(&issuer()).await.unwrap();
     test(store, url).await;
 }
 
@@ -87,6 +88,7 @@ where
     };
     let store = Store::connect(&url).await.unwrap();
     store.migrate().await.unwrap();
+    store.record_issuer(&issuer()).await.unwrap();
     // In a task of its own, so a failed assertion still lets the database go.
     let outcome = tokio::spawn(test(store.clone(), url)).await;
     store.close().await;
@@ -98,6 +100,14 @@ where
     if let Err(failed) = outcome {
         std::panic::resume_unwind(failed.into_panic());
     }
+}
+
+/// The issuer every test store has recorded, which certificates name.
+pub fn issuer() -> Issuer {
+    Issuer::new(
+        b"test issuer certificate".to_vec(),
+        "test chain PEM\n".into(),
+    )
 }
 
 pub fn account(id: &str) -> Account {
@@ -204,6 +214,7 @@ pub fn new_certificate(serial: &str, order_id: &str) -> NewCertificate {
         account_id: ACCOUNT.into(),
         not_before: now,
         not_after: now + 1000,
+        issuer_id: issuer().id,
     }
 }
 

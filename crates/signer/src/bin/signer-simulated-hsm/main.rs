@@ -27,6 +27,8 @@ fn main() -> ExitCode {
             let ca = CaHierarchy::load_or_create(&config.ca_dir)?;
             let wiring = service::Wiring::connect(common, "signer").await?;
             let handler = config.signer(ca, &wiring.common, wiring.store.clone());
+            handler.record_issuer().await?;
+            handler.record_issuer().await?;
             if flags.simulated_latency_ms == 0 {
                 return service::run_worker(wiring, proto::queues::SIGNER, handler).await;
             }
