@@ -84,6 +84,10 @@ pub fn public_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<PKey<Public>, PkixE
         // P-256 and P-384 (cofactor 1) that is the whole public-key check,
         // so EC_KEY_check_key's scalar multiplication (~40 us) adds nothing.
         let point = EcPoint::from_bytes(group, key_bytes, &mut ctx).map_err(invalid)?;
+        // The point at infinity (a lone 0x00) decodes, but is no public key.
+        if point.is_infinity(group) {
+            return Err(PkixError::InvalidKey("EC point at infinity".into()));
+        }
         let ec = EcKey::from_public_key(group, &point).map_err(invalid)?;
         PKey::from_ec_key(ec).map_err(invalid)
     } else if *algorithm == OID_PKCS1_RSAENCRYPTION {
@@ -290,6 +294,17 @@ mod tests {
         off_curve[last] ^= 1;
         assert!(matches!(
             public_key_from_spki(&off_curve),
+            Err(PkixError::InvalidKey(_))
+        ));
+        // The point at infinity: the P-256 AlgorithmIdentifier, then a BIT
+        // STRING holding the single octet 0x00.
+        let valid = ec(Nid::X9_62_PRIME256V1).public_key_to_der().unwrap();
+        let algorithm = &valid[2..2 + 2 + valid[3] as usize];
+        let mut infinity = vec![0x30, (algorithm.len() + 4) as u8];
+        infinity.extend_from_slice(algorithm);
+        infinity.extend_from_slice(&[0x03, 0x02, 0x00, 0x00]);
+        assert!(matches!(
+            public_key_from_spki(&infinity),
             Err(PkixError::InvalidKey(_))
         ));
     }
