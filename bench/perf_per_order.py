@@ -11,17 +11,20 @@ from collections import Counter
 # (activity, frame pattern); the first rule any frame of the stack matches wins,
 # rules checked in this order.
 RULES = [
-    ('validator: building a reqwest Client per validation (trust store load)', r'reqwest::async_impl::client::ClientBuilder::build'),
+    # The database first: a signer's or api's call into the store is database
+    # time, whoever makes it (store::db runs SQLite inline on reader threads
+    # and on its one writer thread).
+    ('database: store + SQLite (rusqlite) or PostgreSQL (sqlx)', r'^(store::|rusqlite::|sqlite3|sqlx)'),
+    ('logging and tracing spans', r'^(tracing_subscriber::|tracing_core::|tracing::)'),
     ('validator: http-01 fetch and other validation work', r'^validator::'),
-    ('fake CT logs (in-process test logs: verify chain, sign SCT)', r'^fake_ct_log::'),
-    ('ct-submitter: submit, verify SCTs', r'^ct_submitter::'),
+    ('fake CT logs in process (only with KILN_INPROCESS_CT=1)', r'^fake_ct_log::'),
+    ('ct-submitter: submit, verify SCTs', r'^(ct_submitter::|ct::)'),
     ('signer: build, lint and sign precert + final cert', r'^signer::'),
     ('caa-checker', r'^caa_checker::'),
-    ('api: JWS verification and JWK parsing', r'^api::(jws|jwk)::'),
-    ('api: nonces (HMAC, record used)', r'^api::nonce::'),
-    ('api: CSR checks', r'^api::csr::'),
+    ('api: JWS verification and account keys', r'^api::(jws|jwk|account_keys)'),
+    ('api: nonces (HMAC)', r'^api::nonce'),
+    ('api: CSR checks', r'^api::csr'),
     ('api: other handler work (JSON, routing)', r'^api::'),
-    ('database: SQLite engine + sqlx (incl. the sqlx worker thread)', r'sqlx|sqlite3'),
     ('sweeper', r'^sweeper::'),
     ('TLS (OpenSSL handshakes, record encryption) on the HTTPS API', r'^(SSL_|ssl3_|tls_|ossl_statem|openssl::ssl::|tokio_openssl|axum_server::tls)'),
     ('HTTP serving (hyper / axum) outside the above', r'^(hyper|axum|h2)::'),
