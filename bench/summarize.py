@@ -19,6 +19,16 @@ def load(d):
                     print(f'# skipped unreadable {f}', file=sys.stderr)
     return runs
 
+def stalled_attempts(d):
+    out = []
+    for f in sorted(os.listdir(d)):
+        if f.endswith('.failed'):
+            try:
+                out.append(json.load(open(os.path.join(d, f))))
+            except (json.JSONDecodeError, OSError):
+                pass
+    return out
+
 def target(label):
     head, sep, tail = label.rpartition(' r')
     return head if sep and tail.isdigit() else label
@@ -29,6 +39,7 @@ def rnd(label):
 
 FIGS = [
     ('orders/s', lambda r: r['orders_per_s']),
+    ('orders/s while issuing (first start to last issuance)', lambda r: r.get('orders_per_s_while_issuing', r['orders_per_s'])),
     ('finalize POST p50', lambda r: r['finalize_post_ms']['p50']),
     ('finalize POST p95', lambda r: r['finalize_post_ms']['p95']),
     ('finalize POST p99', lambda r: r['finalize_post_ms']['p99']),
@@ -70,6 +81,11 @@ def main():
     for n in names:
         if errors[n]:
             print(f'\nerrors, {n}: ' + ', '.join(f'{k} ×{v}' for k, v in errors[n].items()))
+    stalled = stalled_attempts(d)
+    if stalled:
+        print('\nrounds that stalled and were run again (Pebble 2.4 deadlock), rate while they issued: '
+              + ', '.join(f"{r['label']}: {r['ok']}/{r['orders']} in {r.get('until_last_issued_s', 0):.2f} s, "
+                          f"{r.get('orders_per_s_while_issuing', 0):.1f} orders/s" for r in stalled))
     if len(names) >= 2:
         base = names[0]
         for other in names[1:]:

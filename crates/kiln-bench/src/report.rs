@@ -4,6 +4,7 @@
 
 use crate::args::Args;
 use crate::issue::{Failure, PollPolicy, Sample};
+use crate::run::RunTimes;
 use crate::stats::Summary;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -26,6 +27,11 @@ pub struct Report {
     failed: usize,
     wall_s: f64,
     orders_per_s: f64,
+    /// From the first start to the last successful issuance.
+    until_last_issued_s: f64,
+    /// `ok` over `until_last_issued_s`: the rate while the server was
+    /// issuing, the one figure a run that stalled part-way still has.
+    orders_per_s_while_issuing: f64,
     finalize_post_ms: Summary,
     /// Every answered finalize POST, including orders that failed later.
     finalize_post_all_ms: Summary,
@@ -48,7 +54,7 @@ impl Report {
         poll: PollPolicy,
         accounts: usize,
         setup: Duration,
-        wall: Duration,
+        times: RunTimes,
         results: &[Result<Sample, Failure>],
     ) -> Report {
         let mut errors: BTreeMap<String, usize> = BTreeMap::new();
@@ -99,12 +105,10 @@ impl Report {
             setup_s: setup.as_secs_f64(),
             ok,
             failed: args.orders - ok,
-            wall_s: wall.as_secs_f64(),
-            orders_per_s: if wall.is_zero() {
-                0.0
-            } else {
-                ok as f64 / wall.as_secs_f64()
-            },
+            wall_s: times.wall.as_secs_f64(),
+            orders_per_s: rate(ok, times.wall),
+            until_last_issued_s: times.until_last_issued.as_secs_f64(),
+            orders_per_s_while_issuing: rate(ok, times.until_last_issued),
             finalize_post_ms: Summary::of(&mut fin_post),
             finalize_post_all_ms: Summary::of(&mut fin_post_all),
             finalize_to_valid_ms: Summary::of(&mut fin_valid),
@@ -138,6 +142,13 @@ impl Report {
             "  issued {}/{} at C={} ({} accounts) in {:.2} s: {:.1} orders/s",
             self.ok, self.orders, self.concurrency, self.accounts, self.wall_s, self.orders_per_s
         );
+        if self.ok < self.orders && self.ok > 0 {
+            let _ = writeln!(
+                out,
+                "  stalled: {} issued in the first {:.2} s, {:.1} orders/s while issuing",
+                self.ok, self.until_last_issued_s, self.orders_per_s_while_issuing
+            );
+        }
         let line = |out: &mut String, name: &str, s: &Summary| {
             let _ = writeln!(
                 out,
@@ -172,5 +183,14 @@ impl Report {
             }
         }
         out
+    }
+}
+
+/// `count` per second over `time`; 0 for no time.
+fn rate(count: usize, time: Duration) -> f64 {
+    if time.is_zero() {
+        0.0
+    } else {
+        count as f64 / time.as_secs_f64()
     }
 }

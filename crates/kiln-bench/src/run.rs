@@ -75,13 +75,14 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         }
     }
 
-    let (wall, results) = drive(&ctx, &accounts, plans, args.concurrency, args.run_timeout_s).await;
+    let (times, results) =
+        drive(&ctx, &accounts, plans, args.concurrency, args.run_timeout_s).await;
     Ok(Report::new(
         &args,
         poll,
         account_count,
         setup,
-        wall,
+        times,
         &results,
     ))
 }
@@ -119,24 +120,39 @@ async fn create_accounts(
     Ok(accounts)
 }
 
-/// Runs `plans` through `concurrency` workers; returns the wall time from
-/// the first start to the last finish, and each result.
+/// How long a timed run took: from the first start to the last finish, and
+/// to the last successful issuance (the rate while a server was issuing,
+/// when it stalls part-way — Pebble 2.4's deadlock).
+#[derive(Clone, Copy)]
+pub struct RunTimes {
+    pub wall: Duration,
+    pub until_last_issued: Duration,
+}
+
+/// Runs `plans` through `concurrency` workers; returns its times and each
+/// result.
 async fn drive(
     ctx: &Arc<Ctx>,
     accounts: &[Arc<Account>],
     plans: Vec<Plan>,
     concurrency: usize,
     run_timeout_s: u64,
-) -> (Duration, Vec<Result<Sample, Failure>>) {
+) -> (RunTimes, Vec<Result<Sample, Failure>>) {
     let plans = Arc::new(plans);
     let next = Arc::new(AtomicUsize::new(0));
     let results = Arc::new(Mutex::new(Vec::with_capacity(plans.len())));
+    let last_issued = Arc::new(Mutex::new(Duration::ZERO));
     let deadline = Instant::now() + Duration::from_secs(run_timeout_s);
     let start = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
     for w in 0..concurrency.min(plans.len().max(1)) {
-        let (ctx, plans, next, results) =
-            (ctx.clone(), plans.clone(), next.clone(), results.clone());
+        let (ctx, plans, next, results, last_issued) = (
+            ctx.clone(),
+            plans.clone(),
+            next.clone(),
+            results.clone(),
+            last_issued.clone(),
+        );
         let accounts: Vec<Arc<Account>> = accounts.to_vec();
         workers.spawn(async move {
             loop {
@@ -154,12 +170,19 @@ async fn drive(
                     Ok(r) => r,
                     Err(_) => Err(Failure::new("order", "stalled")),
                 };
+                if outcome.is_ok() {
+                    let mut last = last_issued.lock().expect("lock");
+                    *last = (*last).max(start.elapsed());
+                }
                 results.lock().expect("lock").push(outcome);
             }
         });
     }
     while workers.join_next().await.is_some() {}
-    let wall = start.elapsed();
+    let times = RunTimes {
+        wall: start.elapsed(),
+        until_last_issued: *last_issued.lock().expect("lock"),
+    };
     let results = std::mem::take(&mut *results.lock().expect("lock"));
-    (wall, results)
+    (times, results)
 }
