@@ -3,9 +3,11 @@
 use openssl::ec::EcKey;
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
-use openssl::pkey::{Id, PKey, Private};
+use openssl::pkey::{Id, PKey, Private, Public};
 use openssl::sha::sha256;
 use openssl::sign::{Signer, Verifier};
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 
 use crate::tls::{put_u16_prefixed, put_u24_prefixed};
 use crate::{CtError, SCT_VERSION_V1, Sct};
@@ -171,9 +173,7 @@ pub(crate) fn verify_digitally_signed(
     log_spki_der: &[u8],
     data: &[u8],
 ) -> Result<(), CtError> {
-    // Not PKey::public_key_from_der: OpenSSL 3's decoder costs ~170 us per
-    // call, once per SCT checked (see `pkix`).
-    let key = pkix::public_key_from_spki(log_spki_der).map_err(|_| CtError::BadSignature)?;
+    let key = log_key(log_spki_der)?;
     let key_matches = match sig_alg {
         SIG_ECDSA => key.id() == Id::EC,
         SIG_RSA => key.id() == Id::RSA,
@@ -189,6 +189,31 @@ pub(crate) fn verify_digitally_signed(
         Ok(true) => Ok(()),
         _ => Err(CtError::BadSignature),
     }
+}
+
+/// Log keys already parsed, by their own DER: an entry can never describe
+/// another key, so it is never stale. A submitter knows a handful of logs;
+/// the bound only stops a caller with ever-new keys from growing it.
+const LOG_KEYS_KEPT: usize = 64;
+
+/// The parsed key of `spki_der`. Parsing it for every SCT cost more than the
+/// verification: OpenSSL 3 converts a fresh key for its provider on first
+/// use, and that conversion is kept inside the `PKey` for later ones.
+fn log_key(spki_der: &[u8]) -> Result<PKey<Public>, CtError> {
+    static KEYS: OnceLock<Mutex<HashMap<Vec<u8>, PKey<Public>>>> = OnceLock::new();
+    let keys = KEYS.get_or_init(Default::default);
+    if let Some(key) = keys.lock().unwrap_or_else(|e| e.into_inner()).get(spki_der) {
+        return Ok(key.clone());
+    }
+    // Not PKey::public_key_from_der: OpenSSL 3's decoder costs ~170 us per
+    // call (see `pkix`).
+    let key = pkix::public_key_from_spki(spki_der).map_err(|_| CtError::BadSignature)?;
+    let mut keys = keys.lock().unwrap_or_else(|e| e.into_inner());
+    if keys.len() >= LOG_KEYS_KEPT {
+        keys.clear();
+    }
+    keys.insert(spki_der.to_vec(), key.clone());
+    Ok(key)
 }
 
 /// Verifies an SCT against the log's public key and the entry it claims to cover
