@@ -103,15 +103,15 @@ impl ApiSection {
         match (&self.tls_chain, &self.tls_key) {
             (Some(chain), Some(key)) => {
                 let tls = axum_server::tls_openssl::OpenSSLConfig::from_pem_chain_file(chain, key)?;
-                let acceptor = axum_server::tls_openssl::OpenSSLAcceptor::new(tls);
                 axum_server::bind(self.listen)
-                    .acceptor(acceptor)
+                    .acceptor(crate::listener::https_acceptor(tls))
                     .handle(handle)
                     .serve(service)
                     .await?;
             }
             (None, None) => {
                 axum_server::bind(self.listen)
+                    .acceptor(crate::listener::http_acceptor())
                     .handle(handle)
                     .serve(service)
                     .await?

@@ -23,6 +23,7 @@ mod http_span;
 pub mod jwk;
 pub mod jws;
 mod latency;
+pub mod listener;
 mod nonce;
 mod resources;
 

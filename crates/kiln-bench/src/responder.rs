@@ -95,6 +95,11 @@ async fn start_http01(listen: SocketAddr) -> anyhow::Result<Arc<Mutex<HashMap<St
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding the http-01 responder on {listen}"))?;
+    // No Nagle, as a real web server answers (both CAs validate against it).
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(tokens)
 }

@@ -301,7 +301,7 @@ impl Kiln {
         let tls = tls_acceptor(&ca)?;
         let handle = axum_server::Handle::new();
         let server = axum_server::from_tcp(listener)?
-            .acceptor(axum_server::tls_openssl::OpenSSLAcceptor::new(
+            .acceptor(api::listener::https_acceptor(
                 axum_server::tls_openssl::OpenSSLConfig::from_acceptor(Arc::new(tls)),
             ))
             .handle(handle.clone());
