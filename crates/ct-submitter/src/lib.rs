@@ -28,6 +28,13 @@ use tracing::{info, warn};
 /// The longest pause between two submission attempts for one order.
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
 
+/// Orders one replica submits at once when its configuration says nothing
+/// else (the all-in-one uses it as is). A submission is almost all waiting
+/// on logs: with 16 at once, logs that answer in 2 s (10 s) let through 4
+/// (0.8) orders a second, each order waiting twice (precertificate, then
+/// final certificate) — `bench/scenario3.sh` measured exactly that.
+pub const CONCURRENCY: usize = 256;
+
 /// Adapts a runner configuration to this stage: the handler itself ends an
 /// order once its finalize deadline has passed, so the runner must not give
 /// up first (no attempt limit to speak of), and the pause between attempts

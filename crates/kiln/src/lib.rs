@@ -234,7 +234,10 @@ impl Kiln {
             proto::queues::CT_SUBMITTER,
             submitter,
             // Retries until each order's finalize deadline, not a fixed count.
-            ct_submitter::runner_config(RunnerConfig::default()),
+            ct_submitter::runner_config(RunnerConfig {
+                concurrency: ct_submitter::CONCURRENCY,
+                ..RunnerConfig::default()
+            }),
             &seams,
             &shutdown,
         );
