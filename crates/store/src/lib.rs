@@ -79,52 +79,28 @@ impl From<DbError> for StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// Migrations are compiled in (so the binary needs no files beside it), one
-/// list per back end; a new migration is a new file and a new line here.
-const SQLITE_MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        description: "initial",
-        sql: include_str!("../migrations/sqlite/0001_initial.sql"),
-    },
-    Migration {
-        version: 2,
-        description: "timeline and compat",
-        sql: include_str!("../migrations/sqlite/0002_timeline_and_compat.sql"),
-    },
-    Migration {
-        version: 3,
-        description: "trace id",
-        sql: include_str!("../migrations/sqlite/0003_trace_id.sql"),
-    },
-    Migration {
-        version: 4,
-        description: "issuers",
-        sql: include_str!("../migrations/sqlite/0004_issuers.sql"),
-    },
-];
-const POSTGRES_MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        description: "initial",
-        sql: include_str!("../migrations/postgres/0001_initial.sql"),
-    },
-    Migration {
-        version: 2,
-        description: "timeline and compat",
-        sql: include_str!("../migrations/postgres/0002_timeline_and_compat.sql"),
-    },
-    Migration {
-        version: 3,
-        description: "trace id",
-        sql: include_str!("../migrations/postgres/0003_trace_id.sql"),
-    },
-    Migration {
-        version: 4,
-        description: "issuers",
-        sql: include_str!("../migrations/postgres/0004_issuers.sql"),
-    },
-];
+/// Migrations are compiled in (so the binary needs no files beside it):
+/// one list, with a file of that name per back end under `migrations/`; a
+/// new migration is two new files and a new line here.
+macro_rules! migrations {
+    ($backend:literal) => {
+        &[
+            migrations!(@one $backend, 1, "initial", "0001_initial.sql"),
+            migrations!(@one $backend, 2, "timeline and compat", "0002_timeline_and_compat.sql"),
+            migrations!(@one $backend, 3, "trace id", "0003_trace_id.sql"),
+            migrations!(@one $backend, 4, "issuers", "0004_issuers.sql"),
+        ]
+    };
+    (@one $backend:literal, $version:literal, $description:literal, $file:literal) => {
+        Migration {
+            version: $version,
+            description: $description,
+            sql: include_str!(concat!("../migrations/", $backend, "/", $file)),
+        }
+    };
+}
+const SQLITE_MIGRATIONS: &[Migration] = migrations!("sqlite");
+const POSTGRES_MIGRATIONS: &[Migration] = migrations!("postgres");
 
 #[derive(Clone)]
 pub struct Store {
