@@ -13,10 +13,9 @@ use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::cri_attributes::ParsedCriAttribute;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::oid_registry::{
-    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
-    OID_PKCS1_SHA256WITHRSA, OID_PKCS1_SHA384WITHRSA, OID_PKCS1_SHA512WITHRSA,
-    OID_SIG_ECDSA_WITH_SHA256, OID_SIG_ECDSA_WITH_SHA384, OID_SIG_ECDSA_WITH_SHA512,
-    OID_SIG_ED25519,
+    OID_KEY_TYPE_EC_PUBLIC_KEY, OID_PKCS1_RSAENCRYPTION, OID_PKCS1_SHA256WITHRSA,
+    OID_PKCS1_SHA384WITHRSA, OID_PKCS1_SHA512WITHRSA, OID_SIG_ECDSA_WITH_SHA256,
+    OID_SIG_ECDSA_WITH_SHA384, OID_SIG_ECDSA_WITH_SHA512, OID_SIG_ED25519,
 };
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::SubjectPublicKeyInfo;
@@ -141,14 +140,10 @@ pub fn check_csr(
 fn check_key_policy(spki: &SubjectPublicKeyInfo<'_>) -> Result<(), Problem> {
     let algorithm = &spki.algorithm.algorithm;
     if *algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY {
-        let curve = spki
-            .algorithm
-            .parameters
-            .as_ref()
-            .and_then(|p| p.as_oid().ok());
-        if curve == Some(OID_EC_P256) || curve == Some(OID_NIST_EC_P384) {
-            return Ok(());
-        }
+        let curve = match pkix::Curve::of(spki) {
+            Ok(_) => return Ok(()),
+            Err(curve) => curve,
+        };
         let name = curve
             .and_then(|oid| Asn1Object::from_str(&oid.to_id_string()).ok())
             .and_then(|object| object.nid().short_name().ok().map(str::to_owned))

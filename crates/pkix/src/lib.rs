@@ -20,6 +20,7 @@ use openssl::pkey::{Id, PKey, PKeyRef, Public};
 use openssl::rsa::Rsa;
 use openssl::sign::Verifier;
 use std::sync::LazyLock;
+use x509_parser::oid_registry::Oid;
 use x509_parser::oid_registry::{
     OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
     OID_PKCS1_SHA256WITHRSA, OID_PKCS1_SHA384WITHRSA, OID_PKCS1_SHA512WITHRSA,
@@ -50,6 +51,47 @@ static P256: LazyLock<EcGroup> =
 static P384: LazyLock<EcGroup> =
     LazyLock::new(|| EcGroup::from_curve_name(Nid::SECP384R1).expect("P-384"));
 
+/// The EC curves Kiln accepts, for the api's CSR policy, the signer's leaf
+/// key and key parsing here alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Curve {
+    P256,
+    P384,
+}
+
+impl Curve {
+    /// The curve an EC SubjectPublicKeyInfo names, if Kiln accepts it;
+    /// otherwise the named curve it does not accept (`None`: no named curve,
+    /// e.g. explicit parameters).
+    pub fn of<'a>(spki: &'a SubjectPublicKeyInfo<'_>) -> Result<Curve, Option<Oid<'a>>> {
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok());
+        match curve {
+            Some(oid) if oid == OID_EC_P256 => Ok(Curve::P256),
+            Some(oid) if oid == OID_NIST_EC_P384 => Ok(Curve::P384),
+            other => Err(other),
+        }
+    }
+
+    /// Bytes of one coordinate.
+    pub fn field_len(self) -> usize {
+        match self {
+            Curve::P256 => 32,
+            Curve::P384 => 48,
+        }
+    }
+
+    fn group(self) -> &'static EcGroup {
+        match self {
+            Curve::P256 => &P256,
+            Curve::P384 => &P384,
+        }
+    }
+}
+
 /// The key of a DER SubjectPublicKeyInfo: EC on P-256 or P-384, RSA, or
 /// Ed25519. Anything else is `UnsupportedKey`.
 pub fn public_key_from_spki(spki_der: &[u8]) -> Result<PKey<Public>, PkixError> {
@@ -66,19 +108,14 @@ pub fn public_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<PKey<Public>, PkixE
     let key_bytes = spki.subject_public_key.data.as_ref();
     let invalid = |e: openssl::error::ErrorStack| PkixError::InvalidKey(e.to_string());
     if *algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY {
-        let curve = spki
-            .algorithm
-            .parameters
-            .as_ref()
-            .and_then(|p| p.as_oid().ok())
-            .ok_or_else(|| PkixError::UnsupportedKey("EC key without a named curve".into()))?;
-        let group: &EcGroup = if curve == OID_EC_P256 {
-            &P256
-        } else if curve == OID_NIST_EC_P384 {
-            &P384
-        } else {
-            return Err(PkixError::UnsupportedKey(format!("EC curve {curve}")));
-        };
+        let group = Curve::of(spki)
+            .map_err(|curve| {
+                PkixError::UnsupportedKey(match curve {
+                    Some(oid) => format!("EC curve {oid}"),
+                    None => "EC key without a named curve".into(),
+                })
+            })?
+            .group();
         let mut ctx = BigNumContext::new().map_err(invalid)?;
         // EC_POINT_oct2point refuses a point that is not on the curve; on
         // P-256 and P-384 (cofactor 1) that is the whole public-key check,

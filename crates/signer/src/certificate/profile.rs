@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use x509_parser::oid_registry::{
-    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
-};
+use x509_parser::oid_registry::{OID_KEY_TYPE_EC_PUBLIC_KEY, OID_PKCS1_RSAENCRYPTION};
 use x509_parser::public_key::PublicKey;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
@@ -106,19 +104,17 @@ impl LeafKey {
     pub(super) fn from_spki(spki: &SubjectPublicKeyInfo<'_>) -> Result<Self, CertError> {
         let algorithm = &spki.algorithm.algorithm;
         if *algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY {
-            let curve = spki
-                .algorithm
-                .parameters
-                .as_ref()
-                .and_then(|p| p.as_oid().ok())
-                .ok_or_else(|| CertError::UnsupportedKey("EC key without a named curve".into()))?;
-            let (key_type, field_len) = if curve == OID_EC_P256 {
-                (LeafKeyType::P256, 32)
-            } else if curve == OID_NIST_EC_P384 {
-                (LeafKeyType::P384, 48)
-            } else {
-                return Err(CertError::UnsupportedKey(format!("EC curve {curve}")));
+            let curve = pkix::Curve::of(spki).map_err(|curve| {
+                CertError::UnsupportedKey(match curve {
+                    Some(oid) => format!("EC curve {oid}"),
+                    None => "EC key without a named curve".into(),
+                })
+            })?;
+            let key_type = match curve {
+                pkix::Curve::P256 => LeafKeyType::P256,
+                pkix::Curve::P384 => LeafKeyType::P384,
             };
+            let field_len = curve.field_len();
             let point = spki.subject_public_key.data.as_ref();
             // Uncompressed or compressed (SEC 1 §2.3.3); not the point at
             // infinity (a single zero octet), which OpenSSL reads as a point
