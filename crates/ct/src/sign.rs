@@ -5,7 +5,7 @@ use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::{Id, PKey, Private, Public};
 use openssl::sha::sha256;
-use openssl::sign::{Signer, Verifier};
+
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
@@ -127,7 +127,7 @@ impl LogSigner {
 
     /// Signs arbitrary data (SCT or tree head input) with ECDSA-SHA256, DER signature.
     pub fn sign(&self, data: &[u8]) -> Result<Vec<u8>, CtError> {
-        Ok(Signer::new(MessageDigest::sha256(), &self.key)?.sign_oneshot_to_vec(data)?)
+        Ok(pkix::sign_with_digest(&self.key, MessageDigest::sha256(), data)?)
     }
 
     fn sct(&self, timestamp: u64, extensions: &[u8], data: &[u8]) -> Result<Sct, CtError> {
@@ -182,12 +182,10 @@ pub(crate) fn verify_digitally_signed(
     if hash_alg != HASH_SHA256 || !key_matches {
         return Err(CtError::UnsupportedAlgorithm { hash_alg, sig_alg });
     }
-    let mut verifier = Verifier::new(MessageDigest::sha256(), &key)?;
-    // OpenSSL reports a malformed signature as an error rather than `false`; both mean the
-    // same thing here.
-    match verifier.verify_oneshot(signature, data) {
-        Ok(true) => Ok(()),
-        _ => Err(CtError::BadSignature),
+    // A malformed signature and a wrong one mean the same thing here.
+    match pkix::verify_digest_signature(&key, Some(MessageDigest::sha256()), data, signature) {
+        true => Ok(()),
+        false => Err(CtError::BadSignature),
     }
 }
 

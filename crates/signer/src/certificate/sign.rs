@@ -95,8 +95,7 @@ impl IssuerSigner {
     }
 
     fn signature(&self, data: &[u8]) -> Result<Vec<u8>, CertError> {
-        let mut signer = openssl::sign::Signer::new(MessageDigest::sha256(), &self.key)?;
-        Ok(signer.sign_oneshot_to_vec(data)?)
+        Ok(pkix::sign_with_digest(&self.key, MessageDigest::sha256(), data)?)
     }
 
     /// Whether this issuer's key made the certificate's signature.
