@@ -152,3 +152,20 @@ async fn restart_keeps_ca_accounts_and_orders() {
     finalize_and_check(&second, &mut order, &["restart.kiln-e2e.test"]).await;
     second.kiln.shutdown().await;
 }
+
+/// One process per data directory: the api keeps used nonces and accounts
+/// in memory, which a second process on the same database would not see.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_kiln_on_a_running_data_directory_is_refused() {
+    let running = TestKiln::start(None).await;
+    let mut config = kiln::EmbeddedConfig::new(running.data_dir.path());
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let refused = kiln::Kiln::start(config).await.err().expect("refused");
+    assert!(
+        refused
+            .to_string()
+            .contains("another kiln is already running"),
+        "{refused:#}"
+    );
+    running.kiln.shutdown().await;
+}

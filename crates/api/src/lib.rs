@@ -11,6 +11,7 @@
 // ApiError is large, but errors are the cold path of a request.
 #![allow(clippy::result_large_err)]
 
+mod account_cache;
 mod account_keys;
 pub mod compat;
 pub mod config;
@@ -64,6 +65,11 @@ pub struct ApiConfig {
     /// A finalize answered `processing` with no poll after this long counts
     /// as abandoned in the compatibility report.
     pub compat_abandon_after: Duration,
+    /// True only when this process is the one api replica on its database
+    /// (the all-in-one `kiln`): nothing else can use a nonce or change an
+    /// account, so used nonces and accounts are kept in memory rather than
+    /// read and written per request. A distributed api leaves it false.
+    pub sole_replica: bool,
     /// Client-testing hooks, set only by the all-in-one `kiln` (see
     /// [`hooks`]); `None` in production.
     pub client_test_hooks: Option<Arc<dyn hooks::ClientTestHooks>>,
@@ -104,6 +110,7 @@ impl ApiConfig {
             root_pem: None,
             finalize: PolicyHandle::new(FinalizePolicy::fixed(FinalizeMode::Async)),
             compat_abandon_after: Duration::from_secs(600),
+            sole_replica: false,
             client_test_hooks: None,
         }
     }
@@ -116,6 +123,7 @@ pub(crate) struct Api {
     pub config: ApiConfig,
     pub latency: latency::Latency,
     pub account_keys: account_keys::AccountKeys,
+    pub accounts: account_cache::AccountCache,
 }
 
 /// Builds the ACME router. Serve it over HTTPS; `config.base_url` must be
@@ -125,8 +133,14 @@ pub async fn router(
     queue: Arc<dyn Queue>,
     config: ApiConfig,
 ) -> Result<Router, store::StoreError> {
-    let nonces = nonce::Nonces::load(&store, config.nonce_lifetime.as_secs()).await?;
+    let lifetime = config.nonce_lifetime.as_secs();
+    let nonces = match config.sole_replica {
+        true => nonce::Nonces::sole_replica(lifetime),
+        false => nonce::Nonces::shared(&store, lifetime).await?,
+    };
+    let accounts = account_cache::AccountCache::new(config.sole_replica);
     let api = Arc::new(Api {
+        accounts,
         store,
         queue,
         nonces,

@@ -1,14 +1,24 @@
 //! Replay nonces (RFC 8555 §6.5) that any api replica can check.
 //!
-//! A nonce is `expiry ‖ random ‖ HMAC(key, expiry ‖ random)`: issuing one
-//! writes nothing, and a replica recognises a nonce from any other replica
-//! because the key lives in the shared database. Using a nonce inserts it
-//! into `used_nonces`, so a second use is a primary-key conflict.
+//! A nonce is `expiry ‖ id ‖ HMAC(key, expiry ‖ id)`, the id random or (in
+//! a sole replica) a counter; the tag makes every nonce unpredictable to
+//! anyone without the key (§6.5), and issuing one writes nothing. Where a used nonce is remembered depends on how many api
+//! replicas share the database ([`Ledger`]):
+//!
+//! - **shared** (distributed): the key lives in the database, so a replica
+//!   recognises a nonce from any other, and using a nonce inserts it into
+//!   `used_nonces`, so a second use is a primary-key conflict;
+//! - **sole replica** (the all-in-one `kiln`): nothing else can take a
+//!   nonce, so used ones are marked in a bounded window in memory, with no
+//!   database write per request. The key is fresh at every start, so a
+//!   nonce from before a restart is refused (`badNonce`, which clients
+//!   answer by retrying with the fresh nonce of the refusal).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use domain::{Problem, ProblemKind};
 use openssl::sha::Sha256;
+use std::sync::Mutex;
 use store::Store;
 
 const TAG_LEN: usize = 16;
@@ -21,20 +31,84 @@ pub struct Nonces {
     inner: Sha256,
     outer: Sha256,
     lifetime_secs: u64,
+    ledger: Ledger,
 }
+
+/// Where used nonces are remembered (see the module comment).
+enum Ledger {
+    Shared,
+    SoleReplica(Mutex<Window>),
+}
+
+/// Nonces issued by this process, numbered; a nonce is usable while its
+/// number is among the last [`WINDOW`] issued and its bit is clear.
+/// Memory is fixed (128 KiB) whatever the load: under a flood the oldest
+/// unused nonces fall out of the window and are refused as expired.
+struct Window {
+    next: u64,
+    used: Vec<u64>,
+}
+
+/// Nonces a sole replica remembers: minutes of issuance at full load, far
+/// more than clients hold at once (each holds one or two).
+const WINDOW: u64 = 1 << 20;
+
+impl Window {
+    fn new() -> Window {
+        Window {
+            next: 0,
+            used: vec![0; (WINDOW / 64) as usize],
+        }
+    }
+
+    /// The next number; its slot, last held by the nonce `WINDOW` before,
+    /// starts unused.
+    fn issue(&mut self) -> u64 {
+        let serial = self.next;
+        self.next += 1;
+        let (word, bit) = Self::slot(serial);
+        self.used[word] &= !bit;
+        serial
+    }
+
+    /// Marks `serial` used; `Err` says why it cannot be.
+    fn consume(&mut self, serial: u64) -> Result<(), &'static str> {
+        if serial >= self.next || self.next - serial > WINDOW {
+            return Err(TOO_OLD);
+        }
+        let (word, bit) = Self::slot(serial);
+        if self.used[word] & bit != 0 {
+            return Err(REPLAYED);
+        }
+        self.used[word] |= bit;
+        Ok(())
+    }
+
+    fn slot(serial: u64) -> (usize, u64) {
+        ((serial % WINDOW / 64) as usize, 1 << (serial % 64))
+    }
+}
+
+const TOO_OLD: &str = "nonce has expired; use the fresh one in this response";
+const REPLAYED: &str = "nonce was already used; use the fresh one in this response";
 
 /// SHA-256's block size, the HMAC pad length.
 const BLOCK: usize = 64;
 
 impl Nonces {
-    pub async fn load(store: &Store, lifetime_secs: u64) -> Result<Nonces, store::StoreError> {
-        let mut fresh = [0u8; 32];
-        openssl::rand::rand_bytes(&mut fresh).expect("CSPRNG");
-        let key = store.secret("nonce-hmac", &fresh).await?;
-        Ok(Nonces::with_key(&key, lifetime_secs))
+    /// Nonces every replica on `store` shares: the key from the database.
+    pub async fn shared(store: &Store, lifetime_secs: u64) -> Result<Nonces, store::StoreError> {
+        let key = store.secret("nonce-hmac", &fresh_key()).await?;
+        Ok(Nonces::with_key(&key, lifetime_secs, Ledger::Shared))
     }
 
-    fn with_key(key: &[u8], lifetime_secs: u64) -> Nonces {
+    /// Nonces of the only api replica: a fresh key, used ones in memory.
+    pub fn sole_replica(lifetime_secs: u64) -> Nonces {
+        let ledger = Ledger::SoleReplica(Mutex::new(Window::new()));
+        Nonces::with_key(&fresh_key(), lifetime_secs, ledger)
+    }
+
+    fn with_key(key: &[u8], lifetime_secs: u64, ledger: Ledger) -> Nonces {
         let mut block = [0u8; BLOCK];
         if key.len() > BLOCK {
             block[..32].copy_from_slice(&openssl::sha::sha256(key));
@@ -50,6 +124,7 @@ impl Nonces {
             inner: pad(0x36),
             outer: pad(0x5c),
             lifetime_secs,
+            ledger,
         }
     }
 
@@ -67,7 +142,13 @@ impl Nonces {
         let expiry = store::now_ms() as u64 / 1000 + self.lifetime_secs;
         let mut raw = [0u8; BODY_LEN + TAG_LEN];
         raw[..8].copy_from_slice(&expiry.to_be_bytes());
-        openssl::rand::rand_bytes(&mut raw[8..BODY_LEN]).expect("CSPRNG");
+        match &self.ledger {
+            Ledger::Shared => openssl::rand::rand_bytes(&mut raw[8..BODY_LEN]).expect("CSPRNG"),
+            Ledger::SoleReplica(window) => {
+                let serial = lock(window).issue();
+                raw[8..BODY_LEN].copy_from_slice(&serial.to_be_bytes());
+            }
+        }
         let tag = self.tag(&raw[..BODY_LEN]);
         raw[BODY_LEN..].copy_from_slice(&tag);
         URL_SAFE_NO_PAD.encode(raw)
@@ -86,16 +167,30 @@ impl Nonces {
         }
         let expiry = u64::from_be_bytes(raw[..8].try_into().expect("8 bytes"));
         if expiry * 1000 < store::now_ms() as u64 {
-            return Err(bad("nonce has expired; use the fresh one in this response"));
+            return Err(bad(TOO_OLD));
         }
-        match store.consume_nonce(nonce, expiry as i64 * 1000).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(bad(
-                "nonce was already used; use the fresh one in this response",
-            )),
-            Err(e) => Err(ApiNonceError::Store(e)),
+        match &self.ledger {
+            Ledger::Shared => match store.consume_nonce(nonce, expiry as i64 * 1000).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(bad(REPLAYED)),
+                Err(e) => Err(ApiNonceError::Store(e)),
+            },
+            Ledger::SoleReplica(window) => {
+                let serial = u64::from_be_bytes(raw[8..BODY_LEN].try_into().expect("8 bytes"));
+                lock(window).consume(serial).map_err(bad)
+            }
         }
     }
+}
+
+fn fresh_key() -> [u8; 32] {
+    let mut key = [0u8; 32];
+    openssl::rand::rand_bytes(&mut key).expect("CSPRNG");
+    key
+}
+
+fn lock(window: &Mutex<Window>) -> std::sync::MutexGuard<'_, Window> {
+    window.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 pub enum ApiNonceError {
@@ -110,12 +205,37 @@ mod tests {
     use openssl::pkey::PKey;
     use openssl::sign::Signer;
 
+    /// A sole replica's nonce is usable once, not after a restart (a new
+    /// key), and not once a window of newer nonces has been issued.
+    #[tokio::test]
+    async fn sole_replica_nonces_are_single_use_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("kiln.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        let nonces = Nonces::sole_replica(60);
+        let refused = |r: Result<(), ApiNonceError>| match r {
+            Err(ApiNonceError::Bad(p)) => p.detail,
+            _ => panic!("accepted"),
+        };
+        let first = nonces.issue();
+        assert!(nonces.consume(&store, &first).await.is_ok());
+        assert!(refused(nonces.consume(&store, &first).await).contains("already used"));
+        let restarted = Nonces::sole_replica(60);
+        let held = nonces.issue();
+        assert!(refused(restarted.consume(&store, &held).await).contains("not one this server"));
+        for _ in 0..WINDOW {
+            nonces.issue();
+        }
+        assert!(refused(nonces.consume(&store, &held).await).contains("expired"));
+        assert!(nonces.consume(&store, &nonces.issue()).await.is_ok());
+    }
+
     /// The precomputed-pad HMAC is HMAC-SHA256: checked against OpenSSL's
     /// own, for a short key and for one longer than a block.
     #[test]
     fn tag_is_truncated_hmac_sha256() {
         for key in [&b"k"[..], &[7u8; 32][..], &[9u8; 100][..]] {
-            let nonces = Nonces::with_key(key, 60);
+            let nonces = Nonces::with_key(key, 60, Ledger::Shared);
             let body = b"0123456789abcdef";
             let pkey = PKey::hmac(key).unwrap();
             let mut signer = Signer::new(MessageDigest::sha256(), &pkey).unwrap();

@@ -127,7 +127,11 @@ impl LogSigner {
 
     /// Signs arbitrary data (SCT or tree head input) with ECDSA-SHA256, DER signature.
     pub fn sign(&self, data: &[u8]) -> Result<Vec<u8>, CtError> {
-        Ok(pkix::sign_with_digest(&self.key, MessageDigest::sha256(), data)?)
+        Ok(pkix::sign_with_digest(
+            &self.key,
+            MessageDigest::sha256(),
+            data,
+        )?)
     }
 
     fn sct(&self, timestamp: u64, extensions: &[u8], data: &[u8]) -> Result<Sct, CtError> {

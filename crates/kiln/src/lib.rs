@@ -108,12 +108,35 @@ pub struct Kiln {
     pub store: Store,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
+    /// Held while running: this process is the only one serving the data
+    /// directory, which the api's sole-replica mode relies on.
+    _data_dir_lock: std::fs::File,
+}
+
+/// An exclusive lock on `DIR/kiln.lock`, released when the process ends
+/// however it ends. A second `kiln` on the same directory would share the
+/// database but not this one's in-memory nonces and accounts.
+fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = dir.join("kiln.lock");
+    let file =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another kiln is already running on {}; stop it or use another --data-dir",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
 }
 
 impl Kiln {
     pub async fn start(config: EmbeddedConfig) -> anyhow::Result<Kiln> {
         let dir = &config.data_dir;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let data_dir_lock = lock_data_dir(dir)?;
         let db_url = format!("sqlite://{}", dir.join("kiln.db").display());
         let store = Store::connect(&db_url)
             .await
@@ -258,6 +281,8 @@ impl Kiln {
         api_config.finalize_timeout = config.finalize_timeout;
         api_config.root_pem = Some(root_pem.clone());
         api_config.finalize = config.finalize.clone();
+        // The data directory is locked to this process (see `lock_data_dir`).
+        api_config.sole_replica = true;
         if let Some(listen) = config.admin_listen {
             let compat = api::compat::admin_router(
                 store.clone(),
@@ -328,6 +353,7 @@ impl Kiln {
             store,
             shutdown,
             tasks,
+            _data_dir_lock: data_dir_lock,
         })
     }
 

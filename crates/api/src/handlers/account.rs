@@ -128,7 +128,9 @@ pub async fn account(
     match update.status.as_deref() {
         None => {}
         Some("deactivated") => {
-            api.store.deactivate_account(&id).await?;
+            let deactivated = api.store.deactivate_account(&id).await;
+            api.accounts.forget(&id);
+            deactivated?;
             api.account_keys.forget(&req.account().key_thumbprint);
         }
         Some(other) => {
@@ -140,7 +142,9 @@ pub async fn account(
     }
     if let Some(contact) = update.contact.filter(|_| update.status.is_none()) {
         check_contacts(&contact)?;
-        api.store.update_account_contact(&id, &contact).await?;
+        let updated = api.store.update_account_contact(&id, &contact).await;
+        api.accounts.forget(&id);
+        updated?;
     }
     let account = api
         .store
@@ -205,7 +209,7 @@ pub async fn key_change(
         &api.account_url(&account.id),
         &req.key,
     )?;
-    match api
+    let changed = api
         .store
         .change_account_key(
             &account.id,
@@ -213,8 +217,9 @@ pub async fn key_change(
             &new_key.thumbprint(),
             &new_key.to_json(),
         )
-        .await
-    {
+        .await;
+    api.accounts.forget(&account.id);
+    match changed {
         Ok(true) => api.account_keys.forget(&account.key_thumbprint),
         Ok(false) => {
             return Err(ApiError::new(

@@ -176,7 +176,7 @@ async fn account_for_kid(api: &Api, kid: &str) -> Result<Account, ApiError> {
             format!("kid must be an account URL of this server ({prefix}…)"),
         ));
     };
-    let Some(account) = api.store.account(id).await? else {
+    let Some(account) = api.accounts.account(&api.store, id).await? else {
         return Err(ApiError::new(
             ProblemKind::AccountDoesNotExist,
             "no account for this kid",

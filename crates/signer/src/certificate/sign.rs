@@ -95,7 +95,11 @@ impl IssuerSigner {
     }
 
     fn signature(&self, data: &[u8]) -> Result<Vec<u8>, CertError> {
-        Ok(pkix::sign_with_digest(&self.key, MessageDigest::sha256(), data)?)
+        Ok(pkix::sign_with_digest(
+            &self.key,
+            MessageDigest::sha256(),
+            data,
+        )?)
     }
 
     /// Whether this issuer's key made the certificate's signature.
