@@ -11,7 +11,11 @@ use fake_ct_log::FakeLog;
 use fake_ct_log::cli::Args;
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
+// One thread: a fake log's work per submission is a few hundred
+// microseconds, and on a benchmark machine its CPU is taken from the CA
+// under test; a multi-threaded runtime spent a good part of it waking
+// threads (finish_task_switch was the top symbol of its profile).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
