@@ -3,7 +3,7 @@
 //! certificate — the data behind `kiln report compat`, as Let's Encrypt
 //! gathered it in its brownouts.
 
-use crate::db::Row;
+use crate::db::{Row, Stmt};
 use crate::{Result, Store, stmt};
 
 /// A finalize answered `processing`, and what the client did next.
@@ -25,21 +25,7 @@ pub struct FinalizeObservation {
 impl Store {
     /// Records a finalize that was answered `processing`.
     pub async fn record_finalize_observation(&self, o: &FinalizeObservation) -> Result<()> {
-        self.db
-            .execute(stmt!(
-                "INSERT INTO finalize_observations
-                   (order_id, account_id, user_agent, client_product, client_version, mode,
-                    finalized_at, polls)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0) ON CONFLICT (order_id) DO NOTHING",
-                &o.order_id,
-                &o.account_id,
-                &o.user_agent,
-                &o.client_product,
-                &o.client_version,
-                &o.mode,
-                o.finalized_at,
-            ))
-            .await?;
+        self.db.execute(o.insert()).await?;
         Ok(())
     }
 
@@ -100,6 +86,23 @@ impl Store {
 }
 
 impl FinalizeObservation {
+    /// The row's INSERT (none if the order is observed already).
+    pub(crate) fn insert(&self) -> Stmt {
+        stmt!(
+            "INSERT INTO finalize_observations
+               (order_id, account_id, user_agent, client_product, client_version, mode,
+                finalized_at, polls)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 0) ON CONFLICT (order_id) DO NOTHING",
+            &self.order_id,
+            &self.account_id,
+            &self.user_agent,
+            &self.client_product,
+            &self.client_version,
+            &self.mode,
+            self.finalized_at,
+        )
+    }
+
     fn from_row(r: &Row) -> Result<Self> {
         Ok(FinalizeObservation {
             order_id: r.text("order_id")?,

@@ -9,8 +9,21 @@
 
 use crate::db::{Backend, Script};
 use crate::notifications::notify_done;
-use crate::{NewCertificate, Result, Store, StoreError, json, now_ms, stmt};
+use crate::{FinalizeObservation, NewCertificate, Result, Store, StoreError, json, now_ms, stmt};
 use domain::{FinalizeStep, Problem};
+
+/// What a finalize writes on the order as it moves it to `processing`.
+pub struct BeginFinalize<'a> {
+    pub order_id: &'a str,
+    pub csr_der: &'a [u8],
+    pub now: i64,
+    /// When the first step (check-caa) is re-driven if not done.
+    pub step_deadline: i64,
+    /// When the order ends `invalid` if not `valid`.
+    pub finalize_deadline: i64,
+    /// The finalize request's trace, shown by `kiln order show`.
+    pub trace_id: Option<&'a str>,
+}
 
 impl Store {
     /// ready → processing at step `check-caa`, in one conditional UPDATE: of
@@ -26,22 +39,44 @@ impl Store {
         finalize_deadline: i64,
         trace_id: Option<&str>,
     ) -> Result<bool> {
-        let changed = self
-            .db
-            .execute(stmt!(
+        let begin = BeginFinalize {
+            order_id,
+            csr_der,
+            now,
+            step_deadline,
+            finalize_deadline,
+            trace_id,
+        };
+        self.begin_finalize_observed(begin, None).await
+    }
+
+    /// [`Store::begin_finalize`], recording `observation` in the same
+    /// commit (an async finalize is answered `processing` whatever
+    /// happens next, so its observation is known before the answer).
+    pub async fn begin_finalize_observed(
+        &self,
+        begin: BeginFinalize<'_>,
+        observation: Option<&FinalizeObservation>,
+    ) -> Result<bool> {
+        let mut script = Script::new().require(
+            1,
+            stmt!(
                 "UPDATE orders SET status = 'processing', step = $2, csr = $3, processing_since = $4,
                         step_deadline = $5, finalize_deadline = $6, trace_id = $7
                  WHERE id = $1 AND status = 'ready' AND expires_at > $4",
-                order_id,
+                begin.order_id,
                 FinalizeStep::CheckCaa.as_str(),
-                csr_der,
-                now,
-                step_deadline,
-                finalize_deadline,
-                trace_id,
-            ))
-            .await?;
-        Ok(changed == 1)
+                begin.csr_der,
+                begin.now,
+                begin.step_deadline,
+                begin.finalize_deadline,
+                begin.trace_id,
+            ),
+        );
+        if let Some(observation) = observation {
+            script = script.then(observation.insert());
+        }
+        Ok(self.db.run(script).await?.committed())
     }
 
     /// Moves a processing order from one step to the next.

@@ -48,6 +48,7 @@ pub use accounts::Account;
 pub use certificates::{CertificateRecord, CertificateState, NewCertificate};
 pub use compat::FinalizeObservation;
 pub use db::Backend;
+pub use finalization::BeginFinalize;
 pub use issuers::Issuer;
 pub use leadership::Leadership;
 pub use orders::{Authz, Challenge, Order, Timeline};

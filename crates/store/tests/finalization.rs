@@ -6,10 +6,13 @@ mod common;
 
 use common::{ACCOUNT, make_ready, new_certificate, pending_order, processing_order};
 use domain::{FinalizeStep, OrderStatus, Problem, ProblemKind};
-use store::{CertificateState, NewCertificate, Store, StoreError, now_ms};
+use store::{
+    BeginFinalize, CertificateState, FinalizeObservation, NewCertificate, Store, StoreError, now_ms,
+};
 
 on_both_backends!(
     exactly_one_finalize_wins_and_keeps_its_trace_id,
+    the_winning_finalize_records_its_observation_and_the_loser_none,
     an_expired_order_is_not_finalized,
     an_order_is_issued_step_by_step,
     a_restart_after_final_signing_abandons_the_serial,
@@ -52,6 +55,49 @@ async fn exactly_one_finalize_wins_and_keeps_its_trace_id(store: Store) {
         (o1.processing_since, o1.step_deadline, o1.finalize_deadline),
         (Some(now), Some(now + 1000), Some(now + 60_000))
     );
+}
+
+/// An async finalize's compatibility observation commits with its
+/// transition: the loser of two concurrent finalizes writes neither.
+async fn the_winning_finalize_records_its_observation_and_the_loser_none(store: Store) {
+    pending_order(&store, "o1", &["a.kiln.test"]).await;
+    make_ready(&store, "o1", 1).await;
+    let now = now_ms();
+    let observation = |mode: &str| FinalizeObservation {
+        order_id: "o1".into(),
+        account_id: ACCOUNT.into(),
+        user_agent: "test-client/1.0".into(),
+        client_product: "test-client".into(),
+        client_version: "1.0".into(),
+        mode: mode.into(),
+        finalized_at: now,
+        first_poll_at: None,
+        polls: 0,
+        downloaded_at: None,
+    };
+    let begin = || BeginFinalize {
+        order_id: "o1",
+        csr_der: b"csr",
+        now,
+        step_deadline: now + 1000,
+        finalize_deadline: now + 60_000,
+        trace_id: None,
+    };
+    let winner = observation("async");
+    assert!(
+        store
+            .begin_finalize_observed(begin(), Some(&winner))
+            .await
+            .unwrap()
+    );
+    let loser = observation("loser");
+    assert!(
+        !store
+            .begin_finalize_observed(begin(), Some(&loser))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.finalize_observations(0).await.unwrap(), vec![winner]);
 }
 
 async fn an_expired_order_is_not_finalized(store: Store) {

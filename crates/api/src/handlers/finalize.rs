@@ -17,7 +17,7 @@ use proto::Job;
 use queue::Message;
 use serde::Deserialize;
 use std::time::Duration;
-use store::{Order, now_ms};
+use store::{BeginFinalize, Order, now_ms};
 use tokio::sync::broadcast;
 
 #[derive(Deserialize)]
@@ -52,20 +52,46 @@ pub async fn finalize(
     let names: Vec<String> = order.identifiers.iter().map(|i| i.value.clone()).collect();
     let checked = csr::check_csr(&payload.csr, &names, req.key.public_key_spki_der())?;
     let now = now_ms();
-    let step_deadline = now + api.config.step_timeout.as_millis() as i64;
-    let finalize_deadline = now + api.config.finalize_timeout.as_millis() as i64;
+    let policy = api.config.finalize.get();
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mode = policy.mode_for(time::OffsetDateTime::now_utc(), &account.id, user_agent);
+    // Did the client come back after a `processing` answer? (compatibility
+    // report). An async answer is `processing` by definition, so its
+    // observation commits with the transition; the others are recorded
+    // below if the wait ends with the order still `processing`.
+    let observation = {
+        let (client_product, client_version) = compat::client_of(user_agent);
+        store::FinalizeObservation {
+            order_id: id.clone(),
+            account_id: account.id.clone(),
+            user_agent: user_agent.chars().take(256).collect(),
+            client_product,
+            client_version,
+            mode: mode.as_str().to_string(),
+            finalized_at: now,
+            first_poll_at: None,
+            polls: 0,
+            downloaded_at: None,
+        }
+    };
+    // This request's trace id (its span is the root of the order's trace),
+    // shown by `kiln order show`.
+    let trace_id = queue::trace::current_trace_id();
+    let begin = BeginFinalize {
+        order_id: &id,
+        csr_der: &checked.der,
+        now,
+        step_deadline: now + api.config.step_timeout.as_millis() as i64,
+        finalize_deadline: now + api.config.finalize_timeout.as_millis() as i64,
+        trace_id: trace_id.as_deref(),
+    };
+    let observed_now = (mode == FinalizeMode::Async).then_some(&observation);
     if !api
         .store
-        .begin_finalize(
-            &id,
-            &checked.der,
-            now,
-            step_deadline,
-            finalize_deadline,
-            // This request's trace id (its span is the root of the order's
-            // trace), shown by `kiln order show`.
-            queue::trace::current_trace_id().as_deref(),
-        )
+        .begin_finalize_observed(begin, observed_now)
         .await?
     {
         // Someone else moved it first (a concurrent finalize).
@@ -74,12 +100,6 @@ pub async fn finalize(
             "order is already being finalized",
         ));
     }
-    let policy = api.config.finalize.get();
-    let user_agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let mode = policy.mode_for(time::OffsetDateTime::now_utc(), &account.id, user_agent);
     // Listen before the first job exists, so the finish cannot be missed.
     let done = match mode {
         FinalizeMode::Async => None,
@@ -116,23 +136,11 @@ pub async fn finalize(
                 .ok_or_else(|| ApiError::not_found("order"))?
         }
     };
-    if order.status == OrderStatus::Processing {
-        let (client_product, client_version) = compat::client_of(user_agent);
-        let observation = store::FinalizeObservation {
-            order_id: id.clone(),
-            account_id: account.id.clone(),
-            user_agent: user_agent.chars().take(256).collect(),
-            client_product,
-            client_version,
-            mode: mode.as_str().to_string(),
-            finalized_at: now,
-            first_poll_at: None,
-            polls: 0,
-            downloaded_at: None,
-        };
-        if let Err(e) = api.store.record_finalize_observation(&observation).await {
-            tracing::warn!(order_id = %id, error = %e, "recording the compatibility observation failed");
-        }
+    if order.status == OrderStatus::Processing
+        && observed_now.is_none()
+        && let Err(e) = api.store.record_finalize_observation(&observation).await
+    {
+        tracing::warn!(order_id = %id, error = %e, "recording the compatibility observation failed");
     }
     Ok(order_reply(&api, &order, &authzs).into_response())
 }
