@@ -91,7 +91,9 @@ async fn a_refused_script_writes_nothing(_store: Store, url: String) {
 }
 
 /// Many scripts at once: on SQLite they share commits (group commit), each
-/// in its own savepoint, so a refused or failing one never undoes another.
+/// in its own savepoint (or, for one unconditional statement, the
+/// statement's own atomicity), so a refused or failing one never undoes
+/// another.
 async fn concurrent_scripts_keep_their_own_outcome(_store: Store, url: String) {
     let db = scratch(&url).await;
     db.execute(stmt!(
@@ -106,7 +108,7 @@ async fn concurrent_scripts_keep_their_own_outcome(_store: Store, url: String) {
         let db = db.clone();
         tasks.push(tokio::spawn(async move {
             let key = format!("k{i}");
-            let script = match i % 3 {
+            let script = match i % 4 {
                 // Inserts its key.
                 0 => {
                     Script::new().then(stmt!("INSERT INTO scratch (k, v) VALUES ($1, $2)", key, i))
@@ -115,6 +117,14 @@ async fn concurrent_scripts_keep_their_own_outcome(_store: Store, url: String) {
                 1 => Script::new()
                     .then(stmt!("INSERT INTO scratch (k, v) VALUES ($1, $2)", key, i))
                     .require(1, stmt!("UPDATE scratch SET v = 0 WHERE k = $1", "missing")),
+                // One statement that inserts its key and a duplicate: it
+                // fails as a whole, nothing stays.
+                3 => Script::new().then(stmt!(
+                    "INSERT INTO scratch (k, v) VALUES ($1, $2), ($3, $2)",
+                    key,
+                    i,
+                    "taken"
+                )),
                 // Inserts its key, then fails on a duplicate: nothing stays.
                 _ => Script::new()
                     .then(stmt!("INSERT INTO scratch (k, v) VALUES ($1, $2)", key, i))
@@ -130,7 +140,7 @@ async fn concurrent_scripts_keep_their_own_outcome(_store: Store, url: String) {
     for task in tasks {
         let (i, outcome) = task.await.unwrap();
         let stored = value_of(&db, &format!("k{i}")).await;
-        match i % 3 {
+        match i % 4 {
             0 => {
                 assert_eq!(outcome.unwrap(), Outcome::Committed(vec![1]), "{i}");
                 assert_eq!(stored, Some(i));

@@ -101,6 +101,12 @@ impl Script {
         self
     }
 
+    /// One write whose row count decides nothing: it commits unless it
+    /// fails, and a failed statement changes nothing.
+    pub(crate) fn is_one_unconditional(&self) -> bool {
+        matches!(self.steps.as_slice(), [step] if step.require_rows.is_none())
+    }
+
     /// A write made only on `backend`.
     pub fn only_on(mut self, backend: Backend, stmt: Stmt) -> Self {
         self.steps.push(Step {

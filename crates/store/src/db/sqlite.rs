@@ -276,11 +276,14 @@ fn commit_scripts(conn: &Connection, scripts: Vec<Pending>) {
         return;
     }
     // Alone in its transaction, a script needs no savepoint: a refusal or
-    // an error rolls the whole transaction back.
+    // an error rolls the whole transaction back. Nor does one unconditional
+    // statement: it cannot be refused, and SQLite undoes a statement that
+    // fails (a constraint's ABORT) without touching the rest of the
+    // transaction. Most scripts are that one statement.
     let alone = scripts.len() == 1;
     let outcomes: Vec<Result<Outcome, DbError>> = scripts
         .iter()
-        .map(|(script, _)| match alone {
+        .map(|(script, _)| match alone || script.is_one_unconditional() {
             true => run_steps(conn, script),
             false => run_in_savepoint(conn, script),
         })
