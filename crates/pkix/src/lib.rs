@@ -242,6 +242,12 @@ pub fn verify_digest_signature(
     let verified = (|| match (key.id(), digest) {
         (Id::EC, Some(md)) => {
             let sig = EcdsaSig::from_der(signature)?;
+            // d2i accepts trailing bytes and BER lengths; EVP (and strict
+            // verifiers such as BoringSSL) refuse anything but the DER
+            // encoding of the parsed value, and so does this.
+            if sig.to_der()? != signature {
+                return Ok(false);
+            }
             sig.verify(&digest_of(md, signed)?, &*key.ec_key()?)
         }
         (_, Some(md)) => Verifier::new(md, key)?.verify_oneshot(signature, signed),
@@ -385,6 +391,11 @@ mod tests {
                 data,
                 b"\x30\x00"
             ));
+            let trailing = [theirs.as_slice(), &[0]].concat();
+            assert!(
+                !verify_digest_signature(&public, Some(md), data, &trailing),
+                "not DER"
+            );
         }
     }
 
