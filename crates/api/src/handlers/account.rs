@@ -5,13 +5,14 @@ use super::auth::{Body, KeyRule, PathId, authenticate, not_yours};
 use super::response::Reply;
 use super::{ApiResult, Shared, random_id};
 use crate::error::ApiError;
-use crate::jws;
+use crate::{Api, jws};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::IntoResponse;
 use domain::{AccountStatus, ProblemKind};
 use serde::Deserialize;
 use serde_json::json;
+use std::sync::Arc;
 use store::{Account, now_ms};
 
 /// Orders listed per page of an account's orders URL.
@@ -128,9 +129,12 @@ pub async fn account(
     match update.status.as_deref() {
         None => {}
         Some("deactivated") => {
-            let deactivated = api.store.deactivate_account(&id).await;
-            api.accounts.forget(&id);
-            deactivated?;
+            let store = api.store.clone();
+            let account_id = id.clone();
+            change_account(&api, &id, async move {
+                store.deactivate_account(&account_id).await
+            })
+            .await??;
             api.account_keys.forget(&req.account().key_thumbprint);
         }
         Some(other) => {
@@ -142,9 +146,12 @@ pub async fn account(
     }
     if let Some(contact) = update.contact.filter(|_| update.status.is_none()) {
         check_contacts(&contact)?;
-        let updated = api.store.update_account_contact(&id, &contact).await;
-        api.accounts.forget(&id);
-        updated?;
+        let store = api.store.clone();
+        let account_id = id.clone();
+        change_account(&api, &id, async move {
+            store.update_account_contact(&account_id, &contact).await
+        })
+        .await??;
     }
     let account = api
         .store
@@ -209,16 +216,14 @@ pub async fn key_change(
         &api.account_url(&account.id),
         &req.key,
     )?;
-    let changed = api
-        .store
-        .change_account_key(
-            &account.id,
-            &account.key_thumbprint,
-            &new_key.thumbprint(),
-            &new_key.to_json(),
-        )
-        .await;
-    api.accounts.forget(&account.id);
+    let (store, old) = (api.store.clone(), account.clone());
+    let (thumbprint, jwk) = (new_key.thumbprint(), new_key.to_json());
+    let changed = change_account(&api, &account.id, async move {
+        store
+            .change_account_key(&old.id, &old.key_thumbprint, &thumbprint, &jwk)
+            .await
+    })
+    .await?;
     match changed {
         Ok(true) => api.account_keys.forget(&account.key_thumbprint),
         Ok(false) => {
@@ -245,4 +250,25 @@ pub async fn key_change(
         .await?
         .ok_or_else(|| ApiError::not_found("account"))?;
     Ok(Reply::ok(api.account_json(&account)).into_response())
+}
+
+/// Runs `write`, a change to account `id`, to its end, then forgets the
+/// account's cached row (see `account_cache`). In a task of its own: the
+/// write commits on the writer thread even if this request is dropped
+/// meanwhile (a reset stream, a client gone), and the forget must follow
+/// the commit whatever becomes of the request, or the cache would keep
+/// serving the row from before it.
+async fn change_account<T: Send + 'static>(
+    api: &Arc<Api>,
+    id: &str,
+    write: impl Future<Output = store::Result<T>> + Send + 'static,
+) -> Result<store::Result<T>, ApiError> {
+    let (api, id) = (api.clone(), id.to_string());
+    tokio::spawn(async move {
+        let written = write.await;
+        api.accounts.forget(&id);
+        written
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("changing the account: {e}")))
 }
