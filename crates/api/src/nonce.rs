@@ -154,9 +154,10 @@ impl Nonces {
         URL_SAFE_NO_PAD.encode(raw)
     }
 
-    /// Accepts a nonce once: authentic, unexpired and never used before.
-    pub async fn consume(&self, store: &Store, nonce: &str) -> Result<(), ApiNonceError> {
-        let bad = |why: &str| ApiNonceError::Bad(Problem::new(ProblemKind::BadNonce, why));
+    /// Checks that a nonce is authentic and unexpired; a sole replica also
+    /// marks it used here. What is left is the caller's (see [`Redemption`]).
+    pub fn check(&self, nonce: &str) -> Result<Redemption, Problem> {
+        let bad = |why: &str| Problem::new(ProblemKind::BadNonce, why);
         let raw = URL_SAFE_NO_PAD
             .decode(nonce)
             .map_err(|_| bad("nonce is not one this server issued"))?;
@@ -170,17 +171,31 @@ impl Nonces {
             return Err(bad(TOO_OLD));
         }
         match &self.ledger {
-            Ledger::Shared => match store.consume_nonce(nonce, expiry as i64 * 1000).await {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(bad(REPLAYED)),
-                Err(e) => Err(ApiNonceError::Store(e)),
-            },
+            Ledger::Shared => Ok(Redemption::InStore {
+                expires_at: expiry as i64 * 1000,
+            }),
             Ledger::SoleReplica(window) => {
                 let serial = u64::from_be_bytes(raw[8..BODY_LEN].try_into().expect("8 bytes"));
-                lock(window).consume(serial).map_err(bad)
+                lock(window).consume(serial).map_err(bad)?;
+                Ok(Redemption::Done)
             }
         }
     }
+}
+
+/// What is left to do for a nonce that [`Nonces::check`] accepted.
+#[must_use = "a shared nonce is single-use only once it is redeemed in the store"]
+pub enum Redemption {
+    /// Nothing: it is marked used (sole replica).
+    Done,
+    /// Insert it into `used_nonces` (shared by replicas); a conflict means
+    /// it was used before ([`replayed`]).
+    InStore { expires_at: i64 },
+}
+
+/// The answer to a nonce used before.
+pub fn replayed() -> Problem {
+    Problem::new(ProblemKind::BadNonce, REPLAYED)
 }
 
 fn fresh_key() -> [u8; 32] {
@@ -193,11 +208,6 @@ fn lock(window: &Mutex<Window>) -> std::sync::MutexGuard<'_, Window> {
     window.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-pub enum ApiNonceError {
-    Bad(Problem),
-    Store(store::StoreError),
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,27 +217,44 @@ mod tests {
 
     /// A sole replica's nonce is usable once, not after a restart (a new
     /// key), and not once a window of newer nonces has been issued.
-    #[tokio::test]
-    async fn sole_replica_nonces_are_single_use_and_bounded() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("kiln.db").display());
-        let store = Store::connect(&url).await.unwrap();
+    #[test]
+    fn sole_replica_nonces_are_single_use_and_bounded() {
         let nonces = Nonces::sole_replica(60);
-        let refused = |r: Result<(), ApiNonceError>| match r {
-            Err(ApiNonceError::Bad(p)) => p.detail,
-            _ => panic!("accepted"),
+        let refused = |r: Result<Redemption, Problem>| match r {
+            Err(p) => p.detail,
+            Ok(_) => panic!("accepted"),
         };
         let first = nonces.issue();
-        assert!(nonces.consume(&store, &first).await.is_ok());
-        assert!(refused(nonces.consume(&store, &first).await).contains("already used"));
+        assert!(matches!(nonces.check(&first), Ok(Redemption::Done)));
+        assert!(refused(nonces.check(&first)).contains("already used"));
         let restarted = Nonces::sole_replica(60);
         let held = nonces.issue();
-        assert!(refused(restarted.consume(&store, &held).await).contains("not one this server"));
+        assert!(refused(restarted.check(&held)).contains("not one this server"));
         for _ in 0..WINDOW {
             nonces.issue();
         }
-        assert!(refused(nonces.consume(&store, &held).await).contains("expired"));
-        assert!(nonces.consume(&store, &nonces.issue()).await.is_ok());
+        assert!(refused(nonces.check(&held)).contains("expired"));
+        assert!(matches!(
+            nonces.check(&nonces.issue()),
+            Ok(Redemption::Done)
+        ));
+    }
+
+    /// A shared nonce is left for the database to mark.
+    #[test]
+    fn shared_nonces_are_redeemed_in_the_store() {
+        let nonces = Nonces::with_key(&[1; 32], 60, Ledger::Shared);
+        let nonce = nonces.issue();
+        assert!(matches!(
+            nonces.check(&nonce),
+            Ok(Redemption::InStore { .. })
+        ));
+        assert!(matches!(
+            nonces.check(&nonce),
+            Ok(Redemption::InStore { .. })
+        ));
+        let other = Nonces::with_key(&[2; 32], 60, Ledger::Shared);
+        assert!(other.check(&nonce).is_err(), "another key's nonce");
     }
 
     /// The precomputed-pad HMAC is HMAC-SHA256: checked against OpenSSL's

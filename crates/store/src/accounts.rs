@@ -116,7 +116,7 @@ impl Store {
 }
 
 impl Account {
-    fn from_row(r: &Row) -> Result<Self> {
+    pub(crate) fn from_row(r: &Row) -> Result<Self> {
         Ok(Account {
             id: r.text("id")?,
             key_thumbprint: r.text("key_thumbprint")?,

@@ -6,7 +6,7 @@
 use crate::Api;
 use crate::error::ApiError;
 use crate::jws::{self, Jwk, KeyRef};
-use crate::nonce::ApiNonceError;
+use crate::nonce::{Redemption, replayed};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
@@ -123,15 +123,26 @@ pub(super) async fn authenticate(
     // §6.4: the URL the request was sent to, query included (orders pages).
     let url = api.url(uri.path_and_query().map_or(uri.path(), |pq| pq.as_str()));
     parsed.protected.check_url(&url)?;
-    match api
-        .nonces
-        .consume(&api.store, &parsed.protected.nonce)
-        .await
-    {
-        Ok(()) => {}
-        Err(ApiNonceError::Bad(p)) => return Err(p.into()),
-        Err(ApiNonceError::Store(e)) => return Err(e.into()),
-    }
+    let nonce = &parsed.protected.nonce;
+    let redemption = api.nonces.check(nonce)?;
+    // A kid request redeems a shared nonce together with its account read
+    // (one round trip); any other redeems it here, before the checks below,
+    // as a sole replica's `check` has already done.
+    let kid_account_id = match (&parsed.protected.key, rule) {
+        (KeyRef::Kid(kid), KeyRule::Kid | KeyRule::Either) => account_id_in(api, kid),
+        _ => None,
+    };
+    let redemption = match kid_account_id {
+        Some(_) => redemption,
+        None => {
+            if let Redemption::InStore { expires_at } = redemption
+                && !api.store.consume_nonce(nonce, expires_at).await?
+            {
+                return Err(replayed().into());
+            }
+            Redemption::Done
+        }
+    };
     let (key, account) = match (&parsed.protected.key, rule) {
         (KeyRef::Jwk(_), KeyRule::Kid) => {
             return Err(ApiError::new(
@@ -146,8 +157,17 @@ pub(super) async fn authenticate(
             ));
         }
         (KeyRef::Jwk(jwk), _) => (Arc::new(jwk.clone()), None),
-        (KeyRef::Kid(kid), _) => {
-            let account = account_for_kid(api, kid).await?;
+        (KeyRef::Kid(_), _) => {
+            let Some(id) = kid_account_id else {
+                return Err(ApiError::new(
+                    ProblemKind::Malformed,
+                    format!(
+                        "kid must be an account URL of this server ({}…)",
+                        api.url("/acme/acct/")
+                    ),
+                ));
+            };
+            let account = account_for_id(api, id, nonce, redemption).await?;
             let key = api
                 .account_keys
                 .key_of(&account)
@@ -165,18 +185,34 @@ pub(super) async fn authenticate(
     })
 }
 
-async fn account_for_kid(api: &Api, kid: &str) -> Result<Account, ApiError> {
-    let prefix = api.url("/acme/acct/");
-    let id = kid
-        .strip_prefix(&prefix)
-        .filter(|id| !id.is_empty() && !id.contains('/'));
-    let Some(id) = id else {
-        return Err(ApiError::new(
-            ProblemKind::Malformed,
-            format!("kid must be an account URL of this server ({prefix}…)"),
-        ));
+/// The account id in a `kid` of this server (`{base}/acme/acct/{id}`).
+fn account_id_in<'k>(api: &Api, kid: &'k str) -> Option<&'k str> {
+    kid.strip_prefix(&api.url("/acme/acct/"))
+        .filter(|id| !id.is_empty() && !id.contains('/'))
+}
+
+/// The valid account `id`, redeeming the request's nonce on the way (one
+/// database round trip for both where the nonce is shared).
+async fn account_for_id(
+    api: &Api,
+    id: &str,
+    nonce: &str,
+    redemption: Redemption,
+) -> Result<Account, ApiError> {
+    let account = match redemption {
+        Redemption::Done => api.accounts.account(&api.store, id).await?,
+        Redemption::InStore { expires_at } => {
+            let (fresh, account) = api
+                .store
+                .consume_nonce_reading_account(nonce, expires_at, id)
+                .await?;
+            if !fresh {
+                return Err(replayed().into());
+            }
+            account
+        }
     };
-    let Some(account) = api.accounts.account(&api.store, id).await? else {
+    let Some(account) = account else {
         return Err(ApiError::new(
             ProblemKind::AccountDoesNotExist,
             "no account for this kid",
