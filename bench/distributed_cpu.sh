@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Where a distributed order's CPU goes, every process on the machine: the
+# cluster's own (api, workers, fake CT logs) and the servers behind it (all
+# PostgreSQL backends, RabbitMQ's beam.smp), from /proc/<pid>/stat before
+# and after one load; with PERF=1 also `perf record -a` for 5 s of it.
+#
+#   N=1000 C=64 POLL_MS=10 WARMUP=120 bench/distributed_cpu.sh
+source "$(dirname "$0")/lib.sh"
+N=${N:-1000}; C=${C:-64}; POLL_MS=${POLL_MS:-10}; WARMUP=${WARMUP:-120}
+out=$RESULTS/distributed-cpu-$(date -u +%Y%m%dT%H%M%SZ); mkdir -p "$out"
+machine_line >"$out/machine.txt"
+echo "N=$N C=$C POLL_MS=$POLL_MS WARMUP=$WARMUP PERF=${PERF:-0} bench/distributed_cpu.sh" >"$out/command.txt"
+
+start_cluster 1
+processes() {
+  for f in "$CLUSTER_DIR"/pids/*.pid; do echo "$(basename "$f" .pid) $(cat "$f")"; done
+  echo "postgres $(pgrep -d, -x postgres)"
+  echo "rabbitmq $(pgrep -d, beam.smp)"
+}
+snapshot() { # "name cpu_ms" per process group
+  processes | while read -r name pids; do
+    local total=0 p
+    for p in ${pids//,/ }; do total=$((total + $(cpu_ms "$p"))); done
+    echo "$name $total"
+  done
+}
+load() { # orders warm-up
+  "$BIN/kiln-bench" --directory "https://127.0.0.1:$CLUSTER_PORT/directory" --root "$CLUSTER_DIR/root.pem" \
+    -n "$1" -c "$C" --warmup "$2" --poll-interval "$POLL_MS" --http01-listen "127.0.0.1:$HTTP01_PORT" \
+    --order-timeout-s 120 --run-timeout-s 900
+}
+load 100 "$WARMUP" >/dev/null 2>&1
+snapshot >"$out/cpu-before.txt"
+load "$N" 0 >"$out/load.txt" 2>&1 &
+loader=$!; STARTED_PIDS+=("$loader")
+if [ "${PERF:-0}" = 1 ]; then
+  sleep 3
+  perf record -e cpu-clock -F 99 -a -g -o "$WORK/dist.perf.data" -- sleep 5 >/dev/null 2>&1
+  perf report -i "$WORK/dist.perf.data" --no-children --stdio --sort comm -g none 2>/dev/null \
+    | grep -v '^#' | sed '/^$/d' | head -20 >"$out/perf-by-comm.txt"
+fi
+wait "$loader" || true
+snapshot >"$out/cpu-after.txt"
+{
+  cat "$out/load.txt" | sed -n 2p
+  echo
+  echo "| process | CPU ms per order |"
+  echo "|---|---:|"
+  join "$out/cpu-before.txt" "$out/cpu-after.txt" |
+    awk -v n="$N" '{ d = ($3 - $2) / n; t += d; printf "| %s | %.2f |\n", $1, d } END { printf "| **total** | **%.2f** |\n", t }'
+} | tee "$out/summary.md"
+say "results in $out"
