@@ -8,7 +8,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use domain::{Problem, ProblemKind};
 use openssl::asn1::Asn1Object;
-use openssl::pkey::Id;
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::cri_attributes::ParsedCriAttribute;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
@@ -30,7 +29,8 @@ pub struct CheckedCsr {
     pub public_key_spki_der: Vec<u8>,
 }
 
-const KEY_POLICY: &str = "use RSA with 2048 to 4096 bits or ECDSA P-256/P-384";
+const KEY_POLICY: &str =
+    "use RSA (2048 to 8192 bits in multiples of 8, e = 65537) or ECDSA P-256/P-384";
 
 /// Names listed in a problem detail; a hostile CSR may hold thousands.
 const MAX_LISTED: usize = 10;
@@ -72,11 +72,9 @@ pub fn check_csr(
     let spki = &parsed.certification_request_info.subject_pki;
     check_key_policy(spki)?;
     let key = pkix::public_key(spki).map_err(|_| bad_csr("CSR public key cannot be read"))?;
-    if key.id() == Id::RSA && !(2048..=4096).contains(&key.bits()) {
-        return Err(bad_csr(format!(
-            "CSR key is RSA with {} bits; {KEY_POLICY}",
-            key.bits()
-        )));
+    if let Ok(rsa) = key.rsa() {
+        pkix::rsa_key_allowed(&rsa.n().to_vec(), &rsa.e().to_vec())
+            .map_err(|why| bad_csr(format!("CSR key is {why}; {KEY_POLICY}")))?;
     }
 
     let sig_alg = &parsed.signature_algorithm.algorithm;
@@ -360,6 +358,13 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.kind, ProblemKind::BadCsr);
         assert!(err.detail.contains("1024"), "{}", err.detail);
+
+        // BR 6.1.6: the public exponent is 65537, nothing else.
+        let e3 = Rsa::generate_with_e(2048, &openssl::bn::BigNum::from_u32(3).unwrap()).unwrap();
+        let e3 = PKey::from_rsa(e3).unwrap();
+        let err = check(&csr_der(&e3, None, &["a.example"], &[]), &["a.example"]).unwrap_err();
+        assert_eq!(err.kind, ProblemKind::BadCsr);
+        assert!(err.detail.contains("65537"), "{}", err.detail);
 
         let p521 = ec(Nid::SECP521R1);
         let err = check(&csr_der(&p521, None, &["a.example"], &[]), &["a.example"]).unwrap_err();

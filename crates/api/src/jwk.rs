@@ -15,9 +15,6 @@ use serde_json::Value;
 /// Members that only a private (or symmetric) JWK has.
 const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
-/// Larger moduli only make verification slow; no account policy accepts them.
-const MAX_RSA_BITS: u32 = 8192;
-
 /// What kind of key a [`Jwk`] holds; decides which `alg` may be used with it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyType {
@@ -241,23 +238,14 @@ impl Jwk {
                 (PKey::from_ec_key(ec), key_type)
             }
             Params::Rsa { n, e } => {
+                // The same rule as certificate keys (`pkix`): e = 1 or 3, a
+                // 1024-bit or a 16384-bit modulus make no account.
+                pkix::rsa_key_allowed(n, e)
+                    .map_err(|why| bad_key(format!("the account key is {why}")))?;
                 let bits = BigNum::from_slice(n)
                     .map_err(|_| Problem::internal())?
                     .num_bits()
                     .unsigned_abs();
-                if bits > MAX_RSA_BITS {
-                    return Err(bad_key(format!(
-                        "RSA key has {bits} bits; at most {MAX_RSA_BITS} are supported"
-                    )));
-                }
-                // Huge or even exponents are never legitimate and would make
-                // verification slow or meaningless.
-                if e.is_empty() || e.len() > 8 || e.last().is_some_and(|b| b & 1 == 0) {
-                    return Err(bad_key("RSA exponent e must be odd and at most 64 bits"));
-                }
-                if n.is_empty() || n.last().is_some_and(|b| b & 1 == 0) {
-                    return Err(bad_key("RSA modulus n must be odd"));
-                }
                 let rsa = Rsa::from_public_components(
                     BigNum::from_slice(n).map_err(|_| Problem::internal())?,
                     BigNum::from_slice(e).map_err(|_| Problem::internal())?,
@@ -425,6 +413,20 @@ mod tests {
             ),
             (
                 json!({"kty": "RSA", "n": RFC7638_N, "e": "AQAA"}),
+                ProblemKind::BadPublicKey,
+            ),
+            // e = 1 (signatures are the message itself) and e = 3.
+            (
+                json!({"kty": "RSA", "n": RFC7638_N, "e": "AQ"}),
+                ProblemKind::BadPublicKey,
+            ),
+            (
+                json!({"kty": "RSA", "n": RFC7638_N, "e": "Aw"}),
+                ProblemKind::BadPublicKey,
+            ),
+            // A 1024-bit modulus.
+            (
+                json!({"kty": "RSA", "n": b64(&[0xff; 128]), "e": "AQAB"}),
                 ProblemKind::BadPublicKey,
             ),
             (json!("not an object"), ProblemKind::Malformed),

@@ -20,8 +20,6 @@ pub use crate::jwk::{Jwk, KeyType};
 /// `algorithms` member of every badSignatureAlgorithm problem (§6.2).
 pub const SUPPORTED_ALGS: &[&str] = &["ES256", "ES384", "RS256", "EdDSA"];
 
-/// Smallest RSA key allowed to sign anything.
-const MIN_RSA_BITS: u32 = 2048;
 /// Account key policy for RSA (§7.3: the server may refuse weak keys).
 const ACCOUNT_RSA_BITS: std::ops::RangeInclusive<u32> = 2048..=4096;
 
@@ -243,12 +241,7 @@ fn check_alg_fits(alg: &str, key: &Jwk) -> Result<(), Problem> {
         KeyType::P256 => "ES256",
         KeyType::P384 => "ES384",
         KeyType::Ed25519 => "EdDSA",
-        KeyType::Rsa { bits } if bits < MIN_RSA_BITS => {
-            return Err(Problem::new(
-                ProblemKind::BadPublicKey,
-                format!("RSA key has {bits} bits; at least {MIN_RSA_BITS} are required"),
-            ));
-        }
+        // No RSA key under 2048 bits is a Jwk (`pkix::rsa_key_allowed`).
         KeyType::Rsa { .. } => "RS256",
     };
     if !SUPPORTED_ALGS.contains(&alg) {
@@ -454,11 +447,16 @@ fn sign_bytes(key: &PKey<Private>, input: &[u8]) -> Result<Vec<u8>, openssl::err
     }
 }
 
-/// The public JWK of `key`, as a JSON object for a `jwk` header.
+/// The public JWK of `key`, as a JSON object for a `jwk` header. Any RSA
+/// key, including those Kiln refuses to read: tests send them on purpose.
 ///
 /// # Panics
-/// On key types Kiln does not support (see [`Jwk::from_public_key`]).
+/// On other key types Kiln does not support (see [`Jwk::from_public_key`]).
 pub fn jwk_of(key: &PKey<Private>) -> Value {
+    if let Ok(rsa) = key.rsa() {
+        let b64 = |n: &openssl::bn::BigNumRef| URL_SAFE_NO_PAD.encode(n.to_vec());
+        return json!({"e": b64(rsa.e()), "kty": "RSA", "n": b64(rsa.n())});
+    }
     Jwk::from_public_key(key)
         .expect("jwk_of: unsupported key type")
         .to_value()

@@ -165,6 +165,37 @@ fn rsa_components(der: &[u8]) -> Result<(&[u8], &[u8]), PkixError> {
 }
 
 /// DER INTEGERs are signed: a leading zero only keeps them positive.
+/// The RSA moduli Kiln accepts, in bits: at least 2048 and a multiple of 8
+/// (BR 6.1.5); at most 8192, which keeps every verification cheap.
+pub const RSA_BITS: std::ops::RangeInclusive<u32> = 2048..=8192;
+
+/// Whether an RSA public key (big-endian `n` and `e`, leading zero octets
+/// allowed) is one Kiln accepts, for certificates and accounts alike: a
+/// modulus in [`RSA_BITS`], a multiple of 8 bits and odd, and the public
+/// exponent 65537 (BR 6.1.6; e = 3 or 1 is refused). `Err` says what the
+/// key is, for a problem document.
+pub fn rsa_key_allowed(n: &[u8], e: &[u8]) -> Result<(), String> {
+    let n = strip_leading_zeros(n);
+    let bits = match n.first() {
+        Some(top) => n.len() as u32 * 8 - top.leading_zeros(),
+        None => 0,
+    };
+    if !RSA_BITS.contains(&bits) || bits % 8 != 0 {
+        return Err(format!(
+            "RSA with a {bits}-bit modulus; Kiln accepts {} to {} bits in multiples of 8",
+            RSA_BITS.start(),
+            RSA_BITS.end()
+        ));
+    }
+    if n.last().is_some_and(|low| low & 1 == 0) {
+        return Err("RSA with an even modulus".into());
+    }
+    if strip_leading_zeros(e) != [1, 0, 1] {
+        return Err("RSA with a public exponent other than 65537".into());
+    }
+    Ok(())
+}
+
 fn strip_leading_zeros(b: &[u8]) -> &[u8] {
     let zeros = b.iter().take_while(|&&x| x == 0).count();
     &b[zeros..]
@@ -395,6 +426,42 @@ mod tests {
             assert!(
                 !verify_digest_signature(&public, Some(md), data, &trailing),
                 "not DER"
+            );
+        }
+    }
+
+    /// 2048 to 8192 bits in steps of 8, e = 65537 only.
+    #[test]
+    fn rsa_keys_follow_the_baseline_requirements() {
+        // An odd modulus of exactly `bits` bits (a multiple of 8).
+        let odd = |bits: usize| vec![0xffu8; bits / 8];
+        let e = [1, 0, 1];
+        for bits in [2048, 2056, 3072, 4096, 8192] {
+            assert_eq!(rsa_key_allowed(&odd(bits), &e), Ok(()), "{bits}");
+        }
+        assert_eq!(
+            rsa_key_allowed(&[&[0, 0][..], &odd(2048)].concat(), &[0, 1, 0, 1]),
+            Ok(())
+        );
+        for bits in [1024, 2040, 8200] {
+            assert!(
+                rsa_key_allowed(&odd(bits), &e)
+                    .unwrap_err()
+                    .contains("modulus"),
+                "{bits}"
+            );
+        }
+        let mut seven_short = odd(2048);
+        seven_short[0] = 0x01; // 2041 bits: not a multiple of 8
+        assert!(rsa_key_allowed(&seven_short, &e).is_err());
+        let mut even = odd(2048);
+        *even.last_mut().unwrap() = 0xfe;
+        assert!(rsa_key_allowed(&even, &e).unwrap_err().contains("even"));
+        for bad_e in [&[3][..], &[1], &[1, 0, 0, 1], &[]] {
+            assert!(
+                rsa_key_allowed(&odd(2048), bad_e)
+                    .unwrap_err()
+                    .contains("65537")
             );
         }
     }

@@ -228,17 +228,10 @@ fn only_flattened_serialization() {
 
 #[test]
 fn account_key_policy() {
+    // A 1024-bit key is not even a JWK Kiln reads (the `pkix` RSA rule).
     let rsa1024 = PKey::from_rsa(Rsa::generate(1024).unwrap()).unwrap();
-    let jwk = Jwk::from_public_key(&rsa1024).unwrap();
     assert_eq!(
-        check_account_key(&jwk).unwrap_err().kind,
-        ProblemKind::BadPublicKey
-    );
-    // A 1024-bit key cannot sign requests at all.
-    let body = sign_flattened(&rsa1024, "RS256", jwk_header(&rsa1024), b"{}");
-    let jws = parse(body.as_bytes()).unwrap();
-    assert_eq!(
-        verify(&jws, &jwk).unwrap_err().kind,
+        Jwk::from_public_key(&rsa1024).unwrap_err().kind,
         ProblemKind::BadPublicKey
     );
     for key in [p256(), p384(), rsa2048(), ed25519()] {
