@@ -49,7 +49,8 @@ pub fn normalize_dns_identifier(raw: &str) -> Result<String, Problem> {
             format!("{raw:?} {why}"),
         ))
     };
-    let name = raw.trim_end_matches('.').to_ascii_lowercase();
+    // One trailing dot (the root) is the same name; `a.com..` is not a name.
+    let name = raw.strip_suffix('.').unwrap_or(raw).to_ascii_lowercase();
     if name.is_empty() || name.len() > 253 {
         return reject("is not a valid DNS name length");
     }
@@ -73,6 +74,9 @@ pub fn normalize_dns_identifier(raw: &str) -> Result<String, Problem> {
         }
         if label.starts_with('-') || label.ends_with('-') {
             return reject("has a label that starts or ends with a hyphen");
+        }
+        if label.starts_with("xn--") && !is_valid_a_label(label) {
+            return reject("has an xn-- label that is not valid IDNA punycode");
         }
     }
     if labels
@@ -142,6 +146,14 @@ pub fn order_status_on_read(
     }
 }
 
+/// An `xn--` label that decodes (RFC 3492) to a label which IDNA (UTS #46,
+/// strict) encodes back to exactly it: not garbage after the prefix, not a
+/// non-canonical encoding of another name.
+fn is_valid_a_label(label: &str) -> bool {
+    let (unicode, decoded) = idna::domain_to_unicode(label);
+    decoded.is_ok() && idna::domain_to_ascii_strict(&unicode).is_ok_and(|ascii| ascii == label)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +164,8 @@ mod tests {
             ("Example.COM.", "example.com"),
             ("*.example.com", "*.example.com"),
             ("a-b.c0.example", "a-b.c0.example"),
+            ("xn--bcher-kva.example", "xn--bcher-kva.example"),
+            ("XN--BCHER-KVA.example", "xn--bcher-kva.example"),
         ];
         for (raw, want) in ok {
             assert_eq!(normalize_dns_identifier(raw).unwrap(), want, "{raw}");
@@ -167,6 +181,10 @@ mod tests {
             "a.*.com",
             "under_score.com",
             "a.123",
+            "a.com..",
+            "a.com...",
+            "xn--.example",
+            "xn--a.example",
         ] {
             let err = normalize_dns_identifier(bad).unwrap_err();
             assert_eq!(err.kind, ProblemKind::RejectedIdentifier, "{bad}");
