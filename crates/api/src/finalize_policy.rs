@@ -137,6 +137,13 @@ impl FinalizePolicy {
             OffsetDateTime::parse(s, &Rfc3339)
                 .map_err(|e| format!("{what} {s:?}: {e} (use RFC 3339, e.g. 2023-03-15T00:00:00Z)"))
         };
+        // `hybrid_budget` clamps between the two, which needs min ≤ max.
+        if file.hybrid_budget_min_ms > file.hybrid_budget_max_ms {
+            return Err(format!(
+                "hybrid_budget_min_ms ({}) is above hybrid_budget_max_ms ({})",
+                file.hybrid_budget_min_ms, file.hybrid_budget_max_ms
+            ));
+        }
         let mut windows = Vec::new();
         for w in file.windows {
             let (start, end) = (time(&w.start, "window start")?, time(&w.end, "window end")?);
@@ -379,6 +386,10 @@ mode = "sync"
                 "ends before",
             ),
             ("enviroment = \"x\"", "enviroment"),
+            (
+                "hybrid_budget_min_ms = 500\nhybrid_budget_max_ms = 100",
+                "above hybrid_budget_max_ms",
+            ),
         ] {
             let err = FinalizePolicy::from_toml(text).unwrap_err();
             assert!(err.contains(fragment), "{err}");
