@@ -102,7 +102,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" => value * 60.0,
         _ => return Err(format!("bad duration unit in {s:?} (ms, s or m)")),
     };
-    Ok(Duration::from_secs_f64(secs))
+    // `from_secs_f64` panics on a value no Duration holds (1e30s).
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("duration {s:?} is out of range"))
 }
 
 fn show_duration(d: Duration) -> String {
@@ -411,7 +412,11 @@ mod tests {
         ] {
             assert_eq!(fault.parse::<HttpFault>().unwrap().to_string(), fault);
         }
-        for bad in ["uniform:5s..1s", "soon", "polls:x", "exp"] {
+        // A number no Duration holds is refused, not a panic.
+        let huge = format!("{}s", "9".repeat(30));
+        assert!(parse_duration(&huge).unwrap_err().contains("out of range"));
+        assert!(format!("exp:{huge}").parse::<FinalizeDelay>().is_err());
+        for bad in ["uniform:5s..1s", "soon", "polls:x", "exp", "1e20s"] {
             assert!(bad.parse::<FinalizeDelay>().is_err(), "{bad}");
         }
         for bad in ["new-order", "x:teapot", "x:503:rate=2", "x:503:often"] {
