@@ -242,12 +242,10 @@ impl Jwk {
                 // 1024-bit or a 16384-bit modulus make no account.
                 pkix::rsa_key_allowed(n, e)
                     .map_err(|why| bad_key(format!("the account key is {why}")))?;
-                let bits = BigNum::from_slice(n)
-                    .map_err(|_| Problem::internal())?
-                    .num_bits()
-                    .unsigned_abs();
+                let n = BigNum::from_slice(n).map_err(|_| Problem::internal())?;
+                let bits = n.num_bits().unsigned_abs();
                 let rsa = Rsa::from_public_components(
-                    BigNum::from_slice(n).map_err(|_| Problem::internal())?,
+                    n,
                     BigNum::from_slice(e).map_err(|_| Problem::internal())?,
                 )
                 .map_err(|_| bad_key("RSA key is invalid"))?;

@@ -20,8 +20,9 @@ pub use crate::jwk::{Jwk, KeyType};
 /// `algorithms` member of every badSignatureAlgorithm problem (§6.2).
 pub const SUPPORTED_ALGS: &[&str] = &["ES256", "ES384", "RS256", "EdDSA"];
 
-/// Account key policy for RSA (§7.3: the server may refuse weak keys).
-const ACCOUNT_RSA_BITS: std::ops::RangeInclusive<u32> = 2048..=4096;
+/// Account key policy for RSA (§7.3: the server may refuse weak keys): the
+/// floor every RSA key has (`pkix::RSA_BITS`), and a lower ceiling.
+const ACCOUNT_RSA_BITS: std::ops::RangeInclusive<u32> = *pkix::RSA_BITS.start()..=4096;
 
 fn malformed(detail: impl Into<String>) -> Problem {
     Problem::new(ProblemKind::Malformed, detail)

@@ -2,8 +2,9 @@
 //!
 //! A nonce is `expiry ‖ id ‖ HMAC(key, expiry ‖ id)`, the id random or (in
 //! a sole replica) a counter; the tag makes every nonce unpredictable to
-//! anyone without the key (§6.5), and issuing one writes nothing. Where a used nonce is remembered depends on how many api
-//! replicas share the database ([`Ledger`]):
+//! anyone without the key (§6.5), and issuing one writes nothing. Where a
+//! used nonce is remembered depends on how many api replicas share the
+//! database ([`Ledger`]):
 //!
 //! - **shared** (distributed): the key lives in the database, so a replica
 //!   recognises a nonce from any other, and using a nonce inserts it into

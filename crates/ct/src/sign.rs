@@ -5,7 +5,6 @@ use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::{Id, PKey, Private, Public};
 use openssl::sha::sha256;
-
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
