@@ -2,14 +2,16 @@
 # Where a distributed order's CPU goes, every process on the machine: the
 # cluster's own (api, workers, fake CT logs) and the servers behind it (all
 # PostgreSQL backends, RabbitMQ's beam.smp), from /proc/<pid>/stat before
-# and after one load; with PERF=1 also `perf record -a` for 5 s of it.
+# and after one load; with PERF=1 also `perf record -a` for 5 s of it. Where
+# PostgreSQL has pg_stat_statements loaded (shared_preload_libraries), also
+# the statements the load ran, with calls per order (pg-statements.txt).
 #
 #   N=1000 C=64 POLL_MS=10 WARMUP=120 bench/distributed_cpu.sh
 source "$(dirname "$0")/lib.sh"
 N=${N:-1000}; C=${C:-64}; POLL_MS=${POLL_MS:-10}; WARMUP=${WARMUP:-120}
 out=$RESULTS/distributed-cpu-$(date -u +%Y%m%dT%H%M%SZ); mkdir -p "$out"
 machine_line >"$out/machine.txt"
-echo "N=$N C=$C POLL_MS=$POLL_MS WARMUP=$WARMUP PERF=${PERF:-0} bench/distributed_cpu.sh" >"$out/command.txt"
+echo "API_SOLE=${API_SOLE:-0} N=$N C=$C POLL_MS=$POLL_MS WARMUP=$WARMUP PERF=${PERF:-0} bench/distributed_cpu.sh" >"$out/command.txt"
 
 start_cluster 1
 processes() {
@@ -31,6 +33,11 @@ load() { # orders warm-up
 }
 load 100 "$WARMUP" >/dev/null 2>&1
 snapshot >"$out/cpu-before.txt"
+pg_db_url=postgres://postgres@127.0.0.1:5432/$CLUSTER_DB
+pg_statements=$(psql "$pg_db_url" -qAtc "SHOW shared_preload_libraries" 2>/dev/null | grep -c pg_stat_statements || true)
+if [ "$pg_statements" = 1 ]; then
+  psql "$pg_db_url" -qAtc "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" -c "SELECT pg_stat_statements_reset()" >/dev/null
+fi
 load "$N" 0 >"$out/load.txt" 2>&1 &
 loader=$!; STARTED_PIDS+=("$loader")
 if [ "${PERF:-0}" = 1 ]; then
@@ -41,6 +48,14 @@ if [ "${PERF:-0}" = 1 ]; then
 fi
 wait "$loader" || true
 snapshot >"$out/cpu-after.txt"
+if [ "$pg_statements" = 1 ]; then
+  psql "$pg_db_url" -qc "SELECT round(calls::numeric / $N, 2) AS per_order, round(mean_exec_time::numeric, 3) AS mean_ms,
+      left(regexp_replace(query, '\s+', ' ', 'g'), 110) AS statement
+    FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+    ORDER BY calls DESC LIMIT 40" >"$out/pg-statements.txt"
+  psql "$pg_db_url" -qAtc "SELECT 'statements per order: ' || round(sum(calls)::numeric / $N, 1) FROM pg_stat_statements
+    WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())" >>"$out/pg-statements.txt"
+fi
 {
   cat "$out/load.txt" | sed -n 2p
   echo

@@ -188,6 +188,7 @@ machine_line() {
 
 # Distributed Kiln (deploy/local/cluster.sh, release binaries) on its own
 # PostgreSQL database and queue prefix, so it never touches another run's.
+# API_SOLE=1 runs its one api as [api] sole_replica.
 CLUSTER_PORT=${CLUSTER_PORT:-24444}
 CLUSTER_DB=${CLUSTER_DB:-kiln_bench}
 CLUSTER_PREFIX=${CLUSTER_PREFIX:-kbench.}
@@ -198,7 +199,8 @@ cluster_env() {
   export KILN_DATA_DIR=$CLUSTER_DIR KILN_LISTEN=127.0.0.1:$CLUSTER_PORT \
     KILN_HTTP01_PORT=$HTTP01_PORT KILN_TLSALPN01_PORT=$TLSALPN01_PORT \
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/$CLUSTER_DB KILN_QUEUE_PREFIX=$CLUSTER_PREFIX \
-    KILN_ADMIN_PORT_BASE=${KILN_ADMIN_PORT_BASE:-24100} KILN_PROFILE=release KILN_NO_BUILD=1
+    KILN_ADMIN_PORT_BASE=${KILN_ADMIN_PORT_BASE:-24100} KILN_PROFILE=release KILN_NO_BUILD=1 \
+    KILN_API_SOLE_REPLICA=${API_SOLE:-0}
 }
 
 delete_prefixed_queues() {

@@ -5,13 +5,16 @@
 #
 #   REPLICAS=1 ROUNDS=5 N=500 C=64 POLL_MS=10 WARMUP=20 bench/scenario2.sh
 #
+# API_SOLE=1 runs the one api as [api] sole_replica (nonces and accounts in
+# memory, other api replicas locked out); the default is a shared api.
+#
 # The cluster gets its own database (kiln_bench, dropped and recreated) and
 # queue prefix (kbench.), on 127.0.0.1:24444; release binaries must be built.
 source "$(dirname "$0")/lib.sh"
 REPLICAS=${REPLICAS:-1}; ROUNDS=${ROUNDS:-5}; N=${N:-500}; C=${C:-64}; POLL_MS=${POLL_MS:-10}; WARMUP=${WARMUP:-20}
 out=$RESULTS/scenario2-$(date -u +%Y%m%dT%H%M%SZ); mkdir -p "$out"
 machine_line >"$out/machine.txt"
-echo "REPLICAS=$REPLICAS ROUNDS=$ROUNDS N=$N C=$C POLL_MS=$POLL_MS WARMUP=$WARMUP bench/scenario2.sh" >"$out/command.txt"
+echo "API_SOLE=${API_SOLE:-0} REPLICAS=$REPLICAS ROUNDS=$ROUNDS N=$N C=$C POLL_MS=$POLL_MS WARMUP=$WARMUP bench/scenario2.sh" >"$out/command.txt"
 
 start_cluster "$REPLICAS"
 start_pebble

@@ -5,7 +5,9 @@
 //! 1. `two_hundred_concurrent_orders_all_valid`: 200 orders at once (10
 //!    accounts × 20, at most 50 in flight) all end `valid`; every replica of
 //!    every worker did some of the work; the database holds exactly one
-//!    certificate row per order, issued, with its precertificate.
+//!    certificate row per order, issued, with its precertificate. Its api
+//!    runs as the sole replica (`[api] sole_replica`), and a second api of
+//!    either kind then refuses to start; the fault scenarios' api is shared.
 //! 2. `kill_nine_signer_and_ct_submitter_mid_run`: 100 orders finalized
 //!    together (the fake CT logs answer in 1.5 s, so the pipeline is full);
 //!    once the database shows some `valid` and many `processing`, `kill -9`
@@ -750,7 +752,7 @@ fn summary(label: &str, load: &Load, tally: &Tally, took: Duration) {
 async fn two_hundred_concurrent_orders_all_valid() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let label = "load";
-    let cluster = Cluster::start(label, REPLICAS, &[]).await;
+    let cluster = Cluster::start(label, REPLICAS, &[("KILN_API_SOLE_REPLICA", "1")]).await;
     let load = Load {
         orders: 200,
         accounts: 10,
@@ -774,6 +776,31 @@ async fn two_hundred_concurrent_orders_all_valid() {
         assert!(count.ok > 0, "{name} handled no job: {counts:?}");
         assert_eq!(count.gave_up, 0, "{name} gave a job up: {counts:?}");
     }
+    for (sole, refusal) in [
+        ("true", "another api replica serves this database"),
+        ("false", "a sole api replica"),
+    ] {
+        let stderr = second_api_refused(&cluster, sole);
+        assert!(stderr.contains(refusal), "sole_replica = {sole}: {stderr}");
+    }
+    assert!(cluster.api_alive().await, "the sole replica still serves");
+}
+
+/// Starts another api on the cluster's database and waits for it to exit,
+/// which it must, unsuccessfully; its stderr.
+fn second_api_refused(cluster: &Cluster, sole_replica: &str) -> String {
+    let out = Command::new(kiln_tests::cluster::binary("api"))
+        .arg("--config")
+        .arg(cluster.data().join("config/api.toml"))
+        .env("KILN_API__SOLE_REPLICA", sole_replica)
+        .env("KILN_API__LISTEN", "127.0.0.1:0")
+        .output()
+        .expect("running a second api");
+    assert!(
+        !out.status.success(),
+        "a second api started beside the sole one"
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// The fault scenarios' cluster: a short step timeout (the sweeper

@@ -21,6 +21,8 @@
 #   KILN_PROFILE         debug (default) or release
 #   KILN_NO_BUILD=1      use the binaries already built
 #   KILN_CAA_RECHECK_AFTER_SECS  caa-checker's recheck_after_secs (default 7 h)
+#   KILN_API_SOLE_REPLICA=1  run the one api as [api] sole_replica (nonces and
+#                        accounts in memory, a second api replica locked out)
 #   OTEL_*               passed through to every process, like the rest of the
 #                        environment (e.g. OTEL_EXPORTER_OTLP_ENDPOINT)
 set -euo pipefail
@@ -115,6 +117,7 @@ tls_chain = "$data/api-tls-chain.pem"
 tls_key = "$data/api-tls-key.pem"
 root_pem = "$data/root.pem"
 TOML
+    if [ "${KILN_API_SOLE_REPLICA:-0}" = 1 ]; then echo "sole_replica = true"; fi
   } >"$data/config/api.toml"
   { common_config; printf '\n[validator]\n%s\nhttp01_port = %s\ntlsalpn01_port = %s\n' "$dns_line" "$http01" "$tlsalpn01"; } >"$data/config/validator.toml"
   local recheck_line=""

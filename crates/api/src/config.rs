@@ -38,6 +38,12 @@ pub struct ApiSection {
     /// abandoned in the compatibility report.
     #[serde(default = "default_abandon_after_secs")]
     pub compat_abandon_after_secs: u64,
+    /// This replica is the only one on its database: used nonces and
+    /// accounts are kept in memory, not read and written per request
+    /// (see `api::replica_role`). Needs PostgreSQL; a second api replica of
+    /// either kind then refuses to start.
+    #[serde(default)]
+    pub sole_replica: bool,
 }
 
 fn default_finalize_mode() -> String {

@@ -26,6 +26,7 @@ pub mod jws;
 mod latency;
 pub mod listener;
 mod nonce;
+pub mod replica_role;
 mod resources;
 
 pub use error::{ApiError, problem_json};
@@ -66,9 +67,10 @@ pub struct ApiConfig {
     /// as abandoned in the compatibility report.
     pub compat_abandon_after: Duration,
     /// True only when this process is the one api replica on its database
-    /// (the all-in-one `kiln`): nothing else can use a nonce or change an
-    /// account, so used nonces and accounts are kept in memory rather than
-    /// read and written per request. A distributed api leaves it false.
+    /// (the all-in-one `kiln`, or an `api` with `[api] sole_replica`, which
+    /// holds [`replica_role`]'s lock): nothing else can use a nonce or
+    /// change an account, so used nonces and accounts are kept in memory
+    /// rather than read and written per request.
     pub sole_replica: bool,
     /// Client-testing hooks, set only by the all-in-one `kiln` (see
     /// [`hooks`]); `None` in production.

@@ -1,5 +1,6 @@
 //! `api`: the ACME front end. Any replica serves any request; one of them
-//! at a time also runs the sweeper.
+//! at a time also runs the sweeper. A single replica may run as the sole
+//! one (`[api] sole_replica`), which the others are then kept out of.
 
 use api::config::ApiSection;
 use std::process::ExitCode;
@@ -7,9 +8,16 @@ use std::time::Duration;
 
 fn main() -> ExitCode {
     service::main("api", async |common, section: ApiSection| {
-        let api_config = section.api_config(&common)?;
+        let mut api_config = section.api_config(&common)?;
         let step_timeout = common.runner.step_timeout();
         let wiring = service::Wiring::connect(common, "api").await?;
+        let role = api::replica_role::claim(&wiring.store, section.sole_replica).await?;
+        api_config.sole_replica = section.sole_replica;
+        let holding = tokio::spawn(api::replica_role::hold(
+            role,
+            wiring.store.clone(),
+            wiring.shutdown.clone(),
+        ));
         let compat_page = api::compat::admin_router(
             wiring.store.clone(),
             api_config.finalize.clone(),
@@ -36,7 +44,7 @@ fn main() -> ExitCode {
             stop.graceful_shutdown(Some(Duration::from_secs(10)));
         });
         section.serve(router, handle).await?;
-        wiring.close([sweeping, admin]).await;
+        wiring.close([sweeping, admin, holding]).await;
         Ok(())
     })
 }

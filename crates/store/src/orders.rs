@@ -4,7 +4,7 @@
 //! authorization and its order along (→ `ready` or `invalid`). What happens
 //! to an order once finalized is in `finalization`.
 
-use crate::db::{Row, Script};
+use crate::db::{Row, Script, Stmt, Value};
 use crate::{Result, Store, StoreError, json, parse, parse_json, stmt};
 use domain::{
     AuthzStatus, ChallengeStatus, ChallengeType, FinalizeStep, Identifier, OrderStatus, Problem,
@@ -104,6 +104,16 @@ pub struct Challenge {
     pub error: Option<Problem>,
 }
 
+/// One INSERT for an authorization's challenges (three for a name, one for
+/// a wildcard): `INSERT_CHALLENGES[n - 1]` inserts `n` rows.
+const INSERT_CHALLENGES: [&str; 3] = [
+    "INSERT INTO challenges (id, authz_id, kind, token, status) VALUES ($1, $2, $3, $4, $5)",
+    "INSERT INTO challenges (id, authz_id, kind, token, status)
+     VALUES ($1, $2, $3, $4, $5), ($6, $7, $8, $9, $10)",
+    "INSERT INTO challenges (id, authz_id, kind, token, status)
+     VALUES ($1, $2, $3, $4, $5), ($6, $7, $8, $9, $10), ($11, $12, $13, $14, $15)",
+];
+
 impl Store {
     /// Stores a new order with its authorizations and their challenges in one
     /// transaction: a client never sees half an order.
@@ -137,16 +147,23 @@ impl Store {
                 authz.status.as_str(),
                 authz.expires_at,
             ));
-            for c in challenges {
-                script = script.then(stmt!(
-                    "INSERT INTO challenges (id, authz_id, kind, token, status)
-                     VALUES ($1, $2, $3, $4, $5)",
-                    &c.id,
-                    &c.authz_id,
-                    c.kind.as_str(),
-                    &c.token,
-                    c.status.as_str(),
-                ));
+            for group in challenges.chunks(INSERT_CHALLENGES.len()) {
+                let params = group
+                    .iter()
+                    .flat_map(|c| {
+                        [
+                            Value::from(&c.id),
+                            Value::from(&c.authz_id),
+                            Value::from(c.kind.as_str()),
+                            Value::from(&c.token),
+                            Value::from(c.status.as_str()),
+                        ]
+                    })
+                    .collect();
+                script = script.then(Stmt {
+                    sql: INSERT_CHALLENGES[group.len() - 1],
+                    params,
+                });
             }
         }
         self.db.run(script).await?;

@@ -67,3 +67,35 @@ async fn dropping_leadership_gives_it_up(store: Store, url: String) {
     drop(passed_on);
     other.close().await;
 }
+
+on_both_backends!(url: shared_holders_and_a_leader_exclude_each_other);
+
+/// The api role: any number of shared holders, or one exclusive one.
+async fn shared_holders_and_a_leader_exclude_each_other(store: Store, url: String) {
+    let other = Store::connect(&url).await.unwrap();
+    let first = store.try_shared_lock(KEY).await.unwrap().expect("shared");
+    let second = other.try_shared_lock(KEY).await.unwrap();
+    assert!(second.is_some(), "shared holders coexist");
+    let leader = other.try_leadership(KEY).await.unwrap();
+    match store.backend() {
+        Backend::Sqlite => assert!(leader.is_some(), "SQLite: the one process always holds it"),
+        Backend::Postgres => {
+            assert!(leader.is_none(), "no leader beside shared holders");
+            drop((first, second));
+            let mut leader = None;
+            for _ in 0..100 {
+                leader = other.try_leadership(KEY).await.unwrap();
+                if leader.is_some() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            assert!(leader.is_some(), "the shared holders are gone");
+            assert!(
+                store.try_shared_lock(KEY).await.unwrap().is_none(),
+                "no shared holder beside a leader"
+            );
+        }
+    }
+    other.close().await;
+}

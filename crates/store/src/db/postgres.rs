@@ -8,6 +8,9 @@ use sqlx::{Column, Postgres as Pg, Row as _, TypeInfo};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A pooled connection idle this long is pinged before it is used again.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
 #[derive(Clone)]
 pub struct Postgres {
     pool: PgPool,
@@ -55,6 +58,20 @@ impl Postgres {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
+            // sqlx pings every connection it hands out by default: a round
+            // trip (and a backend wake-up) before every statement, a third
+            // of PostgreSQL's work per order in `bench/scenario2.sh`. A
+            // connection in steady use needs no ping; one idle for a while
+            // (the server may have restarted) is still checked.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IF_IDLE_FOR {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect(url)
             .await?;
         Ok(Postgres {

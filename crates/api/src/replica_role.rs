@@ -1,0 +1,81 @@
+//! Which kind of api replica this process is, enforced across processes.
+//!
+//! A *sole* replica keeps used nonces and accounts in memory (see
+//! [`crate::ApiConfig::sole_replica`]), which is only sound while no other
+//! api replica serves the same database: another could change an account
+//! this one has cached. So every api replica on PostgreSQL holds one
+//! advisory lock for as long as it serves: a sole replica exclusively, a
+//! shared one shared. A second sole replica, or a shared replica beside a
+//! sole one, cannot take it and refuses to start; a replica whose lock's
+//! connection dies stops serving, since another may have started meanwhile.
+
+use std::time::Duration;
+use store::{Backend, Leadership, Store};
+use tokio_util::sync::CancellationToken;
+
+/// The advisory lock key of the api role ("kilnapi" in ASCII).
+const API_ROLE_LOCK: i64 = 0x6b_696c_6e61_7069;
+
+/// How often a held role is checked.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// The role, held; give it to [`hold`].
+pub struct Role {
+    lock: Leadership,
+    sole: bool,
+}
+
+/// Takes the role, or says why this replica may not run beside the others.
+pub async fn claim(store: &Store, sole: bool) -> anyhow::Result<Role> {
+    if sole && store.backend() != Backend::Postgres {
+        anyhow::bail!(
+            "[api] sole_replica needs PostgreSQL, whose advisory lock keeps a second replica out; \
+             the all-in-one `kiln` is the sole replica of a SQLite database"
+        );
+    }
+    let lock = match sole {
+        true => store.try_leadership(API_ROLE_LOCK).await?,
+        false => store.try_shared_lock(API_ROLE_LOCK).await?,
+    };
+    match (lock, sole) {
+        (Some(lock), _) => Ok(Role { lock, sole }),
+        (None, true) => anyhow::bail!(
+            "another api replica serves this database: a sole replica ([api] sole_replica = true) \
+             must be the only one"
+        ),
+        (None, false) => anyhow::bail!(
+            "a sole api replica ([api] sole_replica = true) serves this database; stop it, or run \
+             every replica with sole_replica = false"
+        ),
+    }
+}
+
+/// Checks the role every second until shutdown; cancels `shutdown` if it
+/// is lost. A shared replica whose connection dropped takes the role again
+/// if no sole replica has taken it meanwhile.
+pub async fn hold(mut role: Role, store: Store, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(CHECK_EVERY);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if role.lock.still_held().await {
+            continue;
+        }
+        if !role.sole
+            && let Ok(again) = claim(&store, false).await
+        {
+            tracing::warn!("the api role's database connection was lost; taken again");
+            role = again;
+            continue;
+        }
+        tracing::error!(
+            sole_replica = role.sole,
+            "lost the api role lock (its database connection closed); another replica may now \
+             serve, so this one stops"
+        );
+        shutdown.cancel();
+        return;
+    }
+}
