@@ -119,7 +119,9 @@ root_pem = "$data/root.pem"
 TOML
     if [ "${KILN_API_SOLE_REPLICA:-0}" = 1 ]; then echo "sole_replica = true"; fi
   } >"$data/config/api.toml"
-  { common_config; printf '\n[validator]\n%s\nhttp01_port = %s\ntlsalpn01_port = %s\n' "$dns_line" "$http01" "$tlsalpn01"; } >"$data/config/validator.toml"
+  # The challenge servers (certbot, lego, the tests' responders) are on this
+  # machine: loopback is allowed as well as public addresses.
+  { common_config; printf '\n[validator]\n%s\nhttp01_port = %s\ntlsalpn01_port = %s\nallow_non_public = ["127.0.0.0/8", "::1/128"]\n' "$dns_line" "$http01" "$tlsalpn01"; } >"$data/config/validator.toml"
   local recheck_line=""
   [ -n "${KILN_CAA_RECHECK_AFTER_SECS:-}" ] && recheck_line="recheck_after_secs = $KILN_CAA_RECHECK_AFTER_SECS"
   { common_config; printf '\n[caa-checker]\n%s\n%s\n' "$dns_line" "$recheck_line"; } >"$data/config/caa-checker.toml"

@@ -31,6 +31,7 @@ use store::Store;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use validator::Validator;
+use validator::address::AddressPolicy;
 use validator::challenge::ChallengePorts;
 
 /// Settings of the all-in-one binary; `kiln --help` documents each flag.
@@ -192,9 +193,16 @@ impl Kiln {
                 http01: config.http01_port,
                 tlsalpn01: config.tlsalpn01_port,
             },
+            // A laptop CA: the challenge servers it validates run on this
+            // machine. Every other non-public address stays refused.
+            addresses: AddressPolicy::public_and_loopback(),
             caa_policy: caa_policy.clone(),
             account_url_prefix: account_url_prefix.clone(),
         };
+        tracing::warn!(
+            "validation may connect to loopback (127.0.0.0/8, ::1) as well as public addresses: \
+             this all-in-one CA is for testing clients, not for the internet"
+        );
         spawn_stage(
             &mut tasks,
             &queue_dyn,

@@ -18,6 +18,7 @@ use openssl::ssl::{Ssl, SslContext, SslMethod, SslVerifyMode, SslVersion};
 use tokio::net::TcpStream;
 use tokio_openssl::SslStream;
 
+use crate::address::AddressPolicy;
 use crate::connect::connect;
 use crate::http01::{self, FetchError, bounded};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
@@ -95,6 +96,7 @@ pub fn dns01_txt_value(key_authorization: &str) -> String {
 pub async fn validate_http01(
     dns: &Dns,
     ports: &ChallengePorts,
+    addresses: &AddressPolicy,
     domain: &str,
     token: &str,
     key_authorization: &str,
@@ -120,16 +122,19 @@ pub async fn validate_http01(
         ));
     }
 
-    let fetched = tokio::time::timeout(HTTP_TIMEOUT, http01::get(dns, ports, parsed, MAX_BODY))
-        .await
-        .map_err(|_| {
-            problem(
-                ProblemKind::Connection,
-                domain,
-                format!("timeout while fetching {url}"),
-            )
-        })?
-        .map_err(|e| fetch_problem(domain, &url, e))?;
+    let fetched = tokio::time::timeout(
+        HTTP_TIMEOUT,
+        http01::get(dns, ports, addresses, parsed, MAX_BODY),
+    )
+    .await
+    .map_err(|_| {
+        problem(
+            ProblemKind::Connection,
+            domain,
+            format!("timeout while fetching {url}"),
+        )
+    })?
+    .map_err(|e| fetch_problem(domain, &url, e))?;
     // Redirects make the URL the server's choice: keep it short.
     let final_url = bounded(fetched.url.as_str());
     let status = fetched.status;
@@ -251,6 +256,7 @@ pub async fn validate_dns01(
 pub async fn validate_tlsalpn01(
     dns: &Dns,
     ports: &ChallengePorts,
+    addresses: &AddressPolicy,
     domain: &str,
     key_authorization: &str,
 ) -> Result<(), Problem> {
@@ -260,7 +266,7 @@ pub async fn validate_tlsalpn01(
         .map_err(|e| dns_problem(domain, &format!("cannot resolve {domain}"), &e))?;
     let port = ports.tlsalpn01;
     let exchange = async {
-        let (tcp, addr) = connect(&ips, port).await.map_err(|e| {
+        let (tcp, addr) = connect(&ips, port, addresses).await.map_err(|e| {
             problem(
                 ProblemKind::Connection,
                 domain,

@@ -1,5 +1,6 @@
 //! `[validator]`: the validator binary's own config section.
 
+use crate::address::AddressPolicy;
 use crate::challenge::ChallengePorts;
 use dns::DnsMode;
 use serde::Deserialize;
@@ -16,6 +17,11 @@ pub struct ValidatorConfig {
     pub http01_port: u16,
     #[serde(default = "default_tlsalpn01")]
     pub tlsalpn01_port: u16,
+    /// Non-public ranges (CIDR) validation may connect to anyway, e.g.
+    /// `["127.0.0.0/8", "::1/128"]` for challenge servers on this machine.
+    /// Empty in production: only public addresses (see `validator::address`).
+    #[serde(default)]
+    pub allow_non_public: Vec<ipnet::IpNet>,
 }
 
 fn default_http01() -> u16 {
@@ -28,6 +34,12 @@ fn default_tlsalpn01() -> u16 {
 impl ValidatorConfig {
     pub fn dns_mode(&self) -> DnsMode {
         self.dns_server.map_or(DnsMode::Loopback, DnsMode::Server)
+    }
+
+    pub fn addresses(&self) -> AddressPolicy {
+        AddressPolicy {
+            also_allowed: self.allow_non_public.clone(),
+        }
     }
 
     pub fn ports(&self) -> ChallengePorts {
@@ -63,9 +75,20 @@ mod tests {
             }
         );
         assert!(matches!(config.dns_mode(), DnsMode::Loopback));
+        assert_eq!(config.addresses(), AddressPolicy::public_only());
         let config = load("dns_server = \"127.0.0.1:8053\"\nhttp01_port = 5002\n").unwrap();
         assert!(matches!(config.dns_mode(), DnsMode::Server(a) if a.port() == 8053));
         assert_eq!(config.ports().http01, 5002);
+    }
+
+    #[test]
+    fn non_public_ranges_are_allowed_only_when_listed() {
+        let config = load("allow_non_public = [\"127.0.0.0/8\", \"::1/128\"]\n").unwrap();
+        assert_eq!(config.addresses(), AddressPolicy::public_and_loopback());
+        let err = load("allow_non_public = [\"127.0.0.1/33\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("allow_non_public"), "{err}");
     }
 
     #[test]

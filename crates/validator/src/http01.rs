@@ -24,6 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_openssl::SslStream;
 use url::Url;
 
+use crate::address::AddressPolicy;
 use crate::challenge::ChallengePorts;
 use crate::connect::{ConnectError, connect};
 
@@ -78,17 +79,19 @@ static REDIRECT_TLS: LazyLock<Result<SslContext, openssl::error::ErrorStack>> =
         Ok(builder.build())
     });
 
-/// GETs `url`, following redirects allowed by `ports`. The caller bounds
-/// the whole exchange in time.
+/// GETs `url`, following redirects allowed by `ports`, connecting only to
+/// addresses `addresses` permits (on every hop). The caller bounds the whole
+/// exchange in time.
 pub async fn get(
     dns: &Dns,
     ports: &ChallengePorts,
+    addresses: &AddressPolicy,
     mut url: Url,
     max_body: usize,
 ) -> Result<Response, FetchError> {
     let mut redirects = 0;
     loop {
-        let hop = exchange(dns, &url, max_body).await?;
+        let hop = exchange(dns, addresses, &url, max_body).await?;
         let Some(location) = hop.location else {
             return Ok(Response {
                 url,
@@ -146,7 +149,12 @@ struct Hop {
     body: Vec<u8>,
 }
 
-async fn exchange(dns: &Dns, url: &Url, max_body: usize) -> Result<Hop, FetchError> {
+async fn exchange(
+    dns: &Dns,
+    addresses: &AddressPolicy,
+    url: &Url,
+    max_body: usize,
+) -> Result<Hop, FetchError> {
     let (host, ips) = match url.host() {
         Some(url::Host::Domain(name)) => {
             let ips = dns.lookup_ip(name).await.map_err(|error| FetchError::Dns {
@@ -162,7 +170,9 @@ async fn exchange(dns: &Dns, url: &Url, max_body: usize) -> Result<Hop, FetchErr
     let port = url
         .port_or_known_default()
         .ok_or_else(|| FetchError::Redirect("URL without a port".into()))?;
-    let (tcp, _addr) = connect(&ips, port).await.map_err(FetchError::Connect)?;
+    let (tcp, _addr) = connect(&ips, port, addresses)
+        .await
+        .map_err(FetchError::Connect)?;
     let host_header = match url.port() {
         Some(port) => format!("{host}:{port}"),
         None => host.clone(),

@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod address;
 pub mod challenge;
 pub mod config;
 mod connect;
@@ -28,6 +29,8 @@ pub struct Validator {
     pub store: Store,
     pub dns: Dns,
     pub ports: ChallengePorts,
+    /// The addresses http-01 and tls-alpn-01 may connect to.
+    pub addresses: address::AddressPolicy,
     pub caa_policy: CaaPolicy,
     /// Account URLs are `{account_url_prefix}{id}`, for CAA `accounturi`.
     pub account_url_prefix: String,
@@ -67,6 +70,7 @@ impl Validator {
                 challenge::validate_http01(
                     &self.dns,
                     &self.ports,
+                    &self.addresses,
                     name,
                     &chal.token,
                     &key_authorization,
@@ -77,8 +81,14 @@ impl Validator {
                 challenge::validate_dns01(&self.dns, name, &key_authorization).await
             }
             ChallengeType::TlsAlpn01 => {
-                challenge::validate_tlsalpn01(&self.dns, &self.ports, name, &key_authorization)
-                    .await
+                challenge::validate_tlsalpn01(
+                    &self.dns,
+                    &self.ports,
+                    &self.addresses,
+                    name,
+                    &key_authorization,
+                )
+                .await
             }
         };
         if outcome.is_ok() {

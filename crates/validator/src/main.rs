@@ -9,6 +9,12 @@ use validator::config::ValidatorConfig;
 fn main() -> ExitCode {
     service::main("validator", async |common, config: ValidatorConfig| {
         let dns = Dns::new(config.dns_mode())?;
+        if !config.allow_non_public.is_empty() {
+            tracing::warn!(
+                ranges = ?config.allow_non_public,
+                "validation may connect to these non-public ranges ([validator] allow_non_public)"
+            );
+        }
         let caa_policy = CaaPolicy {
             issuer_domains: common.acme.caa_identities.clone(),
         };
@@ -18,6 +24,7 @@ fn main() -> ExitCode {
             store: wiring.store.clone(),
             dns,
             ports: config.ports(),
+            addresses: config.addresses(),
             caa_policy,
             account_url_prefix,
         };

@@ -1,7 +1,8 @@
 //! Challenge checks against real servers on loopback (random ports only).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -19,9 +20,10 @@ use openssl::pkey::{PKey, Private};
 use openssl::ssl::{AlpnError, NameType, Ssl, SslAcceptor, SslMethod, select_next_proto};
 use openssl::x509::extension::SubjectAlternativeName;
 use openssl::x509::{X509, X509Builder, X509Extension, X509NameBuilder};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_openssl::SslStream;
+use validator::address::AddressPolicy;
 use validator::challenge::{
     ChallengePorts, dns01_txt_value, validate_dns01, validate_http01, validate_tlsalpn01,
 };
@@ -38,6 +40,11 @@ fn loopback() -> Dns {
 fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
+}
+
+/// The all-in-one's policy: the challenge servers here are on loopback.
+fn laptop() -> AddressPolicy {
+    AddressPolicy::public_and_loopback()
 }
 
 fn ports(http01: u16, tlsalpn01: u16) -> ChallengePorts {
@@ -90,7 +97,7 @@ async fn http01_outcomes() {
     let p = ports(port, closed_port());
     let check = |token: &'static str| {
         let dns = dns.clone();
-        async move { validate_http01(&dns, &p, DOMAIN, token, KA).await }
+        async move { validate_http01(&dns, &p, &laptop(), DOMAIN, token, KA).await }
     };
 
     check("good").await.unwrap();
@@ -112,7 +119,15 @@ async fn http01_outcomes() {
     assert_problem(check("ftp").await, ProblemKind::Connection, "scheme");
     assert_problem(check("otherport").await, ProblemKind::Connection, "port");
 
-    let refused = validate_http01(&dns, &ports(closed_port(), 1), DOMAIN, "good", KA).await;
+    let refused = validate_http01(
+        &dns,
+        &ports(closed_port(), 1),
+        &laptop(),
+        DOMAIN,
+        "good",
+        KA,
+    )
+    .await;
     assert_problem(refused, ProblemKind::Connection, "connect");
 }
 
@@ -124,11 +139,13 @@ async fn http01_resolves_with_kiln_dns() {
     let p = ports(port, 1);
 
     // No A/AAAA: a dns problem, not a system-resolver lookup.
-    let r = validate_http01(&dns, &p, DOMAIN, "good", KA).await;
+    let r = validate_http01(&dns, &p, &laptop(), DOMAIN, "good", KA).await;
     assert_problem(r, ProblemKind::Dns, DOMAIN);
 
     server.set_a(DOMAIN, IpAddr::from([127, 0, 0, 1])).await;
-    validate_http01(&dns, &p, DOMAIN, "good", KA).await.unwrap();
+    validate_http01(&dns, &p, &laptop(), DOMAIN, "good", KA)
+        .await
+        .unwrap();
     assert!(
         server
             .queries()
@@ -141,8 +158,112 @@ async fn http01_resolves_with_kiln_dns() {
 
 #[tokio::test]
 async fn http01_rejects_a_token_that_would_bend_the_url() {
-    let r = validate_http01(&loopback(), &ports(1, 1), DOMAIN, "../x", KA).await;
+    let r = validate_http01(&loopback(), &ports(1, 1), &laptop(), DOMAIN, "../x", KA).await;
     assert_eq!(r.unwrap_err().kind, ProblemKind::ServerInternal);
+}
+
+// ------------------------------------------------- the address policy (SSRF)
+
+/// A listener that counts the connections it accepts and answers each with
+/// the key authorization, or with `redirect` when one is set.
+async fn counting_responder(
+    ip: IpAddr,
+    port: u16,
+    redirect: Option<String>,
+) -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind((ip, port)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let mut request = [0u8; 1024];
+            let _ = tcp.read(&mut request).await;
+            let answer = match &redirect {
+                Some(to) => format!(
+                    "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                ),
+                None => format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{KA}",
+                    KA.len()
+                ),
+            };
+            let _ = tcp.write_all(answer.as_bytes()).await;
+        }
+    });
+    (port, accepted)
+}
+
+/// Production refuses a name that resolves to loopback, over IPv4 and IPv6,
+/// for http-01 and tls-alpn-01, and never connects: the responder there
+/// counts no connection. The all-in-one's policy reaches the same responder.
+#[tokio::test]
+async fn production_never_connects_to_loopback_answers() {
+    for ip in [
+        IpAddr::from([127, 0, 0, 1]),
+        IpAddr::from(Ipv6Addr::LOCALHOST),
+    ] {
+        let (port, accepted) = counting_responder(ip, 0, None).await;
+        let server = TestDnsServer::start().await;
+        server.set_a(DOMAIN, ip).await;
+        let dns = server.dns();
+        let production = AddressPolicy::public_only();
+        let r = validate_http01(&dns, &ports(port, 1), &production, DOMAIN, "t", KA).await;
+        let p = assert_problem(r, ProblemKind::Connection, "not a public address");
+        assert!(!p.detail.contains("os error"), "{p}");
+        let r = validate_tlsalpn01(&dns, &ports(1, port), &production, DOMAIN, KA).await;
+        assert_problem(r, ProblemKind::Connection, "not a public address");
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            0,
+            "{ip}: a connection was made"
+        );
+
+        validate_http01(&dns, &ports(port, 1), &laptop(), DOMAIN, "t", KA)
+            .await
+            .unwrap();
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "{ip}: the laptop policy connects"
+        );
+    }
+}
+
+/// A redirect to a forbidden IP literal is refused before any connection to
+/// it. The first hop is on 127.0.0.2, allowed by this test's policy alone;
+/// its redirect names 127.0.0.1 on the same port, which the policy forbids.
+#[tokio::test]
+async fn a_redirect_to_a_forbidden_ip_literal_is_not_followed() {
+    let (port, forbidden) = counting_responder(IpAddr::from([127, 0, 0, 1]), 0, None).await;
+    let to = format!("http://127.0.0.1:{port}/.well-known/acme-challenge/t");
+    let (_, first_hop) = counting_responder(IpAddr::from([127, 0, 0, 2]), port, Some(to)).await;
+    let server = TestDnsServer::start().await;
+    server.set_a(DOMAIN, IpAddr::from([127, 0, 0, 2])).await;
+    let only_the_first_hop = AddressPolicy {
+        also_allowed: vec!["127.0.0.2/32".parse().unwrap()],
+    };
+    let r = validate_http01(
+        &server.dns(),
+        &ports(port, 1),
+        &only_the_first_hop,
+        DOMAIN,
+        "t",
+        KA,
+    )
+    .await;
+    assert_problem(r, ProblemKind::Connection, "127.0.0.1:");
+    assert_eq!(
+        first_hop.load(Ordering::SeqCst),
+        1,
+        "the first hop was asked"
+    );
+    assert_eq!(
+        forbidden.load(Ordering::SeqCst),
+        0,
+        "the redirect target got a connection"
+    );
 }
 
 // ----------------------------------------------------------------- dns-01
@@ -281,7 +402,7 @@ async fn tls_server(spec: &CertSpec<'_>, alpn: bool) -> (u16, Arc<Mutex<Vec<Stri
 #[tokio::test]
 async fn tlsalpn01_accepts_the_right_certificate() {
     let (port, snis) = tls_server(&GOOD, true).await;
-    validate_tlsalpn01(&loopback(), &ports(1, port), DOMAIN, KA)
+    validate_tlsalpn01(&loopback(), &ports(1, port), &laptop(), DOMAIN, KA)
         .await
         .unwrap();
     assert_eq!(*snis.lock().unwrap(), [DOMAIN]);
@@ -334,7 +455,7 @@ async fn tlsalpn01_rejects_bad_certificates() {
     ];
     for (spec, kind, needle) in cases {
         let (port, _) = tls_server(&spec, true).await;
-        let r = validate_tlsalpn01(&dns, &ports(1, port), DOMAIN, KA).await;
+        let r = validate_tlsalpn01(&dns, &ports(1, port), &laptop(), DOMAIN, KA).await;
         assert_problem(r, kind, needle);
     }
 }
@@ -345,15 +466,15 @@ async fn tlsalpn01_transport_failures() {
 
     // A TLS server that does not do ALPN at all.
     let (port, _) = tls_server(&GOOD, false).await;
-    let r = validate_tlsalpn01(&dns, &ports(1, port), DOMAIN, KA).await;
+    let r = validate_tlsalpn01(&dns, &ports(1, port), &laptop(), DOMAIN, KA).await;
     assert_problem(r, ProblemKind::Unauthorized, "acme-tls/1");
 
     // Nothing listening.
-    let r = validate_tlsalpn01(&dns, &ports(1, closed_port()), DOMAIN, KA).await;
+    let r = validate_tlsalpn01(&dns, &ports(1, closed_port()), &laptop(), DOMAIN, KA).await;
     assert_problem(r, ProblemKind::Connection, "connect");
 
     // Plain HTTP where TLS is expected.
     let http = http_server().await;
-    let r = validate_tlsalpn01(&dns, &ports(1, http), DOMAIN, KA).await;
+    let r = validate_tlsalpn01(&dns, &ports(1, http), &laptop(), DOMAIN, KA).await;
     assert_problem(r, ProblemKind::Tls, "handshake");
 }
