@@ -10,6 +10,7 @@
 #   KILN_DATA_DIR        CA, configs, logs, pids (default ./kiln-cluster)
 #   KILN_LISTEN          the api's HTTPS address (default 127.0.0.1:14443)
 #   KILN_DNS_SERVER      where validator and caa-checker send every lookup
+#                        (default: a fake-dns on loopback, every name 127.0.0.1)
 #   KILN_HTTP01_PORT     default 5002;  KILN_TLSALPN01_PORT  default 5001
 #   DATABASE_URL         default postgres://postgres@127.0.0.1:5432/test
 #   AMQP_URL             default amqp://guest:guest@127.0.0.1:5672/%2f
@@ -80,7 +81,7 @@ up() {
     local flags=()
     [ "$profile" = release ] && flags+=(--release)
     (cd "$root" && cargo build -q "${flags[@]}" -p kiln -p api -p validator -p caa-checker \
-      -p signer -p ct-submitter -p fake-ct-log)
+      -p signer -p ct-submitter -p fake-ct-log -p fake-dns)
   fi
   if ls "$data"/pids/*.pid >/dev/null 2>&1; then
     say "already running (pids in $data/pids); run '$0 down' first"
@@ -107,8 +108,18 @@ up() {
     logs_toml+=$'\n'"[[ct-submitter.logs]]"$'\n'"name = \"fake-log-$i\""$'\n'"url = \"$url\""$'\n'"public_key = \"$key\""$'\n'"operator = \"Fake Operator $i\""$'\n'
   done
 
-  local dns_line=""
-  [ -n "$dns_server" ] && dns_line="dns_server = \"$dns_server\""
+  # The validator and caa-checker always ask a DNS server (they never make
+  # answers up): without KILN_DNS_SERVER, a fake one on loopback where every
+  # name is 127.0.0.1 with no TXT or CAA records, as in the all-in-one.
+  if [ -z "$dns_server" ]; then
+    local dns_out=$data/dns.out
+    setsid "$bin/fake-dns" >"$dns_out" 2>"$data/logs/fake-dns.log" </dev/null &
+    echo $! >"$data/pids/fake-dns.pid"
+    for _ in $(seq 1 100); do grep -q ':' "$dns_out" 2>/dev/null && break; sleep 0.1; done
+    dns_server=$(head -1 "$dns_out")
+    [ -n "$dns_server" ] || { say "fake DNS server did not start"; exit 1; }
+  fi
+  local dns_line="dns_server = \"$dns_server\""
   { common_config; cat <<TOML
 
 [api]

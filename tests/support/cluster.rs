@@ -70,6 +70,7 @@ fn build_binaries() -> Result<(), String> {
         "signer",
         "ct-submitter",
         "fake-ct-log",
+        "fake-dns",
     ] {
         command.args(["-p", package]);
     }

@@ -8,8 +8,9 @@ use std::time::Duration;
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct CaaCheckerConfig {
-    /// Where every lookup goes; without it, every name is 127.0.0.1 with no
-    /// CAA (a laptop setting, never production).
+    /// Where every lookup goes; without it, the system's resolvers
+    /// (`/etc/resolv.conf`). A lookup that fails is never answered from
+    /// anywhere else: a failed CAA lookup forbids issuance.
     #[serde(default)]
     pub dns_server: Option<SocketAddr>,
     /// Authorizations validated longer ago than this are rechecked.
@@ -23,7 +24,7 @@ fn default_recheck_after_secs() -> u64 {
 
 impl CaaCheckerConfig {
     pub fn dns_mode(&self) -> DnsMode {
-        self.dns_server.map_or(DnsMode::Loopback, DnsMode::Server)
+        self.dns_server.map_or(DnsMode::System, DnsMode::Server)
     }
 
     pub fn recheck_after(&self) -> Duration {
@@ -49,7 +50,7 @@ mod tests {
     fn rechecks_after_7_hours_by_default() {
         let config = load("").unwrap();
         assert_eq!(config.recheck_after(), Duration::from_secs(7 * 3600));
-        assert!(matches!(config.dns_mode(), DnsMode::Loopback));
+        assert!(matches!(config.dns_mode(), DnsMode::System));
         let config = load("recheck_after_secs = 0\n").unwrap();
         assert_eq!(config.recheck_after(), Duration::ZERO);
     }

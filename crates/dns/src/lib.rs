@@ -1,8 +1,8 @@
 //! Every DNS lookup Kiln makes (A/AAAA, TXT, CAA), and CAA policy ([`caa`]).
 //!
 //! All lookups go through [`Dns`] so that a deployment (or a test) decides
-//! which server answers: a real recursive resolver, a test server, or nobody
-//! at all ([`DnsMode::Loopback`]).
+//! which server answers: a configured resolver, the system's, a test server,
+//! or (the all-in-one `kiln` only) nobody at all ([`DnsMode::Loopback`]).
 
 #![forbid(unsafe_code)]
 
@@ -19,7 +19,7 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError as HickoryDnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
-use hickory_resolver::{Resolver, TokioResolver};
+use hickory_resolver::{Resolver, ResolverBuilder, TokioResolver};
 
 /// Per-try timeout handed to hickory. With `ATTEMPTS` retries a dead server
 /// costs `(1 + ATTEMPTS) * TRY_TIMEOUT`; [`LOOKUP_DEADLINE`] caps it anyway.
@@ -37,6 +37,9 @@ pub enum DnsMode {
     /// Every lookup (A/AAAA, TXT, CAA) goes to this server (UDP, TCP fallback
     /// on truncation).
     Server(SocketAddr),
+    /// The machine's resolvers (`/etc/resolv.conf`): what the production
+    /// binaries use when no server is configured. Never [`DnsMode::Loopback`].
+    System,
 }
 
 /// A lookup failure. Every message names the query.
@@ -101,6 +104,23 @@ impl std::fmt::Debug for Dns {
     }
 }
 
+/// Kiln's resolver options on any set of servers, then the resolver.
+fn build(
+    mut builder: ResolverBuilder<TokioRuntimeProvider>,
+    servers: &str,
+) -> Result<TokioResolver, DnsError> {
+    let opts = builder.options_mut();
+    opts.timeout = TRY_TIMEOUT;
+    opts.attempts = ATTEMPTS;
+    // /etc/hosts must not answer for names we validate.
+    opts.use_hosts_file = ResolveHosts::Never;
+    // We always query fully-qualified names; no search list.
+    opts.ndots = 0;
+    builder
+        .build()
+        .map_err(|e| DnsError::Other(format!("cannot build a resolver for {servers}: {e}")))
+}
+
 impl Dns {
     pub fn new(mode: DnsMode) -> Result<Dns, DnsError> {
         let inner = match mode {
@@ -112,19 +132,17 @@ impl Dns {
                     conn.port = addr.port();
                 }
                 let config = ResolverConfig::from_name_servers(vec![ns]);
-                let mut builder =
+                let builder =
                     Resolver::builder_with_config(config, TokioRuntimeProvider::default());
-                let opts = builder.options_mut();
-                opts.timeout = TRY_TIMEOUT;
-                opts.attempts = ATTEMPTS;
-                // /etc/hosts must not answer for names we validate.
-                opts.use_hosts_file = ResolveHosts::Never;
-                // We always query fully-qualified names; no search list.
-                opts.ndots = 0;
-                let resolver = builder.build().map_err(|e| {
-                    DnsError::Other(format!("cannot build resolver for {addr}: {e}"))
+                Inner::Server(Arc::new(build(builder, &addr.to_string())?))
+            }
+            DnsMode::System => {
+                let builder = Resolver::builder_tokio().map_err(|e| {
+                    DnsError::Other(format!(
+                        "cannot read the system resolver configuration: {e}"
+                    ))
                 })?;
-                Inner::Server(Arc::new(resolver))
+                Inner::Server(Arc::new(build(builder, "the system resolvers")?))
             }
         };
         Ok(Dns { inner })
@@ -293,6 +311,38 @@ mod tests {
             Err(DnsError::NoRecords(_))
         ));
         assert_eq!(dns.lookup_caa("a.com").await.unwrap(), vec![]);
+    }
+
+    /// What `fake-dns` serves: one root wildcard answers A for any name, at
+    /// any depth, and nothing else.
+    #[tokio::test]
+    async fn a_root_wildcard_answers_every_name() {
+        let server = TestDnsServer::start().await;
+        server.set_a("*", IpAddr::V4(Ipv4Addr::LOCALHOST)).await;
+        let dns = server.dns();
+        for name in ["localhost", "a.com", "deep.sub.example.co.uk"] {
+            assert_eq!(
+                dns.lookup_ip(name).await.unwrap(),
+                vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+                "{name}"
+            );
+        }
+        assert!(matches!(
+            dns.lookup_txt("_acme-challenge.a.com").await,
+            Err(DnsError::NoRecords(_))
+        ));
+        assert_eq!(dns.lookup_caa("a.com").await.unwrap(), vec![]);
+    }
+
+    /// The production default reads the machine's resolver configuration;
+    /// no query is sent here.
+    #[test]
+    fn the_system_resolver_is_built_from_resolv_conf() {
+        let built = tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(async { Dns::new(DnsMode::System) });
+        let dns = built.expect("the system resolver configuration is readable");
+        assert_eq!(format!("{dns:?}"), "Dns(Server)");
     }
 
     #[tokio::test]

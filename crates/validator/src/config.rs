@@ -9,8 +9,9 @@ use std::net::SocketAddr;
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ValidatorConfig {
-    /// Where every lookup goes; without it, every name is 127.0.0.1 with no
-    /// CAA (a laptop setting, never production).
+    /// Where every lookup goes; without it, the system's resolvers
+    /// (`/etc/resolv.conf`). A lookup that fails is never answered from
+    /// anywhere else: a failed CAA lookup forbids issuance.
     #[serde(default)]
     pub dns_server: Option<SocketAddr>,
     #[serde(default = "default_http01")]
@@ -33,7 +34,7 @@ fn default_tlsalpn01() -> u16 {
 
 impl ValidatorConfig {
     pub fn dns_mode(&self) -> DnsMode {
-        self.dns_server.map_or(DnsMode::Loopback, DnsMode::Server)
+        self.dns_server.map_or(DnsMode::System, DnsMode::Server)
     }
 
     pub fn addresses(&self) -> AddressPolicy {
@@ -65,7 +66,7 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_production_ports_and_loopback_dns() {
+    fn defaults_are_production_ports_and_the_system_resolver() {
         let config = load("").unwrap();
         assert_eq!(
             config.ports(),
@@ -74,7 +75,7 @@ mod tests {
                 tlsalpn01: 443
             }
         );
-        assert!(matches!(config.dns_mode(), DnsMode::Loopback));
+        assert!(matches!(config.dns_mode(), DnsMode::System));
         assert_eq!(config.addresses(), AddressPolicy::public_only());
         let config = load("dns_server = \"127.0.0.1:8053\"\nhttp01_port = 5002\n").unwrap();
         assert!(matches!(config.dns_mode(), DnsMode::Server(a) if a.port() == 8053));
