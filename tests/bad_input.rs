@@ -781,6 +781,57 @@ async fn rsa_1024_account_key_is_bad_public_key() {
     finish(kiln).await;
 }
 
+/// RSA keys of the right size with a known weakness (BR 6.1.1.3): two
+/// primes close enough for Fermat's method, and two with the structure of
+/// the Infineon (ROCA) generator's.
+fn weak_rsa_keys() -> Vec<(&'static str, PKey<Private>)> {
+    use pkix::weak_rsa::testing::{next_prime, prime, roca_style_prime, rsa_from_primes};
+    let fermat = loop {
+        let p = prime(1024);
+        if let Some(key) = rsa_from_primes(&p, &next_prime(&p)) {
+            break key;
+        }
+    };
+    let roca = loop {
+        if let Some(key) = rsa_from_primes(&roca_style_prime(1024), &roca_style_prime(1024)) {
+            break key;
+        }
+    };
+    vec![("Fermat", fermat), ("ROCA", roca)]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weak_rsa_account_keys_are_bad_public_key() {
+    let (kiln, acme) = start().await;
+    for (weakness, key) in weak_rsa_keys() {
+        let detail = acme
+            .new_account_reply(&key, &json!({"termsOfServiceAgreed": true}))
+            .await
+            .expect_problem(400, "badPublicKey");
+        assert_contains(&detail, weakness);
+    }
+    finish(kiln).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weak_rsa_certificate_keys_are_bad_csr() {
+    let (kiln, acme) = start().await;
+    let account = acme.create_account().await;
+    let names = ["weak.test"];
+    let order = acme.ready_order(&kiln, &account, &names).await;
+    for (weakness, key) in weak_rsa_keys() {
+        let csr = csr_der_with_key(&names, &key);
+        let detail = expect_bad_csr(&acme, &account, &order, &b64(&csr)).await;
+        assert_contains(&detail, weakness);
+    }
+    assert_eq!(
+        acme.read_order(&account, &order.url).await.status(),
+        "ready",
+        "a refused CSR leaves the order as it was"
+    );
+    finish(kiln).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_return_existing_for_an_unknown_key_is_account_does_not_exist() {
     let (kiln, acme) = start().await;

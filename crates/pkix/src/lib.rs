@@ -12,6 +12,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod weak_rsa;
+
 use openssl::bn::{BigNum, BigNumContext};
 use openssl::ec::{EcGroup, EcKey, EcPoint};
 use openssl::ecdsa::EcdsaSig;
@@ -171,9 +173,10 @@ pub const RSA_BITS: std::ops::RangeInclusive<u32> = 2048..=8192;
 
 /// Whether an RSA public key (big-endian `n` and `e`, leading zero octets
 /// allowed) is one Kiln accepts, for certificates and accounts alike: a
-/// modulus in [`RSA_BITS`], a multiple of 8 bits and odd, and the public
-/// exponent 65537 (BR 6.1.6; e = 3 or 1 is refused). `Err` says what the
-/// key is, for a problem document.
+/// modulus in [`RSA_BITS`], a multiple of 8 bits and odd, the public
+/// exponent 65537 (BR 6.1.6; e = 3 or 1 is refused), and a modulus with
+/// none of the known weaknesses of [`weak_rsa`] (BR 6.1.1.3). `Err` says
+/// what the key is, for a problem document.
 pub fn rsa_key_allowed(n: &[u8], e: &[u8]) -> Result<(), String> {
     let n = strip_leading_zeros(n);
     let bits = match n.first() {
@@ -193,7 +196,11 @@ pub fn rsa_key_allowed(n: &[u8], e: &[u8]) -> Result<(), String> {
     if strip_leading_zeros(e) != [1, 0, 1] {
         return Err("RSA with a public exponent other than 65537".into());
     }
-    Ok(())
+    match weak_rsa::weakness(n) {
+        Ok(None) => Ok(()),
+        Ok(Some(why)) => Err(why.into()),
+        Err(e) => Err(format!("RSA modulus that could not be checked: {e}")),
+    }
 }
 
 fn strip_leading_zeros(b: &[u8]) -> &[u8] {
