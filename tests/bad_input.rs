@@ -786,14 +786,18 @@ async fn rsa_1024_account_key_is_bad_public_key() {
 /// the Infineon (ROCA) generator's.
 fn weak_rsa_keys() -> Vec<(&'static str, PKey<Private>)> {
     use pkix::weak_rsa::testing::{next_prime, prime, roca_style_prime, rsa_from_primes};
+    // Two 1024-bit primes make a 2047- or 2048-bit modulus: keep 2048.
+    let full_size = |key: Option<PKey<Private>>| key.filter(|k| k.bits() == 2048);
     let fermat = loop {
         let p = prime(1024);
-        if let Some(key) = rsa_from_primes(&p, &next_prime(&p)) {
+        if let Some(key) = full_size(rsa_from_primes(&p, &next_prime(&p))) {
             break key;
         }
     };
     let roca = loop {
-        if let Some(key) = rsa_from_primes(&roca_style_prime(1024), &roca_style_prime(1024)) {
+        let (p, q) = (roca_style_prime(1024), roca_style_prime(1024));
+        if let Some(key) = rsa_from_primes(&p, &q) {
+            assert_eq!(key.bits(), 2048);
             break key;
         }
     };

@@ -178,6 +178,16 @@ pub const RSA_BITS: std::ops::RangeInclusive<u32> = 2048..=8192;
 /// none of the known weaknesses of [`weak_rsa`] (BR 6.1.1.3). `Err` says
 /// what the key is, for a problem document.
 pub fn rsa_key_allowed(n: &[u8], e: &[u8]) -> Result<(), String> {
+    rsa_shape_allowed(n, e)?;
+    match weak_rsa::weakness(n) {
+        Ok(None) => Ok(()),
+        Ok(Some(why)) => Err(why.into()),
+        Err(e) => Err(format!("RSA modulus that could not be checked: {e}")),
+    }
+}
+
+/// The size and exponent rules alone (BR 6.1.5, 6.1.6).
+fn rsa_shape_allowed(n: &[u8], e: &[u8]) -> Result<(), String> {
     let n = strip_leading_zeros(n);
     let bits = match n.first() {
         Some(top) => n.len() as u32 * 8 - top.leading_zeros(),
@@ -196,11 +206,7 @@ pub fn rsa_key_allowed(n: &[u8], e: &[u8]) -> Result<(), String> {
     if strip_leading_zeros(e) != [1, 0, 1] {
         return Err("RSA with a public exponent other than 65537".into());
     }
-    match weak_rsa::weakness(n) {
-        Ok(None) => Ok(()),
-        Ok(Some(why)) => Err(why.into()),
-        Err(e) => Err(format!("RSA modulus that could not be checked: {e}")),
-    }
+    Ok(())
 }
 
 fn strip_leading_zeros(b: &[u8]) -> &[u8] {
@@ -440,19 +446,26 @@ mod tests {
     /// 2048 to 8192 bits in steps of 8, e = 65537 only.
     #[test]
     fn rsa_keys_follow_the_baseline_requirements() {
-        // An odd modulus of exactly `bits` bits (a multiple of 8).
+        let real = Rsa::generate(2048).unwrap();
+        assert_eq!(
+            rsa_key_allowed(&real.n().to_vec(), &real.e().to_vec()),
+            Ok(())
+        );
+        // The shape rules, on synthetic moduli (which the weakness checks
+        // would refuse: 2^k − 1 has small factors): an odd modulus of
+        // exactly `bits` bits (a multiple of 8).
         let odd = |bits: usize| vec![0xffu8; bits / 8];
         let e = [1, 0, 1];
         for bits in [2048, 2056, 3072, 4096, 8192] {
-            assert_eq!(rsa_key_allowed(&odd(bits), &e), Ok(()), "{bits}");
+            assert_eq!(rsa_shape_allowed(&odd(bits), &e), Ok(()), "{bits}");
         }
         assert_eq!(
-            rsa_key_allowed(&[&[0, 0][..], &odd(2048)].concat(), &[0, 1, 0, 1]),
+            rsa_shape_allowed(&[&[0, 0][..], &odd(2048)].concat(), &[0, 1, 0, 1]),
             Ok(())
         );
         for bits in [1024, 2040, 8200] {
             assert!(
-                rsa_key_allowed(&odd(bits), &e)
+                rsa_shape_allowed(&odd(bits), &e)
                     .unwrap_err()
                     .contains("modulus"),
                 "{bits}"
@@ -460,13 +473,13 @@ mod tests {
         }
         let mut seven_short = odd(2048);
         seven_short[0] = 0x01; // 2041 bits: not a multiple of 8
-        assert!(rsa_key_allowed(&seven_short, &e).is_err());
+        assert!(rsa_shape_allowed(&seven_short, &e).is_err());
         let mut even = odd(2048);
         *even.last_mut().unwrap() = 0xfe;
-        assert!(rsa_key_allowed(&even, &e).unwrap_err().contains("even"));
+        assert!(rsa_shape_allowed(&even, &e).unwrap_err().contains("even"));
         for bad_e in [&[3][..], &[1], &[1, 0, 0, 1], &[]] {
             assert!(
-                rsa_key_allowed(&odd(2048), bad_e)
+                rsa_shape_allowed(&odd(2048), bad_e)
                     .unwrap_err()
                     .contains("65537")
             );

@@ -46,7 +46,7 @@ pub fn weakness(n: &[u8]) -> Result<Option<&'static str>, ErrorStack> {
 
 fn has_small_factor(n: &BigNumRef) -> Result<bool, ErrorStack> {
     for p in small_primes() {
-        if n.mod_word(p.into())? == 0 {
+        if n.mod_word(p)? == 0 {
             return Ok(true);
         }
     }
@@ -67,14 +67,30 @@ fn fermat_factorable(n: &BigNumRef) -> Result<bool, ErrorStack> {
     for _ in 0..FERMAT_ROUNDS {
         square.sqr(&a, &mut ctx)?;
         b2.checked_sub(&square, n)?;
-        let b = isqrt(&b2, &mut ctx)?;
-        square.sqr(&b, &mut ctx)?;
-        if square == b2 {
-            return Ok(true);
+        if may_be_square(&b2)? {
+            let b = isqrt(&b2, &mut ctx)?;
+            square.sqr(&b, &mut ctx)?;
+            if square == b2 {
+                return Ok(true);
+            }
         }
         a.add_word(1)?;
     }
     Ok(false)
+}
+
+/// False when `x` is certainly not a perfect square: its residue modulo
+/// 64, 63, 65 or 11 is not a square's. Fewer than 1 % of non-squares pass,
+/// so the square root (the costly step, a 2048-bit Newton iteration) is
+/// taken about once in a hundred Fermat rounds.
+fn may_be_square(x: &BigNumRef) -> Result<bool, ErrorStack> {
+    for m in [64u32, 63, 65, 11] {
+        let r = x.mod_word(m)?;
+        if !(0..u64::from(m)).any(|y| y * y % u64::from(m) == r) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// ⌊√x⌋ by Newton's method from a power of two above it.
@@ -100,8 +116,8 @@ fn isqrt(x: &BigNumRef, ctx: &mut BigNumContext) -> Result<BigNum, ErrorStack> {
 
 fn roca_fingerprint(n: &BigNumRef) -> Result<bool, ErrorStack> {
     for p in ROCA_PRIMES {
-        let residue = n.mod_word(p.into())?;
-        if !in_subgroup_of_65537(residue, p.into()) {
+        let residue = n.mod_word(p)?;
+        if !in_subgroup_of_65537(residue, u64::from(p)) {
             return Ok(false);
         }
     }
@@ -127,29 +143,45 @@ fn in_subgroup_of_65537(residue: u64, p: u64) -> bool {
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing {
     use super::ROCA_PRIMES;
-    use openssl::bn::{BigNum, BigNumContext, BigNumRef, MsbOption};
+    use openssl::bn::{BigNum, BigNumContext, BigNumRef};
     use openssl::pkey::{PKey, Private};
     use openssl::rsa::Rsa;
 
     /// A prime p ≡ 65537^k (mod M), M the product of the ROCA primes: the
     /// structure of Infineon's primes, which is what the fingerprint sees.
+    /// Its top two bits are set, so two of them make a modulus of exactly
+    /// `2 · bits` bits.
     pub fn roca_style_prime(bits: i32) -> BigNum {
         let mut ctx = BigNumContext::new().unwrap();
         let mut m = BigNum::from_u32(1).unwrap();
         for p in ROCA_PRIMES {
-            m.mul_word(p.into()).unwrap();
+            m.mul_word(p).unwrap();
         }
+        // p = r·M + 65537^k mod M with r in [¾·2^bits / M, 2^bits / M).
+        let mut top = BigNum::new().unwrap();
+        top.set_bit(bits).unwrap();
+        let mut three_quarters = BigNum::new().unwrap();
+        three_quarters.set_bit(bits - 1).unwrap();
+        let mut quarter = BigNum::new().unwrap();
+        quarter.set_bit(bits - 2).unwrap();
+        let mut low_bound = BigNum::new().unwrap();
+        low_bound.checked_add(&three_quarters, &quarter).unwrap();
+        let (mut r_min, mut r_max) = (BigNum::new().unwrap(), BigNum::new().unwrap());
+        r_min.checked_div(&low_bound, &m, &mut ctx).unwrap();
+        r_min.add_word(1).unwrap();
+        r_max.checked_div(&top, &m, &mut ctx).unwrap();
+        let mut span = BigNum::new().unwrap();
+        span.checked_sub(&r_max, &r_min).unwrap();
         let g = BigNum::from_u32(65537).unwrap();
         let (mut k, mut residue) = (BigNum::new().unwrap(), BigNum::new().unwrap());
-        let (mut multiple, mut scaled) = (BigNum::new().unwrap(), BigNum::new().unwrap());
-        let mut candidate = BigNum::new().unwrap();
+        let (mut offset, mut r) = (BigNum::new().unwrap(), BigNum::new().unwrap());
+        let (mut scaled, mut candidate) = (BigNum::new().unwrap(), BigNum::new().unwrap());
         loop {
             m.rand_range(&mut k).unwrap();
             residue.mod_exp(&g, &k, &m, &mut ctx).unwrap();
-            multiple
-                .rand(bits - m.num_bits(), MsbOption::ONE, false)
-                .unwrap();
-            scaled.checked_mul(&multiple, &m, &mut ctx).unwrap();
+            span.rand_range(&mut offset).unwrap();
+            r.checked_add(&r_min, &offset).unwrap();
+            scaled.checked_mul(&r, &m, &mut ctx).unwrap();
             candidate.checked_add(&scaled, &residue).unwrap();
             if candidate.is_prime(20, &mut ctx).unwrap() {
                 return candidate;
@@ -259,9 +291,32 @@ mod tests {
     }
 
     #[test]
+    fn the_square_filter_never_rejects_a_square() {
+        for y in 0u32..2000 {
+            let square = BigNum::from_u32(y * y).unwrap();
+            assert!(may_be_square(&square).unwrap(), "{y}²");
+        }
+        let passed = (0u32..10_000)
+            .filter(|&x| may_be_square(&BigNum::from_u32(x * 7 + 3).unwrap()).unwrap())
+            .count();
+        assert!(
+            passed < 300,
+            "{passed} of 10,000 non-squares (mostly) passed"
+        );
+    }
+
+    #[test]
     fn integer_square_roots() {
         let mut ctx = BigNumContext::new().unwrap();
-        for (x, root) in [(0u32, 0u32), (1, 1), (2, 1), (15, 3), (16, 4), (17, 4), (1 << 30, 1 << 15)] {
+        for (x, root) in [
+            (0u32, 0u32),
+            (1, 1),
+            (2, 1),
+            (15, 3),
+            (16, 4),
+            (17, 4),
+            (1 << 30, 1 << 15),
+        ] {
             let got = isqrt(&BigNum::from_u32(x).unwrap(), &mut ctx).unwrap();
             assert_eq!(got, BigNum::from_u32(root).unwrap(), "√{x}");
         }
