@@ -47,6 +47,18 @@ async fn one_process_leads_at_a_time(store: Store, url: String) {
     other.close().await;
 }
 
+/// Leadership of `KEY`, tried every 20 ms for 2 s: a lock whose connection
+/// was closed is released once the server notices.
+async fn leadership_within_two_seconds(store: &Store) -> Option<store::Leadership> {
+    for _ in 0..100 {
+        if let Some(held) = store.try_leadership(KEY).await.unwrap() {
+            return Some(held);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    None
+}
+
 on_both_backends!(url: dropping_leadership_gives_it_up);
 
 async fn dropping_leadership_gives_it_up(store: Store, url: String) {
@@ -55,14 +67,7 @@ async fn dropping_leadership_gives_it_up(store: Store, url: String) {
     let other = Store::connect(&url).await.unwrap();
     // The lock's connection is closed, not returned to the pool still
     // holding it; the server notices within moments.
-    let mut passed_on = None;
-    for _ in 0..100 {
-        passed_on = other.try_leadership(KEY).await.unwrap();
-        if passed_on.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let passed_on = leadership_within_two_seconds(&other).await;
     assert!(passed_on.is_some(), "a dropped leadership passes on");
     drop(passed_on);
     other.close().await;
@@ -82,14 +87,7 @@ async fn shared_holders_and_a_leader_exclude_each_other(store: Store, url: Strin
         Backend::Postgres => {
             assert!(leader.is_none(), "no leader beside shared holders");
             drop((first, second));
-            let mut leader = None;
-            for _ in 0..100 {
-                leader = other.try_leadership(KEY).await.unwrap();
-                if leader.is_some() {
-                    break;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
+            let leader = leadership_within_two_seconds(&other).await;
             assert!(leader.is_some(), "the shared holders are gone");
             assert!(
                 store.try_shared_lock(KEY).await.unwrap().is_none(),
