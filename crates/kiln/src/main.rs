@@ -3,6 +3,15 @@
 
 use clap::Parser;
 
+/// glibc's malloc took 14 % of the all-in-one's CPU under load in
+/// `bench/profile.sh` (`_int_malloc`, `_int_free`, `malloc_consolidate`:
+/// many small short-lived allocations, freed on other threads); with
+/// mimalloc's thread-local free lists `bench/scenario1.sh` measured 18 %
+/// less CPU per order, at the price of a larger peak RSS (BENCHMARKS.md).
+/// The distributed binaries keep glibc's until their RSS is measured.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = kiln::cli::Cli::parse();
