@@ -1,10 +1,10 @@
 //! Accounts (RFC 8555 §7.3): one per key, found by the key's thumbprint;
 //! contact updates, key change and deactivation are compare-and-set on a
-//! `valid` account.
+//! `valid` account; deactivation also cancels the account's pending work.
 
-use crate::db::Row;
+use crate::db::{Row, Script};
 use crate::{Result, Store, StoreError, json, parse, parse_json, stmt};
-use domain::AccountStatus;
+use domain::{AccountStatus, Problem, ProblemKind};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Account {
@@ -73,15 +73,41 @@ impl Store {
         Ok(changed == 1)
     }
 
+    /// valid → deactivated (RFC 8555 §7.3.6), cancelling in the same
+    /// transaction what the account's key had started: its pending
+    /// authorizations become `deactivated` and its pending or ready orders
+    /// `invalid`, with an `unauthorized` problem saying why. Orders already
+    /// `processing` finish: their certificate is being made. False if the
+    /// account was not `valid` (nothing is changed then).
     pub async fn deactivate_account(&self, id: &str) -> Result<bool> {
-        let changed = self
-            .db
-            .execute(stmt!(
-                "UPDATE accounts SET status = 'deactivated' WHERE id = $1 AND status = 'valid'",
+        let why = Problem::new(
+            ProblemKind::Unauthorized,
+            "the account was deactivated before this order was finalized",
+        );
+        // Through the account's orders (`orders_by_account`, then
+        // `authzs_by_order`): authzs have no index by account. Authorizations
+        // before orders, the order `finish_challenge` locks rows in.
+        let script = Script::new()
+            .require(
+                1,
+                stmt!(
+                    "UPDATE accounts SET status = 'deactivated' WHERE id = $1 AND status = 'valid'",
+                    id
+                ),
+            )
+            .then(stmt!(
+                "UPDATE authzs SET status = 'deactivated'
+                 WHERE status = 'pending'
+                   AND order_id IN (SELECT o.id FROM orders o WHERE o.account_id = $1)",
                 id
             ))
-            .await?;
-        Ok(changed == 1)
+            .then(stmt!(
+                "UPDATE orders SET status = 'invalid', error = $2
+                 WHERE account_id = $1 AND status IN ('pending', 'ready')",
+                id,
+                json(&why),
+            ));
+        Ok(self.db.run(script).await?.committed())
     }
 
     /// Replaces the account key if it is still `old_thumbprint`. A new key

@@ -33,6 +33,7 @@
 #![forbid(unsafe_code)]
 
 mod accounts;
+mod blocked_keys;
 mod certificates;
 mod compat;
 pub mod db;
@@ -45,6 +46,7 @@ mod orders;
 mod sweeping;
 
 pub use accounts::Account;
+pub use blocked_keys::{BlockedKey, KeyDigest};
 pub use certificates::{CertificateRecord, CertificateState, NewCertificate};
 pub use compat::FinalizeObservation;
 pub use db::Backend;
@@ -90,6 +92,7 @@ macro_rules! migrations {
             migrations!(@one $backend, 2, "timeline and compat", "0002_timeline_and_compat.sql"),
             migrations!(@one $backend, 3, "trace id", "0003_trace_id.sql"),
             migrations!(@one $backend, 4, "issuers", "0004_issuers.sql"),
+            migrations!(@one $backend, 5, "blocked keys", "0005_blocked_keys.sql"),
         ]
     };
     (@one $backend:literal, $version:literal, $description:literal, $file:literal) => {

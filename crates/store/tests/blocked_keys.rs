@@ -1,0 +1,113 @@
+//! Blocked keys: added once, found by digest, and blocked together with a
+//! keyCompromise revocation.
+
+#[macro_use]
+mod common;
+
+use common::{issued_order, signing_final};
+use store::{BlockedKey, KeyDigest, Store, now_ms};
+
+on_both_backends!(
+    an_operator_blocks_a_key_once,
+    a_key_compromise_revocation_blocks_the_key_with_it,
+    a_revocation_for_another_reason_can_be_raised_to_key_compromise,
+    no_key_is_blocked_for_a_certificate_not_issued,
+);
+
+fn operator_entry(digest: &KeyDigest, comment: &str) -> BlockedKey {
+    BlockedKey {
+        digest: digest.clone(),
+        revoked_serial: None,
+        comment: comment.into(),
+        created_at: now_ms(),
+    }
+}
+
+async fn an_operator_blocks_a_key_once(store: Store) {
+    let key = KeyDigest::of_spki(b"a key's SPKI");
+    let other = KeyDigest::of_spki(b"another key's SPKI");
+    assert!(!store.is_key_blocked(&key).await.unwrap());
+    assert_eq!(store.blocked_key(&key).await.unwrap(), None);
+    let first = operator_entry(&key, "published on a paste site");
+    assert!(store.block_key(&first).await.unwrap());
+    assert!(
+        !store
+            .block_key(&operator_entry(&key, "again"))
+            .await
+            .unwrap(),
+        "a second block of the same key adds nothing"
+    );
+    assert!(store.is_key_blocked(&key).await.unwrap());
+    assert_eq!(store.blocked_key(&key).await.unwrap(), Some(first));
+    assert!(!store.is_key_blocked(&other).await.unwrap());
+}
+
+async fn a_key_compromise_revocation_blocks_the_key_with_it(store: Store) {
+    let now = now_ms();
+    issued_order(&store, "o1", "01ab", now).await;
+    let key = KeyDigest::of_spki(b"the certificate's key");
+    assert!(
+        store
+            .revoke_for_key_compromise("01ab", &key, now)
+            .await
+            .unwrap()
+    );
+    let cert = store.certificate("01ab").await.unwrap().unwrap();
+    assert_eq!((cert.revoked_at, cert.revoked_reason), (Some(now), Some(1)));
+    let blocked = store.blocked_key(&key).await.unwrap().unwrap();
+    assert_eq!(blocked.revoked_serial.as_deref(), Some("01ab"));
+    assert_eq!(blocked.created_at, now);
+    // Once: a second request changes neither the certificate nor the entry.
+    assert!(
+        !store
+            .revoke_for_key_compromise("01ab", &key, now + 5)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.certificate("01ab").await.unwrap().unwrap(), cert);
+    assert_eq!(store.blocked_key(&key).await.unwrap(), Some(blocked));
+    assert!(!store.revoke_certificate("01ab", 0, now).await.unwrap());
+}
+
+async fn a_revocation_for_another_reason_can_be_raised_to_key_compromise(store: Store) {
+    let now = now_ms();
+    issued_order(&store, "o1", "02", now).await;
+    assert!(store.revoke_certificate("02", 4, now).await.unwrap());
+    let key = KeyDigest::of_spki(b"superseded, then compromised");
+    assert!(
+        !store.is_key_blocked(&key).await.unwrap(),
+        "a revocation for another reason blocks nothing"
+    );
+    assert!(
+        store
+            .revoke_for_key_compromise("02", &key, now + 1000)
+            .await
+            .unwrap()
+    );
+    let cert = store.certificate("02").await.unwrap().unwrap();
+    assert_eq!(
+        (cert.revoked_at, cert.revoked_reason),
+        (Some(now), Some(1)),
+        "the reason is raised, the revocation time stays"
+    );
+    assert!(store.is_key_blocked(&key).await.unwrap());
+}
+
+async fn no_key_is_blocked_for_a_certificate_not_issued(store: Store) {
+    let now = now_ms();
+    signing_final(&store, "o1", "03", now).await;
+    let key = KeyDigest::of_spki(b"a key never certified");
+    for serial in ["03", "unknown"] {
+        assert!(
+            !store
+                .revoke_for_key_compromise(serial, &key, now)
+                .await
+                .unwrap()
+        );
+    }
+    assert!(!store.is_key_blocked(&key).await.unwrap());
+    assert_eq!(
+        store.certificate("03").await.unwrap().unwrap().revoked_at,
+        None
+    );
+}
