@@ -127,6 +127,8 @@ listen = "$listen"
 tls_chain = "$data/api-tls-chain.pem"
 tls_key = "$data/api-tls-key.pem"
 root_pem = "$data/root.pem"
+# The tests and local clients ask for *.test names (RFC 6761).
+allowed_special_use_domains = ["test"]
 TOML
     if [ "${KILN_API_SOLE_REPLICA:-0}" = 1 ]; then echo "sole_replica = true"; fi
   } >"$data/config/api.toml"

@@ -2,9 +2,12 @@
 //! its listener (HTTPS, or plain HTTP behind a TLS-terminating proxy).
 
 use crate::{ApiConfig, FinalizeMode, FinalizePolicy, PolicyHandle};
+use anyhow::Context as _;
+use domain::{IdentifierPolicy, PublicSuffixList};
 use serde::Deserialize;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Clone, Debug, Deserialize)]
@@ -44,6 +47,22 @@ pub struct ApiSection {
     /// either kind then refuses to start.
     #[serde(default)]
     pub sole_replica: bool,
+    /// Special-use domains (RFC 6761 and later) whose names may be issued
+    /// for: any of test, example, internal, alt, local, home.arpa. Default
+    /// none, as a public CA must.
+    #[serde(default)]
+    pub allowed_special_use_domains: Vec<String>,
+    /// Names refused with `rejectedIdentifier`: `name` exactly, `*.name`
+    /// every name under it, `.name` it and every name under it.
+    #[serde(default)]
+    pub blocked_names: Vec<String>,
+    /// More blocklist entries, one a line (`#` comments), read at start-up.
+    #[serde(default)]
+    pub blocked_names_file: Option<PathBuf>,
+    /// A newer `public_suffix_list.dat` to use instead of the built-in
+    /// list, read at start-up.
+    #[serde(default)]
+    pub public_suffix_list: Option<PathBuf>,
 }
 
 fn default_finalize_mode() -> String {
@@ -90,6 +109,12 @@ impl ApiSection {
         }
         config.finalize = PolicyHandle::new(self.finalize_policy()?);
         config.compat_abandon_after = Duration::from_secs(self.compat_abandon_after_secs);
+        config.identifiers = Arc::new(identifier_policy(&IdentifierSettings {
+            allowed_special_use_domains: &self.allowed_special_use_domains,
+            blocked_names: &self.blocked_names,
+            blocked_names_file: self.blocked_names_file.as_deref(),
+            public_suffix_list: self.public_suffix_list.as_deref(),
+        })?);
         Ok(config)
     }
 
@@ -128,6 +153,40 @@ impl ApiSection {
     }
 }
 
+/// The identifier settings, from `[api]` or the all-in-one's flags.
+pub struct IdentifierSettings<'a> {
+    pub allowed_special_use_domains: &'a [String],
+    pub blocked_names: &'a [String],
+    pub blocked_names_file: Option<&'a Path>,
+    pub public_suffix_list: Option<&'a Path>,
+}
+
+/// The identifier policy these settings describe; reads the files they
+/// name. A bad entry or file is an error naming it, so the process does not
+/// start with a policy other than the one configured.
+pub fn identifier_policy(settings: &IdentifierSettings) -> anyhow::Result<IdentifierPolicy> {
+    let mut policy = IdentifierPolicy::default()
+        .allow_special_use(settings.allowed_special_use_domains)
+        .map_err(|e| anyhow::anyhow!("allowed special-use domains: {e}"))?
+        .block_names(settings.blocked_names)
+        .map_err(|e| anyhow::anyhow!("blocked names: {e}"))?;
+    if let Some(path) = settings.blocked_names_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the blocked names file {}", path.display()))?;
+        policy = policy
+            .block_names(&domain::identifier_policy::blocklist_entries(&text))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
+    if let Some(path) = settings.public_suffix_list {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the public suffix list {}", path.display()))?;
+        let list = PublicSuffixList::parse(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        policy = policy.with_suffix_list(list);
+    }
+    Ok(policy)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +218,54 @@ mod tests {
         let bad = load("listen = \"127.0.0.1:1\"\nfinalize_mode = \"later\"\n").unwrap();
         let err = bad.finalize_policy().unwrap_err().to_string();
         assert!(err.contains("finalize_mode"), "{err}");
+    }
+
+    /// The identifier policy an `[api]` section with `own` builds.
+    fn policy(own: &str) -> anyhow::Result<Arc<IdentifierPolicy>> {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let text = format!(
+            "[database]\nurl = \"sqlite://x\"\n[acme]\nbase_url = \"https://a\"\n\
+             [api]\nlisten = \"127.0.0.1:1\"\n{own}"
+        );
+        std::fs::write(file.path(), text).unwrap();
+        let (common, section) = service::config::load::<ApiSection>(Some(file.path()), "api")?;
+        Ok(section.api_config(&common)?.identifiers)
+    }
+
+    #[test]
+    fn identifier_settings_build_the_policy() {
+        let strict = policy("").unwrap();
+        assert!(
+            strict.check("example.test").is_err(),
+            "no special-use by default"
+        );
+        assert!(strict.check("example.com").is_ok());
+
+        let dir = tempfile::tempdir().unwrap();
+        let blocked = dir.path().join("blocked.txt");
+        std::fs::write(&blocked, "# lost keys\n.corp.example.org\n").unwrap();
+        let configured = policy(&format!(
+            "allowed_special_use_domains = [\"test\"]\nblocked_names = [\"bad.example.com\"]\n\
+             blocked_names_file = {:?}\n",
+            blocked.display().to_string()
+        ))
+        .unwrap();
+        assert!(configured.check("example.test").is_ok());
+        assert!(configured.check("bad.example.com").is_err());
+        assert!(configured.check("a.corp.example.org").is_err());
+        assert!(configured.check("good.example.com").is_ok());
+
+        let list = dir.path().join("psl.dat");
+        std::fs::write(&list, "<html>not the list</html>").unwrap();
+        let err = policy(&format!(
+            "public_suffix_list = {:?}\n",
+            list.display().to_string()
+        ));
+        assert!(err.unwrap_err().to_string().contains("psl.dat"));
+        let err = policy("allowed_special_use_domains = [\"onion\"]\n").unwrap_err();
+        assert!(err.to_string().contains("onion"), "{err}");
+        let err = policy("blocked_names = [\"a..b\"]\n").unwrap_err();
+        assert!(err.to_string().contains("a..b"), "{err}");
     }
 
     #[test]

@@ -75,6 +75,9 @@ pub struct ApiConfig {
     /// Client-testing hooks, set only by the all-in-one `kiln` (see
     /// [`hooks`]); `None` in production.
     pub client_test_hooks: Option<Arc<dyn hooks::ClientTestHooks>>,
+    /// Which DNS names new-order accepts (`domain::identifier_policy`);
+    /// the default allows no special-use domain and blocks nothing.
+    pub identifiers: Arc<domain::IdentifierPolicy>,
 }
 
 /// The finalize policy in force, replaceable while requests are in flight:
@@ -114,6 +117,7 @@ impl ApiConfig {
             compat_abandon_after: Duration::from_secs(600),
             sole_replica: false,
             client_test_hooks: None,
+            identifiers: Arc::default(),
         }
     }
 }

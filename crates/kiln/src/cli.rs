@@ -78,8 +78,43 @@ pub struct ServeArgs {
     /// the `fake-ct-log` binary's `http://…` and `public_key=` lines.
     #[arg(long = "ct-log", env = "KILN_CT_LOGS", value_delimiter = ',', value_parser = parse_ct_log)]
     pub(crate) ct_logs: Vec<ct_submitter::CtLog>,
+    /// Special-use domains whose names may be issued for (test, example,
+    /// internal, alt, local, home.arpa), replacing the default; `none`
+    /// allows none, as a public CA must.
+    #[arg(
+        long = "allow-special-use",
+        env = "KILN_ALLOW_SPECIAL_USE",
+        value_delimiter = ',',
+        default_value = "test"
+    )]
+    pub(crate) allow_special_use: Vec<String>,
+    /// Refuse a name (`rejectedIdentifier`): `NAME` exactly, `*.NAME`
+    /// every name under it, `.NAME` it and every name under it. Repeatable.
+    #[arg(
+        long = "blocked-name",
+        env = "KILN_BLOCKED_NAMES",
+        value_delimiter = ','
+    )]
+    pub(crate) blocked_names: Vec<String>,
+    /// More blocklist entries, one a line (`#` comments).
+    #[arg(long, env = "KILN_BLOCKED_NAMES_FILE")]
+    pub(crate) blocked_names_file: Option<PathBuf>,
+    /// A newer public_suffix_list.dat instead of the built-in list.
+    #[arg(long, env = "KILN_PUBLIC_SUFFIX_LIST")]
+    pub(crate) public_suffix_list: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) knobs: KnobArgs,
+}
+
+impl ServeArgs {
+    /// `--allow-special-use`, with `none` for the empty list.
+    pub(crate) fn allowed_special_use_domains(&self) -> Vec<String> {
+        self.allow_special_use
+            .iter()
+            .filter(|d| !d.eq_ignore_ascii_case("none"))
+            .cloned()
+            .collect()
+    }
 }
 
 /// Knobs for testing ACME clients (off unless given; never in production).
@@ -263,5 +298,28 @@ mod tests {
         assert!(parse_ct_log("http://127.0.0.1:9").is_err(), "no key");
         assert!(parse_ct_log("ftp://x=AAAA").is_err(), "not http");
         assert!(parse_ct_log("http://x=AAAA").is_err(), "not a key");
+    }
+
+    #[test]
+    fn special_use_defaults_to_test_and_none_means_none() {
+        let args = |extra: &[&str]| {
+            let cli = Cli::try_parse_from(["kiln"].iter().chain(extra)).unwrap();
+            cli.serve.allowed_special_use_domains()
+        };
+        assert_eq!(args(&[]), ["test"]);
+        assert_eq!(args(&["--allow-special-use", "none"]), Vec::<String>::new());
+        assert_eq!(
+            args(&["--allow-special-use", "test,internal"]),
+            ["test", "internal"]
+        );
+        let cli = Cli::try_parse_from([
+            "kiln",
+            "--blocked-name",
+            "a.example.com",
+            "--blocked-name",
+            ".corp.example",
+        ])
+        .unwrap();
+        assert_eq!(cli.serve.blocked_names, ["a.example.com", ".corp.example"]);
     }
 }

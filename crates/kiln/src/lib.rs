@@ -68,6 +68,15 @@ pub struct EmbeddedConfig {
     pub knobs: Option<knobs::Knobs>,
     /// The management API for the knobs.
     pub mgmt_listen: Option<SocketAddr>,
+    /// Special-use domains (RFC 6761 …) whose names may be issued for;
+    /// `test` by default, since clients are tested with `*.test` names.
+    pub allowed_special_use_domains: Vec<String>,
+    /// The operator's name blocklist (`name`, `*.name`, `.name`; see
+    /// `domain::identifier_policy`), and a file of more entries.
+    pub blocked_names: Vec<String>,
+    pub blocked_names_file: Option<PathBuf>,
+    /// A newer `public_suffix_list.dat` instead of the built-in list.
+    pub public_suffix_list: Option<PathBuf>,
 }
 
 impl EmbeddedConfig {
@@ -89,6 +98,10 @@ impl EmbeddedConfig {
             admin_listen: None,
             knobs: None,
             mgmt_listen: None,
+            allowed_special_use_domains: vec!["test".into()],
+            blocked_names: Vec::new(),
+            blocked_names_file: None,
+            public_suffix_list: None,
         }
     }
 }
@@ -135,6 +148,13 @@ fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
 
 impl Kiln {
     pub async fn start(config: EmbeddedConfig) -> anyhow::Result<Kiln> {
+        // First, so that a bad setting stops Kiln before it does anything.
+        let identifiers = api::config::identifier_policy(&api::config::IdentifierSettings {
+            allowed_special_use_domains: &config.allowed_special_use_domains,
+            blocked_names: &config.blocked_names,
+            blocked_names_file: config.blocked_names_file.as_deref(),
+            public_suffix_list: config.public_suffix_list.as_deref(),
+        })?;
         let dir = &config.data_dir;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let data_dir_lock = lock_data_dir(dir)?;
@@ -289,6 +309,7 @@ impl Kiln {
         api_config.finalize_timeout = config.finalize_timeout;
         api_config.root_pem = Some(root_pem.clone());
         api_config.finalize = config.finalize.clone();
+        api_config.identifiers = Arc::new(identifiers);
         // The data directory is locked to this process (see `lock_data_dir`).
         api_config.sole_replica = true;
         if let Some(listen) = config.admin_listen {

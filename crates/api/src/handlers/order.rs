@@ -72,7 +72,7 @@ pub async fn new_order(
                 ),
             ));
         }
-        match domain::normalize_dns_identifier(&id.value) {
+        match api.config.identifiers.check(&id.value) {
             Ok(name) => {
                 names.insert(name);
             }

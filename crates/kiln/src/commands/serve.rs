@@ -6,13 +6,21 @@ use crate::{EmbeddedConfig, Kiln};
 
 /// Starts the embedded Kiln, prints where it is, and runs until a signal.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let mut config = EmbeddedConfig::new(args.data_dir);
+    let mut config = EmbeddedConfig::new(&args.data_dir);
     config.listen = args.listen;
     config.dns_server = args.dns_server;
     config.http01_port = args.http01_port;
     config.tlsalpn01_port = args.tlsalpn01_port;
     config.admin_listen = args.admin_listen;
     config.finalize_timeout = args.finalize_timeout;
+    config.allowed_special_use_domains = args.allowed_special_use_domains();
+    config.blocked_names = args.blocked_names.clone();
+    config.blocked_names_file = args.blocked_names_file.clone();
+    config.public_suffix_list = args.public_suffix_list.clone();
+    let special_use = match config.allowed_special_use_domains.join(", ") {
+        none if none.is_empty() => "none".to_string(),
+        some => some,
+    };
     config.ct_policy = ct_submitter::SubmitPolicy::laptop(args.finalize_timeout);
     if !args.ct_logs.is_empty() {
         config.fake_ct_logs = 0;
@@ -46,6 +54,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("  ACME directory: {}", kiln.directory_url);
     println!("  Root certificate: {}", kiln.root_pem_path.display());
     println!("  Finalize mode: {mode}");
+    println!("  Special-use domains issued for: {special_use}");
     if let Some(admin) = args.admin_listen {
         println!("  Metrics: http://{admin}/metrics   Client compatibility: http://{admin}/compat");
     }
