@@ -1,6 +1,8 @@
 //! Finalize's CSR checks (RFC 8555 §7.4): the CSR must be well-formed,
 //! self-signed with an acceptable key that is not the account key, and ask
-//! for exactly the order's names.
+//! for exactly the order's names. Also the blocklist's name for a key
+//! ([`key_digest`]), which finalize, newAccount, keyChange and revocation
+//! share.
 
 use std::collections::BTreeSet;
 
@@ -131,6 +133,18 @@ pub fn check_csr(
         names: csr_names.into_iter().collect(),
         public_key_spki_der,
     })
+}
+
+/// The blocklist's name for a public key ([`store::KeyDigest`], BR
+/// 6.1.1.3): the SHA-256 of its DER SubjectPublicKeyInfo as `pkix` rebuilds
+/// it (EC points uncompressed, named curves), so one key has one name
+/// whether it came in a CSR, a certificate or a JWK, in whichever point
+/// encoding. `spki_der` is a key Kiln has already accepted, so a key that
+/// cannot be read here is an internal error.
+pub fn key_digest(spki_der: &[u8]) -> Result<store::KeyDigest, Problem> {
+    let key = pkix::public_key_from_spki(spki_der).map_err(|_| Problem::internal())?;
+    let canonical = key.public_key_to_der().map_err(|_| Problem::internal())?;
+    Ok(store::KeyDigest::of_spki(&canonical))
 }
 
 /// The key types and curves Kiln issues for, decided on the parsed key
@@ -417,5 +431,46 @@ mod tests {
         der.push(0);
         let err = check(&der, &["a.example"]).unwrap_err();
         assert!(err.detail.contains("trailing"), "{}", err.detail);
+    }
+
+    /// One key, one name: a P-256 key's SPKI with its point compressed or
+    /// not, and the key as a JWK, all have the same digest.
+    #[test]
+    fn a_key_digest_does_not_depend_on_the_encoding() {
+        use openssl::bn::BigNumContext;
+        use openssl::ec::PointConversionForm;
+        let key = ec(Nid::X9_62_PRIME256V1);
+        let ec_key = key.ec_key().unwrap();
+        let mut ctx = BigNumContext::new().unwrap();
+        let mut spki_with = |form| {
+            let point = ec_key
+                .public_key()
+                .to_bytes(ec_key.group(), form, &mut ctx)
+                .unwrap();
+            // SEQUENCE { id-ecPublicKey, prime256v1 }, then the BIT STRING.
+            let algorithm = [
+                0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+                0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07,
+            ];
+            let mut inner = algorithm.to_vec();
+            inner.extend_from_slice(&[0x03, point.len() as u8 + 1, 0x00]);
+            inner.extend_from_slice(&point);
+            let mut der = vec![0x30, inner.len() as u8];
+            der.extend_from_slice(&inner);
+            der
+        };
+        let uncompressed = spki_with(PointConversionForm::UNCOMPRESSED);
+        let compressed = spki_with(PointConversionForm::COMPRESSED);
+        assert_eq!(uncompressed, key.public_key_to_der().unwrap());
+        assert_ne!(uncompressed, compressed);
+        let digest = key_digest(&uncompressed).unwrap();
+        assert_eq!(key_digest(&compressed).unwrap(), digest);
+        assert_eq!(digest, store::KeyDigest::of_spki(&uncompressed));
+        let jwk = crate::jwk::Jwk::from_public_key(&key).unwrap();
+        assert_eq!(key_digest(jwk.public_key_spki_der()).unwrap(), digest);
+        let other = ec(Nid::X9_62_PRIME256V1).public_key_to_der().unwrap();
+        assert_ne!(key_digest(&other).unwrap(), digest);
+        let rsa = rsa2048().public_key_to_der().unwrap();
+        assert_eq!(key_digest(&rsa).unwrap(), store::KeyDigest::of_spki(&rsa));
     }
 }

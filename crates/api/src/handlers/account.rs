@@ -1,14 +1,17 @@
 //! Accounts (RFC 8555 §7.3): new-account, reading, updating and
-//! deactivating an account, its orders list, and key change.
+//! deactivating an account, its orders list, and key change. An account key
+//! on the blocklist of compromised keys is refused (`badPublicKey`), as is a
+//! deactivated account's key (`unauthorized`), and, when terms of service
+//! are configured, a new account that does not agree to them.
 
 use super::auth::{Body, KeyRule, PathId, authenticate, not_yours};
 use super::response::Reply;
 use super::{ApiResult, Shared, random_id};
 use crate::error::ApiError;
-use crate::{Api, jws};
+use crate::{Api, csr, jws};
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
 use domain::{AccountStatus, ProblemKind};
 use serde::Deserialize;
 use serde_json::json;
@@ -64,8 +67,29 @@ pub async fn new_account(
 ) -> ApiResult {
     let req = authenticate(&api, &headers, &uri, &body, KeyRule::Jwk).await?;
     let payload: NewAccountPayload = req.json()?;
+    // A blocked key is refused even if an account has it: it is known to be
+    // compromised, so its holder may not be the account's. The account's
+    // own (kid) requests still work, so that it can change its key.
+    refuse_blocked_key(
+        &api,
+        req.key.public_key_spki_der(),
+        ProblemKind::BadPublicKey,
+        "this account key",
+    )
+    .await?;
     let thumbprint = req.key.thumbprint();
     if let Some(existing) = api.store.account_by_thumbprint(&thumbprint).await? {
+        // §7.3.6: a deactivated account's key is accepted for nothing, not
+        // even to find the account.
+        if existing.status != AccountStatus::Valid {
+            return Err(ApiError::new(
+                ProblemKind::Unauthorized,
+                format!(
+                    "the account of this key is {}; use another key for a new account",
+                    existing.status
+                ),
+            ));
+        }
         // RFC 8555 §7.3.1: an existing key answers 200 with its account.
         return Ok(Reply::ok(api.account_json(&existing))
             .location(api.account_url(&existing.id))
@@ -78,11 +102,10 @@ pub async fn new_account(
         ));
     }
     jws::check_account_key(&req.key)?;
-    if payload.terms_of_service_agreed == Some(false) && api.config.terms_of_service.is_some() {
-        return Err(ApiError::new(
-            ProblemKind::Malformed,
-            "the terms of service must be agreed to",
-        ));
+    if let Some(tos) = &api.config.terms_of_service
+        && payload.terms_of_service_agreed != Some(true)
+    {
+        return Ok(terms_not_agreed(tos));
     }
     let contact = payload.contact.unwrap_or_default();
     check_contacts(&contact)?;
@@ -104,6 +127,49 @@ pub async fn new_account(
         .status(status)
         .location(api.account_url(&stored.id))
         .into_response())
+}
+
+/// newAccount without `"termsOfServiceAgreed": true` while terms of service
+/// are configured (the directory's `meta.termsOfService`): refused, absent
+/// as well as `false`. `malformed`, as Let's Encrypt answers, since the
+/// request lacks what the directory asks for; with the terms' URL in a
+/// `Link: rel="terms-of-service"` header, the hint RFC 8555 §7.3.3 gives a
+/// client to show its user.
+fn terms_not_agreed(tos: &str) -> Response {
+    let mut response = ApiError::new(
+        ProblemKind::Malformed,
+        format!(
+            "the terms of service ({tos}) must be agreed to: \
+             send \"termsOfServiceAgreed\": true once the user has read them"
+        ),
+    )
+    .into_response();
+    if let Ok(link) = HeaderValue::from_str(&format!("<{tos}>;rel=\"terms-of-service\"")) {
+        response.headers_mut().append(header::LINK, link);
+    }
+    response
+}
+
+/// Refuses a key on the blocklist of compromised keys (BR 6.1.1.3;
+/// `store::blocked_keys`) with a problem of `kind`: `badPublicKey` for an
+/// account key, `badCSR` for a certificate key. One primary-key read.
+pub(super) async fn refuse_blocked_key(
+    api: &Api,
+    spki_der: &[u8],
+    kind: ProblemKind,
+    what: &str,
+) -> Result<(), ApiError> {
+    let digest = csr::key_digest(spki_der)?;
+    if api.store.is_key_blocked(&digest).await? {
+        return Err(ApiError::new(
+            kind,
+            format!(
+                "{what} is on this CA's blocklist of compromised keys \
+                 (e.g. a certificate for it was revoked for keyCompromise); generate a new key"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -210,12 +276,22 @@ pub async fn key_change(
 ) -> ApiResult {
     let req = authenticate(&api, &headers, &uri, &body, KeyRule::Kid).await?;
     let account = req.account();
+    // The new key passes every rule of a new account's: RSA shape and known
+    // weaknesses (`pkix`, when the JWK is read), the account key policy, and
+    // the blocklist.
     let new_key = jws::verify_key_change(
         &req.payload,
         &req.url,
         &api.account_url(&account.id),
         &req.key,
     )?;
+    refuse_blocked_key(
+        &api,
+        new_key.public_key_spki_der(),
+        ProblemKind::BadPublicKey,
+        "the new account key",
+    )
+    .await?;
     let (store, old) = (api.store.clone(), account.clone());
     let (thumbprint, jwk) = (new_key.thumbprint(), new_key.to_json());
     let changed = change_account(&api, &account.id, async move {

@@ -1,9 +1,10 @@
 //! Certificates (RFC 8555 §7.4.2, §7.6): downloading an issued certificate
 //! with its chain, and revokeCert, by the account or by the certificate's
-//! own key.
+//! own key; a keyCompromise revocation, by the key only, blocks the key.
 
 use super::auth::{Body, KeyRule, PathId, authenticate, not_yours};
 use super::{ApiResult, Shared};
+use crate::csr;
 use crate::error::ApiError;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
@@ -63,6 +64,21 @@ struct RevokePayload {
 /// 3, 4, 5); the others are the CA's own or meaningless for a leaf.
 const ALLOWED_REASONS: &[i64] = &[0, 1, 3, 4, 5];
 
+/// RFC 5280 CRLReason keyCompromise: the certificate is revoked and its key
+/// blocked from then on (BR 6.1.1.3), as an account key and in any CSR.
+/// Only a request signed by the certificate's key may give it. A
+/// certificate already revoked for another reason is then revoked for
+/// keyCompromise instead (its key blocked), so a compromise found later
+/// can still be reported.
+const KEY_COMPROMISE: i64 = 1;
+
+fn already_revoked() -> ApiError {
+    ApiError::new(
+        ProblemKind::AlreadyRevoked,
+        "certificate is already revoked",
+    )
+}
+
 pub async fn revoke_cert(
     State(api): Shared,
     headers: HeaderMap,
@@ -98,12 +114,12 @@ pub async fn revoke_cert(
         Some(c) if c.final_der.as_deref() == Some(der.as_slice()) => c,
         _ => return Err(ApiError::not_found("certificate issued by this CA")),
     };
+    // Compared as keys, not SPKI bytes: one EC key has two encodings.
+    let cert_key = x509.public_key().map_err(ApiError::internal)?;
     match &req.account {
         Some(account) if account.id != cert.account_id => return Err(not_yours("certificate")),
         Some(_) => {}
         None => {
-            // Compared as keys, not SPKI bytes: one EC key has two encodings.
-            let cert_key = x509.public_key().map_err(ApiError::internal)?;
             if !cert_key.public_eq(req.key.public_key()) {
                 return Err(ApiError::new(
                     ProblemKind::Unauthorized,
@@ -112,15 +128,38 @@ pub async fn revoke_cert(
             }
         }
     }
-    if !api
-        .store
-        .revoke_certificate(&serial, reason, now_ms())
-        .await?
-    {
-        return Err(ApiError::new(
-            ProblemKind::AlreadyRevoked,
-            "certificate is already revoked",
-        ));
+    let revoked = if reason == KEY_COMPROMISE {
+        // A compromise blocks the key for everyone, so it must be shown:
+        // only the key's holder can sign with it. The account that ordered
+        // the certificate proved that once, not now (Let's Encrypt asks the
+        // same).
+        if req.account.is_some() {
+            if cert.revoked_at.is_some() {
+                return Err(already_revoked());
+            }
+            return Err(ApiError::new(
+                ProblemKind::BadRevocationReason,
+                "revoking for keyCompromise (reason 1) needs proof of the compromise: \
+                 sign the request with the certificate's key (a jwk header), not the account's",
+            ));
+        }
+        let spki = cert_key.public_key_to_der().map_err(ApiError::internal)?;
+        let digest = csr::key_digest(&spki)?;
+        let revoked = api
+            .store
+            .revoke_for_key_compromise(&serial, &digest, now_ms())
+            .await?;
+        if revoked {
+            tracing::info!(serial = %serial, key = %digest, "key blocked: keyCompromise revocation");
+        }
+        revoked
+    } else {
+        api.store
+            .revoke_certificate(&serial, reason, now_ms())
+            .await?
+    };
+    if !revoked {
+        return Err(already_revoked());
     }
     tracing::info!(serial = %serial, reason, "certificate revoked");
     Ok(StatusCode::OK.into_response())

@@ -1,8 +1,9 @@
-//! Finalize (RFC 8555 §7.4): checks the CSR, moves the order to
-//! `processing` with one conditional UPDATE and enqueues the pipeline's
-//! first job; then answers at once (async) or waits for the pipeline up to
-//! the policy's budget (sync, hybrid). An answer still `processing` is
-//! recorded for the compatibility report: did the client come back?
+//! Finalize (RFC 8555 §7.4): checks the CSR (its key not on the blocklist
+//! of compromised keys), moves the order to `processing` with one
+//! conditional UPDATE and enqueues the pipeline's first job; then answers
+//! at once (async) or waits for the pipeline up to the policy's budget
+//! (sync, hybrid). An answer still `processing` is recorded for the
+//! compatibility report: did the client come back?
 
 use super::auth::{Body, KeyRule, PathId, authenticate};
 use super::order::{order_reply, owned_order};
@@ -51,6 +52,13 @@ pub async fn finalize(
     let payload: FinalizePayload = req.json()?;
     let names: Vec<String> = order.identifiers.iter().map(|i| i.value.clone()).collect();
     let checked = csr::check_csr(&payload.csr, &names, req.key.public_key_spki_der())?;
+    super::account::refuse_blocked_key(
+        &api,
+        &checked.public_key_spki_der,
+        ProblemKind::BadCsr,
+        "the CSR's key",
+    )
+    .await?;
     let now = now_ms();
     let policy = api.config.finalize.get();
     let user_agent = headers

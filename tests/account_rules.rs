@@ -1,0 +1,541 @@
+//! Black-box tests of the rules on account keys and accounts, through the
+//! HTTP API: the blocklist of compromised keys (BR 6.1.1.3) that a
+//! keyCompromise revocation feeds, the terms of service (RFC 8555 §7.3),
+//! deactivated accounts (§7.3.6) and the weak-key rules on keyChange.
+//! Every problem is checked with `Reply::expect_problem` (status, type,
+//! problem+json, Replay-Nonce). Only loopback is ever contacted.
+
+use api::jws::{jwk_of, sign_flattened};
+use kiln_tests::acme::{Account, Acme, Issued, KeyKind, Reply, alg_for, generate_key, p256};
+use kiln_tests::{TestKiln, csr_der_with_key};
+use openssl::pkey::{PKey, Private};
+use serde_json::{Value, json};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+/// RFC 5280 CRLReason keyCompromise.
+const KEY_COMPROMISE: i64 = 1;
+
+async fn start() -> (TestKiln, Acme) {
+    let kiln = TestKiln::start(None).await;
+    let acme = Acme::connect(&kiln).await;
+    (kiln, acme)
+}
+
+async fn finish(kiln: TestKiln) {
+    kiln.kiln.shutdown().await;
+}
+
+fn assert_contains(detail: &str, fragment: &str) {
+    assert!(
+        detail.contains(fragment),
+        "detail {detail:?} should mention {fragment:?}"
+    );
+}
+
+/// The last path segment of a resource URL: the id the store knows it by.
+fn id_of(url: &str) -> &str {
+    url.rsplit('/').next().expect("a URL with a path")
+}
+
+async fn new_account_with(acme: &Acme, key: &PKey<Private>) -> Reply {
+    acme.new_account_reply(key, &json!({"termsOfServiceAgreed": true}))
+        .await
+}
+
+/// keyChange of `account` to `new_key` (RFC 8555 §7.3.5): the inner JWS is
+/// signed by the new key.
+async fn key_change(acme: &Acme, account: &Account, new_key: &PKey<Private>) -> Reply {
+    let url = acme.resource("keyChange");
+    let inner = sign_flattened(
+        new_key,
+        alg_for(new_key),
+        json!({"url": url, "jwk": jwk_of(new_key)}),
+        json!({"account": account.url, "oldKey": jwk_of(&account.key)})
+            .to_string()
+            .as_bytes(),
+    );
+    let inner: Value = serde_json::from_str(&inner).expect("JWS JSON");
+    acme.post_kid(account, &url, Some(&inner)).await
+}
+
+/// Finalizes a fresh ready order of `account` for `name` with a CSR of
+/// `key`, returning the reply.
+async fn finalize_with_key(
+    kiln: &TestKiln,
+    acme: &Acme,
+    account: &Account,
+    name: &str,
+    key: &PKey<Private>,
+) -> Reply {
+    let order = acme.ready_order(kiln, account, &[name]).await;
+    acme.finalize(account, &order, &csr_der_with_key(&[name], key))
+        .await
+}
+
+// ---- the blocklist of compromised keys ----------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_compromise_revocation_blocks_the_key_for_accounts_and_csrs() {
+    let (kiln, acme) = start().await;
+    let account = acme.create_account().await;
+    let issued = acme.issue(&kiln, &account, &["compromised.test"]).await;
+    acme.revoke_by_key(&issued.cert_key, &issued.cert_der, Some(KEY_COMPROMISE))
+        .await
+        .expect_status(200);
+
+    // As an account key: newAccount…
+    let detail = new_account_with(&acme, &issued.cert_key)
+        .await
+        .expect_problem(400, "badPublicKey");
+    assert_contains(&detail, "blocklist");
+    // …also when only looking an account up…
+    acme.new_account_reply(&issued.cert_key, &json!({"onlyReturnExisting": true}))
+        .await
+        .expect_problem(400, "badPublicKey");
+    // …and keyChange.
+    let other = acme.create_account().await;
+    key_change(&acme, &other, &issued.cert_key)
+        .await
+        .expect_problem(400, "badPublicKey");
+    acme.new_order(&other, &["other-keeps-its-key.test"]).await;
+
+    // As a certificate key, in a CSR at finalize; the order stays ready.
+    let names = ["again.test"];
+    let order = acme.ready_order(&kiln, &account, &names).await;
+    let detail = acme
+        .finalize(
+            &account,
+            &order,
+            &csr_der_with_key(&names, &issued.cert_key),
+        )
+        .await
+        .expect_problem(400, "badCSR");
+    assert_contains(&detail, "blocklist");
+    assert_eq!(
+        acme.read_order(&account, &order.url).await.status(),
+        "ready"
+    );
+    // A fresh key still works on the same order.
+    acme.finalize(&account, &order, &csr_der_with_key(&names, &p256()))
+        .await
+        .expect_status(200);
+
+    // Durably: the entry names the certificate.
+    let digest = blocklist_name(&issued.cert_key);
+    let entry = kiln.kiln.store.blocked_key(&digest).await.unwrap();
+    let serial = id_of(&issued.cert_url);
+    assert_eq!(
+        entry.and_then(|e| e.revoked_serial).as_deref(),
+        Some(serial)
+    );
+    finish(kiln).await;
+}
+
+/// The blocklist's name for `key`, as the api computes it.
+fn blocklist_name(key: &PKey<Private>) -> store::KeyDigest {
+    api::csr::key_digest(&key.public_key_to_der().unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_for_another_reason_blocks_nothing() {
+    let (kiln, acme) = start().await;
+    let account = acme.create_account().await;
+    let by_account = acme.issue(&kiln, &account, &["superseded.test"]).await;
+    let by_key = acme.issue(&kiln, &account, &["ceased.test"]).await;
+    acme.revoke_by_account(&account, &by_account.cert_der, Some(4))
+        .await
+        .expect_status(200);
+    acme.revoke_by_key(&by_key.cert_key, &by_key.cert_der, Some(5))
+        .await
+        .expect_status(200);
+    for issued in [&by_account, &by_key] {
+        // Still good in a CSR (of another account's order: a CSR key may
+        // not be the account's own)…
+        finalize_with_key(&kiln, &acme, &account, "reused.test", &issued.cert_key)
+            .await
+            .expect_status(200);
+        // …and as an account key.
+        new_account_with(&acme, &issued.cert_key)
+            .await
+            .expect_status(201);
+    }
+    finish(kiln).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_compromise_must_be_signed_by_the_certificate_key() {
+    let (kiln, acme) = start().await;
+    let account = acme.create_account().await;
+    let issued = acme.issue(&kiln, &account, &["claimed.test"]).await;
+    let detail = acme
+        .revoke_by_account(&account, &issued.cert_der, Some(KEY_COMPROMISE))
+        .await
+        .expect_problem(400, "badRevocationReason");
+    assert_contains(&detail, "certificate's key");
+    // Neither revoked nor blocked by that.
+    assert!(
+        !kiln
+            .kiln
+            .store
+            .is_key_blocked(&blocklist_name(&issued.cert_key))
+            .await
+            .unwrap()
+    );
+    acme.revoke_by_account(&account, &issued.cert_der, None)
+        .await
+        .expect_status(200);
+    new_account_with(&acme, &issued.cert_key)
+        .await
+        .expect_status(201);
+    finish(kiln).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compromise_found_after_another_revocation_still_blocks_the_key() {
+    let (kiln, acme) = start().await;
+    let account = acme.create_account().await;
+    let issued = acme.issue(&kiln, &account, &["later.test"]).await;
+    acme.revoke_by_account(&account, &issued.cert_der, Some(4))
+        .await
+        .expect_status(200);
+    acme.revoke_by_key(&issued.cert_key, &issued.cert_der, Some(KEY_COMPROMISE))
+        .await
+        .expect_status(200);
+    new_account_with(&acme, &issued.cert_key)
+        .await
+        .expect_problem(400, "badPublicKey");
+    let serial = id_of(&issued.cert_url);
+    let cert = kiln.kiln.store.certificate(serial).await.unwrap().unwrap();
+    assert_eq!(cert.revoked_reason, Some(KEY_COMPROMISE));
+    // Once only.
+    acme.revoke_by_key(&issued.cert_key, &issued.cert_der, Some(KEY_COMPROMISE))
+        .await
+        .expect_problem(400, "alreadyRevoked");
+    finish(kiln).await;
+}
+
+/// A P-256 key whose public point OpenSSL encodes compressed, so the
+/// certificate's SPKI bytes differ from those of the same key as a JWK.
+fn compressed_p256() -> PKey<Private> {
+    use openssl::bn::BigNumContext;
+    use openssl::ec::{EcGroup, EcKey, PointConversionForm};
+    use openssl::nid::Nid;
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+    let key = EcKey::generate(&group).unwrap();
+    let mut ctx = BigNumContext::new().unwrap();
+    let point = key
+        .public_key()
+        .to_bytes(&group, PointConversionForm::COMPRESSED, &mut ctx)
+        .unwrap();
+    // SEC 1 ECPrivateKey; OpenSSL keeps the public key's encoding form.
+    let private = key.private_key().to_vec_padded(32).unwrap();
+    let oid = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+    let mut inner = vec![0x02, 0x01, 0x01, 0x04, 0x20];
+    inner.extend_from_slice(&private);
+    inner.extend_from_slice(&[0xa0, oid.len() as u8]);
+    inner.extend_from_slice(&oid);
+    inner.extend_from_slice(&[0xa1, 0x24, 0x03, 0x22, 0x00]);
+    inner.extend_from_slice(&point);
+    let mut der = vec![0x30, inner.len() as u8];
+    der.extend_from_slice(&inner);
+    let pkey = PKey::from_ec_key(EcKey::private_key_from_der(&der).unwrap()).unwrap();
+    assert_eq!(
+        pkey.public_key_to_der().unwrap().len(),
+        59,
+        "compressed SPKI"
+    );
+    pkey
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_is_blocked_whatever_its_point_encoding() {
+    let (kiln, acme) = start().await;
+    let account = acme.create_account().await;
+    let names = ["compressed-compromise.test"];
+    let order = acme.ready_order(&kiln, &account, &names).await;
+    let cert_key = compressed_p256();
+    acme.finalize(&account, &order, &csr_der_with_key(&names, &cert_key))
+        .await
+        .expect_status(200);
+    let order = acme.poll_order(&account, &order.url, "valid").await;
+    let pem = acme
+        .post_as_get(&account, order.body["certificate"].as_str().unwrap())
+        .await;
+    pem.expect_status(200);
+    let leaf = openssl::x509::X509::stack_from_pem(pem.text.as_bytes()).unwrap()[0].clone();
+    assert_eq!(
+        leaf.public_key()
+            .unwrap()
+            .public_key_to_der()
+            .unwrap()
+            .len(),
+        59,
+        "precondition: the certificate carries the compressed point"
+    );
+    acme.revoke_by_key(&cert_key, &leaf.to_der().unwrap(), Some(KEY_COMPROMISE))
+        .await
+        .expect_status(200);
+    // The JWK has x and y: the uncompressed form of the same key.
+    new_account_with(&acme, &cert_key)
+        .await
+        .expect_problem(400, "badPublicKey");
+    // A CSR with the compressed point again.
+    finalize_with_key(&kiln, &acme, &account, "again.test", &cert_key)
+        .await
+        .expect_problem(400, "badCSR");
+    finish(kiln).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_blocked_key_is_refused() {
+    let (kiln, acme) = start().await;
+    let account = acme.create_account().await;
+    let key = generate_key(KeyKind::P384);
+    // What an operator's command would store (no certificate involved).
+    assert!(
+        kiln.kiln
+            .store
+            .block_key(&store::BlockedKey {
+                digest: blocklist_name(&key),
+                revoked_serial: None,
+                comment: "found in a public repository".into(),
+                created_at: store::now_ms(),
+            })
+            .await
+            .unwrap()
+    );
+    new_account_with(&acme, &key)
+        .await
+        .expect_problem(400, "badPublicKey");
+    key_change(&acme, &account, &key)
+        .await
+        .expect_problem(400, "badPublicKey");
+    finalize_with_key(&kiln, &acme, &account, "operator.test", &key)
+        .await
+        .expect_problem(400, "badCSR");
+    finish(kiln).await;
+}
+
+// ---- keyChange: the new key passes the account key rules -----------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_change_to_a_weak_key_is_bad_public_key() {
+    let (kiln, acme) = start().await;
+    let account = acme.create_account().await;
+    let e3 = {
+        use openssl::bn::BigNum;
+        let rsa = openssl::rsa::Rsa::generate_with_e(2048, &BigNum::from_u32(3).unwrap()).unwrap();
+        PKey::from_rsa(rsa).unwrap()
+    };
+    let fermat = loop {
+        use pkix::weak_rsa::testing::{next_prime, prime, rsa_from_primes};
+        let p = prime(1024);
+        if let Some(key) = rsa_from_primes(&p, &next_prime(&p)).filter(|k| k.bits() == 2048) {
+            break key;
+        }
+    };
+    for (what, key) in [
+        ("1024", generate_key(KeyKind::Rsa(1024))),
+        ("65537", e3),
+        ("Fermat", fermat),
+    ] {
+        let detail = key_change(&acme, &account, &key)
+            .await
+            .expect_problem(400, "badPublicKey");
+        assert_contains(&detail, what);
+    }
+    // None was installed: the account still signs with its old key.
+    acme.new_order(&account, &["kept-its-key.test"]).await;
+    finish(kiln).await;
+}
+
+// ---- deactivated accounts ----------------------------------------------------
+
+async fn deactivate(acme: &Acme, account: &Account) {
+    let reply = acme
+        .post_kid(
+            account,
+            &account.url,
+            Some(&json!({"status": "deactivated"})),
+        )
+        .await;
+    reply.expect_status(200);
+    assert_eq!(reply.body["status"], "deactivated", "{}", reply.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deactivated_accounts_key_is_unauthorized_on_new_account() {
+    let (kiln, acme) = start().await;
+    let account = acme.create_account().await;
+    deactivate(&acme, &account).await;
+    for payload in [
+        json!({"termsOfServiceAgreed": true}),
+        json!({"onlyReturnExisting": true}),
+    ] {
+        let detail = acme
+            .new_account_reply(&account.key, &payload)
+            .await
+            .expect_problem(403, "unauthorized");
+        assert_contains(&detail, "deactivated");
+    }
+    // Nor for anything else (RFC 8555 §7.3.6).
+    acme.new_order_reply(
+        &account,
+        &json!({"identifiers": [{"type": "dns", "value": "after.test"}]}),
+    )
+    .await
+    .expect_problem(403, "unauthorized");
+    finish(kiln).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deactivation_cancels_pending_orders_and_authorizations() {
+    let (kiln, acme) = start().await;
+    let account = acme.create_account().await;
+    let other = acme.create_account().await;
+    let pending = acme.new_order(&account, &["pending.test"]).await;
+    let ready = acme.ready_order(&kiln, &account, &["ready.test"]).await;
+    let issued: Issued = acme.issue(&kiln, &account, &["issued.test"]).await;
+    let theirs = acme.new_order(&other, &["theirs.test"]).await;
+
+    deactivate(&acme, &account).await;
+
+    // The account can read nothing any more, so look in the store.
+    let store = &kiln.kiln.store;
+    for order in [&pending, &ready] {
+        let stored = store.order(id_of(&order.url)).await.unwrap().unwrap();
+        assert_eq!(stored.status.as_str(), "invalid", "{}", order.url);
+        let error = stored.error.expect("a cancelled order says why");
+        assert_eq!(error.kind.acme_name(), "unauthorized");
+        assert_contains(&error.detail, "deactivated");
+    }
+    let authz = store
+        .authz(id_of(&pending.authorizations()[0]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(authz.status.as_str(), "deactivated");
+    // The issued order and its certificate stay as they were.
+    let valid = store
+        .order(id_of(&issued.order.url))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(valid.status.as_str(), "valid");
+    // The deactivated account cannot read its orders.
+    acme.post_as_get(&account, &pending.url)
+        .await
+        .expect_problem(403, "unauthorized");
+    // Another account's order is untouched, as the API shows it.
+    let theirs = acme.read_order(&other, &theirs.url).await;
+    assert_eq!(theirs.status(), "pending");
+    let authz = acme.post_as_get(&other, &theirs.authorizations()[0]).await;
+    authz.expect_status(200);
+    assert_eq!(authz.body["status"], "pending");
+    finish(kiln).await;
+}
+
+// ---- terms of service ----------------------------------------------------------
+
+/// An api with terms of service configured, on plain HTTP on loopback, on
+/// its own SQLite store (the all-in-one `kiln` has no terms-of-service
+/// setting). Enough for newAccount; nothing is ever validated or signed.
+struct TosApi {
+    acme: Acme,
+    terms: String,
+    server: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl TosApi {
+    async fn start() -> TosApi {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("kiln.db").display());
+        let store = store::Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let terms = format!("{base_url}/terms/v1");
+        let mut config = api::ApiConfig::new(&base_url);
+        config.terms_of_service = Some(terms.clone());
+        let queue: Arc<dyn queue::Queue> = Arc::new(queue::MemoryQueue::new());
+        let router = api::router(store, queue, config).await.unwrap();
+        let server = tokio::spawn(async move {
+            let service = router.into_make_service_with_connect_info::<SocketAddr>();
+            axum::serve(listener, service).await.unwrap();
+        });
+        let http = reqwest::Client::new();
+        let directory: Value = http
+            .get(format!("{base_url}/directory"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(directory["meta"]["termsOfService"], terms.as_str());
+        TosApi {
+            acme: Acme {
+                http,
+                directory,
+                base_url,
+            },
+            terms,
+            server,
+            _dir: dir,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_account_must_agree_to_configured_terms_of_service() {
+    let tos = TosApi::start().await;
+    let acme = &tos.acme;
+    let key = p256();
+    for payload in [
+        json!({}),
+        json!({"contact": ["mailto:a@kiln.test"]}),
+        json!({"termsOfServiceAgreed": false}),
+    ] {
+        let reply = acme.new_account_reply(&key, &payload).await;
+        let detail = reply.expect_problem(400, "malformed");
+        assert_contains(&detail, "termsOfServiceAgreed");
+        assert_contains(&detail, &tos.terms);
+        let link = format!("<{}>;rel=\"terms-of-service\"", tos.terms);
+        assert!(
+            reply
+                .headers
+                .get_all("link")
+                .iter()
+                .any(|v| v.to_str().ok() == Some(link.as_str())),
+            "a Link to the terms: {:?}",
+            reply.headers
+        );
+    }
+    // Nothing was created by those.
+    acme.new_account_reply(&key, &json!({"onlyReturnExisting": true}))
+        .await
+        .expect_problem(400, "accountDoesNotExist");
+    let created = acme
+        .new_account_reply(&key, &json!({"termsOfServiceAgreed": true}))
+        .await;
+    created.expect_status(201);
+    // An existing account is found without agreeing again (§7.3.1).
+    let found = acme.new_account_reply(&key, &json!({})).await;
+    found.expect_status(200);
+    assert_eq!(found.location(), created.location());
+    tos.server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_terms_of_service_none_need_agreeing() {
+    let (kiln, acme) = start().await;
+    assert!(acme.directory["meta"]["termsOfService"].is_null());
+    acme.new_account_reply(&p256(), &json!({}))
+        .await
+        .expect_status(201);
+    finish(kiln).await;
+}
