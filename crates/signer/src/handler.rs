@@ -4,14 +4,15 @@
 
 use crate::ca::CaHierarchy;
 use crate::certificate::{LeafRequest, Profile, final_certificate_der, precertificate_der};
+use crate::refusal::{internal, refusal};
 use crate::serial::{new_serial, serial_hex};
 use async_trait::async_trait;
-use domain::{FinalizeStep, OrderStatus, Problem, ProblemKind};
+use domain::{FinalizeStep, OrderStatus};
 use proto::Job;
 use queue::{Handler, StageError};
 use std::time::Duration;
 use store::{CertificateState, NewCertificate, Order, Store, now_ms};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::prelude::FromDer;
 
@@ -106,11 +107,7 @@ impl Signer {
             Ok(der) => der,
             Err(e) => {
                 // A lint or key failure will not pass on retry.
-                warn!(order_id, error = %e, "precertificate refused before signing");
-                let problem = Problem::new(
-                    ProblemKind::BadCsr,
-                    format!("cannot issue for this CSR: {e}"),
-                );
+                let problem = refusal(order_id, "precertificate", &e);
                 self.store
                     .fail_order(order_id, &problem)
                     .await
@@ -198,9 +195,9 @@ impl Signer {
         let der = match built {
             Ok(der) => der,
             Err(e) => {
-                warn!(order_id, serial, error = %e, "final certificate refused");
+                let problem = refusal(order_id, "final certificate", &e);
                 self.store
-                    .fail_order(order_id, &Problem::internal())
+                    .fail_order(order_id, &problem)
                     .await
                     .map_err(StageError::retry)?;
                 return Ok(vec![]);
@@ -257,6 +254,11 @@ impl Handler for Signer {
     }
 
     async fn give_up(&self, job: &Job, reason: &str) {
-        self.store.give_up_order(job.subject_id(), reason).await;
+        // The store's give-up, with the signer's detail for the client.
+        let order_id = job.subject_id();
+        error!(order_id, reason, "giving up on order");
+        if let Err(e) = self.store.fail_order(order_id, &internal(order_id)).await {
+            warn!(order_id, error = %e, "could not mark the order invalid; the sweeper will");
+        }
     }
 }

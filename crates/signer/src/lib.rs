@@ -8,6 +8,7 @@ pub mod certificate;
 pub mod config;
 mod handler;
 mod lint_metrics;
+mod refusal;
 pub mod serial;
 
 pub use handler::Signer;

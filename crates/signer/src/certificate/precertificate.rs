@@ -116,8 +116,11 @@ impl<'a> LeafPlan<'a> {
         let key = LeafKey::from_spki(&spki)?;
         // A key of an allowed type must also be a key (an EC point on its
         // curve): pkix builds it, without OpenSSL's slow decoder.
-        pkix::public_key(&spki)
-            .map_err(|e| CertError::UnsupportedKey(format!("unusable key: {e}")))?;
+        // pkix's reason may be OpenSSL's text, which a client never sees.
+        pkix::public_key(&spki).map_err(|e| {
+            tracing::warn!(error = %e, "leaf key cannot be read");
+            CertError::UnsupportedKey("the key cannot be read".into())
+        })?;
 
         let common_name = common_name(&names);
         let subject = match common_name {

@@ -89,7 +89,7 @@ pub enum LeafKeyType {
 }
 
 /// A subject key the profile allows, classified on its parsed
-/// SubjectPublicKeyInfo (RSA 2048–4096, P-256, P-384; nothing else, and an
+/// SubjectPublicKeyInfo (RSA 2048–8192, P-256, P-384; nothing else, and an
 /// EC point of its curve's size). Whether the point lies on the curve is
 /// checked where a key enters, from the CSR (pkix), not here.
 pub(super) struct LeafKey {
@@ -137,7 +137,9 @@ impl LeafKey {
                 return Err(CertError::UnsupportedKey("unparseable RSA key".into()));
             };
             let bits = rsa_bits(rsa.modulus);
-            if !(2048..=4096).contains(&bits) {
+            // The api's CSR rule (`pkix::RSA_BITS`), so that no key it
+            // accepted at finalize is refused here, after `processing`.
+            if !pkix::RSA_BITS.contains(&bits) {
                 return Err(CertError::UnsupportedKey(format!("RSA-{bits}")));
             }
             let rsa_public_key = [
