@@ -10,7 +10,7 @@ pub mod config;
 use async_trait::async_trait;
 use dns::Dns;
 use dns::caa::{CaaPolicy, CaaRequest};
-use domain::{FinalizeStep, OrderStatus, ProblemKind};
+use domain::{FinalizeStep, OrderStatus, Problem, ProblemKind};
 use proto::Job;
 use queue::{Handler, StageError};
 use std::time::Duration;
@@ -96,9 +96,9 @@ impl Handler for CaaChecker {
                 if problem.kind == ProblemKind::Dns && attempt < DNS_ATTEMPTS {
                     return Err(StageError::retry(problem));
                 }
-                warn!(order_id, %problem, "CAA forbids issuance");
+                warn!(order_id, ?problem, "CAA forbids issuance");
                 self.store
-                    .fail_order(order_id, &problem)
+                    .fail_order(order_id, &for_client(problem))
                     .await
                     .map_err(StageError::retry)?;
                 return Ok(vec![]);
@@ -124,6 +124,28 @@ impl Handler for CaaChecker {
     }
 }
 
+/// The CAA problem as the client sees it in `order.error`. A refusal by a
+/// CAA record keeps its detail (the record and why it refuses: the client's
+/// to fix). A failed lookup's detail carries the resolver's error text,
+/// which may name the CA's resolvers or OS errors: the client gets a fixed
+/// one naming the identifier (the log keeps the original).
+fn for_client(mut problem: Problem) -> Problem {
+    if problem.kind == ProblemKind::Dns {
+        let name = problem.identifier.as_ref().map(|i| i.value.clone());
+        problem.detail = match name {
+            Some(name) => format!(
+                "the CAA lookup for {name} failed (SERVFAIL, a timeout or no answer); \
+                 this may be temporary, please retry"
+            ),
+            None => "a CAA lookup failed (SERVFAIL, a timeout or no answer); this may be \
+                     temporary, please retry"
+                .into(),
+        };
+    }
+    problem.subproblems = problem.subproblems.into_iter().map(for_client).collect();
+    problem
+}
+
 /// `kiln_caa_rechecks_total{result}`: one per order whose stale
 /// authorizations were rechecked — `allowed`, or a failure: `forbidden` (a
 /// CAA record refuses Kiln) or `dns_error` (lookup failed; retried). Every
@@ -137,5 +159,37 @@ fn record_recheck(failure: Option<ProblemKind>) {
     for each in ["allowed", "forbidden", "dns_error"] {
         metrics::counter!("kiln_caa_rechecks_total", "result" => each)
             .increment(u64::from(each == result));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::Identifier;
+
+    #[test]
+    fn lookup_failures_lose_the_resolver_text_and_refusals_keep_theirs() {
+        let refused = Problem::new(
+            ProblemKind::Caa,
+            "CAA record for a.test prevents issuance for a.test: issuer other.ca",
+        )
+        .for_identifier(Identifier::dns("a.test"));
+        let failed = Problem::new(
+            ProblemKind::Dns,
+            "CAA lookup for b.test failed: io error: Connection refused (os error 111) \
+             from 10.1.2.3:53",
+        )
+        .for_identifier(Identifier::dns("b.test"));
+        let both = Problem::new(ProblemKind::Caa, "CAA check failed for 2 of 2 identifiers")
+            .with_subproblems(vec![refused.clone(), failed.clone()]);
+        let shown = for_client(both);
+        assert_eq!(shown.detail, "CAA check failed for 2 of 2 identifiers");
+        assert_eq!(shown.subproblems[0], refused);
+        let dns = &shown.subproblems[1];
+        assert_eq!(dns.kind, ProblemKind::Dns);
+        assert!(dns.detail.contains("b.test"), "{}", dns.detail);
+        for internal in ["os error", "10.1.2.3", "Connection refused"] {
+            assert!(!format!("{shown:?}").contains(internal), "{shown:?}");
+        }
     }
 }
