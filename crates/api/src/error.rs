@@ -90,3 +90,21 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_500_shows_no_internal_text() {
+        let secret = "connection to postgres://kiln@10.0.0.5/kiln failed: src/db.rs:42";
+        let response = ApiError::internal(secret).into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let store = ApiError::from(store::StoreError::Conflict(secret.into()));
+        for error in [ApiError::internal(secret), store] {
+            assert_eq!(error.problem.kind, ProblemKind::ServerInternal);
+            let doc = problem_json(&error.problem).to_string();
+            assert!(!doc.contains("postgres") && !doc.contains("db.rs"), "{doc}");
+        }
+    }
+}

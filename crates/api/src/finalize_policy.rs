@@ -186,10 +186,14 @@ impl FinalizePolicy {
 
     /// The hybrid mode's wait: the pipeline's recent p95 (when known),
     /// clamped to the configured bounds.
+    /// A policy built by hand with min above max (a parsed one cannot be)
+    /// waits the max: `min`/`max` rather than `clamp`, which would panic
+    /// in the finalize request.
     pub fn hybrid_budget(&self, recent_p95: Option<Duration>) -> Duration {
         recent_p95
             .unwrap_or(self.hybrid_budget_max)
-            .clamp(self.hybrid_budget_min, self.hybrid_budget_max)
+            .max(self.hybrid_budget_min)
+            .min(self.hybrid_budget_max)
     }
 }
 
@@ -388,7 +392,12 @@ mode = "sync"
             ("enviroment = \"x\"", "enviroment"),
             (
                 "hybrid_budget_min_ms = 500\nhybrid_budget_max_ms = 100",
-                "above hybrid_budget_max_ms",
+                "hybrid_budget_min_ms (500) is above hybrid_budget_max_ms (100)",
+            ),
+            // The other bound's default: max 3000 below min 5000.
+            (
+                "mode = \"hybrid\"\nhybrid_budget_min_ms = 5000",
+                "hybrid_budget_min_ms (5000) is above hybrid_budget_max_ms (3000)",
             ),
         ] {
             let err = FinalizePolicy::from_toml(text).unwrap_err();
@@ -412,6 +421,18 @@ mode = "sync"
             Duration::from_secs(3)
         );
         assert_eq!(p.hybrid_budget(None), Duration::from_secs(3));
+        // Equal bounds are allowed; inverted ones built by hand do not panic.
+        let equal = "hybrid_budget_min_ms = 700\nhybrid_budget_max_ms = 700";
+        let p = FinalizePolicy::from_toml(equal).unwrap();
+        assert_eq!(p.hybrid_budget(None), Duration::from_millis(700));
+        let inverted = FinalizePolicy {
+            hybrid_budget_min: Duration::from_secs(5),
+            ..FinalizePolicy::fixed(FinalizeMode::Hybrid)
+        };
+        assert_eq!(
+            inverted.hybrid_budget(Some(Duration::from_secs(4))),
+            Duration::from_secs(3)
+        );
     }
 
     #[test]

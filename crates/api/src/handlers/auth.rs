@@ -67,7 +67,7 @@ pub(super) struct Authenticated {
     /// The request's `url`, already checked against where it was sent.
     pub(super) url: String,
     pub(super) key: Arc<Jwk>,
-    /// Set for `kid` requests: the valid account that signed.
+    /// Set for `kid` requests: the valid account that signed (verified).
     pub(super) account: Option<Account>,
 }
 
@@ -175,7 +175,26 @@ pub(super) async fn authenticate(
             (key, Some(account))
         }
     };
+    // The signature is checked before anything else is said about the
+    // account. A `jwk` request names no account here at all: newAccount and
+    // revokeCert look the key up only after this. A `kid` request needs the
+    // account's key to be verified, so an unknown account is answered
+    // `accountDoesNotExist` before any signature check (there is nothing to
+    // check it with; RFC 8555 §6.7 gives that type, and clients rely on it
+    // to recover). That says only whether an account URL exists, and account
+    // URLs are unguessable. Everything else waits for a valid signature:
+    // a deactivated or revoked account answers `unauthorized` (§7.3.6) only
+    // to its key's holder; anyone else gets "signature is invalid", as for
+    // a valid account.
     let payload = jws::verify(&parsed, &key)?;
+    if let Some(account) = &account
+        && account.status != AccountStatus::Valid
+    {
+        return Err(ApiError::new(
+            ProblemKind::Unauthorized,
+            format!("account is {}", account.status),
+        ));
+    }
     Ok(Authenticated {
         payload,
         post_as_get: parsed.is_post_as_get(),
@@ -191,8 +210,9 @@ fn account_id_in<'k>(api: &Api, kid: &'k str) -> Option<&'k str> {
         .filter(|id| !id.is_empty() && !id.contains('/'))
 }
 
-/// The valid account `id`, redeeming the request's nonce on the way (one
-/// database round trip for both where the nonce is shared).
+/// The account `id`, whatever its status (checked after the signature),
+/// redeeming the request's nonce on the way (one database round trip for
+/// both where the nonce is shared).
 async fn account_for_id(
     api: &Api,
     id: &str,
@@ -212,19 +232,8 @@ async fn account_for_id(
             account
         }
     };
-    let Some(account) = account else {
-        return Err(ApiError::new(
-            ProblemKind::AccountDoesNotExist,
-            "no account for this kid",
-        ));
-    };
-    if account.status != AccountStatus::Valid {
-        return Err(ApiError::new(
-            ProblemKind::Unauthorized,
-            format!("account is {}", account.status),
-        ));
-    }
-    Ok(account)
+    account
+        .ok_or_else(|| ApiError::new(ProblemKind::AccountDoesNotExist, "no account for this kid"))
 }
 
 pub(super) fn not_yours(what: &str) -> ApiError {
