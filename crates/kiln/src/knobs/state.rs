@@ -2,7 +2,7 @@
 //! shared by the api's client-testing hooks (implemented here), the
 //! pipeline decorators and the management API.
 
-use super::values::{FinalizeDelay, Knobs, RetryAfterFormat};
+use super::values::{FinalizeDelay, Knobs, MAX_RETRY_AFTER_SECONDS, RetryAfterFormat};
 use api::hooks::{ClientTestHooks, Fault};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -85,7 +85,12 @@ fn http_date(t: SystemTime) -> String {
 impl ClientTestHooks for KnobState {
     fn retry_after(&self, computed_secs: u64) -> Option<String> {
         let knobs = self.get();
-        let secs = knobs.retry_after_seconds.unwrap_or(computed_secs);
+        // Bounded, whichever way the value came (the management API refuses
+        // larger ones; a flag is not checked): no date arithmetic overflows.
+        let secs = knobs
+            .retry_after_seconds
+            .unwrap_or(computed_secs)
+            .min(MAX_RETRY_AFTER_SECONDS);
         match knobs.retry_after {
             RetryAfterFormat::Seconds => Some(secs.to_string()),
             RetryAfterFormat::HttpDate => {
@@ -184,6 +189,9 @@ mod tests {
         };
         assert_eq!(with("seconds", None).as_deref(), Some("3"));
         assert_eq!(with("seconds", Some(9)).as_deref(), Some("9"));
+        // A flag's value is not range-checked: the hook bounds it.
+        assert!(with("http-date", Some(u64::MAX)).is_some());
+        assert!(with("random", Some(u64::MAX)).is_some());
         assert_eq!(with("absent", None), None);
         let date = with("http-date", Some(60)).unwrap();
         assert!(date.ends_with(" GMT") && date.len() == 29, "{date}");

@@ -86,7 +86,16 @@ impl Default for Knobs {
     }
 }
 
-/// `250ms`, `5s`, `2m`, or a bare number of seconds.
+/// The longest duration a knob (or `--finalize-timeout`) takes: far beyond
+/// any test, and far from what `Duration`, `Instant` and `SystemTime`
+/// arithmetic can overflow on.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The largest `Retry-After` seconds a knob takes (one year, as above).
+pub const MAX_RETRY_AFTER_SECONDS: u64 = MAX_DURATION.as_secs();
+
+/// `250ms`, `5s`, `2m`, or a bare number of seconds (decimals allowed, no
+/// exponent), at most [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (number, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
@@ -100,10 +109,21 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "ms" => value / 1000.0,
         "s" => value,
         "m" => value * 60.0,
+        _ if unit.starts_with(['e', 'E']) => {
+            return Err(format!(
+                "bad duration {s:?}: write the number without an exponent (e.g. 250ms, 5s, 2m)"
+            ));
+        }
         _ => return Err(format!("bad duration unit in {s:?} (ms, s or m)")),
     };
     // `from_secs_f64` panics on a value no Duration holds (1e30s).
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("duration {s:?} is out of range"))
+    match Duration::try_from_secs_f64(secs) {
+        Ok(d) if d <= MAX_DURATION => Ok(d),
+        _ => Err(format!(
+            "duration {s:?} is out of range (at most {} days)",
+            MAX_DURATION.as_secs() / 86400
+        )),
+    }
 }
 
 fn show_duration(d: Duration) -> String {
@@ -334,8 +354,13 @@ impl Knobs {
         if let Some(r) = &doc.retry_after {
             next.retry_after = r.parse()?;
         }
-        if doc.retry_after_seconds.is_some() {
-            next.retry_after_seconds = doc.retry_after_seconds;
+        if let Some(secs) = doc.retry_after_seconds {
+            if secs > MAX_RETRY_AFTER_SECONDS {
+                return Err(format!(
+                    "retry_after_seconds {secs} is out of range (at most {MAX_RETRY_AFTER_SECONDS})"
+                ));
+            }
+            next.retry_after_seconds = Some(secs);
         }
         if let Some(f) = &doc.fail {
             next.fail = if f == "none" { None } else { Some(f.parse()?) };
@@ -416,8 +441,33 @@ mod tests {
         let huge = format!("{}s", "9".repeat(30));
         assert!(parse_duration(&huge).unwrap_err().contains("out of range"));
         assert!(format!("exp:{huge}").parse::<FinalizeDelay>().is_err());
-        for bad in ["uniform:5s..1s", "soon", "polls:x", "exp", "1e20s"] {
+        for bad in [
+            "uniform:5s..1s",
+            "soon",
+            "polls:x",
+            "exp",
+            "1e20s",
+            "1E3",
+            "NaN",
+            "inf",
+            "-5s",
+            "1.5.5s",
+            "366d",
+            "525601m",
+            "exp:31536001s",
+            "uniform:1s..1e20s",
+        ] {
             assert!(bad.parse::<FinalizeDelay>().is_err(), "{bad}");
+        }
+        assert!(parse_duration("1e20s").unwrap_err().contains("exponent"));
+        assert_eq!(parse_duration("525600m"), Ok(MAX_DURATION));
+        for bad in [
+            "x:slow=1e20s",
+            "x:503:rate=NaN",
+            "x:503:rate=inf",
+            "x:503:next=-1",
+        ] {
+            assert!(bad.parse::<HttpFault>().is_err(), "{bad}");
         }
         for bad in ["new-order", "x:teapot", "x:503:rate=2", "x:503:often"] {
             assert!(bad.parse::<HttpFault>().is_err(), "{bad}");
@@ -442,5 +492,10 @@ mod tests {
             ..KnobsDoc::default()
         };
         assert!(next.apply(&bad).is_err());
+        let huge = KnobsDoc {
+            retry_after_seconds: Some(u64::MAX),
+            ..KnobsDoc::default()
+        };
+        assert!(next.apply(&huge).unwrap_err().contains("out of range"));
     }
 }
