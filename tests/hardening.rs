@@ -1,0 +1,380 @@
+//! Black-box tests of the review's smaller hardening items (issue 13):
+//! nothing internal in `order.error`, the management API answers only
+//! requests meant for itself and refuses unrepresentable knobs with a 400,
+//! and a JWS signature is checked before an account's status is told.
+//! Every request goes to loopback.
+
+use kiln::knobs::{FinalizeDelay, Knobs};
+use kiln_tests::acme::{Account, Acme, KeyKind, Order, generate_key, p256};
+use kiln_tests::{TestKiln, csr_der_with_key, free_port};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+// ---- order.error -------------------------------------------------------------
+
+/// Text that only internals carry: OpenSSL's error strings and source
+/// paths, Rust source paths, OS errors.
+fn assert_nothing_internal(error: &Value) {
+    // The details (the type itself reads `…:error:…`).
+    let mut text = error["detail"].to_string();
+    for sub in error["subproblems"].as_array().into_iter().flatten() {
+        text += &sub["detail"].to_string();
+    }
+    for internal in [
+        "error:", ".c:", "crypto/", "ssl/", ".rs:", "openssl", "os error", "Ok(", "Err(",
+    ] {
+        assert!(
+            !text
+                .to_ascii_lowercase()
+                .contains(&internal.to_ascii_lowercase()),
+            "order.error shows internal text {internal:?}: {text}"
+        );
+    }
+}
+
+/// Polls until the order is `invalid`, returning it (60 s at most).
+async fn invalid_order(acme: &Acme, account: &Account, url: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let order = acme.read_order(account, url).await;
+        match order.status() {
+            "invalid" => return order.body,
+            "valid" => panic!("order became valid: {}", order.body),
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "still {}", order.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn order_id(order: &Order) -> String {
+    order.url.rsplit('/').next().unwrap().to_string()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A P-256 CSR whose public point is moved off the curve: a key the api
+/// would refuse, put in the store behind its back to reach the signer.
+fn csr_with_a_point_off_the_curve(names: &[&str]) -> Vec<u8> {
+    let key = p256();
+    let mut der = csr_der_with_key(names, &key);
+    let point = key.public_key_to_der().unwrap();
+    let point = &point[point.len() - 65..];
+    assert_eq!(point[0], 0x04, "uncompressed point");
+    let at = der
+        .windows(65)
+        .position(|w| w == point)
+        .expect("the point in the CSR");
+    der[at + 64] ^= 0x01;
+    der
+}
+
+/// A Kiln whose pipeline waits 3 s before it starts, so a test can change
+/// a finalized order's stored state before the signer reads it.
+async fn delayed_kiln() -> TestKiln {
+    TestKiln::start_with(None, |c| {
+        c.knobs = Some(Knobs {
+            finalize_delay: FinalizeDelay::Fixed(Duration::from_secs(3)),
+            ..Knobs::default()
+        })
+    })
+    .await
+}
+
+/// The signer's own failures: a stored name its builder refuses (the CA's
+/// inconsistency, never the client's) and a stored key OpenSSL cannot read
+/// (whose OpenSSL error text, with source paths, was the detail before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signer_failure_shows_no_internal_text() {
+    let kiln = delayed_kiln().await;
+    let acme = Acme::connect(&kiln).await;
+    let account = acme.create_account().await;
+
+    let order = acme
+        .ready_order(&kiln, &account, &["names.hardening.test"])
+        .await;
+    let csr = csr_der_with_key(&["names.hardening.test"], &p256());
+    acme.finalize(&account, &order, &csr)
+        .await
+        .expect_status(200);
+    let id = order_id(&order);
+    kiln.kiln
+        .store
+        .execute_admin(&format!(
+            "UPDATE orders SET identifiers = '[{{\"type\":\"dns\",\"value\":\"not a name!\"}}]' \
+             WHERE id = '{id}' AND status = 'processing'"
+        ))
+        .await
+        .unwrap();
+    let failed = invalid_order(&acme, &account, &order.url).await;
+    let error = &failed["error"];
+    assert_eq!(
+        error["type"], "urn:ietf:params:acme:error:serverInternal",
+        "the CA's inconsistency is not the client's CSR: {error}"
+    );
+    let detail = error["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("the CA's operators have the details") && detail.contains(&id),
+        "{detail}"
+    );
+    assert!(!detail.contains("not a name"), "{detail}");
+    assert_nothing_internal(error);
+
+    let order = acme
+        .ready_order(&kiln, &account, &["key.hardening.test"])
+        .await;
+    let csr = csr_der_with_key(&["key.hardening.test"], &p256());
+    acme.finalize(&account, &order, &csr)
+        .await
+        .expect_status(200);
+    let id = order_id(&order);
+    let bad = csr_with_a_point_off_the_curve(&["key.hardening.test"]);
+    kiln.kiln
+        .store
+        .execute_admin(&format!(
+            "UPDATE orders SET csr = X'{}' WHERE id = '{id}' AND status = 'processing'",
+            hex(&bad)
+        ))
+        .await
+        .unwrap();
+    let failed = invalid_order(&acme, &account, &order.url).await;
+    let error = &failed["error"];
+    assert_eq!(
+        error["type"], "urn:ietf:params:acme:error:badCSR",
+        "{error}"
+    );
+    assert_nothing_internal(error);
+    kiln.kiln.shutdown().await;
+}
+
+/// A key the api accepts at finalize (RSA 2048–8192 bits in multiples of
+/// 8) is not refused by the signer after `processing`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_signer_certifies_every_rsa_size_the_api_accepts() {
+    let kiln = TestKiln::start(None).await;
+    let acme = Acme::connect(&kiln).await;
+    let account = acme.create_account().await;
+    let names = ["rsa4104.hardening.test"];
+    let order = acme.ready_order(&kiln, &account, &names).await;
+    let key = generate_key(KeyKind::Rsa(4104));
+    acme.finalize(&account, &order, &csr_der_with_key(&names, &key))
+        .await
+        .expect_status(200);
+    acme.poll_order(&account, &order.url, "valid").await;
+    kiln.kiln.shutdown().await;
+}
+
+// ---- the management API ------------------------------------------------------
+
+/// One HTTP/1.1 request written by hand (so the Host is exactly ours):
+/// the status and the body.
+async fn raw(addr: SocketAddr, head: &str, body: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "{head}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {answer}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+async fn mgmt_kiln() -> (TestKiln, SocketAddr) {
+    let mgmt = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let kiln = TestKiln::start_with(None, |c| c.mgmt_listen = Some(mgmt)).await;
+    (kiln, mgmt)
+}
+
+async fn finalize_delay(mgmt: SocketAddr) -> String {
+    let (status, body) = raw(mgmt, &format!("GET /knobs HTTP/1.1\r\nHost: {mgmt}"), "").await;
+    assert_eq!(status, 200, "{body}");
+    let doc: Value = serde_json::from_str(&body).unwrap();
+    doc["finalize_delay"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_management_api_answers_only_requests_for_itself() {
+    let (kiln, mgmt) = mgmt_kiln().await;
+    let port = mgmt.port();
+    for host in [
+        mgmt.to_string(),
+        format!("localhost:{port}"),
+        format!("LocalHost:{port}"),
+    ] {
+        let (status, body) = raw(mgmt, &format!("GET /knobs HTTP/1.1\r\nHost: {host}"), "").await;
+        assert_eq!(status, 200, "Host {host}: {body}");
+    }
+
+    // DNS rebinding: a page's name now resolves to 127.0.0.1.
+    for host in [
+        format!("rebound.example:{port}"),
+        format!("localhost:{}", port.wrapping_add(1)),
+        "localhost".to_string(),
+    ] {
+        let (status, body) = raw(mgmt, &format!("GET /knobs HTTP/1.1\r\nHost: {host}"), "").await;
+        assert_eq!(status, 421, "Host {host}: {body}");
+        assert!(body.contains("not this management API"), "{body}");
+    }
+
+    // A cross-site POST from a browser carries the page's Origin.
+    let change = json!({"finalize_delay": "7s"}).to_string();
+    for origin in ["http://evil.example", "null", &format!("https://{mgmt}")] {
+        let head = format!(
+            "POST /knobs HTTP/1.1\r\nHost: {mgmt}\r\nOrigin: {origin}\r\n\
+             Content-Type: application/json"
+        );
+        let (status, body) = raw(mgmt, &head, &change).await;
+        assert_eq!(status, 403, "Origin {origin}: {body}");
+        assert!(body.contains("Origin"), "{body}");
+    }
+    assert_eq!(finalize_delay(mgmt).await, "none", "nothing changed");
+
+    // Its own Origin (a page it served itself, or curl without one) works.
+    let head = format!(
+        "POST /knobs HTTP/1.1\r\nHost: localhost:{port}\r\nOrigin: http://localhost:{port}\r\n\
+         Content-Type: application/json"
+    );
+    let (status, body) = raw(mgmt, &head, &change).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(finalize_delay(mgmt).await, "7000ms");
+
+    // Not JSON: what a cross-site form would send.
+    let head = format!(
+        "POST /knobs HTTP/1.1\r\nHost: {mgmt}\r\nContent-Type: application/x-www-form-urlencoded"
+    );
+    let (status, _) = raw(mgmt, &head, "finalize_delay=1s").await;
+    assert_eq!(status, 415);
+    assert_eq!(finalize_delay(mgmt).await, "7000ms");
+    kiln.kiln.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unrepresentable_knobs_are_a_400_and_the_server_carries_on() {
+    let (kiln, mgmt) = mgmt_kiln().await;
+    let head = format!("POST /knobs HTTP/1.1\r\nHost: {mgmt}\r\nContent-Type: application/json");
+    for (doc, fragment) in [
+        (r#"{"finalize_delay": "1e20s"}"#, "exponent"),
+        (
+            r#"{"finalize_delay": "exp:99999999999999999999s"}"#,
+            "out of range",
+        ),
+        (r#"{"finalize_delay": "uniform:1s..NaN"}"#, "bad duration"),
+        (r#"{"http_faults": ["order:slow=1e20s"]}"#, "exponent"),
+        (
+            r#"{"http_faults": ["order:503:rate=NaN"]}"#,
+            "between 0 and 1",
+        ),
+        (r#"{"retry_after_seconds": 1e20}"#, "bad knobs document"),
+        (
+            r#"{"retry_after_seconds": 18446744073709551615}"#,
+            "out of range",
+        ),
+        (r#"{"retry_after_seconds": -1}"#, "bad knobs document"),
+        (r#"{"seed": 1e20}"#, "bad knobs document"),
+        (r#"{"finalize_delay": "#, "bad knobs document"),
+    ] {
+        let (status, body) = raw(mgmt, &head, doc).await;
+        assert_eq!(status, 400, "{doc}: {body}");
+        let answer: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{body}"));
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert!(error.contains(fragment), "{doc}: {error}");
+    }
+    assert_eq!(finalize_delay(mgmt).await, "none");
+
+    // Both servers still answer, and the largest value taken works.
+    let big = json!({"retry_after_seconds": 31_536_000, "retry_after": "http-date"});
+    let (status, body) = raw(mgmt, &head, &big.to_string()).await;
+    assert_eq!(status, 200, "{body}");
+    let acme = Acme::connect(&kiln).await;
+    let account = acme.create_account().await;
+    acme.new_order(&account, &["still.hardening.test"]).await;
+    kiln.kiln.shutdown().await;
+}
+
+// ---- the JWS signature before the account --------------------------------------
+
+/// Signs `header` (naming someone's `kid` or `jwk`) with `key`.
+async fn post_as(
+    acme: &Acme,
+    key: &openssl::pkey::PKey<openssl::pkey::Private>,
+    url: &str,
+    header: Value,
+    payload: &Value,
+) -> kiln_tests::acme::Reply {
+    acme.post_signed(key, url, header, payload.to_string().as_bytes())
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_is_described_only_to_a_valid_signature() {
+    let kiln = TestKiln::start(None).await;
+    let acme = Acme::connect(&kiln).await;
+    let stranger = p256();
+    let new_order = acme.resource("newOrder");
+    let order = json!({"identifiers": [{"type": "dns", "value": "jws.hardening.test"}]});
+
+    // A valid account, signed by a stranger: the signature is what is wrong.
+    let valid = acme.create_account().await;
+    let header = acme.kid_header(&valid.url, &new_order).await;
+    let detail = post_as(&acme, &stranger, &new_order, header, &order)
+        .await
+        .expect_problem(400, "malformed");
+    assert!(detail.contains("signature"), "{detail}");
+
+    // A deactivated account: the stranger learns nothing more than above;
+    // its key's holder is told it is deactivated.
+    let gone = acme.create_account().await;
+    acme.post_kid(&gone, &gone.url, Some(&json!({"status": "deactivated"})))
+        .await
+        .expect_status(200);
+    let header = acme.kid_header(&gone.url, &new_order).await;
+    let stranger_sees = post_as(&acme, &stranger, &new_order, header, &order)
+        .await
+        .expect_problem(400, "malformed");
+    assert_eq!(stranger_sees, detail, "same answer as for a valid account");
+    let header = acme.kid_header(&gone.url, &new_order).await;
+    let owner_sees = post_as(&acme, &gone.key, &new_order, header, &order)
+        .await
+        .expect_problem(403, "unauthorized");
+    assert!(owner_sees.contains("deactivated"), "{owner_sees}");
+
+    // No account at that URL: nothing to verify with; RFC 8555's type.
+    let header = acme
+        .kid_header(&acme.url("/acme/acct/nosuchaccount"), &new_order)
+        .await;
+    post_as(&acme, &stranger, &new_order, header, &order)
+        .await
+        .expect_problem(400, "accountDoesNotExist");
+
+    // newAccount by jwk: an existing account's key with a forged signature
+    // gets no account URL, only the signature's refusal.
+    let new_account = acme.resource("newAccount");
+    let header = acme.jwk_header(&valid.key, &new_account).await;
+    let reply = post_as(
+        &acme,
+        &stranger,
+        &new_account,
+        header,
+        &json!({"onlyReturnExisting": true}),
+    )
+    .await;
+    let detail = reply.expect_problem(400, "malformed");
+    assert!(detail.contains("signature"), "{detail}");
+    assert!(reply.header("location").is_none(), "{reply:?}");
+    kiln.kiln.shutdown().await;
+}
