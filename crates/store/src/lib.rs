@@ -22,6 +22,7 @@
 //!   of the chain;
 //! - `nonces`: shared secrets and used nonces;
 //! - `compat`: what clients did after a `processing` finalize;
+//! - `rate_limits`: counted events behind the api's rate limits;
 //! - `sweeping`: queries over work in flight, for the sweeper;
 //! - `leadership`: one leader among processes (advisory lock);
 //! - `notifications`: finished orders announced to waiters, across
@@ -43,6 +44,7 @@ mod leadership;
 mod nonces;
 mod notifications;
 mod orders;
+pub mod rate_limits;
 mod sweeping;
 
 pub use accounts::Account;
@@ -93,6 +95,7 @@ macro_rules! migrations {
             migrations!(@one $backend, 3, "trace id", "0003_trace_id.sql"),
             migrations!(@one $backend, 4, "issuers", "0004_issuers.sql"),
             migrations!(@one $backend, 5, "blocked keys", "0005_blocked_keys.sql"),
+            migrations!(@one $backend, 6, "rate limits", "0006_rate_limits.sql"),
         ]
     };
     (@one $backend:literal, $version:literal, $description:literal, $file:literal) => {

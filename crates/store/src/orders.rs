@@ -303,14 +303,25 @@ impl Store {
                 challenge_id,
             ))
         } else {
-            script.then(stmt!(
-                "UPDATE orders SET status = 'invalid', error = $2
-                 WHERE id = (SELECT a.order_id FROM challenges c JOIN authzs a ON a.id = c.authz_id
-                             WHERE c.id = $1)
-                   AND status = 'pending'",
-                challenge_id,
-                error,
-            ))
+            script
+                .then(stmt!(
+                    "UPDATE orders SET status = 'invalid', error = $2
+                     WHERE id = (SELECT a.order_id FROM challenges c JOIN authzs a ON a.id = c.authz_id
+                                 WHERE c.id = $1)
+                       AND status = 'pending'",
+                    challenge_id,
+                    error,
+                ))
+                // Counted for the failed-validations rate limit; the bucket
+                // is `rate_limits::failed_validation_bucket`'s text.
+                .then(stmt!(
+                    "INSERT INTO rate_limit_events (limit_name, bucket, at_ms)
+                     SELECT $2, a.account_id || ' ' || a.identifier, $3
+                     FROM challenges c JOIN authzs a ON a.id = c.authz_id WHERE c.id = $1",
+                    challenge_id,
+                    crate::rate_limits::limit::FAILED_VALIDATIONS,
+                    now,
+                ))
         };
         Ok(self.db.run(script).await?.committed())
     }
