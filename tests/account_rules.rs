@@ -292,19 +292,30 @@ async fn an_operator_blocked_key_is_refused() {
     let (kiln, acme) = start().await;
     let account = acme.create_account().await;
     let key = generate_key(KeyKind::P384);
-    // What an operator's command would store (no certificate involved).
-    assert!(
-        kiln.kiln
-            .store
-            .block_key(&store::BlockedKey {
-                digest: blocklist_name(&key),
-                revoked_serial: None,
-                comment: "found in a public repository".into(),
-                created_at: store::now_ms(),
-            })
-            .await
-            .unwrap()
-    );
+    // The operator's command, on the running Kiln's database; no
+    // certificate involved.
+    kiln_tests::cluster::ensure_binaries_built().await;
+    let pem = kiln.data_dir.path().join("compromised.pem");
+    std::fs::write(&pem, key.public_key_to_pem().unwrap()).unwrap();
+    let blocked = std::process::Command::new(kiln_tests::cluster::binary("kiln"))
+        .arg("block-key")
+        .arg("--data-dir")
+        .arg(kiln.data_dir.path())
+        .arg("--public-key")
+        .arg(&pem)
+        .args(["--comment", "found in a public repository"])
+        .output()
+        .expect("kiln block-key");
+    assert!(blocked.status.success(), "{blocked:?}");
+    let entry = kiln
+        .kiln
+        .store
+        .blocked_key(&blocklist_name(&key))
+        .await
+        .unwrap()
+        .expect("the key is on the blocklist");
+    assert_eq!(entry.comment, "found in a public repository");
+    assert_eq!(entry.revoked_serial, None);
     new_account_with(&acme, &key)
         .await
         .expect_problem(400, "badPublicKey");

@@ -20,6 +20,9 @@
 //!    stop_app`, 10 s, `start_app` (then `await_startup`) mid-run: the same
 //!    outcome, and every process is still alive (they reconnect by
 //!    themselves).
+//! 4. `rate_limits_hold_across_two_api_replicas`: a limit of 3 new accounts
+//!    per address, reached through two api replicas on one database, holds
+//!    at both.
 //!
 //! The fault scenarios run with a 5 s step timeout, so the sweeper re-drives
 //! a lost job quickly. Clients retry failed requests and poll until Kiln
@@ -38,6 +41,7 @@ use instant_acme::{
     Account, AuthorizationStatus, ChallengeStatus, ChallengeType, Identifier, NewOrder, Order,
     OrderStatus, Problem,
 };
+use kiln_tests::acme::{Acme, p256};
 use kiln_tests::cluster::{Cluster, WORKERS};
 use kiln_tests::instant::new_account;
 use kiln_tests::metrics::{Scrape, try_scrape};
@@ -784,6 +788,94 @@ async fn two_hundred_concurrent_orders_all_valid() {
         assert!(stderr.contains(refusal), "sole_replica = {sole}: {stderr}");
     }
     assert!(cluster.api_alive().await, "the sole replica still serves");
+}
+
+/// Invariant 10 for rate limits: two api replicas on one database count
+/// the same events, so a limit reached through one holds at the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rate_limits_hold_across_two_api_replicas() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let cluster = Cluster::start(
+        "limits",
+        1,
+        &[("KILN_API_RATE_LIMITS", "new_accounts_per_ip_per_3h = 3")],
+    )
+    .await;
+    let (_second, second_url) = second_api(&cluster).await;
+    let first = raw_acme(&cluster, &cluster.directory_url).await;
+    let second = raw_acme(&cluster, &second_url).await;
+    assert_ne!(first.resource("newAccount"), second.resource("newAccount"));
+    first.create_account().await;
+    second.create_account().await;
+    first.create_account().await;
+    for (name, acme) in [("second", &second), ("first", &first)] {
+        let reply = acme
+            .new_account_reply(&p256(), &serde_json::json!({"termsOfServiceAgreed": true}))
+            .await;
+        let detail = reply.expect_problem(429, "rateLimited");
+        assert!(detail.contains("new accounts"), "{name}: {detail}");
+    }
+}
+
+/// A second, shared api replica on the cluster's database and config, on
+/// its own ACME and admin ports; killed when the child is dropped.
+async fn second_api(cluster: &Cluster) -> (tokio::process::Child, String) {
+    let listen = format!("127.0.0.1:{}", kiln_tests::free_port());
+    let log = std::fs::File::create(cluster.data().join("logs/api-second.log")).expect("log file");
+    let child = tokio::process::Command::new(kiln_tests::cluster::binary("api"))
+        .arg("--config")
+        .arg(cluster.data().join("config/api.toml"))
+        .env("KILN_API__LISTEN", &listen)
+        .env("KILN_ACME__BASE_URL", format!("https://{listen}"))
+        .env(
+            "KILN_ADMIN__LISTEN",
+            format!("127.0.0.1:{}", kiln_tests::free_port()),
+        )
+        .stdout(log.try_clone().expect("log file"))
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting a second api");
+    let url = format!("https://{listen}/directory");
+    let http = https_client(cluster);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !http
+        .get(&url)
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(Instant::now() < deadline, "the second api never answered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (child, url)
+}
+
+fn https_client(cluster: &Cluster) -> reqwest::Client {
+    let root = reqwest::Certificate::from_pem(cluster.root_pem.as_bytes()).expect("root pem");
+    reqwest::Client::builder()
+        .add_root_certificate(root)
+        .build()
+        .expect("client")
+}
+
+/// A raw ACME client (`kiln_tests::acme`) for the api at `directory_url`.
+async fn raw_acme(cluster: &Cluster, directory_url: &str) -> Acme {
+    let http = https_client(cluster);
+    let directory: serde_json::Value = http
+        .get(directory_url)
+        .send()
+        .await
+        .expect("GET directory")
+        .json()
+        .await
+        .expect("directory JSON");
+    let base_url = directory_url.trim_end_matches("/directory").to_string();
+    Acme {
+        http,
+        directory,
+        base_url,
+    }
 }
 
 /// Starts another api on the cluster's database and waits for it to exit,

@@ -24,6 +24,9 @@
 #   KILN_CAA_RECHECK_AFTER_SECS  caa-checker's recheck_after_secs (default 7 h)
 #   KILN_API_SOLE_REPLICA=1  run the one api as [api] sole_replica (nonces and
 #                        accounts in memory, a second api replica locked out)
+#   KILN_API_RATE_LIMITS the body of the api's [api.rate_limits] table, e.g.
+#                        "new_accounts_per_ip_per_3h = 3" (default: empty, no
+#                        limits; the api's own default is Let's Encrypt's)
 #   OTEL_*               passed through to every process, like the rest of the
 #                        environment (e.g. OTEL_EXPORTER_OTLP_ENDPOINT)
 set -euo pipefail
@@ -131,6 +134,9 @@ root_pem = "$data/root.pem"
 allowed_special_use_domains = ["test"]
 TOML
     if [ "${KILN_API_SOLE_REPLICA:-0}" = 1 ]; then echo "sole_replica = true"; fi
+    # A cluster on one machine serves tests and benchmarks from one address
+    # and one registered domain: no rate limits unless asked.
+    printf '\n[api.rate_limits]\n%s\n' "${KILN_API_RATE_LIMITS:-}"
   } >"$data/config/api.toml"
   # The challenge servers (certbot, lego, the tests' responders) are on this
   # machine: loopback is allowed as well as public addresses.

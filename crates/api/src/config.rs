@@ -1,6 +1,7 @@
 //! `[api]`: the api binary's own config section, and serving the router on
 //! its listener (HTTPS, or plain HTTP behind a TLS-terminating proxy).
 
+use crate::rate_limits::RateLimits;
 use crate::{ApiConfig, FinalizeMode, FinalizePolicy, PolicyHandle};
 use anyhow::Context as _;
 use domain::{IdentifierPolicy, PublicSuffixList};
@@ -63,6 +64,20 @@ pub struct ApiSection {
     /// list, read at start-up.
     #[serde(default)]
     pub public_suffix_list: Option<PathBuf>,
+    /// `[api.rate_limits]` (see `api::rate_limits`): absent, Let's
+    /// Encrypt's published limits apply; in the table, a key absent or 0
+    /// turns that limit off (an empty table: every limit off).
+    #[serde(default)]
+    pub rate_limits: Option<RateLimits>,
+    /// Behind a TLS-terminating proxy: the header the proxy appends the
+    /// client's address to (e.g. "X-Forwarded-For"), for the per-address
+    /// limit. Absent: the TCP peer's address.
+    #[serde(default)]
+    pub client_address_header: Option<String>,
+    /// The terms of service URL (the directory's `meta.termsOfService`);
+    /// newAccount must then agree to them.
+    #[serde(default)]
+    pub terms_of_service: Option<String>,
 }
 
 fn default_finalize_mode() -> String {
@@ -115,6 +130,12 @@ impl ApiSection {
             blocked_names_file: self.blocked_names_file.as_deref(),
             public_suffix_list: self.public_suffix_list.as_deref(),
         })?);
+        config.rate_limits = self
+            .rate_limits
+            .clone()
+            .unwrap_or_else(RateLimits::lets_encrypt);
+        config.client_address_header = self.client_address_header.clone();
+        config.terms_of_service = self.terms_of_service.clone();
         Ok(config)
     }
 
@@ -129,7 +150,8 @@ impl ApiSection {
         router: axum::Router,
         handle: axum_server::Handle<SocketAddr>,
     ) -> anyhow::Result<()> {
-        let service = router.into_make_service();
+        // The peer address reaches handlers (the per-address rate limit).
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
         tracing::info!(listen = %self.listen, "ACME api listening");
         match (&self.tls_chain, &self.tls_key) {
             (Some(chain), Some(key)) => {

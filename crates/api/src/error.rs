@@ -14,6 +14,10 @@ pub struct ApiError {
     pub status: Option<StatusCode>,
     /// e.g. the existing account's URL on a keyChange conflict.
     pub location: Option<String>,
+    /// `Link` header values, e.g. a rate limit's `rel="help"` page.
+    pub links: Vec<String>,
+    /// `Retry-After` in seconds (a rate limit).
+    pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -23,6 +27,16 @@ impl ApiError {
 
     pub fn with_status(mut self, status: StatusCode) -> Self {
         self.status = Some(status);
+        self
+    }
+
+    pub fn with_link(mut self, url: &str, rel: &str) -> Self {
+        self.links.push(format!("<{url}>;rel=\"{rel}\""));
+        self
+    }
+
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs);
         self
     }
 
@@ -43,6 +57,8 @@ impl From<Problem> for ApiError {
             problem,
             status: None,
             location: None,
+            links: Vec::new(),
+            retry_after_secs: None,
         }
     }
 }
@@ -86,6 +102,18 @@ impl IntoResponse for ApiError {
         );
         if let Some(location) = self.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
             response.headers_mut().insert(header::LOCATION, location);
+        }
+        for link in self
+            .links
+            .iter()
+            .filter_map(|l| HeaderValue::from_str(l).ok())
+        {
+            response.headers_mut().append(header::LINK, link);
+        }
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

@@ -14,7 +14,7 @@ mod response;
 pub use account::{account, account_orders, key_change, new_account};
 pub use authz::{authz, challenge};
 pub use certificate::{certificate, revoke_cert};
-pub use directory::{directory, new_nonce_get, new_nonce_head, root};
+pub use directory::{directory, new_nonce_get, new_nonce_head, rate_limits_page, root};
 pub use finalize::finalize;
 pub use order::{new_order, order};
 pub use response::{common_headers, method_not_allowed, not_found};

@@ -13,6 +13,7 @@
 
 mod account_cache;
 mod account_keys;
+mod client_addr;
 pub mod compat;
 pub mod config;
 pub mod csr;
@@ -26,6 +27,7 @@ pub mod jws;
 mod latency;
 pub mod listener;
 mod nonce;
+pub mod rate_limits;
 pub mod replica_role;
 mod resources;
 
@@ -78,6 +80,12 @@ pub struct ApiConfig {
     /// Which DNS names new-order accepts (`domain::identifier_policy`);
     /// the default allows no special-use domain and blocks nothing.
     pub identifiers: Arc<domain::IdentifierPolicy>,
+    /// Per-account, per-address and per-domain limits
+    /// ([`rate_limits`]); all off by default.
+    pub rate_limits: rate_limits::RateLimits,
+    /// Behind a TLS-terminating proxy: the header whose last address is
+    /// the client's (e.g. `X-Forwarded-For`); `None` takes the TCP peer.
+    pub client_address_header: Option<String>,
 }
 
 /// The finalize policy in force, replaceable while requests are in flight:
@@ -118,6 +126,8 @@ impl ApiConfig {
             sole_replica: false,
             client_test_hooks: None,
             identifiers: Arc::default(),
+            rate_limits: rate_limits::RateLimits::default(),
+            client_address_header: None,
         }
     }
 }
@@ -130,6 +140,7 @@ pub(crate) struct Api {
     pub latency: latency::Latency,
     pub account_keys: account_keys::AccountKeys,
     pub accounts: account_cache::AccountCache,
+    pub rate_limiter: rate_limits::RateLimiter,
 }
 
 /// Builds the ACME router. Serve it over HTTPS; `config.base_url` must be
@@ -145,7 +156,9 @@ pub async fn router(
         false => nonce::Nonces::shared(&store, lifetime).await?,
     };
     let accounts = account_cache::AccountCache::new(config.sole_replica);
+    let rate_limiter = rate_limits::RateLimiter::new(config.rate_limits.clone(), &config.base_url);
     let api = Arc::new(Api {
+        rate_limiter,
         accounts,
         store,
         queue,
@@ -171,6 +184,7 @@ pub async fn router(
         .route("/acme/cert/{serial}", post(certificate))
         .route("/acme/revoke-cert", post(revoke_cert))
         .route("/roots/0", get(root))
+        .route("/docs/rate-limits", get(rate_limits_page))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -37,6 +37,19 @@ impl Cli {
             Some(Command::Order(OrderCommand::Show { id, db })) => {
                 commands::order::show(&db, &id).await
             }
+            Some(Command::BlockKey {
+                public_key,
+                sha256,
+                comment,
+                db,
+            }) => {
+                let key = match (public_key, sha256) {
+                    (Some(path), _) => commands::block_key::KeyArg::Pem(path),
+                    (None, Some(hex)) => commands::block_key::KeyArg::Sha256(hex),
+                    (None, None) => anyhow::bail!("give --public-key or --sha256"),
+                };
+                commands::block_key::block_key(&db, key, &comment).await
+            }
         }
     }
 }
@@ -102,11 +115,31 @@ pub struct ServeArgs {
     /// A newer public_suffix_list.dat instead of the built-in list.
     #[arg(long, env = "KILN_PUBLIC_SUFFIX_LIST")]
     pub(crate) public_suffix_list: Option<PathBuf>,
+    /// Rate limits: a TOML file with the keys of the api's
+    /// `[api.rate_limits]` at its top level (README "Rate limits"). None
+    /// without it.
+    #[arg(long, env = "KILN_RATE_LIMITS")]
+    pub(crate) rate_limits: Option<PathBuf>,
+    /// Terms of service URL, shown in the directory; newAccount must then
+    /// send "termsOfServiceAgreed": true.
+    #[arg(long, env = "KILN_TERMS_OF_SERVICE")]
+    pub(crate) terms_of_service: Option<String>,
     #[command(flatten)]
     pub(crate) knobs: KnobArgs,
 }
 
 impl ServeArgs {
+    /// `--rate-limits FILE`, read and checked (unknown keys refused).
+    pub(crate) fn rate_limits(&self) -> anyhow::Result<api::rate_limits::RateLimits> {
+        use anyhow::Context as _;
+        let Some(path) = &self.rate_limits else {
+            return Ok(Default::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the rate limits file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("rate limits file {}", path.display()))
+    }
+
     /// `--allow-special-use`, with `none` for the empty list.
     pub(crate) fn allowed_special_use_domains(&self) -> Vec<String> {
         self.allow_special_use
@@ -224,6 +257,21 @@ enum Command {
     /// Orders.
     #[command(subcommand)]
     Order(OrderCommand),
+    /// Block a compromised key (BR 6.1.1.3): refused from then on as an
+    /// account key and in CSRs. By its public key (PEM: a key, or a
+    /// certificate whose key it is) or by the hex SHA-256 of its DER
+    /// SubjectPublicKeyInfo.
+    BlockKey {
+        #[arg(long, required_unless_present = "sha256", conflicts_with = "sha256")]
+        public_key: Option<PathBuf>,
+        #[arg(long)]
+        sha256: Option<String>,
+        /// Why, for the operators who read the blocklist later.
+        #[arg(long, default_value = "blocked by an operator")]
+        comment: String,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
     /// Apply the database migrations (PostgreSQL or SQLite), then exit.
     Migrate {
         #[arg(

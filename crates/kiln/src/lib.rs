@@ -77,6 +77,11 @@ pub struct EmbeddedConfig {
     pub blocked_names_file: Option<PathBuf>,
     /// A newer `public_suffix_list.dat` instead of the built-in list.
     pub public_suffix_list: Option<PathBuf>,
+    /// Rate limits (`api::rate_limits`); none unless asked
+    /// (`--rate-limits FILE`).
+    pub rate_limits: api::rate_limits::RateLimits,
+    /// Terms of service newAccount must agree to (`--terms-of-service`).
+    pub terms_of_service: Option<String>,
 }
 
 impl EmbeddedConfig {
@@ -102,6 +107,8 @@ impl EmbeddedConfig {
             blocked_names: Vec::new(),
             blocked_names_file: None,
             public_suffix_list: None,
+            rate_limits: api::rate_limits::RateLimits::default(),
+            terms_of_service: None,
         }
     }
 }
@@ -310,6 +317,8 @@ impl Kiln {
         api_config.root_pem = Some(root_pem.clone());
         api_config.finalize = config.finalize.clone();
         api_config.identifiers = Arc::new(identifiers);
+        api_config.rate_limits = config.rate_limits.clone();
+        api_config.terms_of_service = config.terms_of_service.clone();
         // The data directory is locked to this process (see `lock_data_dir`).
         api_config.sole_replica = true;
         if let Some(listen) = config.admin_listen {
@@ -363,7 +372,10 @@ impl Kiln {
             ))
             .handle(handle.clone());
         tasks.spawn(async move {
-            if let Err(e) = server.serve(router.into_make_service()).await {
+            if let Err(e) = server
+                .serve(router.into_make_service_with_connect_info::<SocketAddr>())
+                .await
+            {
                 tracing::error!(error = %e, "HTTPS server failed");
             }
         });

@@ -7,6 +7,7 @@
 use super::auth::{Body, KeyRule, PathId, authenticate, not_yours};
 use super::response::Reply;
 use super::{ApiResult, Shared, random_id};
+use crate::client_addr::ClientAddr;
 use crate::error::ApiError;
 use crate::{Api, csr, jws};
 use axum::extract::State;
@@ -61,6 +62,7 @@ fn check_contacts(contact: &[String]) -> Result<(), ApiError> {
 
 pub async fn new_account(
     State(api): Shared,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     uri: Uri,
     Body(body): Body,
@@ -109,15 +111,21 @@ pub async fn new_account(
     }
     let contact = payload.contact.unwrap_or_default();
     check_contacts(&contact)?;
+    let now = now_ms();
+    let limiter = &api.rate_limiter;
+    limiter.check_new_account(&api.store, client, now).await?;
     let account = Account {
         id: random_id(12),
         key_thumbprint: thumbprint,
         jwk: req.key.to_json(),
         contact,
         status: AccountStatus::Valid,
-        created_at: now_ms(),
+        created_at: now,
     };
     let (stored, created) = api.store.insert_account(&account).await?;
+    if created {
+        limiter.note_new_account(&api.store, client, now).await;
+    }
     let status = if created {
         StatusCode::CREATED
     } else {

@@ -46,3 +46,13 @@ pub async fn root(State(api): Shared) -> Response {
         None => ApiError::not_found("root").into_response(),
     }
 }
+
+/// `/docs/rate-limits`: the limits in force, where every `rateLimited`
+/// answer's `Link: rel="help"` points.
+pub async fn rate_limits_page(State(api): Shared) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        api.rate_limiter.limits().help_page(),
+    )
+        .into_response()
+}

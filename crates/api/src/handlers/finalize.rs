@@ -60,6 +60,10 @@ pub async fn finalize(
     )
     .await?;
     let now = now_ms();
+    let names_policy = &api.config.identifiers;
+    api.rate_limiter
+        .check_certificate(&api.store, &names, names_policy, now)
+        .await?;
     let policy = api.config.finalize.get();
     let user_agent = headers
         .get(header::USER_AGENT)
@@ -108,6 +112,9 @@ pub async fn finalize(
             "order is already being finalized",
         ));
     }
+    api.rate_limiter
+        .note_certificate(&api.store, &names, names_policy, now)
+        .await;
     // Listen before the first job exists, so the finish cannot be missed.
     let done = match mode {
         FinalizeMode::Async => None,

@@ -87,6 +87,18 @@ pub async fn new_order(
     }
     let account = req.account();
     let now = now_ms();
+    let requested: Vec<String> = names.iter().cloned().collect();
+    let limiter = &api.rate_limiter;
+    limiter
+        .check_new_order(
+            &api.store,
+            &account.id,
+            &requested,
+            requested.len(),
+            &api.config.identifiers,
+            now,
+        )
+        .await?;
     let order = Order {
         id: random_id(16),
         account_id: account.id.clone(),
@@ -132,6 +144,7 @@ pub async fn new_order(
         authzs.push((authz, challenges));
     }
     api.store.insert_order(&order, &authzs).await?;
+    limiter.note_new_order(&api.store, &account.id, now).await;
     let authzs: Vec<Authz> = authzs.into_iter().map(|(a, _)| a).collect();
     Ok(Reply::ok(api.order_json(&order, &authzs))
         .status(StatusCode::CREATED)

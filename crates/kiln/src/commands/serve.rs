@@ -17,6 +17,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.blocked_names = args.blocked_names.clone();
     config.blocked_names_file = args.blocked_names_file.clone();
     config.public_suffix_list = args.public_suffix_list.clone();
+    config.rate_limits = args.rate_limits()?;
+    config.terms_of_service = args.terms_of_service.clone();
+    let rate_limits = match config.rate_limits == Default::default() {
+        true => "none".to_string(),
+        false => config
+            .rate_limits
+            .describe()
+            .into_iter()
+            .filter(|(_, max, _)| *max > 0)
+            .map(|(what, max, window)| format!("{what}: {max} per {window}"))
+            .collect::<Vec<_>>()
+            .join("; "),
+    };
     let special_use = match config.allowed_special_use_domains.join(", ") {
         none if none.is_empty() => "none".to_string(),
         some => some,
@@ -55,6 +68,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("  Root certificate: {}", kiln.root_pem_path.display());
     println!("  Finalize mode: {mode}");
     println!("  Special-use domains issued for: {special_use}");
+    println!("  Rate limits: {rate_limits}");
     if let Some(admin) = args.admin_listen {
         println!("  Metrics: http://{admin}/metrics   Client compatibility: http://{admin}/compat");
     }
