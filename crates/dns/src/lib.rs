@@ -288,7 +288,12 @@ fn classify(what: &str, e: &NetError) -> DnsError {
         NetError::Dns(HickoryDnsError::ResponseCode(code)) => {
             DnsError::Other(format!("{what}: server answered {code}"))
         }
-        other => DnsError::Other(format!("{what} failed: {other}")),
+        // The resolver's own text can name the CA's network (OS errors,
+        // addresses): for the operator's log, not for a problem document.
+        other => {
+            tracing::warn!(lookup = what, error = %other, "DNS lookup failed");
+            DnsError::Other(format!("{what} failed"))
+        }
     }
 }
 

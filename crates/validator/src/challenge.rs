@@ -293,11 +293,14 @@ async fn tls_alpn_handshake(
     tcp: TcpStream,
     addr: SocketAddr,
 ) -> Result<Vec<u8>, Problem> {
+    // A fixed description: OpenSSL's error text (with its source paths)
+    // goes to the log, not into the challenge's error.
     let tls_err = |what: &str, e: &dyn std::fmt::Display| {
+        tracing::info!(domain, %addr, error = %e, "tls-alpn-01: {what}");
         problem(
             ProblemKind::Tls,
             domain,
-            format!("{what} with {addr} (SNI {domain}): {e}"),
+            format!("{what} with {addr} (SNI {domain})"),
         )
     };
     // A bare context, not SslConnector: no trust store to load, since the
