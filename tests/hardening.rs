@@ -1,7 +1,8 @@
 //! Black-box tests of the review's smaller hardening items (issue 13):
 //! nothing internal in `order.error`, the management API answers only
 //! requests meant for itself and refuses unrepresentable knobs with a 400,
-//! and a JWS signature is checked before an account's status is told.
+//! a JWS signature is checked before an account's status is told, and a
+//! request is bounded (body size, body read time, requests in flight).
 //! Every request goes to loopback.
 
 use kiln::knobs::{FinalizeDelay, Knobs};
@@ -376,5 +377,90 @@ async fn an_account_is_described_only_to_a_valid_signature() {
     let detail = reply.expect_problem(400, "malformed");
     assert!(detail.contains("signature"), "{detail}");
     assert!(reply.header("location").is_none(), "{reply:?}");
+    kiln.kiln.shutdown().await;
+}
+
+// ---- request bounds ------------------------------------------------------------
+
+/// Sends `head` over TLS to Kiln (blocking, on its own thread) and returns
+/// everything the server answered before closing or `wait` passed.
+async fn raw_https(addr: SocketAddr, head: String, wait: Duration) -> String {
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut connector =
+            openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls()).unwrap();
+        connector.set_verify(openssl::ssl::SslVerifyMode::NONE);
+        let tcp = std::net::TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(wait)).unwrap();
+        let mut tls = connector.build().connect("127.0.0.1", tcp).unwrap();
+        tls.write_all(head.as_bytes()).unwrap();
+        let mut answer = Vec::new();
+        let _ = tls.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_64_kib_is_refused_with_413() {
+    let kiln = TestKiln::start(None).await;
+    let acme = Acme::connect(&kiln).await;
+    let reply = acme
+        .post_body(&acme.resource("newAccount"), vec![b'x'; 65 * 1024])
+        .await;
+    let detail = reply.expect_problem(413, "malformed");
+    assert!(detail.contains("over 64 KiB"), "{detail}");
+    kiln.kiln.shutdown().await;
+}
+
+/// A request whose body never arrives is answered 408 after the body
+/// timeout; while it holds the only in-flight place, any other request is
+/// a 503 with Retry-After at once, and once it is gone the api serves again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_body_times_out_and_the_in_flight_cap_sheds_load() {
+    let kiln = TestKiln::start_with(None, |c| c.max_in_flight_requests = 1).await;
+    let acme = Acme::connect(&kiln).await;
+    let url = acme.resource("newAccount");
+    let path = url.trim_start_matches(&acme.base_url).to_string();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/jose+json\r\n\
+         Content-Length: 100\r\n\r\n",
+        acme.base_url.trim_start_matches("https://")
+    );
+    let addr: SocketAddr = acme
+        .base_url
+        .trim_start_matches("https://")
+        .parse()
+        .expect("base URL is an address");
+    let started = Instant::now();
+    let stalled = tokio::spawn(raw_https(addr, head, Duration::from_secs(30)));
+    // Wait until the stalled request holds the place.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let busy = loop {
+        let reply = acme.http.get(acme.url("/directory")).send().await.unwrap();
+        if reply.status() == 503 {
+            break reply;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never 503 while a request stalls"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(busy.headers()["retry-after"], "1");
+    let body: Value = busy.json().await.unwrap();
+    assert_eq!(body["type"], "urn:ietf:params:acme:error:serverInternal");
+    let answer = stalled.await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("did not arrive within 10 s"), "{answer}");
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(9), "408 after {waited:?}");
+    let reply = acme.http.get(acme.url("/directory")).send().await.unwrap();
+    assert_eq!(
+        reply.status(),
+        200,
+        "served again once the stalled request ended"
+    );
     kiln.kiln.shutdown().await;
 }

@@ -78,6 +78,13 @@ pub struct ApiSection {
     /// newAccount must then agree to them.
     #[serde(default)]
     pub terms_of_service: Option<String>,
+    /// Requests in flight at once; beyond it 503 with Retry-After.
+    #[serde(default = "default_max_in_flight_requests")]
+    pub max_in_flight_requests: usize,
+}
+
+fn default_max_in_flight_requests() -> usize {
+    crate::request_limits::DEFAULT_MAX_IN_FLIGHT
 }
 
 fn default_finalize_mode() -> String {
@@ -136,6 +143,7 @@ impl ApiSection {
             .unwrap_or_else(RateLimits::lets_encrypt);
         config.client_address_header = self.client_address_header.clone();
         config.terms_of_service = self.terms_of_service.clone();
+        config.max_in_flight_requests = self.max_in_flight_requests.max(1);
         Ok(config)
     }
 

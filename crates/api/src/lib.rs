@@ -29,6 +29,7 @@ pub mod listener;
 mod nonce;
 pub mod rate_limits;
 pub mod replica_role;
+pub mod request_limits;
 mod resources;
 
 pub use error::{ApiError, problem_json};
@@ -86,6 +87,9 @@ pub struct ApiConfig {
     /// Behind a TLS-terminating proxy: the header whose last address is
     /// the client's (e.g. `X-Forwarded-For`); `None` takes the TCP peer.
     pub client_address_header: Option<String>,
+    /// Requests in flight at once; beyond it a 503 with `Retry-After`
+    /// (see [`request_limits`]).
+    pub max_in_flight_requests: usize,
 }
 
 /// The finalize policy in force, replaceable while requests are in flight:
@@ -128,6 +132,7 @@ impl ApiConfig {
             identifiers: Arc::default(),
             rate_limits: rate_limits::RateLimits::default(),
             client_address_header: None,
+            max_in_flight_requests: request_limits::DEFAULT_MAX_IN_FLIGHT,
         }
     }
 }
@@ -141,6 +146,7 @@ pub(crate) struct Api {
     pub account_keys: account_keys::AccountKeys,
     pub accounts: account_cache::AccountCache,
     pub rate_limiter: rate_limits::RateLimiter,
+    pub in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 /// Builds the ACME router. Serve it over HTTPS; `config.base_url` must be
@@ -157,8 +163,10 @@ pub async fn router(
     };
     let accounts = account_cache::AccountCache::new(config.sole_replica);
     let rate_limiter = rate_limits::RateLimiter::new(config.rate_limits.clone(), &config.base_url);
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(config.max_in_flight_requests));
     let api = Arc::new(Api {
         rate_limiter,
+        in_flight,
         accounts,
         store,
         queue,
@@ -187,6 +195,14 @@ pub async fn router(
         .route("/docs/rate-limits", get(rate_limits_page))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(
+            request_limits::MAX_BODY_BYTES,
+        ))
+        // Inside common_headers, so a 503 still carries a fresh nonce.
+        .layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            request_limits::limit_in_flight,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             api.clone(),
             common_headers,

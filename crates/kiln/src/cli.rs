@@ -124,6 +124,10 @@ pub struct ServeArgs {
     /// send "termsOfServiceAgreed": true.
     #[arg(long, env = "KILN_TERMS_OF_SERVICE")]
     pub(crate) terms_of_service: Option<String>,
+    /// Requests in flight at once; beyond it the api answers 503 with
+    /// Retry-After.
+    #[arg(long, env = "KILN_MAX_IN_FLIGHT_REQUESTS", default_value_t = api::request_limits::DEFAULT_MAX_IN_FLIGHT)]
+    pub(crate) max_in_flight_requests: usize,
     #[command(flatten)]
     pub(crate) knobs: KnobArgs,
 }

@@ -82,6 +82,8 @@ pub struct EmbeddedConfig {
     pub rate_limits: api::rate_limits::RateLimits,
     /// Terms of service newAccount must agree to (`--terms-of-service`).
     pub terms_of_service: Option<String>,
+    /// Requests in flight at once before the api answers 503.
+    pub max_in_flight_requests: usize,
 }
 
 impl EmbeddedConfig {
@@ -109,6 +111,7 @@ impl EmbeddedConfig {
             public_suffix_list: None,
             rate_limits: api::rate_limits::RateLimits::default(),
             terms_of_service: None,
+            max_in_flight_requests: api::request_limits::DEFAULT_MAX_IN_FLIGHT,
         }
     }
 }
@@ -319,6 +322,7 @@ impl Kiln {
         api_config.identifiers = Arc::new(identifiers);
         api_config.rate_limits = config.rate_limits.clone();
         api_config.terms_of_service = config.terms_of_service.clone();
+        api_config.max_in_flight_requests = config.max_in_flight_requests.max(1);
         // The data directory is locked to this process (see `lock_data_dir`).
         api_config.sole_replica = true;
         if let Some(listen) = config.admin_listen {

@@ -3,10 +3,10 @@
 //! request's JWS, nonce, URL and signature and finds the account behind a
 //! `kid`; plus the one answer for a resource of another account.
 
-use crate::Api;
 use crate::error::ApiError;
 use crate::jws::{self, Jwk, KeyRef};
 use crate::nonce::{Redemption, replayed};
+use crate::{Api, request_limits};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
@@ -42,9 +42,24 @@ impl<S: Send + Sync> FromRequest<S> for Body {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        match Bytes::from_request(request, state).await {
-            Ok(bytes) => Ok(Body(bytes)),
-            Err(e) => Err(rejection(e.status(), e.body_text())),
+        let read = Bytes::from_request(request, state);
+        match tokio::time::timeout(request_limits::BODY_READ_TIMEOUT, read).await {
+            Ok(Ok(bytes)) => Ok(Body(bytes)),
+            Ok(Err(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(rejection(
+                e.status(),
+                format!(
+                    "the request body is over {} KiB",
+                    request_limits::MAX_BODY_BYTES / 1024
+                ),
+            )),
+            Ok(Err(e)) => Err(rejection(e.status(), e.body_text())),
+            Err(_) => Err(rejection(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {} s",
+                    request_limits::BODY_READ_TIMEOUT.as_secs()
+                ),
+            )),
         }
     }
 }
