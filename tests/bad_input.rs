@@ -6,7 +6,9 @@
 //! `application/problem+json` and a `Replay-Nonce` on the error response.
 
 use api::jws::{jwk_of, sign_flattened};
-use kiln_tests::acme::{Account, Acme, KeyKind, Reply, alg_for, b64, generate_key, p256};
+use kiln_tests::acme::{
+    Account, Acme, KeyKind, Reply, alg_for, b64, compressed_p256, generate_key, p256,
+};
 use kiln_tests::{TestKiln, csr_der, csr_der_with_key};
 use openssl::pkey::{PKey, Private};
 use reqwest::Method;
@@ -1408,37 +1410,6 @@ async fn revocation_by_the_certificate_key_succeeds() {
         .await
         .expect_problem(400, "alreadyRevoked");
     finish(kiln).await;
-}
-
-/// A P-256 key whose public point OpenSSL encodes compressed, so its SPKI
-/// bytes differ from those of the same key in a JWK (always x and y).
-fn compressed_p256() -> PKey<Private> {
-    use openssl::bn::BigNumContext;
-    use openssl::ec::{EcGroup, EcKey, PointConversionForm};
-    use openssl::nid::Nid;
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
-    let key = EcKey::generate(&group).unwrap();
-    let mut ctx = BigNumContext::new().unwrap();
-    let point = key
-        .public_key()
-        .to_bytes(&group, PointConversionForm::COMPRESSED, &mut ctx)
-        .unwrap();
-    assert_eq!(point.len(), 33);
-    // SEC 1 ECPrivateKey; OpenSSL keeps the public key's encoding form.
-    let private = key.private_key().to_vec_padded(32).unwrap();
-    let oid = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-    let mut inner = vec![0x02, 0x01, 0x01, 0x04, 0x20];
-    inner.extend_from_slice(&private);
-    inner.extend_from_slice(&[0xa0, oid.len() as u8]);
-    inner.extend_from_slice(&oid);
-    inner.extend_from_slice(&[0xa1, 0x24, 0x03, 0x22, 0x00]);
-    inner.extend_from_slice(&point);
-    let mut der = vec![0x30, inner.len() as u8];
-    der.extend_from_slice(&inner);
-    let pkey = PKey::from_ec_key(EcKey::private_key_from_der(&der).unwrap()).unwrap();
-    // 59 bytes is the compressed P-256 SPKI (91 uncompressed).
-    assert_eq!(pkey.public_key_to_der().unwrap().len(), 59);
-    pkey
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
