@@ -464,3 +464,42 @@ async fn a_stalled_body_times_out_and_the_in_flight_cap_sheds_load() {
     );
     kiln.kiln.shutdown().await;
 }
+
+// ---- files on disk -------------------------------------------------------------
+
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// The database and the CA's keys are readable by their owner only, also
+/// when the database existed with a looser mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_and_the_ca_keys_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("kiln.db");
+    std::fs::write(&db, b"").unwrap();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let kiln = TestKiln::start_in(data, None).await;
+    let acme = Acme::connect(&kiln).await;
+    acme.create_account().await; // the database is in use (WAL written)
+    let dir = kiln.data_dir.path();
+    assert_eq!(mode_of(&dir.join("kiln.db")), 0o600);
+    let wal = dir.join("kiln.db-wal");
+    if wal.exists() {
+        assert_eq!(
+            mode_of(&wal),
+            0o600,
+            "SQLite's WAL takes the database's mode"
+        );
+    }
+    for key in ["ca/root-key.pem", "ca/intermediate-key.pem"] {
+        assert_eq!(mode_of(&dir.join(key)), 0o600, "{key}");
+    }
+    kiln.kiln.shutdown().await;
+}

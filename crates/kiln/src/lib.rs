@@ -168,6 +168,7 @@ impl Kiln {
         let dir = &config.data_dir;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let data_dir_lock = lock_data_dir(dir)?;
+        private_database_file(&dir.join("kiln.db"))?;
         let db_url = format!("sqlite://{}", dir.join("kiln.db").display());
         let store = Store::connect(&db_url)
             .await
@@ -261,7 +262,7 @@ impl Kiln {
         );
         let signer = Signer {
             store: store.clone(),
-            ca: ca.clone(),
+            ca: ca.issuing(),
             profile: Profile::for_base_url(
                 config.certificate_base_url.as_deref().unwrap_or(&base_url),
             ),
@@ -514,6 +515,32 @@ fn tls_acceptor(ca: &CaHierarchy) -> anyhow::Result<SslAcceptor> {
             .ok_or(openssl::ssl::AlpnError::NOACK)
     });
     Ok(builder.build())
+}
+
+/// The database holds accounts' keys and every order: readable by its
+/// owner only. Created so before SQLite opens it (its WAL and shared-memory
+/// files then take the same mode); an existing one that others can read is
+/// narrowed, with a warning.
+fn private_database_file(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let mode = file.metadata()?.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(path = %path.display(), mode = format!("{mode:04o}"), "the database was readable by others; narrowed to 0600");
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    for suffix in ["-wal", "-shm"] {
+        let side = path.with_file_name(format!("kiln.db{suffix}"));
+        if side.exists() {
+            std::fs::set_permissions(&side, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes a private key file readable only by its owner.

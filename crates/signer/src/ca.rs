@@ -47,8 +47,10 @@ pub enum CaError {
         #[source]
         source: io::Error,
     },
-    #[error("CA directory is incomplete: {} is missing", .0.display())]
+    #[error("CA directory is incomplete: {} is missing (the CA is made by `kiln init`, not by the signer)", .0.display())]
     Incomplete(PathBuf),
+    #[error("{} is readable by others or writable by its group (mode {mode:04o}): `chmod 600` it", path.display())]
+    LooseKey { path: PathBuf, mode: u32 },
     #[error("inconsistent CA material: {0}")]
     Inconsistent(&'static str),
     #[error("invalid TLS certificate request: {0}")]
@@ -122,6 +124,60 @@ impl fmt::Debug for Issuer {
 pub struct CaHierarchy {
     pub root: Issuer,
     pub intermediate: Issuer,
+}
+
+/// What a running signer holds: the issuing intermediate, and the root's
+/// certificate to check it against — never the root's key, which only the
+/// CA's ceremony (`kiln init`, or the all-in-one on a laptop) uses.
+#[derive(Clone, Debug)]
+pub struct IssuingCa {
+    pub intermediate: Issuer,
+    pub root_cert: X509,
+}
+
+impl IssuingCa {
+    /// Loads `intermediate.pem`, `intermediate-key.pem` and `root.pem` from
+    /// `dir`, and never creates a CA: a missing file is an error naming it.
+    /// `root-key.pem` is not read, so it need not be there. The key file
+    /// must be readable by its owner only.
+    pub fn load(dir: &Path) -> Result<Self, CaError> {
+        let root_cert = X509::from_pem(&read_required(&dir.join(ROOT_CERT))?)?;
+        let intermediate = load_issuer(dir, INTERMEDIATE_CERT, INTERMEDIATE_KEY)?;
+        let root_key = root_cert.public_key()?;
+        if root_cert.issued(&intermediate.cert) != X509VerifyResult::OK
+            || !intermediate.cert.verify(&root_key)?
+        {
+            return Err(CaError::Inconsistent(
+                "intermediate.pem is not issued by root.pem",
+            ));
+        }
+        Ok(Self {
+            intermediate,
+            root_cert,
+        })
+    }
+
+    /// The issuing intermediate as the store records it: the one source the
+    /// api (chain after each leaf) and ct-submitter (issuer after each
+    /// precertificate) read, whatever their own configuration.
+    pub fn issuer_record(&self) -> Result<store::Issuer, CaError> {
+        let record = store::Issuer::new(self.intermediate.cert.to_der()?, self.chain_pem());
+        debug_assert_eq!(record.id, self.intermediate.id());
+        Ok(record)
+    }
+
+    /// PEM chain served to clients after a leaf: the intermediate only (the
+    /// root is what relying parties already trust).
+    pub fn chain_pem(&self) -> String {
+        // PEM-encoding a certificate already held in memory only fails on
+        // allocation failure, which Rust treats as fatal anyway.
+        let pem = self
+            .intermediate
+            .cert
+            .to_pem()
+            .expect("PEM-encoding an in-memory certificate");
+        String::from_utf8_lossy(&pem).into_owned()
+    }
 }
 
 impl CaHierarchy {
@@ -284,26 +340,17 @@ impl CaHierarchy {
         Ok((builder.build(), key))
     }
 
-    /// The issuing intermediate as the store records it: the one source the
-    /// api (chain after each leaf) and ct-submitter (issuer after each
-    /// precertificate) read, whatever their own configuration.
-    pub fn issuer_record(&self) -> Result<store::Issuer, CaError> {
-        let record = store::Issuer::new(self.intermediate.cert.to_der()?, self.chain_pem());
-        debug_assert_eq!(record.id, self.intermediate.id());
-        Ok(record)
+    /// What the signer stage holds: everything but the root's key.
+    pub fn issuing(&self) -> IssuingCa {
+        IssuingCa {
+            intermediate: self.intermediate.clone(),
+            root_cert: self.root.cert.clone(),
+        }
     }
 
-    /// PEM chain served to clients after a leaf: the intermediate only (the
-    /// root is what relying parties already trust).
+    /// The intermediate's chain, as [`IssuingCa::chain_pem`].
     pub fn chain_pem(&self) -> String {
-        // PEM-encoding a certificate already held in memory only fails on
-        // allocation failure, which Rust treats as fatal anyway.
-        let pem = self
-            .intermediate
-            .cert
-            .to_pem()
-            .expect("PEM-encoding an in-memory certificate");
-        String::from_utf8_lossy(&pem).into_owned()
+        self.issuing().chain_pem()
     }
 }
 
@@ -379,8 +426,38 @@ fn ca_certificate(
 
 fn load_issuer(dir: &Path, cert_file: &str, key_file: &str) -> Result<Issuer, CaError> {
     let cert = X509::from_pem(&read_required(&dir.join(cert_file))?)?;
-    let key = PKey::private_key_from_pem(&read_required(&dir.join(key_file))?)?;
+    let key_path = dir.join(key_file);
+    let key = PKey::private_key_from_pem(&read_required(&key_path)?)?;
+    // After the read, so a missing file says "missing" first.
+    require_owner_only(&key_path)?;
     Issuer::new(cert, key)
+}
+
+/// A private key file that others can read, or anyone but its owner can
+/// write, is refused: the signer does not start rather than go on with a
+/// key others may have read. Read by the owner's group is allowed with a
+/// warning: a Kubernetes Secret is mounted root-owned and group-readable
+/// (`defaultMode: 0440`, `fsGroup`), the only way a non-root signer reads it.
+fn require_owner_only(path: &Path) -> Result<(), CaError> {
+    let mode = fs::metadata(path)
+        .map_err(io_err(path))?
+        .permissions()
+        .mode()
+        & 0o7777;
+    if mode & 0o037 != 0 {
+        return Err(CaError::LooseKey {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    if mode & 0o040 != 0 {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{mode:04o}"),
+            "a CA key file is readable by its group: right for a Kubernetes Secret mount, otherwise chmod 600 it"
+        );
+    }
+    Ok(())
 }
 
 fn read_required(path: &Path) -> Result<Vec<u8>, CaError> {

@@ -2,7 +2,7 @@
 //! configures.
 
 use crate::Signer;
-use crate::ca::CaHierarchy;
+use crate::ca::IssuingCa;
 use crate::certificate::Profile;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -38,7 +38,7 @@ impl SignerConfig {
     }
 
     /// The stage, once its CA is loaded (`ca_dir`) and its store connected.
-    pub fn signer(&self, ca: CaHierarchy, common: &service::Common, store: Store) -> Signer {
+    pub fn signer(&self, ca: IssuingCa, common: &service::Common, store: Store) -> Signer {
         Signer {
             store,
             ca,

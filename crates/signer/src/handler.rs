@@ -2,7 +2,7 @@
 //! (invariant 8). It signs twice per order: the precertificate, then the
 //! final certificate once the SCTs are stored.
 
-use crate::ca::CaHierarchy;
+use crate::ca::IssuingCa;
 use crate::certificate::{LeafRequest, Profile, final_certificate_der, precertificate_der};
 use crate::refusal::{internal, refusal};
 use crate::serial::{new_serial, serial_hex};
@@ -18,7 +18,7 @@ use x509_parser::prelude::FromDer;
 
 pub struct Signer {
     pub store: Store,
-    pub ca: CaHierarchy,
+    pub ca: IssuingCa,
     pub profile: Profile,
     /// Distinguishes serials of signer deployments (0x01..=0x7f).
     pub serial_prefix: u8,

@@ -674,3 +674,69 @@ fn load_or_create_refuses_mismatched_key() {
         Err(signer::ca::CaError::Inconsistent(_))
     ));
 }
+
+/// The production signer's load: no root key needed, nothing created, a
+/// missing file named, a loose key file or another CA's root refused.
+#[test]
+fn the_signer_loads_the_issuing_ca_only_and_never_creates_one() {
+    use signer::ca::{CaError, IssuingCa};
+    let dir = TempDir::new();
+    let created = CaHierarchy::load_or_create(&dir.0).unwrap();
+    std::fs::remove_file(dir.0.join("root-key.pem")).unwrap();
+    let issuing = IssuingCa::load(&dir.0).unwrap();
+    assert_eq!(issuing.intermediate.cert, created.intermediate.cert);
+    assert_eq!(issuing.root_cert, created.root.cert);
+
+    let empty = TempDir::new();
+    std::fs::create_dir_all(&empty.0).unwrap();
+    match IssuingCa::load(&empty.0) {
+        Err(CaError::Incomplete(path)) => assert!(path.ends_with("root.pem"), "{path:?}"),
+        other => panic!("an empty directory must be refused: {other:?}"),
+    }
+    let left: Vec<_> = std::fs::read_dir(&empty.0).unwrap().collect();
+    assert!(left.is_empty(), "the signer created files: {left:?}");
+
+    let key = dir.0.join("intermediate-key.pem");
+    for loose in [0o644, 0o604, 0o660] {
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(loose)).unwrap();
+        let refused = IssuingCa::load(&dir.0).unwrap_err();
+        assert!(
+            matches!(refused, CaError::LooseKey { mode, .. } if mode == loose),
+            "{loose:o}: {refused}"
+        );
+        assert!(refused.to_string().contains("chmod 600"), "{refused}");
+    }
+    // Group-readable only, as a Kubernetes Secret is mounted: loaded.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o440)).unwrap();
+    IssuingCa::load(&dir.0).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let other = TempDir::new();
+    let stranger = CaHierarchy::load_or_create(&other.0).unwrap();
+    std::fs::write(dir.0.join("root.pem"), stranger.root.cert.to_pem().unwrap()).unwrap();
+    assert!(matches!(
+        IssuingCa::load(&dir.0),
+        Err(CaError::Inconsistent(_))
+    ));
+    std::fs::remove_file(&key).unwrap();
+    match IssuingCa::load(&dir.0) {
+        Err(CaError::Incomplete(path)) => {
+            assert!(path.ends_with("intermediate-key.pem"), "{path:?}")
+        }
+        other => panic!("a missing key must be named: {other:?}"),
+    }
+}
+
+/// The all-in-one loads its own CA the same way: a loose key file is
+/// refused, not used.
+#[test]
+fn load_or_create_refuses_a_key_file_others_can_read() {
+    let dir = TempDir::new();
+    CaHierarchy::load_or_create(&dir.0).unwrap();
+    let root_key = dir.0.join("root-key.pem");
+    std::fs::set_permissions(&root_key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(matches!(
+        CaHierarchy::load_or_create(&dir.0),
+        Err(signer::ca::CaError::LooseKey { .. })
+    ));
+}

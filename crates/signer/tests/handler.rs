@@ -43,7 +43,7 @@ async fn fixture() -> Fixture {
         .unwrap();
     let signer = Signer {
         store: store.clone(),
-        ca,
+        ca: ca.issuing(),
         profile: Profile::new("http://kiln.test/ca/int.der", "http://kiln.test/ca/crl"),
         serial_prefix: 0x01,
         step_timeout: Duration::from_secs(30),

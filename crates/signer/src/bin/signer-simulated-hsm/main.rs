@@ -4,7 +4,7 @@
 //! would add (kiln-bench scenario 4, `bench/scenario4.sh`). The wrapper
 //! handler is in `hsm.rs`, beside this binary and outside the library.
 
-use signer::ca::CaHierarchy;
+use signer::ca::IssuingCa;
 use signer::config::SignerConfig;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -24,10 +24,9 @@ fn main() -> ExitCode {
     service::main_with_flags(
         "signer",
         async |common, config: SignerConfig, flags: Flags| {
-            let ca = CaHierarchy::load_or_create(&config.ca_dir)?;
+            let ca = IssuingCa::load(&config.ca_dir)?;
             let wiring = service::Wiring::connect(common, "signer").await?;
             let handler = config.signer(ca, &wiring.common, wiring.store.clone());
-            handler.record_issuer().await?;
             handler.record_issuer().await?;
             if flags.simulated_latency_ms == 0 {
                 return service::run_worker(wiring, proto::queues::SIGNER, handler).await;
