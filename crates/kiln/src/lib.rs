@@ -7,8 +7,14 @@
 
 pub mod cli;
 mod commands;
+mod data_dir;
 pub mod knobs;
 mod mgmt;
+mod order_report;
+
+pub use data_dir::write_private;
+use data_dir::{lock_data_dir, private_database_file};
+pub use order_report::order_report;
 
 use anyhow::Context;
 use api::ApiConfig;
@@ -135,25 +141,6 @@ pub struct Kiln {
     /// Held while running: this process is the only one serving the data
     /// directory, which the api's sole-replica mode relies on.
     _data_dir_lock: std::fs::File,
-}
-
-/// An exclusive lock on `DIR/kiln.lock`, released when the process ends
-/// however it ends. A second `kiln` on the same directory would share the
-/// database but not this one's in-memory nonces and accounts.
-fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
-    let path = dir.join("kiln.lock");
-    let file =
-        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-            "another kiln is already running on {}; stop it or use another --data-dir",
-            dir.display()
-        ),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(e).with_context(|| format!("locking {}", path.display()))
-        }
-    }
 }
 
 impl Kiln {
@@ -515,114 +502,4 @@ fn tls_acceptor(ca: &CaHierarchy) -> anyhow::Result<SslAcceptor> {
             .ok_or(openssl::ssl::AlpnError::NOACK)
     });
     Ok(builder.build())
-}
-
-/// The database holds accounts' keys and every order: readable by its
-/// owner only. Created so before SQLite opens it (its WAL and shared-memory
-/// files then take the same mode); an existing one that others can read is
-/// narrowed, with a warning.
-fn private_database_file(path: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    let mode = file.metadata()?.permissions().mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        tracing::warn!(path = %path.display(), mode = format!("{mode:04o}"), "the database was readable by others; narrowed to 0600");
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    }
-    for suffix in ["-wal", "-shm"] {
-        let side = path.with_file_name(format!("kiln.db{suffix}"));
-        if side.exists() {
-            std::fs::set_permissions(&side, std::fs::Permissions::from_mode(0o600))?;
-        }
-    }
-    Ok(())
-}
-
-/// Writes a private key file readable only by its owner.
-pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(bytes)
-}
-
-/// A person-readable account of one order: state, problem, the timeline of
-/// its finalization and its certificates.
-pub fn order_report(order: &store::Order, certificates: &[store::CertificateRecord]) -> String {
-    use std::fmt::Write as _;
-    let at = |ms: i64| {
-        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-            .ok()
-            .and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
-            .unwrap_or_else(|| ms.to_string())
-    };
-    let mut out = String::new();
-    let _ = writeln!(out, "order {}", order.id);
-    let _ = writeln!(out, "  account:     {}", order.account_id);
-    let names: Vec<&str> = order.identifiers.iter().map(|i| i.value.as_str()).collect();
-    let _ = writeln!(out, "  identifiers: {}", names.join(", "));
-    let step = order
-        .step
-        .map(|s| format!(" (step {s})"))
-        .unwrap_or_default();
-    let _ = writeln!(out, "  status:      {}{step}", order.status);
-    if let Some(problem) = &order.error {
-        let _ = writeln!(out, "  error:       {problem}");
-    }
-    // The finalize request's trace: every stage's spans are in it.
-    if let Some(trace_id) = &order.timeline.trace_id {
-        let _ = writeln!(out, "  trace id:    {trace_id}");
-    }
-    let _ = writeln!(out, "  timeline:");
-    let t = &order.timeline;
-    let since = order.processing_since;
-    let events = [
-        ("created", Some(order.created_at)),
-        ("finalize (processing)", since),
-        ("CAA checked", t.caa_checked_at),
-        ("precertificate signed", t.precert_at),
-        ("SCTs obtained", t.scts_at),
-        (
-            if order.status == domain::OrderStatus::Invalid {
-                "invalid"
-            } else {
-                "valid"
-            },
-            t.completed_at,
-        ),
-    ];
-    for (what, when) in events {
-        if let Some(ms) = when {
-            let offset = since
-                .filter(|s| ms >= *s)
-                .map(|s| format!("  (+{} ms)", ms - s))
-                .unwrap_or_default();
-            let _ = writeln!(out, "    {}  {what}{offset}", at(ms));
-        }
-    }
-    for c in certificates {
-        let revoked = c
-            .revoked_at
-            .map(|r| format!(", revoked {}", at(r)))
-            .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "  certificate: serial {} {:?}{revoked}",
-            c.serial, c.state
-        );
-    }
-    out
 }

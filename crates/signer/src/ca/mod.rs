@@ -23,6 +23,9 @@ use openssl::x509::{X509, X509Builder, X509Name, X509NameRef, X509VerifyResult};
 
 use crate::certificate::{CertError, IssuerSigner};
 
+mod issuing;
+pub use issuing::IssuingCa;
+
 const ROOT_CERT: &str = "root.pem";
 const ROOT_KEY: &str = "root-key.pem";
 const INTERMEDIATE_CERT: &str = "intermediate.pem";
@@ -124,60 +127,6 @@ impl fmt::Debug for Issuer {
 pub struct CaHierarchy {
     pub root: Issuer,
     pub intermediate: Issuer,
-}
-
-/// What a running signer holds: the issuing intermediate, and the root's
-/// certificate to check it against — never the root's key, which only the
-/// CA's ceremony (`kiln init`, or the all-in-one on a laptop) uses.
-#[derive(Clone, Debug)]
-pub struct IssuingCa {
-    pub intermediate: Issuer,
-    pub root_cert: X509,
-}
-
-impl IssuingCa {
-    /// Loads `intermediate.pem`, `intermediate-key.pem` and `root.pem` from
-    /// `dir`, and never creates a CA: a missing file is an error naming it.
-    /// `root-key.pem` is not read, so it need not be there. The key file
-    /// must be readable by its owner only.
-    pub fn load(dir: &Path) -> Result<Self, CaError> {
-        let root_cert = X509::from_pem(&read_required(&dir.join(ROOT_CERT))?)?;
-        let intermediate = load_issuer(dir, INTERMEDIATE_CERT, INTERMEDIATE_KEY)?;
-        let root_key = root_cert.public_key()?;
-        if root_cert.issued(&intermediate.cert) != X509VerifyResult::OK
-            || !intermediate.cert.verify(&root_key)?
-        {
-            return Err(CaError::Inconsistent(
-                "intermediate.pem is not issued by root.pem",
-            ));
-        }
-        Ok(Self {
-            intermediate,
-            root_cert,
-        })
-    }
-
-    /// The issuing intermediate as the store records it: the one source the
-    /// api (chain after each leaf) and ct-submitter (issuer after each
-    /// precertificate) read, whatever their own configuration.
-    pub fn issuer_record(&self) -> Result<store::Issuer, CaError> {
-        let record = store::Issuer::new(self.intermediate.cert.to_der()?, self.chain_pem());
-        debug_assert_eq!(record.id, self.intermediate.id());
-        Ok(record)
-    }
-
-    /// PEM chain served to clients after a leaf: the intermediate only (the
-    /// root is what relying parties already trust).
-    pub fn chain_pem(&self) -> String {
-        // PEM-encoding a certificate already held in memory only fails on
-        // allocation failure, which Rust treats as fatal anyway.
-        let pem = self
-            .intermediate
-            .cert
-            .to_pem()
-            .expect("PEM-encoding an in-memory certificate");
-        String::from_utf8_lossy(&pem).into_owned()
-    }
 }
 
 impl CaHierarchy {
