@@ -1417,17 +1417,11 @@ async fn revocation_by_a_compressed_point_certificate_key_succeeds() {
     let (kiln, acme) = start().await;
     let account = acme.create_account().await;
     let names = ["compressed.test"];
-    let order = acme.ready_order(&kiln, &account, &names).await;
-    let cert_key = compressed_p256();
-    acme.finalize(&account, &order, &csr_der_with_key(&names, &cert_key))
-        .await
-        .expect_status(200);
-    let order = acme.poll_order(&account, &order.url, "valid").await;
-    let pem = acme
-        .post_as_get(&account, order.body["certificate"].as_str().unwrap())
+    let issued = acme
+        .issue_with_key(&kiln, &account, &names, compressed_p256())
         .await;
-    pem.expect_status(200);
-    let leaf = openssl::x509::X509::stack_from_pem(pem.text.as_bytes()).unwrap()[0].clone();
+    let cert_key = issued.cert_key;
+    let leaf = openssl::x509::X509::from_der(&issued.cert_der).unwrap();
     let spki = leaf.public_key().unwrap().public_key_to_der().unwrap();
     let jwk = api::jwk::Jwk::from_value(&jwk_of(&cert_key)).unwrap();
     assert_ne!(

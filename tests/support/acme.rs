@@ -494,8 +494,18 @@ impl Acme {
 
     /// Orders, validates, finalizes and downloads a certificate for `names`.
     pub async fn issue(&self, kiln: &TestKiln, account: &Account, names: &[&str]) -> Issued {
+        self.issue_with_key(kiln, account, names, p256()).await
+    }
+
+    /// [`Acme::issue`] for a CSR of `cert_key`.
+    pub async fn issue_with_key(
+        &self,
+        kiln: &TestKiln,
+        account: &Account,
+        names: &[&str],
+        cert_key: PKey<Private>,
+    ) -> Issued {
         let order = self.ready_order(kiln, account, names).await;
-        let cert_key = p256();
         self.finalize(account, &order, &csr_der_with_key(names, &cert_key))
             .await
             .expect_status(200);

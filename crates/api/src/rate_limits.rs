@@ -164,13 +164,12 @@ impl RateLimiter {
         }
     }
 
-    /// Before creating an order of `new_authzs` authorizations for `names`.
+    /// Before creating an order for `names`, one new authorization each.
     pub async fn check_new_order(
         &self,
         store: &Store,
         account_id: &str,
         names: &[String],
-        new_authzs: usize,
         names_policy: &IdentifierPolicy,
         now: i64,
     ) -> Result<(), ApiError> {
@@ -179,7 +178,7 @@ impl RateLimiter {
         let max_pending = self.limits.pending_authorizations_per_account;
         if max_pending > 0 {
             let pending = store.pending_authz_count(account_id, now).await?;
-            if pending + new_authzs as i64 > i64::from(max_pending) {
+            if pending + names.len() as i64 > i64::from(max_pending) {
                 return Err(self.refusal(
                     format!(
                         "too many pending authorizations: this account has {pending} and may hold \

@@ -94,7 +94,6 @@ pub async fn new_order(
             &api.store,
             &account.id,
             &requested,
-            requested.len(),
             &api.config.identifiers,
             now,
         )
