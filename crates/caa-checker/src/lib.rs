@@ -49,10 +49,10 @@ impl Handler for CaaChecker {
         };
         let order = self
             .store
-            .order(order_id)
+            .order_with_authzs(order_id)
             .await
             .map_err(StageError::retry)?;
-        let Some(order) = order else {
+        let Some((order, authzs)) = order else {
             return Err(StageError::Permanent(format!(
                 "order {order_id} does not exist"
             )));
@@ -62,11 +62,6 @@ impl Handler for CaaChecker {
             // Already past this stage: make sure the next step has its job.
             _ => return Ok(order.job_for_current_step().into_iter().collect()),
         }
-        let authzs = self
-            .store
-            .authzs_for_order(order_id)
-            .await
-            .map_err(StageError::retry)?;
         let stale_before = now_ms() - self.recheck_after.as_millis() as i64;
         let names: Vec<String> = authzs
             .iter()

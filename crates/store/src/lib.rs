@@ -46,6 +46,7 @@ mod notifications;
 mod orders;
 pub mod rate_limits;
 mod sweeping;
+mod views;
 
 pub use accounts::Account;
 pub use blocked_keys::{BlockedKey, KeyDigest};

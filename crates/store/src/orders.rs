@@ -381,7 +381,7 @@ impl Order {
 }
 
 impl Authz {
-    fn from_row(r: &Row) -> Result<Self> {
+    pub(crate) fn from_row(r: &Row) -> Result<Self> {
         Ok(Authz {
             id: r.text("id")?,
             order_id: r.text("order_id")?,

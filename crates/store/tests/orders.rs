@@ -27,8 +27,24 @@ async fn an_order_is_stored_with_its_authorizations_and_challenges(store: Store)
     assert_eq!(store.authzs_for_order("o1").await.unwrap().len(), 2);
     let stored: Vec<_> = authzs.iter().map(|(a, _)| a.clone()).collect();
     assert_eq!(store.authzs_for_order("o1").await.unwrap(), stored);
+    assert_eq!(
+        store.order_with_authzs("o1").await.unwrap(),
+        Some((o.clone(), stored.clone())),
+        "the joined read is the two reads"
+    );
     for (authz, challenges) in &authzs {
         assert_eq!(store.authz(&authz.id).await.unwrap().as_ref(), Some(authz));
+        assert_eq!(
+            store.authz_with_challenges(&authz.id).await.unwrap(),
+            Some((authz.clone(), challenges.clone())),
+            "the joined read is the authorization and its challenges"
+        );
+        for challenge in challenges {
+            assert_eq!(
+                store.challenge_with_authz(&challenge.id).await.unwrap(),
+                Some((challenge.clone(), authz.clone()))
+            );
+        }
         assert_eq!(
             &store.challenges_for_authz(&authz.id).await.unwrap(),
             challenges
@@ -39,8 +55,11 @@ async fn an_order_is_stored_with_its_authorizations_and_challenges(store: Store)
         );
     }
     assert_eq!(store.order("nope").await.unwrap(), None);
+    assert_eq!(store.order_with_authzs("nope").await.unwrap(), None);
     assert_eq!(store.authz("nope").await.unwrap(), None);
     assert_eq!(store.challenge("nope").await.unwrap(), None);
+    assert_eq!(store.authz_with_challenges("nope").await.unwrap(), None);
+    assert_eq!(store.challenge_with_authz("nope").await.unwrap(), None);
     assert!(store.challenges_for_authz("nope").await.unwrap().is_empty());
 }
 
@@ -78,8 +97,24 @@ async fn an_order_becomes_ready_when_every_name_is_validated(store: Store) {
     let a0 = store.authz("o1-a0").await.unwrap().unwrap();
     assert_eq!(a0.status, AuthzStatus::Valid);
     assert!(a0.validated_at.is_some());
+    // One name valid, the other and the order pending: the joined read
+    // keeps each row's own status and times apart.
+    let (order, authzs) = store.order_with_authzs("o1").await.unwrap().unwrap();
+    assert_eq!(order, store.order("o1").await.unwrap().unwrap());
+    assert_eq!(authzs, store.authzs_for_order("o1").await.unwrap());
+    assert_eq!(
+        authzs.iter().map(|a| a.status).collect::<Vec<_>>(),
+        [AuthzStatus::Valid, AuthzStatus::Pending]
+    );
     let c0 = store.challenge("o1-c0").await.unwrap().unwrap();
-    assert_eq!((c0.status, c0.error), (ChallengeStatus::Valid, None));
+    assert_eq!((c0.status, &c0.error), (ChallengeStatus::Valid, &None));
+    let (joined_c0, joined_a0) = store.challenge_with_authz("o1-c0").await.unwrap().unwrap();
+    assert_eq!((joined_c0, joined_a0), (c0.clone(), a0.clone()));
+    let (_, a0_challenges) = store.authz_with_challenges("o1-a0").await.unwrap().unwrap();
+    assert_eq!(
+        a0_challenges,
+        store.challenges_for_authz("o1-a0").await.unwrap()
+    );
     assert!(
         store
             .start_challenge("o1-c1", now_ms() + 1000)

@@ -38,9 +38,9 @@ pub struct Validator {
 
 impl Validator {
     async fn validate(&self, job_id: &str, attempt: u32) -> Result<(), StageError> {
-        let Some(chal) = self
+        let Some((chal, authz)) = self
             .store
-            .challenge(job_id)
+            .challenge_with_authz(job_id)
             .await
             .map_err(StageError::retry)?
         else {
@@ -51,12 +51,6 @@ impl Validator {
         if chal.status != ChallengeStatus::Processing {
             return Ok(()); // already decided: a redelivery
         }
-        let authz = self
-            .store
-            .authz(&chal.authz_id)
-            .await
-            .map_err(StageError::retry)?
-            .ok_or_else(|| StageError::Permanent("challenge without authorization".into()))?;
         let account = self
             .store
             .account(&authz.account_id)

@@ -15,18 +15,23 @@ use proto::Job;
 use queue::Message;
 use serde::Deserialize;
 use serde_json::Value;
-use store::{Account, Authz, now_ms};
+use store::{Account, Authz, Challenge, now_ms};
 
-async fn owned_authz(api: &Api, id: &str, account: &Account) -> Result<Authz, ApiError> {
-    let authz = api
+/// The authorization with its challenges, if the account owns it.
+async fn owned_authz(
+    api: &Api,
+    id: &str,
+    account: &Account,
+) -> Result<(Authz, Vec<Challenge>), ApiError> {
+    let (authz, challenges) = api
         .store
-        .authz(id)
+        .authz_with_challenges(id)
         .await?
         .ok_or_else(|| ApiError::not_found("authorization"))?;
     if authz.account_id != account.id {
         return Err(not_yours("authorization"));
     }
-    Ok(authz)
+    Ok((authz, challenges))
 }
 
 #[derive(Deserialize)]
@@ -43,7 +48,7 @@ pub async fn authz(
     Body(body): Body,
 ) -> ApiResult {
     let req = authenticate(&api, &headers, &uri, &body, KeyRule::Kid).await?;
-    let mut authz = owned_authz(&api, &id, req.account()).await?;
+    let (mut authz, mut challenges) = owned_authz(&api, &id, req.account()).await?;
     let update: AuthzUpdate = req.json()?;
     match update.status.as_deref() {
         None => {}
@@ -57,7 +62,7 @@ pub async fn authz(
                     ),
                 ));
             }
-            authz = owned_authz(&api, &id, req.account()).await?;
+            (authz, challenges) = owned_authz(&api, &id, req.account()).await?;
         }
         Some(other) => {
             return Err(ApiError::new(
@@ -68,7 +73,6 @@ pub async fn authz(
             ));
         }
     }
-    let challenges = api.store.challenges_for_authz(&id).await?;
     let processing = challenges
         .iter()
         .any(|c| c.status == ChallengeStatus::Processing);
@@ -85,12 +89,14 @@ pub async fn challenge(
     Body(body): Body,
 ) -> ApiResult {
     let req = authenticate(&api, &headers, &uri, &body, KeyRule::Kid).await?;
-    let challenge = api
+    let (challenge, authz) = api
         .store
-        .challenge(&id)
+        .challenge_with_authz(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("challenge"))?;
-    let authz = owned_authz(&api, &challenge.authz_id, req.account()).await?;
+    if authz.account_id != req.account().id {
+        return Err(not_yours("authorization"));
+    }
     let up = api.authz_url(&authz.id);
     if req.post_as_get {
         let processing = challenge.status == ChallengeStatus::Processing;
@@ -102,6 +108,7 @@ pub async fn challenge(
     // Any JSON object means "ready to be validated" (RFC 8555 §7.5.1).
     let _: serde_json::Map<String, Value> = req.json()?;
     let now = now_ms();
+    let mut challenge = challenge;
     if challenge.status == ChallengeStatus::Pending {
         let deadline = now + api.config.challenge_timeout.as_millis() as i64;
         if api.store.start_challenge(&id, deadline).await? {
@@ -114,6 +121,8 @@ pub async fn challenge(
             {
                 tracing::warn!(challenge_id = %id, error = %e, "enqueueing validation failed; the sweeper will re-drive it");
             }
+            // As this request left it, whatever the validator has done since.
+            challenge.status = ChallengeStatus::Processing;
         } else if authz.status != AuthzStatus::Pending {
             return Err(ApiError::new(
                 ProblemKind::Malformed,
@@ -122,13 +131,15 @@ pub async fn challenge(
                     authz.status
                 ),
             ));
+        } else {
+            // Another request started it (or a sibling) first: show what it did.
+            challenge = api
+                .store
+                .challenge(&id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("challenge"))?;
         }
     }
-    let challenge = api
-        .store
-        .challenge(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("challenge"))?;
     let processing = challenge.status == ChallengeStatus::Processing;
     Ok(Reply::ok(api.challenge_json(&challenge))
         .link(&up, "up")

@@ -157,15 +157,14 @@ pub(super) async fn owned_order(
     id: &str,
     account: &Account,
 ) -> Result<(Order, Vec<Authz>), ApiError> {
-    let order = api
+    let (order, authzs) = api
         .store
-        .order(id)
+        .order_with_authzs(id)
         .await?
         .ok_or_else(|| ApiError::not_found("order"))?;
     if order.account_id != account.id {
         return Err(not_yours("order"));
     }
-    let authzs = api.store.authzs_for_order(id).await?;
     Ok((order, authzs))
 }
 
