@@ -128,10 +128,6 @@ pub struct ServeArgs {
     /// Retry-After.
     #[arg(long, env = "KILN_MAX_IN_FLIGHT_REQUESTS", default_value_t = api::request_limits::DEFAULT_MAX_IN_FLIGHT)]
     pub(crate) max_in_flight_requests: usize,
-    /// Threads the pipeline's stages run on, beside the api's; 0 runs them
-    /// on the api's threads.
-    #[arg(long, env = "KILN_PIPELINE_THREADS", default_value_t = crate::DEFAULT_PIPELINE_THREADS)]
-    pub(crate) pipeline_threads: usize,
     #[command(flatten)]
     pub(crate) knobs: KnobArgs,
 }

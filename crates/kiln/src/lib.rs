@@ -11,12 +11,10 @@ mod data_dir;
 pub mod knobs;
 mod mgmt;
 mod order_report;
-mod pipeline_runtime;
 
 pub use data_dir::write_private;
 use data_dir::{lock_data_dir, private_database_file};
 pub use order_report::order_report;
-use pipeline_runtime::PipelineRuntime;
 
 use anyhow::Context;
 use api::ApiConfig;
@@ -92,14 +90,7 @@ pub struct EmbeddedConfig {
     pub terms_of_service: Option<String>,
     /// Requests in flight at once before the api answers 503.
     pub max_in_flight_requests: usize,
-    /// Worker threads of the pipeline's own runtime; 0 runs the stages on
-    /// the api's (`pipeline_runtime`).
-    pub pipeline_threads: usize,
 }
-
-/// One thread: the stages need under half a core at the rates two cores
-/// reach (BENCHMARKS.md, the per-order CPU budget).
-pub const DEFAULT_PIPELINE_THREADS: usize = 1;
 
 impl EmbeddedConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
@@ -127,7 +118,6 @@ impl EmbeddedConfig {
             rate_limits: api::rate_limits::RateLimits::default(),
             terms_of_service: None,
             max_in_flight_requests: api::request_limits::DEFAULT_MAX_IN_FLIGHT,
-            pipeline_threads: DEFAULT_PIPELINE_THREADS,
         }
     }
 }
@@ -148,8 +138,6 @@ pub struct Kiln {
     pub store: Store,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
-    /// Declared after `tasks`, so dropped after them.
-    _pipeline: PipelineRuntime,
     /// Held while running: this process is the only one serving the data
     /// directory, which the api's sole-replica mode relies on.
     _data_dir_lock: std::fs::File,
@@ -181,9 +169,6 @@ impl Kiln {
 
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
-        let pipeline = PipelineRuntime::new(config.pipeline_threads)
-            .context("starting the pipeline's runtime")?;
-        let stages = pipeline.handle();
 
         // Bind first: with port 0 (tests) the URL needs the real port.
         let listener = std::net::TcpListener::bind(config.listen)
@@ -237,7 +222,7 @@ impl Kiln {
              this all-in-one CA is for testing clients, not for the internet"
         );
         spawn_stage(
-            (&mut tasks, &stages),
+            &mut tasks,
             &queue_dyn,
             proto::queues::VALIDATOR,
             validator,
@@ -254,7 +239,7 @@ impl Kiln {
             account_url_prefix,
         };
         spawn_stage(
-            (&mut tasks, &stages),
+            &mut tasks,
             &queue_dyn,
             proto::queues::CAA_CHECKER,
             caa,
@@ -273,7 +258,7 @@ impl Kiln {
         };
         signer.record_issuer().await?;
         spawn_stage(
-            (&mut tasks, &stages),
+            &mut tasks,
             &queue_dyn,
             proto::queues::SIGNER,
             signer,
@@ -293,7 +278,7 @@ impl Kiln {
             step_timeout: config.step_timeout,
         };
         spawn_stage(
-            (&mut tasks, &stages),
+            &mut tasks,
             &queue_dyn,
             proto::queues::CT_SUBMITTER,
             submitter,
@@ -314,10 +299,7 @@ impl Kiln {
             step_timeout: config.step_timeout,
         };
         sweeper.sweep(i64::MAX).await?;
-        tasks.spawn_on(
-            sweeper.run(Duration::from_secs(1), shutdown.clone()),
-            &stages,
-        );
+        tasks.spawn(sweeper.run(Duration::from_secs(1), shutdown.clone()));
 
         let mut api_config = ApiConfig::new(&base_url);
         api_config.caa_identities = caa_identities;
@@ -404,7 +386,6 @@ impl Kiln {
             store,
             shutdown,
             tasks,
-            _pipeline: pipeline,
             _data_dir_lock: data_dir_lock,
         })
     }
@@ -424,9 +405,8 @@ struct Seams {
     queue: MemoryQueue,
 }
 
-/// Runs a stage on the pipeline's runtime (`on`), joined with `tasks`.
 fn spawn_stage<H: Handler>(
-    (tasks, on): (&mut JoinSet<()>, &tokio::runtime::Handle),
+    tasks: &mut JoinSet<()>,
     queue: &Arc<dyn Queue>,
     name: &'static str,
     handler: H,
@@ -438,26 +418,23 @@ fn spawn_stage<H: Handler>(
     let faulty = seams
         .as_ref()
         .map(|s| (s.knobs.clone(), s.store.clone(), s.queue.clone()));
-    tasks.spawn_on(
-        async move {
-            let ran = match faulty {
-                Some((knobs, store, memory)) => {
-                    let handler = knobs::Faulty {
-                        inner: handler,
-                        knobs,
-                        store,
-                        queue: memory,
-                    };
-                    run_stage(queue, name, Arc::new(handler), runner, shutdown).await
-                }
-                None => run_stage(queue, name, Arc::new(handler), runner, shutdown).await,
-            };
-            if let Err(e) = ran {
-                tracing::error!(stage = name, error = %e, "stage stopped");
+    tasks.spawn(async move {
+        let ran = match faulty {
+            Some((knobs, store, memory)) => {
+                let handler = knobs::Faulty {
+                    inner: handler,
+                    knobs,
+                    store,
+                    queue: memory,
+                };
+                run_stage(queue, name, Arc::new(handler), runner, shutdown).await
             }
-        },
-        on,
-    );
+            None => run_stage(queue, name, Arc::new(handler), runner, shutdown).await,
+        };
+        if let Err(e) = ran {
+            tracing::error!(stage = name, error = %e, "stage stopped");
+        }
+    });
 }
 
 /// Fake CT logs on loopback, one operator each; keys persist in the data

@@ -20,7 +20,6 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.rate_limits = args.rate_limits()?;
     config.terms_of_service = args.terms_of_service.clone();
     config.max_in_flight_requests = args.max_in_flight_requests;
-    config.pipeline_threads = args.pipeline_threads;
     let rate_limits = match config.rate_limits == Default::default() {
         true => "none".to_string(),
         false => config
