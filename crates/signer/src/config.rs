@@ -2,7 +2,7 @@
 //! configures.
 
 use crate::Signer;
-use crate::ca::IssuingCa;
+use crate::ca::{CaError, IssuingCa, Pkcs11Source};
 use crate::certificate::Profile;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -12,8 +12,13 @@ use store::Store;
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct SignerConfig {
-    /// Holds root.pem, intermediate.pem and their keys (mode 0600).
+    /// Holds root.pem, intermediate.pem and, unless `[signer.pkcs11]`
+    /// names a token, intermediate-key.pem (mode 0600).
     pub ca_dir: PathBuf,
+    /// The intermediate's key on a PKCS#11 token instead of in `ca_dir`.
+    /// Absent: the key file, as always.
+    #[serde(default)]
+    pub pkcs11: Option<Pkcs11Source>,
     /// First serial byte, distinct per signer deployment (1..=127).
     #[serde(default = "default_prefix")]
     pub serial_prefix: u8,
@@ -35,6 +40,15 @@ impl SignerConfig {
         let mut profile = Profile::for_base_url(base_url.trim_end_matches('/'));
         profile.validity = Duration::from_secs(self.validity_days * 24 * 3600);
         profile
+    }
+
+    /// The issuing CA: its certificates from `ca_dir`, its key from there
+    /// or from the token, checked against each other before anything signs.
+    pub fn load_ca(&self) -> Result<IssuingCa, CaError> {
+        match &self.pkcs11 {
+            None => IssuingCa::load(&self.ca_dir),
+            Some(token) => IssuingCa::load_with_token(&self.ca_dir, token),
+        }
     }
 
     /// The stage, once its CA is loaded (`ca_dir`) and its store connected.
@@ -76,6 +90,32 @@ mod tests {
             Duration::from_secs(7 * 86_400)
         );
         assert!(load("").is_err(), "ca_dir is required");
+        assert_eq!(config.pkcs11, None, "the key file unless a token is named");
+    }
+
+    #[test]
+    fn a_token_replaces_the_key_file() {
+        let config = load(
+            "ca_dir = \"/ca\"\n[signer.pkcs11]\nmodule = \"/usr/lib/softhsm/libsofthsm2.so\"\n\
+             token_label = \"kiln\"\nkey_label = \"issuing\"\npin_file = \"/run/secrets/pin\"\n",
+        )
+        .unwrap();
+        let token = config.pkcs11.unwrap();
+        assert_eq!(
+            (token.token_label.as_str(), token.key_label.as_str()),
+            ("kiln", "issuing")
+        );
+        assert_eq!(token.pin_file, Path::new("/run/secrets/pin"));
+        assert_eq!(token.sessions, 4);
+        // A PIN is never config text, and a missing key is a refusal.
+        let err = load(
+            "ca_dir = \"/ca\"\n[signer.pkcs11]\nmodule = \"/m.so\"\ntoken_label = \"k\"\n\
+             key_label = \"i\"\npin = \"1234\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("pin"), "{err}");
+        assert!(load("ca_dir = \"/ca\"\n[signer.pkcs11]\nmodule = \"/m.so\"\n").is_err());
     }
 
     /// The benchmark knob is no part of the production signer's config

@@ -180,8 +180,17 @@ fn leaf_chains_to_root() {
     )
     .unwrap();
 
-    assert!(ca.intermediate.cert.verify(&ca.root.key).unwrap());
-    assert!(final_cert.verify(&ca.intermediate.key).unwrap());
+    assert!(
+        ca.intermediate
+            .cert
+            .verify(ca.root.key.as_ref().unwrap())
+            .unwrap()
+    );
+    assert!(
+        final_cert
+            .verify(ca.intermediate.key.as_ref().unwrap())
+            .unwrap()
+    );
     verify_chain(&final_cert, &ca).unwrap();
     verify_chain(&ca.intermediate.cert, &ca).unwrap();
     // The poison does its job: relying parties refuse the precertificate.
@@ -613,8 +622,22 @@ fn load_or_create_persists_the_ca() {
     let second = CaHierarchy::load_or_create(&ca_dir).unwrap();
     assert_eq!(first.root.cert, second.root.cert);
     assert_eq!(first.intermediate.cert, second.intermediate.cert);
-    assert!(first.root.key.public_eq(&second.root.key));
-    assert!(first.intermediate.key.public_eq(&second.intermediate.key));
+    assert!(
+        first
+            .root
+            .key
+            .as_ref()
+            .unwrap()
+            .public_eq(second.root.key.as_ref().unwrap())
+    );
+    assert!(
+        first
+            .intermediate
+            .key
+            .as_ref()
+            .unwrap()
+            .public_eq(second.intermediate.key.as_ref().unwrap())
+    );
 
     for key_file in ["root-key.pem", "intermediate-key.pem"] {
         let mode = std::fs::metadata(ca_dir.join(key_file))

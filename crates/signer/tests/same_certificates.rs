@@ -161,7 +161,8 @@ fn reference_precertificate(issuer: &Issuer, req: &LeafRequest) -> Vec<u8> {
     for extension in extensions {
         b.append_extension(extension).unwrap();
     }
-    b.sign(&issuer.key, MessageDigest::sha256()).unwrap();
+    b.sign(issuer.key.as_ref().unwrap(), MessageDigest::sha256())
+        .unwrap();
     b.build().to_der().unwrap()
 }
 
@@ -187,7 +188,8 @@ fn reference_final_certificate(issuer: &Issuer, precert_der: &[u8], sct_list: &[
         };
         b.append_extension(ext).unwrap();
     }
-    b.sign(&issuer.key, MessageDigest::sha256()).unwrap();
+    b.sign(issuer.key.as_ref().unwrap(), MessageDigest::sha256())
+        .unwrap();
     b.build().to_der().unwrap()
 }
 
@@ -345,7 +347,8 @@ fn rsa_issuer() {
     b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
         .unwrap();
     b.append_extension(ski).unwrap();
-    b.sign(&ca.root.key, MessageDigest::sha256()).unwrap();
+    b.sign(ca.root.key.as_ref().unwrap(), MessageDigest::sha256())
+        .unwrap();
     let issuer = Issuer::new(b.build(), key).unwrap();
 
     let profile = profile();

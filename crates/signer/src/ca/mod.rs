@@ -1,11 +1,11 @@
 //! Kiln's own CA hierarchy: a P-256 root and a single intermediate that signs
-//! every leaf. Only the signer process loads these keys.
+//! every leaf. Only the signer process loads these keys; the signer may hold
+//! the intermediate's on a PKCS#11 token instead (`pkcs11`).
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::{self, File};
+use std::io;
 use std::net::IpAddr;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use openssl::asn1::Asn1Time;
@@ -23,8 +23,13 @@ use openssl::x509::{X509, X509Builder, X509Name, X509NameRef, X509VerifyResult};
 
 use crate::certificate::{CertError, IssuerSigner};
 
+mod files;
 mod issuing;
+mod pkcs11;
+use files::{read_required, require_owner_only, write_atomic};
 pub use issuing::IssuingCa;
+pub use pkcs11::Pkcs11Source;
+pub(crate) use pkcs11::{IssuerKey, TokenKey, TokenKeyType};
 
 const ROOT_CERT: &str = "root.pem";
 const ROOT_KEY: &str = "root-key.pem";
@@ -60,6 +65,21 @@ pub enum CaError {
     InvalidRequest(String),
     #[error("CA cannot sign leaves: {0}")]
     CannotSign(#[source] CertError),
+    #[error("PKCS#11 module {}: {problem}", module.display())]
+    Pkcs11Module { module: PathBuf, problem: String },
+    #[error("PKCS#11 token {token:?}, key {key:?}: {problem}")]
+    Token {
+        token: String,
+        key: String,
+        problem: String,
+    },
+    #[error("PIN file {}: {problem}", path.display())]
+    Pin {
+        path: PathBuf,
+        problem: &'static str,
+    },
+    #[error("the CA key is on a PKCS#11 token: only the signer's signatures can use it")]
+    KeyOnToken,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CaError + '_ {
@@ -69,16 +89,18 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CaError + '_ {
     }
 }
 
-/// A CA certificate with its private key, made only by [`Issuer::new`].
+/// A CA certificate with its private key, made only by [`Issuer::new`] (a
+/// key in memory) or by the signer's load from a PKCS#11 token.
 ///
 /// The fields are for reading. What signing needs was derived from them,
-/// and checked, by `new`, and is kept apart: it holds the same key, so
-/// nothing done to the fields afterwards can make this issuer sign with a
-/// key that does not belong to the certificate it names.
+/// and checked, when the issuer was made, and is kept apart: it holds the
+/// same key, so nothing done to the fields afterwards can make this issuer
+/// sign with a key that does not belong to the certificate it names.
 #[derive(Clone)]
 pub struct Issuer {
     pub cert: X509,
-    pub key: PKey<Private>,
+    /// `None` when the key stays on a PKCS#11 token.
+    pub key: Option<PKey<Private>>,
     signer: IssuerSigner,
     /// How the store names this certificate ([`store::Issuer::id_of`]).
     id: String,
@@ -95,6 +117,23 @@ impl Issuer {
             ));
         }
         let signer = IssuerSigner::new(&cert, &key).map_err(CaError::CannotSign)?;
+        Self::with_signer(cert, Some(key), signer)
+    }
+
+    /// An issuer whose key is `token`'s, refused unless a signature by it
+    /// verifies under `cert` (`IssuerSigner::with_key`).
+    pub(crate) fn on_token(cert: X509, token: TokenKey) -> Result<Self, CaError> {
+        let token = std::sync::Arc::new(token);
+        let signer = IssuerSigner::with_key(&cert, IssuerKey::Token(token.clone()))
+            .map_err(|e| token.refusal(format!("intermediate.pem cannot use it: {e}")))?;
+        Self::with_signer(cert, None, signer)
+    }
+
+    fn with_signer(
+        cert: X509,
+        key: Option<PKey<Private>>,
+        signer: IssuerSigner,
+    ) -> Result<Self, CaError> {
         let id = store::Issuer::id_of(&cert.to_der()?);
         Ok(Self {
             cert,
@@ -102,6 +141,12 @@ impl Issuer {
             signer,
             id,
         })
+    }
+
+    /// The key in memory, for what only a file key does (the ceremony's
+    /// signatures with OpenSSL's builder, storing the CA).
+    fn file_key(&self) -> Result<&PKey<Private>, CaError> {
+        self.key.as_ref().ok_or(CaError::KeyOnToken)
     }
 
     pub(crate) fn signer(&self) -> &IssuerSigner {
@@ -177,9 +222,10 @@ impl CaHierarchy {
         let root = load_issuer(dir, ROOT_CERT, ROOT_KEY)?;
         let intermediate = load_issuer(dir, INTERMEDIATE_CERT, INTERMEDIATE_KEY)?;
         // Refuse to run with a mismatched pair rather than issue an unverifiable chain.
-        if !root.cert.verify(&root.key)?
+        let root_key = root.file_key()?;
+        if !root.cert.verify(root_key)?
             || root.cert.issued(&intermediate.cert) != X509VerifyResult::OK
-            || !intermediate.cert.verify(&root.key)?
+            || !intermediate.cert.verify(root_key)?
         {
             return Err(CaError::Inconsistent(
                 "intermediate is not issued by the stored root",
@@ -193,13 +239,13 @@ impl CaHierarchy {
         write_atomic(
             dir,
             ROOT_KEY,
-            &self.root.key.private_key_to_pem_pkcs8()?,
+            &self.root.file_key()?.private_key_to_pem_pkcs8()?,
             0o600,
         )?;
         write_atomic(
             dir,
             INTERMEDIATE_KEY,
-            &self.intermediate.key.private_key_to_pem_pkcs8()?,
+            &self.intermediate.file_key()?.private_key_to_pem_pkcs8()?,
             0o600,
         )?;
         write_atomic(
@@ -285,7 +331,7 @@ impl CaHierarchy {
         for extension in extensions {
             builder.append_extension(extension)?;
         }
-        builder.sign(&self.intermediate.key, MessageDigest::sha256())?;
+        builder.sign(self.intermediate.file_key()?, MessageDigest::sha256())?;
         Ok((builder.build(), key))
     }
 
@@ -329,7 +375,7 @@ fn ca_certificate(
     signer: Option<&Issuer>,
     validity_days: i64,
     path_len: Option<u32>,
-) -> Result<X509, ErrorStack> {
+) -> Result<X509, CaError> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let mut builder = X509Builder::new()?;
     builder.set_version(2)?;
@@ -369,7 +415,11 @@ fn ca_certificate(
     for extension in extensions {
         builder.append_extension(extension)?;
     }
-    builder.sign(signer.map_or(key, |s| &s.key), MessageDigest::sha256())?;
+    let signing_key = match signer {
+        Some(s) => s.file_key()?,
+        None => key,
+    };
+    builder.sign(signing_key, MessageDigest::sha256())?;
     Ok(builder.build())
 }
 
@@ -380,66 +430,6 @@ fn load_issuer(dir: &Path, cert_file: &str, key_file: &str) -> Result<Issuer, Ca
     // After the read, so a missing file says "missing" first.
     require_owner_only(&key_path)?;
     Issuer::new(cert, key)
-}
-
-/// A private key file that others can read, or anyone but its owner can
-/// write, is refused: the signer does not start rather than go on with a
-/// key others may have read. Read by the owner's group is allowed with a
-/// warning: a Kubernetes Secret is mounted root-owned and group-readable
-/// (`defaultMode: 0440`, `fsGroup`), the only way a non-root signer reads it.
-fn require_owner_only(path: &Path) -> Result<(), CaError> {
-    let mode = fs::metadata(path)
-        .map_err(io_err(path))?
-        .permissions()
-        .mode()
-        & 0o7777;
-    if mode & 0o037 != 0 {
-        return Err(CaError::LooseKey {
-            path: path.to_path_buf(),
-            mode,
-        });
-    }
-    if mode & 0o040 != 0 {
-        tracing::warn!(
-            path = %path.display(),
-            mode = format!("{mode:04o}"),
-            "a CA key file is readable by its group: right for a Kubernetes Secret mount, otherwise chmod 600 it"
-        );
-    }
-    Ok(())
-}
-
-fn read_required(path: &Path) -> Result<Vec<u8>, CaError> {
-    fs::read(path).map_err(|source| match source.kind() {
-        io::ErrorKind::NotFound => CaError::Incomplete(path.to_path_buf()),
-        _ => CaError::Io {
-            path: path.to_path_buf(),
-            source,
-        },
-    })
-}
-
-/// Writes `contents` to `dir/name` via a temp file + rename, so a crash never
-/// leaves a truncated key or certificate behind.
-fn write_atomic(dir: &Path, name: &str, contents: &[u8], mode: u32) -> Result<(), CaError> {
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    match fs::remove_file(&tmp) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&tmp)(e)),
-        _ => {}
-    }
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io_err(&tmp))?;
-    // The umask may have narrowed the creation mode; make it exact.
-    file.set_permissions(fs::Permissions::from_mode(mode))
-        .and_then(|()| file.write_all(contents))
-        .and_then(|()| file.sync_all())
-        .map_err(io_err(&tmp))?;
-    let path = dir.join(name);
-    fs::rename(&tmp, &path).map_err(io_err(&path))
 }
 
 #[cfg(test)]
@@ -472,7 +462,12 @@ mod tests {
     fn generated_hierarchy_verifies() {
         let ca = CaHierarchy::generate().unwrap();
         verify(&ca.intermediate.cert, &[], &ca.root.cert).unwrap();
-        assert!(ca.intermediate.cert.verify(&ca.root.key).unwrap());
+        assert!(
+            ca.intermediate
+                .cert
+                .verify(ca.root.file_key().unwrap())
+                .unwrap()
+        );
         assert_ne!(ca.root.cert.serial_number().to_bn().unwrap().num_bits(), 0);
         assert!(ca.chain_pem().starts_with("-----BEGIN CERTIFICATE-----"));
         assert_eq!(

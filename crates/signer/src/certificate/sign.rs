@@ -1,7 +1,7 @@
 //! The issuer's half of every certificate: what a leaf takes from the CA
 //! certificate and key (the issuer name, the key identifier, the signature
 //! algorithm), derived and checked once when the issuer is loaded, and the
-//! one signature per certificate.
+//! one signature per certificate, by a key in memory or on a PKCS#11 token.
 
 use openssl::hash::MessageDigest;
 use openssl::pkey::{Id, PKey, Private, Public};
@@ -13,14 +13,15 @@ use x509_parser::x509::AlgorithmIdentifier;
 
 use super::CertError;
 use super::der::{algorithm_identifier, certificate, oid, parse_cert};
+use crate::ca::{IssuerKey, TokenKeyType};
 
 /// Signs leaves for one CA certificate. Made once per issuer by
-/// [`IssuerSigner::new`], which refuses a key that does not sign for the
+/// [`IssuerSigner::with_key`], which refuses a key that does not sign for the
 /// certificate: that cannot change while the signer runs, so no certificate
 /// is checked for it again.
 #[derive(Clone)]
 pub(crate) struct IssuerSigner {
-    key: PKey<Private>,
+    key: IssuerKey,
     /// The certificate's key, for checking that a precertificate handed back
     /// is one this issuer signed.
     public_key: PKey<Public>,
@@ -35,11 +36,23 @@ pub(crate) struct IssuerSigner {
 
 impl IssuerSigner {
     pub(crate) fn new(cert: &X509Ref, key: &PKey<Private>) -> Result<Self, CertError> {
-        let algorithm = match key.id() {
-            Id::EC => algorithm_identifier(oid::ECDSA_WITH_SHA256),
-            Id::RSA => algorithm_identifier(oid::SHA256_WITH_RSA),
-            _ => return Err(CertError::UnsupportedIssuerKey),
+        Self::with_key(cert, IssuerKey::File(key.clone()))
+    }
+
+    pub(crate) fn with_key(cert: &X509Ref, key: IssuerKey) -> Result<Self, CertError> {
+        let ec = match &key {
+            IssuerKey::File(file) => match file.id() {
+                Id::EC => true,
+                Id::RSA => false,
+                _ => return Err(CertError::UnsupportedIssuerKey),
+            },
+            IssuerKey::Token(token) => token.key_type() == TokenKeyType::Ec,
         };
+        let algorithm = algorithm_identifier(if ec {
+            oid::ECDSA_WITH_SHA256
+        } else {
+            oid::SHA256_WITH_RSA
+        });
         let cert_der = cert.to_der()?;
         let parsed = parse_cert(&cert_der).map_err(CertError::Parse)?;
         let public_key = pkix::public_key(parsed.public_key())
@@ -54,7 +67,7 @@ impl IssuerSigner {
             })
             .ok_or_else(|| CertError::BadIssuer("no subject key identifier".into()))?;
         let signer = Self {
-            key: key.clone(),
+            key,
             public_key,
             algorithm,
             name: parsed.subject().as_raw().to_vec(),
@@ -95,11 +108,10 @@ impl IssuerSigner {
     }
 
     fn signature(&self, data: &[u8]) -> Result<Vec<u8>, CertError> {
-        Ok(pkix::sign_with_digest(
-            &self.key,
-            MessageDigest::sha256(),
-            data,
-        )?)
+        match &self.key {
+            IssuerKey::File(key) => Ok(pkix::sign_with_digest(key, MessageDigest::sha256(), data)?),
+            IssuerKey::Token(token) => token.sign(data),
+        }
     }
 
     /// Whether this issuer's key made the certificate's signature.

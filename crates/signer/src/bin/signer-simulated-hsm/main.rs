@@ -4,7 +4,6 @@
 //! would add (kiln-bench scenario 4, `bench/scenario4.sh`). The wrapper
 //! handler is in `hsm.rs`, beside this binary and outside the library.
 
-use signer::ca::IssuingCa;
 use signer::config::SignerConfig;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -24,7 +23,7 @@ fn main() -> ExitCode {
     service::main_with_flags(
         "signer",
         async |common, config: SignerConfig, flags: Flags| {
-            let ca = IssuingCa::load(&config.ca_dir)?;
+            let ca = config.load_ca()?;
             let wiring = service::Wiring::connect(common, "signer").await?;
             let handler = config.signer(ca, &wiring.common, wiring.store.clone());
             handler.record_issuer().await?;
