@@ -16,12 +16,15 @@
 //! the CPU; tests/same_certificates.rs holds the bytes to what the builder
 //! made. Keys are read with `pkix`, structures with `x509-parser`.
 //!
+//! `crl` writes and signs the revocation lists.
+//!
 //! `profile` says what Kiln issues; `precertificate` writes a leaf from a
 //! request and `final_certificate` the certificate from a precertificate
 //! and its SCTs; `lint` checks either; `sign` is the issuer's part (checked
 //! once, when the issuer is loaded) and the signature; `der` the encoding
 //! and the surgery.
 
+mod crl;
 mod der;
 mod final_certificate;
 mod lint;
@@ -29,6 +32,7 @@ mod precertificate;
 mod profile;
 mod sign;
 
+pub use crl::{CrlEntry, CrlReason, CrlRequest, MAX_CRL_VALIDITY_SECS, crl_der};
 pub use final_certificate::{build_final_certificate, final_certificate_der};
 pub use lint::{LintError, lint_leaf};
 pub use precertificate::{LeafRequest, build_precertificate, precertificate_der};
