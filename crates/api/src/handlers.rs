@@ -9,6 +9,7 @@ mod certificate;
 mod directory;
 mod finalize;
 mod order;
+mod renewal_info;
 mod response;
 
 pub use account::{account, account_orders, key_change, new_account};
@@ -17,6 +18,7 @@ pub use certificate::{certificate, revoke_cert};
 pub use directory::{directory, new_nonce_get, new_nonce_head, rate_limits_page, root};
 pub use finalize::finalize;
 pub use order::{new_order, order};
+pub use renewal_info::renewal_info;
 pub use response::{common_headers, method_not_allowed, not_found};
 
 use crate::Api;

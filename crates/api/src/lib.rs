@@ -191,6 +191,7 @@ pub async fn router(
         .route("/acme/finalize/{id}", post(finalize))
         .route("/acme/cert/{serial}", post(certificate))
         .route("/acme/revoke-cert", post(revoke_cert))
+        .route("/acme/renewal-info/{cert_id}", get(renewal_info))
         .route("/roots/0", get(root))
         .route("/docs/rate-limits", get(rate_limits_page))
         .fallback(not_found)

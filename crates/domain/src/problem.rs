@@ -5,11 +5,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::Identifier;
 
-/// The ACME error types of RFC 8555 §6.7 that Kiln can produce.
+/// The ACME error types of RFC 8555 §6.7 that Kiln can produce, and
+/// `alreadyReplaced` of RFC 9773 §7.4.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum ProblemKind {
     AccountDoesNotExist,
+    AlreadyReplaced,
     AlreadyRevoked,
     BadCsr,
     BadNonce,
@@ -39,6 +41,7 @@ impl ProblemKind {
         use ProblemKind::*;
         match self {
             AccountDoesNotExist => "accountDoesNotExist",
+            AlreadyReplaced => "alreadyReplaced",
             AlreadyRevoked => "alreadyRevoked",
             BadCsr => "badCSR",
             BadNonce => "badNonce",
@@ -68,6 +71,8 @@ impl ProblemKind {
         use ProblemKind::*;
         match self {
             Unauthorized | OrderNotReady => 403,
+            // RFC 9773 §5: a certificate already replaced is a 409 Conflict.
+            AlreadyReplaced => 409,
             RateLimited => 429,
             ServerInternal => 500,
             _ => 400,

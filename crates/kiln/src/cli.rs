@@ -37,6 +37,11 @@ impl Cli {
             Some(Command::Order(OrderCommand::Show { id, db })) => {
                 commands::order::show(&db, &id).await
             }
+            Some(Command::Ari(AriCommand::RenewNow {
+                serials,
+                explanation_url,
+                db,
+            })) => commands::ari::renew_now(&db, &serials, explanation_url.as_deref()).await,
             Some(Command::BlockKey {
                 public_key,
                 sha256,
@@ -261,6 +266,9 @@ enum Command {
     /// Orders.
     #[command(subcommand)]
     Order(OrderCommand),
+    /// ACME Renewal Information (RFC 9773).
+    #[command(subcommand)]
+    Ari(AriCommand),
     /// Block a compromised key (BR 6.1.1.3): refused from then on as an
     /// account key and in CSRs. By its public key (PEM: a key, or a
     /// certificate whose key it is) or by the hex SHA-256 of its DER
@@ -305,6 +313,24 @@ enum OrderCommand {
     /// An order's state and the timeline of its finalization.
     Show {
         id: String,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AriCommand {
+    /// Ask for certificates to be renewed at once, as after an incident:
+    /// their suggested renewal window moves to the past, so clients that
+    /// poll renewalInfo renew now. Unknown serials make it fail.
+    RenewNow {
+        /// Serials in hex, as in the certificate URL (upper case and
+        /// colons accepted).
+        #[arg(required = true)]
+        serials: Vec<String>,
+        /// A page explaining why, shown to clients as `explanationURL`.
+        #[arg(long)]
+        explanation_url: Option<String>,
         #[command(flatten)]
         db: DatabaseArgs,
     },

@@ -23,6 +23,8 @@
 //! - `nonces`: shared secrets and used nonces;
 //! - `compat`: what clients did after a `processing` finalize;
 //! - `rate_limits`: counted events behind the api's rate limits;
+//! - `renewal`: ACME Renewal Information (RFC 9773): what a certificate's
+//!   suggested window is made of, and orders that replace a certificate;
 //! - `sweeping`: queries over work in flight, for the sweeper;
 //! - `leadership`: one leader among processes (advisory lock);
 //! - `notifications`: finished orders announced to waiters, across
@@ -45,6 +47,7 @@ mod nonces;
 mod notifications;
 mod orders;
 pub mod rate_limits;
+mod renewal;
 mod sweeping;
 mod views;
 
@@ -57,6 +60,7 @@ pub use finalization::BeginFinalize;
 pub use issuers::Issuer;
 pub use leadership::Leadership;
 pub use orders::{Authz, Challenge, Order, Timeline};
+pub use renewal::{RenewNow, RenewNowMark, RenewalFacts};
 pub use sweeping::{CompletedOrder, ProcessingCounts};
 
 use db::{Db, DbError, Migration, Row};
@@ -97,6 +101,7 @@ macro_rules! migrations {
             migrations!(@one $backend, 4, "issuers", "0004_issuers.sql"),
             migrations!(@one $backend, 5, "blocked keys", "0005_blocked_keys.sql"),
             migrations!(@one $backend, 6, "rate limits", "0006_rate_limits.sql"),
+            migrations!(@one $backend, 7, "renewal info", "0007_renewal_info.sql"),
         ]
     };
     (@one $backend:literal, $version:literal, $description:literal, $file:literal) => {

@@ -122,51 +122,9 @@ impl Store {
         order: &Order,
         authzs: &[(Authz, Vec<Challenge>)],
     ) -> Result<()> {
-        let mut script = Script::new().then(stmt!(
-            "INSERT INTO orders (id, account_id, status, identifiers, not_before, not_after,
-                                 expires_at, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            &order.id,
-            &order.account_id,
-            order.status.as_str(),
-            json(&order.identifiers),
-            order.not_before,
-            order.not_after,
-            order.expires_at,
-            order.created_at,
-        ));
-        for (authz, challenges) in authzs {
-            script = script.then(stmt!(
-                "INSERT INTO authzs (id, order_id, account_id, identifier, wildcard, status, expires_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                &authz.id,
-                &authz.order_id,
-                &authz.account_id,
-                &authz.identifier,
-                authz.wildcard,
-                authz.status.as_str(),
-                authz.expires_at,
-            ));
-            for group in challenges.chunks(INSERT_CHALLENGES.len()) {
-                let params = group
-                    .iter()
-                    .flat_map(|c| {
-                        [
-                            Value::from(&c.id),
-                            Value::from(&c.authz_id),
-                            Value::from(c.kind.as_str()),
-                            Value::from(&c.token),
-                            Value::from(c.status.as_str()),
-                        ]
-                    })
-                    .collect();
-                script = script.then(Stmt {
-                    sql: INSERT_CHALLENGES[group.len() - 1],
-                    params,
-                });
-            }
-        }
-        self.db.run(script).await?;
+        self.db
+            .run(insert_order_script(order, authzs, None))
+            .await?;
         Ok(())
     }
 
@@ -345,6 +303,62 @@ impl Store {
             ));
         Ok(self.db.run(script).await?.committed())
     }
+}
+
+/// The writes that store a new order with its authorizations and their
+/// challenges; `replaces`: the certID it replaces (RFC 9773 §5), whose claim
+/// `renewal` adds to the same script.
+pub(crate) fn insert_order_script(
+    order: &Order,
+    authzs: &[(Authz, Vec<Challenge>)],
+    replaces: Option<&str>,
+) -> Script {
+    let mut script = Script::new().then(stmt!(
+        "INSERT INTO orders (id, account_id, status, identifiers, not_before, not_after,
+                             expires_at, created_at, replaces)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        &order.id,
+        &order.account_id,
+        order.status.as_str(),
+        json(&order.identifiers),
+        order.not_before,
+        order.not_after,
+        order.expires_at,
+        order.created_at,
+        replaces,
+    ));
+    for (authz, challenges) in authzs {
+        script = script.then(stmt!(
+            "INSERT INTO authzs (id, order_id, account_id, identifier, wildcard, status, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &authz.id,
+            &authz.order_id,
+            &authz.account_id,
+            &authz.identifier,
+            authz.wildcard,
+            authz.status.as_str(),
+            authz.expires_at,
+        ));
+        for group in challenges.chunks(INSERT_CHALLENGES.len()) {
+            let params = group
+                .iter()
+                .flat_map(|c| {
+                    [
+                        Value::from(&c.id),
+                        Value::from(&c.authz_id),
+                        Value::from(c.kind.as_str()),
+                        Value::from(&c.token),
+                        Value::from(c.status.as_str()),
+                    ]
+                })
+                .collect();
+            script = script.then(Stmt {
+                sql: INSERT_CHALLENGES[group.len() - 1],
+                params,
+            });
+        }
+    }
+    script
 }
 
 impl Order {

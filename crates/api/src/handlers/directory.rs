@@ -1,5 +1,6 @@
 //! The entry points that need no account: the directory (RFC 8555 §7.1.1),
-//! new-nonce (§7.2), and the root certificate at `/roots/0`.
+//! new-nonce (§7.2), and the root certificate at `/roots/0`. The
+//! directory also names ARI's `renewalInfo` (RFC 9773 §3).
 
 use super::Shared;
 use super::response::Reply;
@@ -23,6 +24,8 @@ pub async fn directory(State(api): Shared) -> Response {
         "newOrder": api.url("/acme/new-order"),
         "revokeCert": api.url("/acme/revoke-cert"),
         "keyChange": api.url("/acme/key-change"),
+        // ACME Renewal Information, RFC 9773 §3.
+        "renewalInfo": api.url("/acme/renewal-info"),
         "meta": meta,
     }))
     .into_response()

@@ -1,7 +1,11 @@
 //! Orders (RFC 8555 §7.4): new-order and reading an order, plus the
-//! ownership check and the order answer that finalize shares.
+//! ownership check and the order answer that finalize shares. An order may
+//! replace a certificate (RFC 9773 §5, `replaces`): checked by
+//! `renewal_info`, claimed by the store as the order is inserted, and shown
+//! in the order object.
 
 use super::auth::{Body, KeyRule, PathId, authenticate, not_yours};
+use super::renewal_info::replaced_serial;
 use super::response::{Reply, processing_retry_after};
 use super::{ApiResult, Shared, random_id};
 use crate::Api;
@@ -11,6 +15,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::IntoResponse;
 use domain::{AuthzStatus, ChallengeStatus, Identifier, OrderStatus, Problem, ProblemKind};
 use serde::Deserialize;
+use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use store::{Account, Authz, Challenge, Order, now_ms};
 
@@ -25,6 +30,9 @@ struct NewOrderPayload {
     not_before: Option<String>,
     #[serde(default)]
     not_after: Option<String>,
+    /// The certID of the certificate this order renews (RFC 9773 §5).
+    #[serde(default)]
+    replaces: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -86,6 +94,13 @@ pub async fn new_order(
             .into());
     }
     let account = req.account();
+    let replaced = match &payload.replaces {
+        Some(cert_id) => {
+            let serial = replaced_serial(&api, &account.id, &names, cert_id).await?;
+            Some((serial, cert_id.as_str()))
+        }
+        None => None,
+    };
     let now = now_ms();
     let requested: Vec<String> = names.iter().cloned().collect();
     let limiter = &api.rate_limiter;
@@ -142,10 +157,28 @@ pub async fn new_order(
             .collect();
         authzs.push((authz, challenges));
     }
-    api.store.insert_order(&order, &authzs).await?;
+    match &replaced {
+        None => api.store.insert_order(&order, &authzs).await?,
+        Some((serial, cert_id)) => {
+            if !api
+                .store
+                .insert_replacing_order(&order, &authzs, serial, cert_id)
+                .await?
+            {
+                return Err(ApiError::new(
+                    ProblemKind::AlreadyReplaced,
+                    format!(
+                        "certificate {serial} already has a replacement order that is not \
+                         invalid (RFC 9773 §5); renew without \"replaces\""
+                    ),
+                ));
+            }
+        }
+    }
     limiter.note_new_order(&api.store, &account.id, now).await;
     let authzs: Vec<Authz> = authzs.into_iter().map(|(a, _)| a).collect();
-    Ok(Reply::ok(api.order_json(&order, &authzs))
+    let replaces = replaced.map(|(_, cert_id)| cert_id);
+    Ok(Reply::ok(order_json(&api, &order, &authzs, replaces))
         .status(StatusCode::CREATED)
         .location(api.order_url(&order.id))
         .into_response())
@@ -157,22 +190,52 @@ pub(super) async fn owned_order(
     id: &str,
     account: &Account,
 ) -> Result<(Order, Vec<Authz>), ApiError> {
-    let (order, authzs) = api
-        .store
-        .order_with_authzs(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("order"))?;
-    if order.account_id != account.id {
-        return Err(not_yours("order"));
-    }
+    let (order, authzs, _) = owned_order_view(api, id, account).await?;
     Ok((order, authzs))
 }
 
+/// `owned_order`, with the certID the order replaces (RFC 9773 §5).
+pub(super) async fn owned_order_view(
+    api: &Api,
+    id: &str,
+    account: &Account,
+) -> Result<(Order, Vec<Authz>, Option<String>), ApiError> {
+    let view = api
+        .store
+        .order_view(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("order"))?;
+    if view.0.account_id != account.id {
+        return Err(not_yours("order"));
+    }
+    Ok(view)
+}
+
 pub(super) fn order_reply(api: &Api, order: &Order, authzs: &[Authz]) -> Reply {
+    order_reply_replacing(api, order, authzs, None)
+}
+
+/// `order_reply` for an order that replaces certificate `replaces`.
+pub(super) fn order_reply_replacing(
+    api: &Api,
+    order: &Order,
+    authzs: &[Authz],
+    replaces: Option<&str>,
+) -> Reply {
     let processing = api.order_status(order, authzs) == OrderStatus::Processing;
-    Reply::ok(api.order_json(order, authzs))
+    Reply::ok(order_json(api, order, authzs, replaces))
         .location(api.order_url(&order.id))
         .retry_after(processing_retry_after(api, processing))
+}
+
+/// The order object, with `replaces` as the client sent it: a client
+/// checks it is reflected exactly (RFC 9773 §5).
+fn order_json(api: &Api, order: &Order, authzs: &[Authz], replaces: Option<&str>) -> Value {
+    let mut doc = api.order_json(order, authzs);
+    if let Some(cert_id) = replaces {
+        doc["replaces"] = json!(cert_id);
+    }
+    doc
 }
 
 pub async fn order(
@@ -184,12 +247,12 @@ pub async fn order(
 ) -> ApiResult {
     let req = authenticate(&api, &headers, &uri, &body, KeyRule::Kid).await?;
     req.require_post_as_get()?;
-    let (order, authzs) = owned_order(&api, &id, req.account()).await?;
+    let (order, authzs, replaces) = owned_order_view(&api, &id, req.account()).await?;
     if order.processing_since.is_some() {
         // Did the client come back after finalize? (compatibility report)
         if let Err(e) = api.store.observe_poll(&id, now_ms()).await {
             tracing::warn!(order_id = %id, error = %e, "recording a poll failed");
         }
     }
-    Ok(order_reply(&api, &order, &authzs).into_response())
+    Ok(order_reply_replacing(&api, &order, &authzs, replaces.as_deref()).into_response())
 }

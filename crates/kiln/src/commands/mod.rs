@@ -1,6 +1,7 @@
 //! What each `kiln` subcommand does, one module each; their flags are in
 //! [`crate::cli`].
 
+pub mod ari;
 pub mod block_key;
 pub mod init;
 pub mod migrate;
