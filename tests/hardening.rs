@@ -503,3 +503,81 @@ async fn the_database_and_the_ca_keys_are_owner_only() {
     }
     kiln.kiln.shutdown().await;
 }
+
+/// `kiln init` (what compose and cluster.sh run) and `kiln ca …` keep the
+/// root's key out of the signer's directory: the root lives in a directory
+/// of its own, and a second intermediate never replaces a live one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ceremony_keeps_the_root_key_out_of_the_signers_directory() {
+    kiln_tests::cluster::ensure_binaries_built().await;
+    let kiln = |args: &[&std::ffi::OsStr]| {
+        std::process::Command::new(kiln_tests::cluster::binary("kiln"))
+            .args(args)
+            .output()
+            .expect("kiln runs")
+    };
+    let data = tempfile::tempdir().unwrap();
+    let (dir, root_dir) = (data.path().join("deploy"), data.path().join("offline-root"));
+    let init = |dir: &std::path::Path| {
+        kiln(&[
+            "init".as_ref(),
+            "--dir".as_ref(),
+            dir.as_os_str(),
+            "--root-dir".as_ref(),
+            root_dir.as_os_str(),
+        ])
+    };
+    let first = init(&dir);
+    assert!(first.status.success(), "{first:?}");
+    let signer_dir = dir.join("ca");
+    for file in ["intermediate.pem", "intermediate-key.pem", "root.pem"] {
+        assert!(signer_dir.join(file).is_file(), "{file} for the signer");
+    }
+    assert!(
+        !signer_dir.join("root-key.pem").exists(),
+        "no root key for the signer"
+    );
+    assert_eq!(mode_of(&root_dir.join("root-key.pem")), 0o600);
+    assert_eq!(mode_of(&signer_dir.join("intermediate-key.pem")), 0o600);
+    let read = |path: std::path::PathBuf| {
+        openssl::x509::X509::from_pem(&std::fs::read(path).unwrap()).unwrap()
+    };
+    let root = read(root_dir.join("root.pem"));
+    let intermediate = read(signer_dir.join("intermediate.pem"));
+    assert!(intermediate.verify(&root.public_key().unwrap()).unwrap());
+    // Again: the same CA, not a new one.
+    assert!(init(&dir).status.success());
+    assert_eq!(read(signer_dir.join("intermediate.pem")), intermediate);
+
+    // A second intermediate from the same root: never over the live one.
+    let issue = |signer_dir: &std::path::Path| {
+        kiln(&[
+            "ca".as_ref(),
+            "issue-intermediate".as_ref(),
+            "--root-dir".as_ref(),
+            root_dir.as_os_str(),
+            "--signer-dir".as_ref(),
+            signer_dir.as_os_str(),
+        ])
+    };
+    let over = issue(&signer_dir);
+    assert!(!over.status.success(), "{over:?}");
+    assert_eq!(read(signer_dir.join("intermediate.pem")), intermediate);
+    let next_dir = data.path().join("next-signer");
+    assert!(issue(&next_dir).status.success());
+    let next = read(next_dir.join("intermediate.pem"));
+    assert_ne!(next, intermediate);
+    assert!(next.verify(&root.public_key().unwrap()).unwrap());
+    assert!(!next_dir.join("root-key.pem").exists());
+    // `kiln ca init` makes a root, never over one.
+    let again = kiln(&[
+        "ca".as_ref(),
+        "init".as_ref(),
+        "--root-dir".as_ref(),
+        root_dir.as_os_str(),
+        "--signer-dir".as_ref(),
+        data.path().join("third").as_os_str(),
+    ]);
+    assert!(!again.status.success(), "{again:?}");
+    assert_eq!(read(root_dir.join("root.pem")), root);
+}

@@ -28,7 +28,22 @@ impl Cli {
                 database_url,
                 database_url_file,
             }) => commands::migrate::migrate(database_url, database_url_file).await,
-            Some(Command::Init { dir, api_names }) => commands::init::init(&dir, &api_names),
+            Some(Command::Init {
+                dir,
+                root_dir,
+                api_names,
+            }) => {
+                let root_dir = root_dir.unwrap_or_else(|| dir.join("root-ca"));
+                commands::init::init(&dir, &root_dir, &api_names)
+            }
+            Some(Command::Ca(CaCommand::Init {
+                root_dir,
+                signer_dir,
+            })) => commands::ca::init(&root_dir, &signer_dir),
+            Some(Command::Ca(CaCommand::IssueIntermediate {
+                root_dir,
+                signer_dir,
+            })) => commands::ca::issue_intermediate(&root_dir, &signer_dir),
             Some(Command::Report(Report::Compat {
                 db,
                 json,
@@ -296,12 +311,21 @@ enum Command {
         #[arg(long, env = "DATABASE_URL_FILE", conflicts_with = "database_url")]
         database_url_file: Option<PathBuf>,
     },
-    /// Create the CA (root + intermediate) in DIR/ca if absent, and write
+    /// The CA's offline ceremony: the only commands that use the root's
+    /// key.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Create the CA if absent — the root in ROOT_DIR (default DIR/root-ca),
+    /// the signer's files in DIR/ca (no root key there) — and write
     /// DIR/root.pem, DIR/chain.pem and an HTTPS certificate for the api
     /// (DIR/api-tls-chain.pem, DIR/api-tls-key.pem).
     Init {
         #[arg(long, env = "KILN_DATA_DIR", default_value = "./kiln-data")]
         dir: PathBuf,
+        /// Where the root's certificate and key go: keep it off every host
+        /// that runs a service.
+        #[arg(long)]
+        root_dir: Option<PathBuf>,
         /// Names and addresses the api's HTTPS certificate covers.
         #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1,::1")]
         api_names: Vec<String>,
@@ -315,6 +339,26 @@ enum OrderCommand {
         id: String,
         #[command(flatten)]
         db: DatabaseArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CaCommand {
+    /// A new root in ROOT_DIR, and its first intermediate in SIGNER_DIR
+    /// (what `[signer] ca_dir` names: intermediate.pem, its key, root.pem).
+    Init {
+        #[arg(long)]
+        root_dir: PathBuf,
+        #[arg(long)]
+        signer_dir: PathBuf,
+    },
+    /// A new intermediate from the root in ROOT_DIR into SIGNER_DIR, which
+    /// must not hold one yet.
+    IssueIntermediate {
+        #[arg(long)]
+        root_dir: PathBuf,
+        #[arg(long)]
+        signer_dir: PathBuf,
     },
 }
 

@@ -3,6 +3,7 @@
 
 pub mod ari;
 pub mod block_key;
+pub mod ca;
 pub mod init;
 pub mod migrate;
 pub mod order;

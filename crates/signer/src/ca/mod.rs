@@ -23,9 +23,11 @@ use openssl::x509::{X509, X509Builder, X509Name, X509NameRef, X509VerifyResult};
 
 use crate::certificate::{CertError, IssuerSigner};
 
+mod ceremony;
 mod files;
 mod issuing;
 mod pkcs11;
+pub use ceremony::{init_root, issue_intermediate};
 use files::{read_required, require_owner_only, write_atomic};
 pub use issuing::IssuingCa;
 pub use pkcs11::Pkcs11Source;
@@ -149,6 +151,81 @@ impl Issuer {
         self.key.as_ref().ok_or(CaError::KeyOnToken)
     }
 
+    /// A TLS server certificate (fresh P-256 key) for Kiln's own HTTPS
+    /// listener, issued by this CA (the intermediate, whose key must be in
+    /// memory: `kiln init` makes the api's certificate this way).
+    pub fn tls_server_certificate(
+        &self,
+        dns_names: &[&str],
+        ips: &[IpAddr],
+    ) -> Result<(X509, PKey<Private>), CaError> {
+        if dns_names.is_empty() && ips.is_empty() {
+            return Err(CaError::InvalidRequest(
+                "at least one DNS name or IP address is required".into(),
+            ));
+        }
+        if let Some(bad) = dns_names
+            .iter()
+            .find(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(CaError::InvalidRequest(format!("bad DNS name {bad:?}")));
+        }
+
+        let key = p256_key()?;
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let not_before = now - TLS_BACKDATE_SECS;
+        let not_after = not_before + TLS_SERVER_VALIDITY_DAYS * DAY - 1;
+
+        let mut subject = X509Name::builder()?;
+        let common_name = dns_names.first().filter(|n| n.len() <= 64);
+        if let Some(cn) = common_name {
+            subject.append_entry_by_nid(Nid::COMMONNAME, cn)?;
+        }
+        let subject = subject.build();
+
+        let mut builder = X509Builder::new()?;
+        builder.set_version(2)?;
+        let serial = random_serial()?.to_asn1_integer()?;
+        builder.set_serial_number(&serial)?;
+        builder.set_issuer_name(self.cert.subject_name())?;
+        builder.set_subject_name(&subject)?;
+        let (not_before, not_after) = (
+            Asn1Time::from_unix(not_before)?,
+            Asn1Time::from_unix(not_after)?,
+        );
+        builder.set_not_before(&not_before)?;
+        builder.set_not_after(&not_after)?;
+        builder.set_pubkey(&key)?;
+
+        let mut san = SubjectAlternativeName::new();
+        // RFC 5280 §4.2.1.6: with an empty subject the SAN must be critical.
+        if common_name.is_none() {
+            san.critical();
+        }
+        for name in dns_names {
+            san.dns(name);
+        }
+        for ip in ips {
+            san.ip(&ip.to_string());
+        }
+        let extensions = {
+            let ctx = builder.x509v3_context(Some(&self.cert), None);
+            [
+                KeyUsage::new().critical().digital_signature().build()?,
+                ExtendedKeyUsage::new().server_auth().build()?,
+                BasicConstraints::new().critical().build()?,
+                SubjectKeyIdentifier::new().build(&ctx)?,
+                AuthorityKeyIdentifier::new().keyid(true).build(&ctx)?,
+                san.build(&ctx)?,
+            ]
+        };
+        for extension in extensions {
+            builder.append_extension(extension)?;
+        }
+        builder.sign(self.file_key()?, MessageDigest::sha256())?;
+        Ok((builder.build(), key))
+    }
+
     pub(crate) fn signer(&self) -> &IssuerSigner {
         &self.signer
     }
@@ -268,71 +345,7 @@ impl CaHierarchy {
         dns_names: &[&str],
         ips: &[IpAddr],
     ) -> Result<(X509, PKey<Private>), CaError> {
-        if dns_names.is_empty() && ips.is_empty() {
-            return Err(CaError::InvalidRequest(
-                "at least one DNS name or IP address is required".into(),
-            ));
-        }
-        if let Some(bad) = dns_names
-            .iter()
-            .find(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_graphic()))
-        {
-            return Err(CaError::InvalidRequest(format!("bad DNS name {bad:?}")));
-        }
-
-        let key = p256_key()?;
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let not_before = now - TLS_BACKDATE_SECS;
-        let not_after = not_before + TLS_SERVER_VALIDITY_DAYS * DAY - 1;
-
-        let mut subject = X509Name::builder()?;
-        let common_name = dns_names.first().filter(|n| n.len() <= 64);
-        if let Some(cn) = common_name {
-            subject.append_entry_by_nid(Nid::COMMONNAME, cn)?;
-        }
-        let subject = subject.build();
-
-        let mut builder = X509Builder::new()?;
-        builder.set_version(2)?;
-        let serial = random_serial()?.to_asn1_integer()?;
-        builder.set_serial_number(&serial)?;
-        builder.set_issuer_name(self.intermediate.cert.subject_name())?;
-        builder.set_subject_name(&subject)?;
-        let (not_before, not_after) = (
-            Asn1Time::from_unix(not_before)?,
-            Asn1Time::from_unix(not_after)?,
-        );
-        builder.set_not_before(&not_before)?;
-        builder.set_not_after(&not_after)?;
-        builder.set_pubkey(&key)?;
-
-        let mut san = SubjectAlternativeName::new();
-        // RFC 5280 §4.2.1.6: with an empty subject the SAN must be critical.
-        if common_name.is_none() {
-            san.critical();
-        }
-        for name in dns_names {
-            san.dns(name);
-        }
-        for ip in ips {
-            san.ip(&ip.to_string());
-        }
-        let extensions = {
-            let ctx = builder.x509v3_context(Some(&self.intermediate.cert), None);
-            [
-                KeyUsage::new().critical().digital_signature().build()?,
-                ExtendedKeyUsage::new().server_auth().build()?,
-                BasicConstraints::new().critical().build()?,
-                SubjectKeyIdentifier::new().build(&ctx)?,
-                AuthorityKeyIdentifier::new().keyid(true).build(&ctx)?,
-                san.build(&ctx)?,
-            ]
-        };
-        for extension in extensions {
-            builder.append_extension(extension)?;
-        }
-        builder.sign(self.intermediate.file_key()?, MessageDigest::sha256())?;
-        Ok((builder.build(), key))
+        self.intermediate.tls_server_certificate(dns_names, ips)
     }
 
     /// What the signer stage holds: everything but the root's key.
