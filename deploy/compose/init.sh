@@ -9,7 +9,8 @@
 #
 # Runs as root only to hand the volumes to uid 10001 at the end.
 # Variables (defaults are the paths in deploy/compose.yaml):
-#   KILN_DATA          shared public volume     (/data; the CA goes in $KILN_DATA/ca)
+#   KILN_DATA          shared public volume     (/data; the signer's CA files in $KILN_DATA/ca)
+#   KILN_ROOT_DIR      the root's key and cert  (/root-ca: a volume only init mounts)
 #   KILN_CONFIG_SRC    deploy/config, mounted   (/etc/kiln)
 #   KILN_API_NAMES     names/IPs on the api's HTTPS certificate
 #   KILN_CT_LOGS       number of fake CT logs   (3)
@@ -23,10 +24,13 @@ api_names=${KILN_API_NAMES:-localhost,127.0.0.1,::1,api}
 logs=${KILN_CT_LOGS:-3}
 db_file=${DATABASE_URL_FILE:-/run/secrets/database-url}
 uid=${KILN_UID-10001}
+root_dir=${KILN_ROOT_DIR:-/root-ca}
 
 mkdir -p "$data/ct" "$data/config" "$data/ca"
 
-kiln init --dir "$data" --api-names "$api_names"
+# The root (and its key) in its own volume, the intermediate for the signer
+# in $data/ca: the signer's volume never holds the root's key.
+kiln init --dir "$data" --root-dir "$root_dir" --api-names "$api_names"
 
 # The URL goes through the environment, not argv, so `ps` never shows it.
 # A few tries: the database may have only just become ready.
@@ -74,6 +78,6 @@ mv "$data/config/ct-submitter.toml.tmp" "$data/config/ct-submitter.toml"
 
 if [ -n "$uid" ]; then
   chown -R "$uid:$uid" "$data" "$data/ca"
-  chmod 0700 "$data/ca"
+  chmod 0700 "$data/ca" "$root_dir"
 fi
 echo "init: done"
