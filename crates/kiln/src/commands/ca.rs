@@ -12,7 +12,6 @@ pub fn init(root_dir: &Path, signer_dir: &Path) -> anyhow::Result<()> {
 
 pub fn issue_intermediate(root_dir: &Path, signer_dir: &Path) -> anyhow::Result<()> {
     let issuing = signer::ca::issue_intermediate(root_dir, signer_dir)?;
-    let subject = issuing.intermediate.cert.subject_name();
     let serial = issuing
         .intermediate
         .cert
@@ -20,12 +19,7 @@ pub fn issue_intermediate(root_dir: &Path, signer_dir: &Path) -> anyhow::Result<
         .to_bn()?
         .to_hex_str()?;
     println!(
-        "intermediate {serial} ({:?}) ready in {}: give the signer this directory; keep {} offline",
-        subject
-            .entries()
-            .last()
-            .and_then(|e| e.data().as_utf8().ok().map(|s| s.to_string()))
-            .unwrap_or_default(),
+        "intermediate {serial} ready in {}: give the signer this directory; keep {} offline",
         signer_dir.display(),
         root_dir.display()
     );
