@@ -82,6 +82,7 @@ async fn order_at_check_caa(store: &Store, id: &str, authzs: &[(&str, i64)]) {
         error: None,
         certificate_serial: None,
         timeline: Default::default(),
+        replaces: None,
     };
     let rows: Vec<(Authz, Vec<Challenge>)> = authzs
         .iter()

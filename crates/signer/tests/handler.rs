@@ -101,6 +101,7 @@ async fn order_at_sign_precert(store: &Store, id: &str) {
         error: None,
         certificate_serial: None,
         timeline: Default::default(),
+        replaces: None,
     };
     let authz = Authz {
         id: format!("{id}-authz"),

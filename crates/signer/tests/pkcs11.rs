@@ -303,6 +303,7 @@ async fn the_signer_stage_issues_with_the_token_key() {
         error: None,
         certificate_serial: None,
         timeline: Default::default(),
+        replaces: None,
     };
     let authz = Authz {
         id: format!("{id}-authz"),

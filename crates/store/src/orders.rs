@@ -31,6 +31,9 @@ pub struct Order {
     pub certificate_serial: Option<String>,
     /// When each finalization step finished (unix ms): the order's timeline.
     pub timeline: Timeline,
+    /// The certID of the certificate this order renews (RFC 9773 §5), as
+    /// the client sent it; the order object shows it back.
+    pub replaces: Option<String>,
 }
 
 impl Order {
@@ -122,9 +125,7 @@ impl Store {
         order: &Order,
         authzs: &[(Authz, Vec<Challenge>)],
     ) -> Result<()> {
-        self.db
-            .run(insert_order_script(order, authzs, None))
-            .await?;
+        self.db.run(insert_order_script(order, authzs)).await?;
         Ok(())
     }
 
@@ -306,13 +307,9 @@ impl Store {
 }
 
 /// The writes that store a new order with its authorizations and their
-/// challenges; `replaces`: the certID it replaces (RFC 9773 §5), whose claim
-/// `renewal` adds to the same script.
-pub(crate) fn insert_order_script(
-    order: &Order,
-    authzs: &[(Authz, Vec<Challenge>)],
-    replaces: Option<&str>,
-) -> Script {
+/// challenges; for an order that replaces a certificate, `renewal` adds the
+/// claim on it to the same script.
+pub(crate) fn insert_order_script(order: &Order, authzs: &[(Authz, Vec<Challenge>)]) -> Script {
     let mut script = Script::new().then(stmt!(
         "INSERT INTO orders (id, account_id, status, identifiers, not_before, not_after,
                              expires_at, created_at, replaces)
@@ -325,7 +322,7 @@ pub(crate) fn insert_order_script(
         order.not_after,
         order.expires_at,
         order.created_at,
-        replaces,
+        order.replaces.as_deref(),
     ));
     for (authz, challenges) in authzs {
         script = script.then(stmt!(
@@ -390,6 +387,7 @@ impl Order {
                 completed_at: r.opt_i64("completed_at")?,
                 trace_id: r.opt_text("trace_id")?,
             },
+            replaces: r.opt_text("replaces")?,
         })
     }
 }
@@ -446,6 +444,7 @@ mod tests {
             error: None,
             certificate_serial: None,
             timeline: Timeline::default(),
+            replaces: None,
         }
     }
 

@@ -115,19 +115,22 @@ impl Store {
         })
     }
 
-    /// Stores a new order that replaces certificate `serial` (RFC 9773 §5),
-    /// its certID `cert_id` shown in the order object, together with the
-    /// claim on that serial: false, and nothing stored, when another order
-    /// that is not dead already holds it (`alreadyReplaced`).
+    /// Stores a new order that replaces certificate `serial` (RFC 9773 §5;
+    /// its certID is the order's `replaces`), together with the claim on
+    /// that serial: false, and nothing stored, when another order that is
+    /// not dead already holds it (`alreadyReplaced`).
     pub async fn insert_replacing_order(
         &self,
         order: &Order,
         authzs: &[(Authz, Vec<Challenge>)],
         serial: &str,
-        cert_id: &str,
     ) -> Result<bool> {
+        debug_assert!(
+            order.replaces.is_some(),
+            "a replacing order names its certID"
+        );
         let claim = stmt!(TAKE_OVER_A_DEAD_CLAIM, serial, &order.id, order.created_at);
-        let script = insert_order_script(order, authzs, Some(cert_id)).require(1, claim);
+        let script = insert_order_script(order, authzs).require(1, claim);
         Ok(self.db.run(script).await?.committed())
     }
 

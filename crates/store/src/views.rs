@@ -14,18 +14,6 @@ impl Store {
     /// view (a poll, finalize, the CAA recheck) is one round trip, not two
     /// (BENCHMARKS.md, "Database statements per order").
     pub async fn order_with_authzs(&self, id: &str) -> Result<Option<(Order, Vec<Authz>)>> {
-        Ok(self
-            .order_view(id)
-            .await?
-            .map(|(order, authzs, _)| (order, authzs)))
-    }
-
-    /// `order_with_authzs`, with the certID the order replaces (RFC 9773
-    /// §5), which the order object shows: the same one statement.
-    pub async fn order_view(
-        &self,
-        id: &str,
-    ) -> Result<Option<(Order, Vec<Authz>, Option<String>)>> {
         let rows = self
             .db
             .all(stmt!(
@@ -42,14 +30,13 @@ impl Store {
             return Ok(None);
         };
         let order = Order::from_row(first)?;
-        let replaces = first.opt_text("replaces")?;
         let mut authzs = Vec::with_capacity(rows.len());
         for row in &rows {
             if row.opt_text("authz_id")?.is_some() {
                 authzs.push(Authz::from_prefixed_row(row)?);
             }
         }
-        Ok(Some((order, authzs, replaces)))
+        Ok(Some((order, authzs)))
     }
 
     /// The authorization with its challenges, in one statement (the

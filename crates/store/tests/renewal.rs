@@ -59,11 +59,12 @@ async fn a_serial_is_marked_renew_now_once(store: Store) {
 /// Stores `id`, one name, replacing `serial`; whether it was accepted.
 async fn replace(store: &Store, id: &str, serial: &str, expires_at: Option<i64>) -> bool {
     let (mut new, authzs) = order(id, ACCOUNT, &["kiln.test"]);
+    new.replaces = Some(CERT_ID.into());
     if let Some(at) = expires_at {
         new.expires_at = at;
     }
     store
-        .insert_replacing_order(&new, &authzs, serial, CERT_ID)
+        .insert_replacing_order(&new, &authzs, serial)
         .await
         .unwrap()
 }
@@ -76,11 +77,24 @@ async fn a_replacing_order_claims_the_certificate_and_shows_its_cert_id(store: S
         store.replacing_order_id("01a2").await.unwrap().as_deref(),
         Some("r1")
     );
-    let (shown, authzs, replaces) = store.order_view("r1").await.unwrap().unwrap();
+    let (shown, authzs) = store.order_with_authzs("r1").await.unwrap().unwrap();
     assert_eq!((shown.id.as_str(), authzs.len()), ("r1", 1));
-    assert_eq!(replaces.as_deref(), Some(CERT_ID));
-    let (_, _, plain) = store.order_view("o1").await.unwrap().unwrap();
-    assert_eq!(plain, None, "an order replacing nothing shows nothing");
+    assert_eq!(shown.replaces.as_deref(), Some(CERT_ID));
+    assert_eq!(
+        store
+            .order("r1")
+            .await
+            .unwrap()
+            .unwrap()
+            .replaces
+            .as_deref(),
+        Some(CERT_ID)
+    );
+    let plain = store.order("o1").await.unwrap().unwrap();
+    assert_eq!(
+        plain.replaces, None,
+        "an order replacing nothing shows nothing"
+    );
     // A second replacement while the first is pending: refused, and none
     // of it stored.
     assert!(!replace(&store, "r2", "01a2", None).await);
@@ -104,7 +118,7 @@ async fn a_dead_replacement_passes_its_claim_on(store: Store) {
         Some("r2")
     );
     // The invalid order still shows what it tried to replace.
-    let (_, _, replaces) = store.order_view("r1").await.unwrap().unwrap();
+    let replaces = store.order("r1").await.unwrap().unwrap().replaces;
     assert_eq!(replaces.as_deref(), Some(CERT_ID));
     // r2 live: refused; r2 expired unfinished: taken over.
     assert!(!replace(&store, "r3", "01a2", None).await);
@@ -121,10 +135,11 @@ async fn a_finalized_replacement_keeps_its_claim(store: Store) {
     let now = now_ms();
     issued_order(&store, "o1", "01a2", now).await;
     // The replacement finalized (processing, then valid): it stands.
-    let (new, authzs) = order("r1", ACCOUNT, &["r1.kiln.test"]);
+    let (mut new, authzs) = order("r1", ACCOUNT, &["r1.kiln.test"]);
+    new.replaces = Some(CERT_ID.into());
     assert!(
         store
-            .insert_replacing_order(&new, &authzs, "01a2", CERT_ID)
+            .insert_replacing_order(&new, &authzs, "01a2")
             .await
             .unwrap()
     );

@@ -50,6 +50,7 @@ async fn finalizing(store: &Store, id: &str, step_deadline: i64, finalize_deadli
         error: None,
         certificate_serial: None,
         timeline: Default::default(),
+        replaces: None,
     };
     let authz = Authz {
         id: format!("{id}-a"),

@@ -15,7 +15,6 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::IntoResponse;
 use domain::{AuthzStatus, ChallengeStatus, Identifier, OrderStatus, Problem, ProblemKind};
 use serde::Deserialize;
-use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use store::{Account, Authz, Challenge, Order, now_ms};
 
@@ -94,11 +93,8 @@ pub async fn new_order(
             .into());
     }
     let account = req.account();
-    let replaced = match &payload.replaces {
-        Some(cert_id) => {
-            let serial = replaced_serial(&api, &account.id, &names, cert_id).await?;
-            Some((serial, cert_id.as_str()))
-        }
+    let replaced_serial = match &payload.replaces {
+        Some(cert_id) => Some(replaced_serial(&api, &account.id, &names, cert_id).await?),
         None => None,
     };
     let now = now_ms();
@@ -130,6 +126,7 @@ pub async fn new_order(
         error: None,
         certificate_serial: None,
         timeline: Default::default(),
+        replaces: payload.replaces.clone(),
     };
     let mut authzs = Vec::new();
     for identifier in &order.identifiers {
@@ -157,12 +154,12 @@ pub async fn new_order(
             .collect();
         authzs.push((authz, challenges));
     }
-    match &replaced {
+    match &replaced_serial {
         None => api.store.insert_order(&order, &authzs).await?,
-        Some((serial, cert_id)) => {
+        Some(serial) => {
             if !api
                 .store
-                .insert_replacing_order(&order, &authzs, serial, cert_id)
+                .insert_replacing_order(&order, &authzs, serial)
                 .await?
             {
                 return Err(ApiError::new(
@@ -177,8 +174,7 @@ pub async fn new_order(
     }
     limiter.note_new_order(&api.store, &account.id, now).await;
     let authzs: Vec<Authz> = authzs.into_iter().map(|(a, _)| a).collect();
-    let replaces = replaced.map(|(_, cert_id)| cert_id);
-    Ok(Reply::ok(order_json(&api, &order, &authzs, replaces))
+    Ok(Reply::ok(api.order_json(&order, &authzs))
         .status(StatusCode::CREATED)
         .location(api.order_url(&order.id))
         .into_response())
@@ -190,52 +186,22 @@ pub(super) async fn owned_order(
     id: &str,
     account: &Account,
 ) -> Result<(Order, Vec<Authz>), ApiError> {
-    let (order, authzs, _) = owned_order_view(api, id, account).await?;
+    let (order, authzs) = api
+        .store
+        .order_with_authzs(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("order"))?;
+    if order.account_id != account.id {
+        return Err(not_yours("order"));
+    }
     Ok((order, authzs))
 }
 
-/// `owned_order`, with the certID the order replaces (RFC 9773 §5).
-pub(super) async fn owned_order_view(
-    api: &Api,
-    id: &str,
-    account: &Account,
-) -> Result<(Order, Vec<Authz>, Option<String>), ApiError> {
-    let view = api
-        .store
-        .order_view(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("order"))?;
-    if view.0.account_id != account.id {
-        return Err(not_yours("order"));
-    }
-    Ok(view)
-}
-
 pub(super) fn order_reply(api: &Api, order: &Order, authzs: &[Authz]) -> Reply {
-    order_reply_replacing(api, order, authzs, None)
-}
-
-/// `order_reply` for an order that replaces certificate `replaces`.
-pub(super) fn order_reply_replacing(
-    api: &Api,
-    order: &Order,
-    authzs: &[Authz],
-    replaces: Option<&str>,
-) -> Reply {
     let processing = api.order_status(order, authzs) == OrderStatus::Processing;
-    Reply::ok(order_json(api, order, authzs, replaces))
+    Reply::ok(api.order_json(order, authzs))
         .location(api.order_url(&order.id))
         .retry_after(processing_retry_after(api, processing))
-}
-
-/// The order object, with `replaces` as the client sent it: a client
-/// checks it is reflected exactly (RFC 9773 §5).
-fn order_json(api: &Api, order: &Order, authzs: &[Authz], replaces: Option<&str>) -> Value {
-    let mut doc = api.order_json(order, authzs);
-    if let Some(cert_id) = replaces {
-        doc["replaces"] = json!(cert_id);
-    }
-    doc
 }
 
 pub async fn order(
@@ -247,12 +213,12 @@ pub async fn order(
 ) -> ApiResult {
     let req = authenticate(&api, &headers, &uri, &body, KeyRule::Kid).await?;
     req.require_post_as_get()?;
-    let (order, authzs, replaces) = owned_order_view(&api, &id, req.account()).await?;
+    let (order, authzs) = owned_order(&api, &id, req.account()).await?;
     if order.processing_since.is_some() {
         // Did the client come back after finalize? (compatibility report)
         if let Err(e) = api.store.observe_poll(&id, now_ms()).await {
             tracing::warn!(order_id = %id, error = %e, "recording a poll failed");
         }
     }
-    Ok(order_reply_replacing(&api, &order, &authzs, replaces.as_deref()).into_response())
+    Ok(order_reply(&api, &order, &authzs).into_response())
 }

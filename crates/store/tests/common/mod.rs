@@ -142,6 +142,7 @@ pub fn order(id: &str, account: &str, names: &[&str]) -> (Order, Vec<(Authz, Vec
         error: None,
         certificate_serial: None,
         timeline: Default::default(),
+        replaces: None,
     };
     let authzs = names
         .iter()
