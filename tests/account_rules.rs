@@ -513,3 +513,47 @@ async fn without_terms_of_service_none_need_agreeing() {
         .expect_status(201);
     finish(kiln).await;
 }
+
+/// BR 4.9.1.1: a keyCompromise revocation revokes every unexpired
+/// certificate for the key, of whichever account, in the same step as the
+/// block; a certificate for another key stays good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_compromise_revokes_every_certificate_for_the_key() {
+    let (kiln, acme) = start().await;
+    let (alice, bob) = (acme.create_account().await, acme.create_account().await);
+    let shared = p256();
+    let first = acme
+        .issue_with_key(&kiln, &alice, &["shared-1.test"], shared.clone())
+        .await;
+    let second = acme
+        .issue_with_key(&kiln, &bob, &["shared-2.test"], shared.clone())
+        .await;
+    let third = acme
+        .issue_with_key(&kiln, &alice, &["shared-3.test"], shared.clone())
+        .await;
+    let unrelated = acme.issue(&kiln, &alice, &["unrelated.test"]).await;
+
+    acme.revoke_by_key(&shared, &first.cert_der, Some(KEY_COMPROMISE))
+        .await
+        .expect_status(200);
+    for issued in [&first, &second, &third] {
+        let serial = id_of(&issued.cert_url);
+        let cert = kiln.kiln.store.certificate(serial).await.unwrap().unwrap();
+        assert!(cert.revoked_at.is_some(), "{serial} is revoked");
+        assert_eq!(cert.revoked_reason, Some(KEY_COMPROMISE), "{serial}");
+    }
+    // Through ACME too: there is nothing left to revoke.
+    acme.revoke_by_key(&shared, &second.cert_der, Some(KEY_COMPROMISE))
+        .await
+        .expect_problem(400, "alreadyRevoked");
+    acme.revoke_by_account(&alice, &third.cert_der, None)
+        .await
+        .expect_problem(400, "alreadyRevoked");
+    let serial = id_of(&unrelated.cert_url);
+    let cert = kiln.kiln.store.certificate(serial).await.unwrap().unwrap();
+    assert_eq!((cert.revoked_at, cert.revoked_reason), (None, None));
+    acme.revoke_by_account(&alice, &unrelated.cert_der, None)
+        .await
+        .expect_status(200);
+    finish(kiln).await;
+}

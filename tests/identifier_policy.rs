@@ -273,3 +273,67 @@ async fn bad_identifier_settings_stop_kiln_from_starting() {
         assert_contains(&err, named);
     }
 }
+
+/// The port of a `https://host:port` URL.
+fn port_of(base_url: &str) -> u16 {
+    let port = base_url.rsplit(':').next().expect("a port");
+    port.trim_end_matches('/').parse().expect("a numeric port")
+}
+
+/// The policy is built at start-up: a name blocked after its order was
+/// created (the blocklist changed, the api restarted) is refused at
+/// finalize with `rejectedIdentifier`, and the order stays `ready`; an
+/// order of names still allowed finalizes as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalize_rechecks_the_names_against_the_policy_in_force() {
+    let first = TestKiln::start(None).await;
+    let acme = Acme::connect(&first).await;
+    let account = acme.create_account().await;
+    let blocked = ["fine-then.test", "later-blocked.test"];
+    let blocked_order = acme.ready_order(&first, &account, &blocked).await;
+    let fine = ["still-fine.test"];
+    let fine_order = acme.ready_order(&first, &account, &fine).await;
+
+    // Restart on the same data directory and port with the name blocked.
+    let TestKiln {
+        kiln,
+        http01,
+        data_dir,
+    } = first;
+    let port = port_of(&kiln.base_url);
+    kiln.shutdown().await;
+    let mut config = EmbeddedConfig::new(data_dir.path());
+    config.listen = ([127, 0, 0, 1], port).into();
+    config.http01_port = http01.port;
+    config.tlsalpn01_port = kiln_tests::free_port();
+    config.blocked_names = vec!["later-blocked.test".into()];
+    let kiln = Kiln::start(config).await.expect("kiln restarts");
+
+    let reply = acme
+        .finalize(&account, &blocked_order, &kiln_tests::csr_der(&blocked))
+        .await;
+    let detail = reply.expect_problem(400, "rejectedIdentifier");
+    assert_contains(&detail, "1 identifier(s)");
+    let subproblems = reply.body["subproblems"].as_array().expect("subproblems");
+    assert_eq!(subproblems.len(), 1, "{}", reply.text);
+    assert_eq!(
+        subproblems[0]["identifier"],
+        json!({"type": "dns", "value": "later-blocked.test"}),
+        "{}",
+        reply.text
+    );
+    assert_contains(
+        subproblems[0]["detail"].as_str().unwrap_or(""),
+        "is on this CA's blocklist",
+    );
+    let order = acme.read_order(&account, &blocked_order.url).await;
+    assert_eq!(order.status(), "ready", "not processing: {}", order.body);
+    assert!(order.body["certificate"].is_null(), "{}", order.body);
+
+    acme.finalize(&account, &fine_order, &kiln_tests::csr_der(&fine))
+        .await
+        .expect_status(200);
+    acme.poll_order(&account, &fine_order.url, "valid").await;
+    kiln.shutdown().await;
+    drop((http01, data_dir));
+}

@@ -5,6 +5,7 @@ use crate::rate_limits::RateLimits;
 use crate::{ApiConfig, FinalizeMode, FinalizePolicy, PolicyHandle};
 use anyhow::Context as _;
 use domain::{IdentifierPolicy, PublicSuffixList};
+use pkix::DebianWeakKeys;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -64,6 +65,11 @@ pub struct ApiSection {
     /// list, read at start-up.
     #[serde(default)]
     pub public_suffix_list: Option<PathBuf>,
+    /// Debian's weak-key lists (CVE-2008-0166; `openssl-blacklist`'s
+    /// `blacklist.RSA-2048` and the like), read at start-up: an RSA account
+    /// key on one is refused (`badPublicKey`), a CSR key (`badCSR`).
+    #[serde(default)]
+    pub debian_weak_key_files: Vec<PathBuf>,
     /// `[api.rate_limits]` (see `api::rate_limits`): absent, Let's
     /// Encrypt's published limits apply; in the table, a key absent or 0
     /// turns that limit off (an empty table: every limit off).
@@ -118,33 +124,25 @@ impl ApiSection {
         }
     }
 
-    /// The api's settings from this section and the shared ones; reads the
-    /// PEM files it names.
-    pub fn api_config(&self, common: &service::Common) -> anyhow::Result<ApiConfig> {
-        let mut config = ApiConfig::new(&common.acme.base_url);
-        config.caa_identities = common.acme.caa_identities.clone();
-        config.step_timeout = common.runner.step_timeout();
-        config.retry_after = Duration::from_secs(self.retry_after_secs);
-        config.finalize_timeout = Duration::from_secs(self.finalize_timeout_secs);
-        if let Some(root) = &self.root_pem {
-            config.root_pem = Some(std::fs::read_to_string(root)?);
-        }
-        config.finalize = PolicyHandle::new(self.finalize_policy()?);
-        config.compat_abandon_after = Duration::from_secs(self.compat_abandon_after_secs);
-        config.identifiers = Arc::new(identifier_policy(&IdentifierSettings {
+    /// The identifier policy of this section's settings; reads the files
+    /// they name.
+    pub fn identifier_policy(&self) -> anyhow::Result<IdentifierPolicy> {
+        identifier_policy(&IdentifierSettings {
             allowed_special_use_domains: &self.allowed_special_use_domains,
             blocked_names: &self.blocked_names,
             blocked_names_file: self.blocked_names_file.as_deref(),
             public_suffix_list: self.public_suffix_list.as_deref(),
-        })?);
-        config.rate_limits = self
-            .rate_limits
-            .clone()
-            .unwrap_or_else(RateLimits::lets_encrypt);
-        config.client_address_header = self.client_address_header.clone();
-        config.terms_of_service = self.terms_of_service.clone();
-        config.max_in_flight_requests = self.max_in_flight_requests.max(1);
-        Ok(config)
+        })
+    }
+
+    /// Reads and checks what the section names that only a start would
+    /// otherwise read: the identifier policy and the weak-key lists.
+    pub fn checked(self) -> anyhow::Result<CheckedApiSection> {
+        Ok(CheckedApiSection {
+            identifiers: Arc::new(self.identifier_policy()?),
+            debian_weak_keys: Arc::new(debian_weak_keys(&self.debian_weak_key_files)?),
+            section: self,
+        })
     }
 
     pub fn sweep_interval(&self) -> Duration {
@@ -181,6 +179,76 @@ impl ApiSection {
         }
         Ok(())
     }
+}
+
+/// `[api]` with the files it names read and checked: the identifier policy
+/// and the weak-key lists are built while the config loads (`try_from`), so
+/// a bad blocklist entry or a missing list fails `--check-config` with exit
+/// code 2 as a bad key does, not only a start; the start then uses what was
+/// built, without reading the files again.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(try_from = "ApiSection")]
+pub struct CheckedApiSection {
+    pub section: ApiSection,
+    identifiers: Arc<IdentifierPolicy>,
+    debian_weak_keys: Arc<DebianWeakKeys>,
+}
+
+impl TryFrom<ApiSection> for CheckedApiSection {
+    type Error = String;
+    fn try_from(section: ApiSection) -> Result<Self, String> {
+        section.checked().map_err(|e| format!("{e:#}"))
+    }
+}
+
+impl std::ops::Deref for CheckedApiSection {
+    type Target = ApiSection;
+    fn deref(&self) -> &ApiSection {
+        &self.section
+    }
+}
+
+impl CheckedApiSection {
+    /// The api's settings from this section and the shared ones; reads the
+    /// PEM files it names.
+    pub fn api_config(&self, common: &service::Common) -> anyhow::Result<ApiConfig> {
+        let mut config = ApiConfig::new(&common.acme.base_url);
+        config.caa_identities = common.acme.caa_identities.clone();
+        config.step_timeout = common.runner.step_timeout();
+        config.retry_after = Duration::from_secs(self.retry_after_secs);
+        config.finalize_timeout = Duration::from_secs(self.finalize_timeout_secs);
+        if let Some(root) = &self.root_pem {
+            config.root_pem = Some(std::fs::read_to_string(root)?);
+        }
+        config.finalize = PolicyHandle::new(self.finalize_policy()?);
+        config.compat_abandon_after = Duration::from_secs(self.compat_abandon_after_secs);
+        config.identifiers = self.identifiers.clone();
+        config.debian_weak_keys = self.debian_weak_keys.clone();
+        config.rate_limits = self
+            .rate_limits
+            .clone()
+            .unwrap_or_else(RateLimits::lets_encrypt);
+        config.client_address_header = self.client_address_header.clone();
+        config.terms_of_service = self.terms_of_service.clone();
+        config.max_in_flight_requests = self.max_in_flight_requests.max(1);
+        Ok(config)
+    }
+}
+
+/// The weak-key lists in `files`, for `[api] debian_weak_key_files` and the
+/// all-in-one's `--debian-weak-keys`. A missing file or a malformed line is
+/// an error naming it (and the line), so the process does not start
+/// without a list it was given.
+pub fn debian_weak_keys(files: &[PathBuf]) -> anyhow::Result<DebianWeakKeys> {
+    let keys = DebianWeakKeys::load(files)?;
+    if !files.is_empty() {
+        tracing::info!(
+            files = files.len(),
+            keys = keys.len(),
+            "Debian weak-key lists loaded"
+        );
+    }
+    Ok(keys)
 }
 
 /// The identifier settings, from `[api]` or the all-in-one's flags.
@@ -258,7 +326,8 @@ mod tests {
              [api]\nlisten = \"127.0.0.1:1\"\n{own}"
         );
         std::fs::write(file.path(), text).unwrap();
-        let (common, section) = service::config::load::<ApiSection>(Some(file.path()), "api")?;
+        let (common, section) =
+            service::config::load::<CheckedApiSection>(Some(file.path()), "api")?;
         Ok(section.api_config(&common)?.identifiers)
     }
 
@@ -296,6 +365,74 @@ mod tests {
         assert!(err.to_string().contains("onion"), "{err}");
         let err = policy("blocked_names = [\"a..b\"]\n").unwrap_err();
         assert!(err.to_string().contains("a..b"), "{err}");
+    }
+
+    /// What the config check (`--check-config`, a start) says of `own`.
+    fn check(own: &str) -> Result<CheckedApiSection, String> {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let text = format!(
+            "[database]\nurl = \"sqlite://x\"\n[acme]\nbase_url = \"https://a\"\n\
+             [api]\nlisten = \"127.0.0.1:1\"\n{own}"
+        );
+        std::fs::write(file.path(), text).unwrap();
+        service::config::load::<CheckedApiSection>(Some(file.path()), "api")
+            .map(|(_, section)| section)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn loading_the_config_builds_the_policies() {
+        let err = check("blocked_names = [\"a..b\"]\n").unwrap_err();
+        assert!(err.contains("a..b"), "{err}");
+        let err = check("blocked_names_file = \"/nonexistent/blocked.txt\"\n").unwrap_err();
+        assert!(err.contains("/nonexistent/blocked.txt"), "{err}");
+        let err =
+            check("debian_weak_key_files = [\"/nonexistent/blacklist.RSA-2048\"]\n").unwrap_err();
+        assert!(err.contains("/nonexistent/blacklist.RSA-2048"), "{err}");
+        assert!(check("blocked_names = [\".corp.example\"]\n").is_ok());
+    }
+
+    #[test]
+    fn weak_key_lists_are_loaded_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let weak = openssl::rsa::Rsa::generate(2048).unwrap();
+        let n = weak.n().to_vec();
+        let list = dir.path().join("blacklist.RSA-2048");
+        let text = format!(
+            "# made by a test\n{}\n",
+            pkix::debian_weak_keys::fingerprint(&n)
+        );
+        std::fs::write(&list, text).unwrap();
+        let section = check(&format!(
+            "debian_weak_key_files = [{:?}]\n",
+            list.display().to_string()
+        ))
+        .unwrap();
+        let common = load_common();
+        let keys = section.api_config(&common).unwrap().debian_weak_keys;
+        assert_eq!(keys.len(), 1);
+        assert!(keys.contains(&n));
+        // None configured: an empty list.
+        let none = check("").unwrap().api_config(&common).unwrap();
+        assert!(none.debian_weak_keys.is_empty());
+
+        std::fs::write(&list, "# ok\nnot-a-suffix\n").unwrap();
+        let err = check(&format!(
+            "debian_weak_key_files = [{:?}]\n",
+            list.display().to_string()
+        ))
+        .unwrap_err();
+        assert!(err.contains("blacklist.RSA-2048:2"), "{err}");
+    }
+
+    fn load_common() -> service::Common {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let text = "[database]\nurl = \"sqlite://x\"\n[acme]\nbase_url = \"https://a\"\n\
+                    [api]\nlisten = \"127.0.0.1:1\"\n";
+        std::fs::write(file.path(), text).unwrap();
+        service::config::load::<ApiSection>(Some(file.path()), "api")
+            .unwrap()
+            .0
     }
 
     #[test]

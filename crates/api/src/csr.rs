@@ -34,6 +34,10 @@ pub struct CheckedCsr {
 const KEY_POLICY: &str =
     "use RSA (2048 to 8192 bits in multiples of 8, e = 65537) or ECDSA P-256/P-384";
 
+/// A CSR key on a Debian weak-key list ([`pkix::debian_weak_keys`]).
+const DEBIAN_WEAK_CSR_KEY: &str = "CSR key is one of the predictable RSA keys of Debian's \
+     OpenSSL bug (CVE-2008-0166), on this CA's weak-key list; generate a new key";
+
 /// Names listed in a problem detail; a hostile CSR may hold thousands.
 const MAX_LISTED: usize = 10;
 
@@ -53,11 +57,13 @@ fn list(names: &BTreeSet<&str>) -> String {
 
 /// `csr_b64`: the finalize payload's `csr` (base64url DER, no padding).
 /// `order_names`: the order's identifiers. `account_key_spki_der`: the
-/// requesting account's key.
+/// requesting account's key. `weak_keys`: the Debian weak-key lists the
+/// operator configured (`[api] debian_weak_key_files`).
 pub fn check_csr(
     csr_b64: &str,
     order_names: &[String],
     account_key_spki_der: &[u8],
+    weak_keys: &pkix::DebianWeakKeys,
 ) -> Result<CheckedCsr, Problem> {
     let der = URL_SAFE_NO_PAD
         .decode(csr_b64)
@@ -75,8 +81,12 @@ pub fn check_csr(
     check_key_policy(spki)?;
     let key = pkix::public_key(spki).map_err(|_| bad_csr("CSR public key cannot be read"))?;
     if let Ok(rsa) = key.rsa() {
-        pkix::rsa_key_allowed(&rsa.n().to_vec(), &rsa.e().to_vec())
+        let n = rsa.n().to_vec();
+        pkix::rsa_key_allowed(&n, &rsa.e().to_vec())
             .map_err(|why| bad_csr(format!("CSR key is {why}; {KEY_POLICY}")))?;
+        if weak_keys.contains(&n) {
+            return Err(bad_csr(DEBIAN_WEAK_CSR_KEY));
+        }
     }
 
     let sig_alg = &parsed.signature_algorithm.algorithm;
@@ -142,8 +152,7 @@ pub fn check_csr(
 /// encoding. `spki_der` is a key Kiln has already accepted, so a key that
 /// cannot be read here is an internal error.
 pub fn key_digest(spki_der: &[u8]) -> Result<store::KeyDigest, Problem> {
-    let key = pkix::public_key_from_spki(spki_der).map_err(|_| Problem::internal())?;
-    let canonical = key.public_key_to_der().map_err(|_| Problem::internal())?;
+    let canonical = pkix::canonical_spki_der(spki_der).map_err(|_| Problem::internal())?;
     Ok(store::KeyDigest::of_spki(&canonical))
 }
 
@@ -294,7 +303,11 @@ mod tests {
     }
 
     fn check(der: &[u8], names: &[&str]) -> Result<CheckedCsr, Problem> {
-        check_csr(&b64(der), &order(names), &account_spki())
+        check_csr(&b64(der), &order(names), &account_spki(), &no_weak_keys())
+    }
+
+    fn no_weak_keys() -> pkix::DebianWeakKeys {
+        pkix::DebianWeakKeys::default()
     }
 
     #[test]
@@ -394,6 +407,27 @@ mod tests {
         assert!(err.detail.contains("Ed25519"), "{}", err.detail);
     }
 
+    /// A key on a configured Debian weak-key list is refused; the list
+    /// names that key only.
+    #[test]
+    fn debian_weak_keys_refused() {
+        let weak = rsa2048();
+        let n = weak.rsa().unwrap().n().to_vec();
+        let mut list = no_weak_keys();
+        let line = pkix::debian_weak_keys::fingerprint(&n);
+        list.add_list(&line, std::path::Path::new("list")).unwrap();
+        let der = csr_der(&weak, None, &["a.example"], &[]);
+        let names = order(&["a.example"]);
+        let err = check_csr(&b64(&der), &names, &account_spki(), &list).unwrap_err();
+        assert_eq!(err.kind, ProblemKind::BadCsr);
+        assert!(err.detail.contains("CVE-2008-0166"), "{}", err.detail);
+        let other = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+        let der = csr_der(&other, None, &["a.example"], &[]);
+        check_csr(&b64(&der), &names, &account_spki(), &list).unwrap();
+        let der = csr_der(&ec(Nid::X9_62_PRIME256V1), None, &["a.example"], &[]);
+        check_csr(&b64(&der), &names, &account_spki(), &list).unwrap();
+    }
+
     #[test]
     fn bad_self_signature() {
         let mut der = csr_der(&rsa2048(), None, &["a.example"], &[]);
@@ -409,7 +443,8 @@ mod tests {
         let key = ec(Nid::X9_62_PRIME256V1);
         let der = csr_der(&key, None, &["a.example"], &[]);
         let spki = key.public_key_to_der().unwrap();
-        let err = check_csr(&b64(&der), &order(&["a.example"]), &spki).unwrap_err();
+        let err =
+            check_csr(&b64(&der), &order(&["a.example"]), &spki, &no_weak_keys()).unwrap_err();
         assert_eq!(err.kind, ProblemKind::BadCsr);
         assert!(err.detail.contains("account key"), "{}", err.detail);
     }
@@ -424,7 +459,7 @@ mod tests {
             b64(b"definitely not DER"),
             b64(&[0x30, 0x03, 0x02, 0x01]),
         ] {
-            let err = check_csr(&csr, &names, &acct).unwrap_err();
+            let err = check_csr(&csr, &names, &acct, &no_weak_keys()).unwrap_err();
             assert_eq!(err.kind, ProblemKind::BadCsr, "{csr}");
         }
         let mut der = csr_der(&rsa2048(), None, &["a.example"], &[]);

@@ -274,6 +274,34 @@ impl Jwk {
         self.key_type
     }
 
+    /// An RSA key's modulus (minimal big-endian octets), e.g. for the
+    /// Debian weak-key lists; `None` for other key types.
+    pub fn rsa_modulus(&self) -> Option<&[u8]> {
+        match &self.params {
+            Params::Rsa { n, .. } => Some(n),
+            _ => None,
+        }
+    }
+
+    /// Refuses (`badPublicKey`) an RSA key on one of the Debian weak-key
+    /// lists the operator configured (CVE-2008-0166, BR 6.1.1.3): its
+    /// private key is public knowledge. For new account keys (newAccount,
+    /// keyChange), not for every JWS: a certificate's weak key may still
+    /// sign its revocation. `what` names the key in the detail.
+    pub fn refuse_if_debian_weak(
+        &self,
+        weak_keys: &pkix::DebianWeakKeys,
+        what: &str,
+    ) -> Result<(), Problem> {
+        match self.rsa_modulus() {
+            Some(n) if weak_keys.contains(n) => Err(bad_key(format!(
+                "{what} is one of the predictable RSA keys of Debian's OpenSSL bug \
+                 (CVE-2008-0166), on this CA's weak-key list; generate a new key"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     pub fn public_key(&self) -> &PKey<Public> {
         &self.pkey
     }
@@ -377,6 +405,38 @@ mod tests {
             );
             assert!(back.public_key().public_eq(&key));
         }
+    }
+
+    #[test]
+    fn a_debian_weak_key_is_refused_when_listed() {
+        let rsa_jwk = || {
+            let rsa = openssl::rsa::Rsa::generate(2048).unwrap();
+            Jwk::from_public_key(&PKey::from_rsa(rsa).unwrap()).unwrap()
+        };
+        let (weak, other) = (rsa_jwk(), rsa_jwk());
+        let mut list = pkix::DebianWeakKeys::default();
+        let line = pkix::debian_weak_keys::fingerprint(weak.rsa_modulus().unwrap());
+        list.add_list(&line, std::path::Path::new("list")).unwrap();
+        let err = weak
+            .refuse_if_debian_weak(&list, "this account key")
+            .unwrap_err();
+        assert_eq!(err.kind, ProblemKind::BadPublicKey);
+        assert!(
+            err.detail.starts_with("this account key is"),
+            "{}",
+            err.detail
+        );
+        assert!(err.detail.contains("CVE-2008-0166"), "{}", err.detail);
+        other.refuse_if_debian_weak(&list, "key").unwrap();
+        let none = pkix::DebianWeakKeys::default();
+        weak.refuse_if_debian_weak(&none, "key").unwrap();
+        let ec = openssl::ec::EcKey::generate(
+            &openssl::ec::EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap(),
+        )
+        .unwrap();
+        let ec = Jwk::from_public_key(&PKey::from_ec_key(ec).unwrap()).unwrap();
+        assert_eq!(ec.rsa_modulus(), None);
+        ec.refuse_if_debian_weak(&list, "key").unwrap();
     }
 
     #[test]

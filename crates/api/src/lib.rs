@@ -81,6 +81,9 @@ pub struct ApiConfig {
     /// Which DNS names new-order accepts (`domain::identifier_policy`);
     /// the default allows no special-use domain and blocks nothing.
     pub identifiers: Arc<domain::IdentifierPolicy>,
+    /// The Debian weak-key lists (CVE-2008-0166) that account and CSR keys
+    /// are checked against; none by default.
+    pub debian_weak_keys: Arc<pkix::DebianWeakKeys>,
     /// Per-account, per-address and per-domain limits
     /// ([`rate_limits`]); all off by default.
     pub rate_limits: rate_limits::RateLimits,
@@ -130,6 +133,7 @@ impl ApiConfig {
             sole_replica: false,
             client_test_hooks: None,
             identifiers: Arc::default(),
+            debian_weak_keys: Arc::default(),
             rate_limits: rate_limits::RateLimits::default(),
             client_address_header: None,
             max_in_flight_requests: request_limits::DEFAULT_MAX_IN_FLIGHT,

@@ -2,12 +2,14 @@
 //! at a time also runs the sweeper. A single replica may run as the sole
 //! one (`[api] sole_replica`), which the others are then kept out of.
 
-use api::config::ApiSection;
+use api::config::CheckedApiSection;
 use std::process::ExitCode;
 use std::time::Duration;
 
 fn main() -> ExitCode {
-    service::main("api", async |common, section: ApiSection| {
+    // Loading the section also builds the identifier policy and the
+    // weak-key lists, so `--check-config` checks them too.
+    service::main("api", async |common, section: CheckedApiSection| {
         let mut api_config = section.api_config(&common)?;
         let step_timeout = common.runner.step_timeout();
         let wiring = service::Wiring::connect(common, "api").await?;

@@ -135,6 +135,11 @@ pub struct ServeArgs {
     /// A newer public_suffix_list.dat instead of the built-in list.
     #[arg(long, env = "KILN_PUBLIC_SUFFIX_LIST")]
     pub(crate) public_suffix_list: Option<PathBuf>,
+    /// A Debian weak-key list (CVE-2008-0166, e.g. openssl-blacklist's
+    /// blacklist.RSA-2048); repeat for more. RSA keys on one are refused
+    /// as account keys (badPublicKey) and in CSRs (badCSR).
+    #[arg(long = "debian-weak-keys", value_name = "FILE")]
+    pub(crate) debian_weak_keys: Vec<PathBuf>,
     /// Rate limits: a TOML file with the keys of the api's
     /// `[api.rate_limits]` at its top level (README "Rate limits"). None
     /// without it.
@@ -443,5 +448,24 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cli.serve.blocked_names, ["a.example.com", ".corp.example"]);
+    }
+
+    #[test]
+    fn debian_weak_key_lists_repeat() {
+        let cli = Cli::try_parse_from([
+            "kiln",
+            "--debian-weak-keys",
+            "/usr/share/openssl-blacklist/blacklist.RSA-2048",
+            "--debian-weak-keys",
+            "extra.txt",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.serve.debian_weak_keys,
+            [
+                PathBuf::from("/usr/share/openssl-blacklist/blacklist.RSA-2048"),
+                PathBuf::from("extra.txt")
+            ]
+        );
     }
 }

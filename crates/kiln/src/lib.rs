@@ -83,6 +83,9 @@ pub struct EmbeddedConfig {
     pub blocked_names_file: Option<PathBuf>,
     /// A newer `public_suffix_list.dat` instead of the built-in list.
     pub public_suffix_list: Option<PathBuf>,
+    /// Debian weak-key lists (CVE-2008-0166) whose RSA keys are refused
+    /// (`--debian-weak-keys`); none by default.
+    pub debian_weak_key_files: Vec<PathBuf>,
     /// Rate limits (`api::rate_limits`); none unless asked
     /// (`--rate-limits FILE`).
     pub rate_limits: api::rate_limits::RateLimits,
@@ -115,6 +118,7 @@ impl EmbeddedConfig {
             blocked_names: Vec::new(),
             blocked_names_file: None,
             public_suffix_list: None,
+            debian_weak_key_files: Vec::new(),
             rate_limits: api::rate_limits::RateLimits::default(),
             terms_of_service: None,
             max_in_flight_requests: api::request_limits::DEFAULT_MAX_IN_FLIGHT,
@@ -152,6 +156,7 @@ impl Kiln {
             blocked_names_file: config.blocked_names_file.as_deref(),
             public_suffix_list: config.public_suffix_list.as_deref(),
         })?;
+        let debian_weak_keys = api::config::debian_weak_keys(&config.debian_weak_key_files)?;
         let dir = &config.data_dir;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let data_dir_lock = lock_data_dir(dir)?;
@@ -308,6 +313,7 @@ impl Kiln {
         api_config.root_pem = Some(root_pem.clone());
         api_config.finalize = config.finalize.clone();
         api_config.identifiers = Arc::new(identifiers);
+        api_config.debian_weak_keys = Arc::new(debian_weak_keys);
         api_config.rate_limits = config.rate_limits.clone();
         api_config.terms_of_service = config.terms_of_service.clone();
         api_config.max_in_flight_requests = config.max_in_flight_requests.max(1);

@@ -12,7 +12,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod debian_weak_keys;
 pub mod weak_rsa;
+
+pub use debian_weak_keys::DebianWeakKeys;
 
 use openssl::bn::{BigNum, BigNumContext};
 use openssl::ec::{EcGroup, EcKey, EcPoint};
@@ -104,6 +107,16 @@ pub fn public_key_from_spki(spki_der: &[u8]) -> Result<PKey<Public>, PkixError> 
         _ => return Err(PkixError::BadSpki),
     };
     public_key(&spki)
+}
+
+/// The one DER encoding of a key's SubjectPublicKeyInfo, as this module
+/// rebuilds it (EC points uncompressed, named curves): what a key's digest
+/// is taken of, so the same key in a CSR, a certificate or a JWK, in any
+/// point encoding, has one digest.
+pub fn canonical_spki_der(spki_der: &[u8]) -> Result<Vec<u8>, PkixError> {
+    public_key_from_spki(spki_der)?
+        .public_key_to_der()
+        .map_err(|e| PkixError::InvalidKey(e.to_string()))
 }
 
 /// The key of an already parsed SubjectPublicKeyInfo.

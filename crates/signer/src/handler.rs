@@ -77,6 +77,11 @@ impl Signer {
             .ok_or_else(|| StageError::Permanent("processing order has no CSR".into()))?;
         let public_key_der = csr_public_key(csr_der)
             .map_err(|e| StageError::Permanent(format!("stored CSR unreadable: {e}")))?;
+        // Named as the blocklist names keys (the api's `csr::key_digest`), so
+        // a keyCompromise revocation finds every certificate for the key.
+        let key = pkix::canonical_spki_der(&public_key_der)
+            .map(|canonical| store::KeyDigest::of_spki(&canonical))
+            .map_err(|e| StageError::Permanent(format!("stored CSR key unreadable: {e}")))?;
         let serial =
             new_serial(self.serial_prefix).map_err(|e| StageError::Permanent(e.to_string()))?;
         let (not_before, not_after) = self.profile.validity_window(now_ms() / 1000);
@@ -98,6 +103,7 @@ impl Signer {
                 not_before: not_before * 1000,
                 not_after: not_after * 1000,
                 issuer_id: self.ca.intermediate.id().to_string(),
+                key,
             })
             .await
             .map_err(StageError::retry)?;

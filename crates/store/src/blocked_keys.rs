@@ -1,8 +1,9 @@
 //! Blocked keys (BR 6.1.1.3): public keys Kiln refuses from then on, as an
 //! account key and in a CSR. A key is blocked when a certificate is revoked
 //! for keyCompromise — in the same transaction as the revocation, so a
-//! revoked-for-compromise certificate never leaves its key usable — or when
-//! an operator adds it. Rows are only ever added.
+//! revoked-for-compromise certificate never leaves its key usable, and
+//! with every other unexpired certificate for the key revoked too (BR
+//! 4.9.1.1) — or when an operator adds it. Rows are only ever added.
 //!
 //! A key is named by a [`KeyDigest`], the SHA-256 of its DER
 //! SubjectPublicKeyInfo. The store does not parse keys: the caller hashes
@@ -59,6 +60,16 @@ pub struct BlockedKey {
 /// RFC 5280 CRLReason keyCompromise.
 const KEY_COMPROMISE: i64 = 1;
 
+/// What a keyCompromise revocation changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyCompromiseRevocation {
+    /// The certificate asked for: its revocation changed.
+    pub revoked: bool,
+    /// Other unexpired issued certificates for the key, revoked (or their
+    /// reason raised) with it.
+    pub others: u64,
+}
+
 impl Store {
     /// Adds a key to the blocklist (an operator's act, or a revocation's);
     /// false if it was already there, in which case the first entry stays.
@@ -101,18 +112,21 @@ impl Store {
         row.map(|r| BlockedKey::from_row(&r)).transpose()
     }
 
-    /// Revokes an issued certificate for keyCompromise and blocks its key
-    /// (`key`, the certificate's), in one transaction. A certificate already
-    /// revoked for another reason has its reason raised to keyCompromise
-    /// (its revocation time stays); one already revoked for keyCompromise is
-    /// left alone. True if the certificate's revocation changed; its key is
-    /// blocked either way, once the certificate is issued.
+    /// Revokes an issued certificate for keyCompromise, blocks its key
+    /// (`key`, the certificate's) and revokes every other issued, unexpired
+    /// certificate for that key (BR 4.9.1.1), in one transaction. A
+    /// certificate already revoked for another reason has its reason raised
+    /// to keyCompromise (its revocation time stays); one already revoked for
+    /// keyCompromise is left alone. Nothing happens unless `serial` is
+    /// issued; its key is blocked then even if its revocation did not
+    /// change. Certificates reserved before their key was recorded
+    /// (migration 8) are not found by key.
     pub async fn revoke_for_key_compromise(
         &self,
         serial: &str,
         key: &KeyDigest,
         now: i64,
-    ) -> Result<bool> {
+    ) -> Result<KeyCompromiseRevocation> {
         let script = Script::new()
             .then(stmt!(
                 "UPDATE certificates SET revoked_at = COALESCE(revoked_at, $3), revoked_reason = $2
@@ -130,8 +144,23 @@ impl Store {
                 key.as_str(),
                 serial,
                 now,
+            ))
+            .then(stmt!(
+                "UPDATE certificates SET revoked_at = COALESCE(revoked_at, $3), revoked_reason = $2
+                 WHERE spki_sha256 = $1 AND serial <> $4 AND state = 'issued' AND not_after > $3
+                   AND (revoked_at IS NULL OR revoked_reason IS NULL OR revoked_reason <> $2)
+                   AND EXISTS (SELECT 1 FROM certificates asked
+                               WHERE asked.serial = $4 AND asked.state = 'issued')",
+                key.as_str(),
+                KEY_COMPROMISE,
+                now,
+                serial,
             ));
-        Ok(self.db.run(script).await?.rows(0) == 1)
+        let outcome = self.db.run(script).await?;
+        Ok(KeyCompromiseRevocation {
+            revoked: outcome.rows(0) == 1,
+            others: outcome.rows(2),
+        })
     }
 }
 

@@ -4,7 +4,7 @@
 //! order (the `finalization` transitions); here they are read and revoked.
 
 use crate::db::Row;
-use crate::{Result, Store, parse, stmt};
+use crate::{KeyDigest, Result, Store, parse, stmt};
 
 /// A serial to reserve before signing.
 #[derive(Clone, Debug, PartialEq)]
@@ -17,6 +17,9 @@ pub struct NewCertificate {
     pub not_after: i64,
     /// The issuer that signs it ([`crate::Issuer::id`]).
     pub issuer_id: String,
+    /// The key it certifies (the CSR's), by which a keyCompromise
+    /// revocation of any certificate for that key finds this one.
+    pub key: KeyDigest,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

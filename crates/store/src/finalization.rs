@@ -148,8 +148,8 @@ impl Store {
         self.db
             .execute(stmt!(
                 "INSERT INTO certificates (serial, order_id, account_id, state, not_before,
-                                           not_after, created_at, issuer_id)
-                 VALUES ($1, $2, $3, 'reserved', $4, $5, $6, $7)",
+                                           not_after, created_at, issuer_id, spki_sha256)
+                 VALUES ($1, $2, $3, 'reserved', $4, $5, $6, $7, $8)",
                 &cert.serial,
                 &cert.order_id,
                 &cert.account_id,
@@ -157,6 +157,7 @@ impl Store {
                 cert.not_after,
                 now_ms(),
                 &cert.issuer_id,
+                cert.key.as_str(),
             ))
             .await
             .map_err(|e| {

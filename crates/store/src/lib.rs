@@ -52,7 +52,7 @@ mod sweeping;
 mod views;
 
 pub use accounts::Account;
-pub use blocked_keys::{BlockedKey, KeyDigest};
+pub use blocked_keys::{BlockedKey, KeyCompromiseRevocation, KeyDigest};
 pub use certificates::{CertificateRecord, CertificateState, NewCertificate};
 pub use compat::FinalizeObservation;
 pub use db::Backend;
@@ -102,6 +102,7 @@ macro_rules! migrations {
             migrations!(@one $backend, 5, "blocked keys", "0005_blocked_keys.sql"),
             migrations!(@one $backend, 6, "rate limits", "0006_rate_limits.sql"),
             migrations!(@one $backend, 7, "renewal info", "0007_renewal_info.sql"),
+            migrations!(@one $backend, 9, "certificate keys", "0009_certificate_keys.sql"),
         ]
     };
     (@one $backend:literal, $version:literal, $description:literal, $file:literal) => {

@@ -4,14 +4,16 @@
 #[macro_use]
 mod common;
 
-use common::{issued_order, signing_final};
-use store::{BlockedKey, KeyDigest, Store, now_ms};
+use common::{issued_order, processing_order, signing_final};
+use domain::FinalizeStep;
+use store::{BlockedKey, KeyDigest, NewCertificate, Store, now_ms};
 
 on_both_backends!(
     an_operator_blocks_a_key_once,
     a_key_compromise_revocation_blocks_the_key_with_it,
     a_revocation_for_another_reason_can_be_raised_to_key_compromise,
     no_key_is_blocked_for_a_certificate_not_issued,
+    a_key_compromise_revokes_every_unexpired_certificate_for_the_key,
 );
 
 fn operator_entry(digest: &KeyDigest, comment: &str) -> BlockedKey {
@@ -51,6 +53,7 @@ async fn a_key_compromise_revocation_blocks_the_key_with_it(store: Store) {
             .revoke_for_key_compromise("01ab", &key, now)
             .await
             .unwrap()
+            .revoked
     );
     let cert = store.certificate("01ab").await.unwrap().unwrap();
     assert_eq!((cert.revoked_at, cert.revoked_reason), (Some(now), Some(1)));
@@ -63,6 +66,7 @@ async fn a_key_compromise_revocation_blocks_the_key_with_it(store: Store) {
             .revoke_for_key_compromise("01ab", &key, now + 5)
             .await
             .unwrap()
+            .revoked
     );
     assert_eq!(store.certificate("01ab").await.unwrap().unwrap(), cert);
     assert_eq!(store.blocked_key(&key).await.unwrap(), Some(blocked));
@@ -83,6 +87,7 @@ async fn a_revocation_for_another_reason_can_be_raised_to_key_compromise(store: 
             .revoke_for_key_compromise("02", &key, now + 1000)
             .await
             .unwrap()
+            .revoked
     );
     let cert = store.certificate("02").await.unwrap().unwrap();
     assert_eq!(
@@ -103,11 +108,98 @@ async fn no_key_is_blocked_for_a_certificate_not_issued(store: Store) {
                 .revoke_for_key_compromise(serial, &key, now)
                 .await
                 .unwrap()
+                .revoked
         );
     }
     assert!(!store.is_key_blocked(&key).await.unwrap());
     assert_eq!(
         store.certificate("03").await.unwrap().unwrap().revoked_at,
         None
+    );
+}
+
+/// A `valid` order `id` whose certificate `serial` certifies `key` and
+/// expires at `not_after`.
+async fn issued_for_key(store: &Store, id: &str, serial: &str, key: &KeyDigest, not_after: i64) {
+    let now = now_ms();
+    processing_order(store, id, now, now + 60_000).await;
+    assert!(
+        store
+            .advance_step(id, FinalizeStep::CheckCaa, FinalizeStep::SignPrecert, now)
+            .await
+            .unwrap()
+    );
+    let cert = NewCertificate {
+        key: key.clone(),
+        not_after,
+        ..common::new_certificate(serial, id)
+    };
+    store.reserve_serial(&cert).await.unwrap();
+    assert!(
+        store
+            .store_precert(id, serial, b"precert", now)
+            .await
+            .unwrap()
+    );
+    assert!(store.store_scts(id, serial, b"scts", now).await.unwrap());
+    assert!(store.begin_final_signing(serial).await.unwrap());
+    assert!(store.store_final(id, serial, b"final").await.unwrap());
+}
+
+async fn a_key_compromise_revokes_every_unexpired_certificate_for_the_key(store: Store) {
+    let now = now_ms();
+    let (key, other_key) = (
+        KeyDigest::of_spki(b"compromised"),
+        KeyDigest::of_spki(b"fine"),
+    );
+    let day = 86_400_000;
+    issued_for_key(&store, "o1", "0a", &key, now + day).await;
+    issued_for_key(&store, "o2", "0b", &key, now + day).await;
+    issued_for_key(&store, "o3", "0c", &key, now + day).await;
+    issued_for_key(&store, "o4", "0d", &key, now - 1).await;
+    issued_for_key(&store, "o5", "0e", &other_key, now + day).await;
+    // Revoked earlier for another reason (superseded): raised, time kept.
+    assert!(store.revoke_certificate("0c", 4, now - 10).await.unwrap());
+
+    let outcome = store
+        .revoke_for_key_compromise("0a", &key, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        store::KeyCompromiseRevocation {
+            revoked: true,
+            others: 2
+        }
+    );
+    let state = async |serial: &str| {
+        let cert = store.certificate(serial).await.unwrap().unwrap();
+        (cert.revoked_at, cert.revoked_reason)
+    };
+    assert_eq!(state("0a").await, (Some(now), Some(1)));
+    assert_eq!(
+        state("0b").await,
+        (Some(now), Some(1)),
+        "same key, revoked too"
+    );
+    assert_eq!(
+        state("0c").await,
+        (Some(now - 10), Some(1)),
+        "reason raised"
+    );
+    assert_eq!(state("0d").await, (None, None), "expired: left alone");
+    assert_eq!(state("0e").await, (None, None), "another key: left alone");
+    assert!(store.is_key_blocked(&key).await.unwrap());
+    // The others are already revoked for keyCompromise: nothing left to do.
+    let again = store
+        .revoke_for_key_compromise("0b", &key, now + 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        store::KeyCompromiseRevocation {
+            revoked: false,
+            others: 0
+        }
     );
 }

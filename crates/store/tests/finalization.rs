@@ -152,6 +152,7 @@ async fn an_order_is_issued_step_by_step(store: Store) {
         not_before: now,
         not_after: now + 1000,
         issuer_id: common::issuer().id,
+        key: store::KeyDigest::of_spki(b"the CSR's key"),
     };
     store.reserve_serial(&cert).await.unwrap();
     assert!(matches!(

@@ -79,6 +79,8 @@ pub async fn new_account(
         "this account key",
     )
     .await?;
+    req.key
+        .refuse_if_debian_weak(&api.config.debian_weak_keys, "this account key")?;
     let thumbprint = req.key.thumbprint();
     if let Some(existing) = api.store.account_by_thumbprint(&thumbprint).await? {
         // §7.3.6: a deactivated account's key is accepted for nothing, not
@@ -300,6 +302,7 @@ pub async fn key_change(
         "the new account key",
     )
     .await?;
+    new_key.refuse_if_debian_weak(&api.config.debian_weak_keys, "the new account key")?;
     let (store, old) = (api.store.clone(), account.clone());
     let (thumbprint, jwk) = (new_key.thumbprint(), new_key.to_json());
     let changed = change_account(&api, &account.id, async move {

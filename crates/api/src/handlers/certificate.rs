@@ -1,6 +1,7 @@
 //! Certificates (RFC 8555 §7.4.2, §7.6): downloading an issued certificate
 //! with its chain, and revokeCert, by the account or by the certificate's
-//! own key; a keyCompromise revocation, by the key only, blocks the key.
+//! own key; a keyCompromise revocation, by the key only, blocks the key
+//! and revokes every other unexpired certificate for it (BR 4.9.1.1).
 
 use super::auth::{Body, KeyRule, PathId, authenticate, not_yours};
 use super::{ApiResult, Shared};
@@ -145,14 +146,19 @@ pub async fn revoke_cert(
         }
         let spki = cert_key.public_key_to_der().map_err(ApiError::internal)?;
         let digest = csr::key_digest(&spki)?;
-        let revoked = api
+        let outcome = api
             .store
             .revoke_for_key_compromise(&serial, &digest, now_ms())
             .await?;
-        if revoked {
-            tracing::info!(serial = %serial, key = %digest, "key blocked: keyCompromise revocation");
+        if outcome.revoked {
+            tracing::info!(
+                serial = %serial,
+                key = %digest,
+                other_certificates_revoked = outcome.others,
+                "key blocked: keyCompromise revocation"
+            );
         }
-        revoked
+        outcome.revoked
     } else {
         api.store
             .revoke_certificate(&serial, reason, now_ms())

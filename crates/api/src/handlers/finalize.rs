@@ -1,9 +1,11 @@
-//! Finalize (RFC 8555 §7.4): checks the CSR (its key not on the blocklist
-//! of compromised keys), moves the order to `processing` with one
-//! conditional UPDATE and enqueues the pipeline's first job; then answers
-//! at once (async) or waits for the pipeline up to the policy's budget
-//! (sync, hybrid). An answer still `processing` is recorded for the
-//! compatibility report: did the client come back?
+//! Finalize (RFC 8555 §7.4): re-checks the order's names against the
+//! identifier policy in force (the blocklist may have grown since
+//! newOrder), checks the CSR (its key neither on the blocklist of
+//! compromised keys nor on a Debian weak-key list), moves the order to
+//! `processing` with one conditional UPDATE and enqueues the pipeline's
+//! first job; then answers at once (async) or waits for the pipeline up to
+//! the policy's budget (sync, hybrid). An answer still `processing` is
+//! recorded for the compatibility report: did the client come back?
 
 use super::auth::{Body, KeyRule, PathId, authenticate};
 use super::order::{order_reply, owned_order};
@@ -13,7 +15,7 @@ use crate::{Api, FinalizeMode, compat, csr};
 use axum::extract::State;
 use axum::http::{HeaderMap, Uri, header};
 use axum::response::IntoResponse;
-use domain::{OrderStatus, ProblemKind};
+use domain::{Identifier, OrderStatus, Problem, ProblemKind};
 use proto::Job;
 use queue::Message;
 use serde::Deserialize;
@@ -49,9 +51,15 @@ pub async fn finalize(
             "finalize needs a payload with a csr",
         ));
     }
+    recheck_identifiers(&api, &order)?;
     let payload: FinalizePayload = req.json()?;
     let names: Vec<String> = order.identifiers.iter().map(|i| i.value.clone()).collect();
-    let checked = csr::check_csr(&payload.csr, &names, req.key.public_key_spki_der())?;
+    let checked = csr::check_csr(
+        &payload.csr,
+        &names,
+        req.key.public_key_spki_der(),
+        &api.config.debian_weak_keys,
+    )?;
     super::account::refuse_blocked_key(
         &api,
         &checked.public_key_spki_der,
@@ -158,6 +166,32 @@ pub async fn finalize(
         tracing::warn!(order_id = %id, error = %e, "recording the compatibility observation failed");
     }
     Ok(order_reply(&api, &order, &authzs).into_response())
+}
+
+/// Refuses, as newOrder would now, an order naming an identifier the policy
+/// in force rejects: the policy is built at start-up, so one an operator
+/// blocked (`[api] blocked_names`, its file) after the order was created
+/// applies once the api restarts, before anything is signed for it. The
+/// order stays `ready`.
+fn recheck_identifiers(api: &Api, order: &Order) -> Result<(), ApiError> {
+    let rejected: Vec<Problem> = order
+        .identifiers
+        .iter()
+        .filter_map(|id| {
+            let problem = api.config.identifiers.check(&id.value).err()?;
+            Some(problem.for_identifier(Identifier::dns(id.value.clone())))
+        })
+        .collect();
+    if rejected.is_empty() {
+        return Ok(());
+    }
+    let detail = format!(
+        "{} identifier(s) of this order can no longer be issued for",
+        rejected.len()
+    );
+    Err(Problem::new(ProblemKind::RejectedIdentifier, detail)
+        .with_subproblems(rejected)
+        .into())
 }
 
 /// Waits (without polling the database) until the order finishes or the

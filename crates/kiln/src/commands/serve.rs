@@ -17,6 +17,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.blocked_names = args.blocked_names.clone();
     config.blocked_names_file = args.blocked_names_file.clone();
     config.public_suffix_list = args.public_suffix_list.clone();
+    config.debian_weak_key_files = args.debian_weak_keys.clone();
     config.rate_limits = args.rate_limits()?;
     config.terms_of_service = args.terms_of_service.clone();
     config.max_in_flight_requests = args.max_in_flight_requests;
