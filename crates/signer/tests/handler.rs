@@ -5,18 +5,20 @@
 //! list, as the ct-submitter would, and every job the signer returns is
 //! driven until the pipeline is quiet.
 
+mod fixtures;
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use domain::{AccountStatus, AuthzStatus, FinalizeStep, Identifier, OrderStatus};
+use domain::{FinalizeStep, OrderStatus};
 use openssl::x509::X509;
 use proto::Job;
 use queue::Handler;
 use signer::Signer;
 use signer::ca::CaHierarchy;
 use signer::certificate::Profile;
-use store::{Account, Authz, CertificateRecord, CertificateState, Order, Store, now_ms};
+use store::{CertificateRecord, CertificateState, Store, now_ms};
 
 struct Fixture {
     signer: Arc<Signer>,
@@ -30,17 +32,7 @@ async fn fixture() -> Fixture {
     let store = Store::connect(&url).await.unwrap();
     store.migrate().await.unwrap();
     let ca = CaHierarchy::load_or_create(&dir.path().join("ca")).unwrap();
-    store
-        .insert_account(&Account {
-            id: "acct".into(),
-            key_thumbprint: "thumb".into(),
-            jwk: "{}".into(),
-            contact: vec![],
-            status: AccountStatus::Valid,
-            created_at: now_ms(),
-        })
-        .await
-        .unwrap();
+    fixtures::insert_account(&store).await;
     let signer = Signer {
         store: store.clone(),
         ca: ca.issuing(),
@@ -56,98 +48,6 @@ async fn fixture() -> Fixture {
     }
 }
 
-fn csr(names: &[&str]) -> Vec<u8> {
-    use openssl::ec::{EcGroup, EcKey};
-    use openssl::hash::MessageDigest;
-    use openssl::nid::Nid;
-    use openssl::pkey::PKey;
-    use openssl::stack::Stack;
-    use openssl::x509::X509ReqBuilder;
-    use openssl::x509::extension::SubjectAlternativeName;
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
-    let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
-    let mut b = X509ReqBuilder::new().unwrap();
-    b.set_pubkey(&key).unwrap();
-    let mut san = SubjectAlternativeName::new();
-    for n in names {
-        san.dns(n);
-    }
-    let mut exts = Stack::new().unwrap();
-    exts.push(san.build(&b.x509v3_context(None)).unwrap())
-        .unwrap();
-    b.add_extensions(&exts).unwrap();
-    b.sign(&key, MessageDigest::sha256()).unwrap();
-    b.build().to_der().unwrap()
-}
-
-/// An order finalized (CSR stored) and past its CAA check: at sign-precert.
-async fn order_at_sign_precert(store: &Store, id: &str) {
-    let now = now_ms();
-    let name = format!("{id}.kiln.test");
-    let order = Order {
-        id: id.into(),
-        account_id: "acct".into(),
-        status: OrderStatus::Ready,
-        step: None,
-        identifiers: vec![Identifier::dns(&name)],
-        not_before: None,
-        not_after: None,
-        expires_at: now + 3_600_000,
-        created_at: now,
-        csr: None,
-        processing_since: None,
-        step_deadline: None,
-        finalize_deadline: None,
-        error: None,
-        certificate_serial: None,
-        timeline: Default::default(),
-        replaces: None,
-    };
-    let authz = Authz {
-        id: format!("{id}-authz"),
-        order_id: id.into(),
-        account_id: "acct".into(),
-        identifier: name.clone(),
-        wildcard: false,
-        status: AuthzStatus::Valid,
-        expires_at: now + 3_600_000,
-        validated_at: Some(now),
-    };
-    store
-        .insert_order(&order, &[(authz, vec![])])
-        .await
-        .unwrap();
-    assert!(
-        store
-            .begin_finalize(id, &csr(&[&name]), now, now + 30_000, now + 600_000, None)
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .advance_step(
-                id,
-                FinalizeStep::CheckCaa,
-                FinalizeStep::SignPrecert,
-                now + 30_000
-            )
-            .await
-            .unwrap()
-    );
-}
-
-/// A well-framed SCT list extension value (OCTET STRING of a TLS list of one
-/// SCT); the signer checks its framing only, the ct-submitter its signatures.
-fn sct_list_extension() -> Vec<u8> {
-    let sct = [0x5a_u8; 40];
-    let mut list = ((sct.len() + 2) as u16).to_be_bytes().to_vec();
-    list.extend((sct.len() as u16).to_be_bytes());
-    list.extend(sct);
-    let mut ext = vec![0x04, list.len() as u8];
-    ext.extend(list);
-    ext
-}
-
 /// The ct-submitter's part: SCTs stored for the order's current serial.
 async fn play_ct_step(store: &Store, order_id: &str) -> Vec<Job> {
     let order = store.order(order_id).await.unwrap().unwrap();
@@ -156,7 +56,12 @@ async fn play_ct_step(store: &Store, order_id: &str) -> Vec<Job> {
     }
     let serial = order.certificate_serial.unwrap();
     store
-        .store_scts(order_id, &serial, &sct_list_extension(), now_ms() + 30_000)
+        .store_scts(
+            order_id,
+            &serial,
+            &fixtures::sct_list_extension(),
+            now_ms() + 30_000,
+        )
         .await
         .unwrap();
     vec![Job::SignFinal {
@@ -192,7 +97,7 @@ async fn drive(f: &Fixture, jobs: Vec<Job>) -> Vec<Job> {
 /// Takes an order from sign-precert to sign-final (precertificate signed,
 /// SCTs stored) and returns its serial.
 async fn to_sign_final(f: &Fixture, id: &str) -> String {
-    order_at_sign_precert(&f.store, id).await;
+    fixtures::order_at_sign_precert(&f.store, id).await;
     let next = f
         .signer
         .handle(

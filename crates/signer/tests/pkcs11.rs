@@ -3,6 +3,7 @@
 //! not sign for intermediate.pem; the leaves it signs on the token verify
 //! under the intermediate, for OpenSSL too. No intermediate-key.pem exists.
 
+mod fixtures;
 mod softhsm;
 
 use std::path::Path;
@@ -34,17 +35,6 @@ fn request(serial: u8) -> LeafRequest {
     }
 }
 
-/// A well-framed SCT list extension value (the signer checks framing only).
-fn sct_list() -> Vec<u8> {
-    let sct = [0x5a_u8; 40];
-    let mut list = ((sct.len() + 2) as u16).to_be_bytes().to_vec();
-    list.extend((sct.len() as u16).to_be_bytes());
-    list.extend(sct);
-    let mut ext = vec![0x04, list.len() as u8];
-    ext.extend(list);
-    ext
-}
-
 /// The precertificate and the final certificate for `serial`, both
 /// checked to verify under the intermediate's public key.
 fn issue(ca: &IssuingCa, serial: u8) -> Vec<u8> {
@@ -52,7 +42,8 @@ fn issue(ca: &IssuingCa, serial: u8) -> Vec<u8> {
     let precert = precertificate_der(&ca.intermediate, &request(serial), &profile()).unwrap();
     let parsed = X509::from_der(&precert).unwrap();
     assert!(parsed.verify(&intermediate_key).unwrap(), "precertificate");
-    let der = final_certificate_der(&ca.intermediate, &precert, &sct_list()).unwrap();
+    let der =
+        final_certificate_der(&ca.intermediate, &precert, &fixtures::sct_list_extension()).unwrap();
     assert!(
         X509::from_der(&der)
             .unwrap()
@@ -254,10 +245,10 @@ fn a_key_that_is_not_the_certificates_is_refused() {
 /// sign-precert to valid, the certificate served verifying to the root.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_signer_stage_issues_with_the_token_key() {
-    use domain::{AccountStatus, AuthzStatus, FinalizeStep, Identifier, OrderStatus};
+    use domain::OrderStatus;
     use proto::Job;
     use queue::Handler;
-    use store::{Account, Authz, Order, Store, now_ms};
+    use store::{Store, now_ms};
 
     let hsm = hsm();
     let dir = tempfile::tempdir().unwrap();
@@ -273,71 +264,10 @@ async fn the_signer_stage_issues_with_the_token_key() {
     };
     signer.record_issuer().await.unwrap();
 
-    let now = now_ms();
-    let (id, name) = ("ord1", "ord1.kiln.test");
-    store
-        .insert_account(&Account {
-            id: "acct".into(),
-            key_thumbprint: "thumb".into(),
-            jwk: "{}".into(),
-            contact: vec![],
-            status: AccountStatus::Valid,
-            created_at: now,
-        })
-        .await
-        .unwrap();
-    let order = Order {
-        id: id.into(),
-        account_id: "acct".into(),
-        status: OrderStatus::Ready,
-        step: None,
-        identifiers: vec![Identifier::dns(name)],
-        not_before: None,
-        not_after: None,
-        expires_at: now + 3_600_000,
-        created_at: now,
-        csr: None,
-        processing_since: None,
-        step_deadline: None,
-        finalize_deadline: None,
-        error: None,
-        certificate_serial: None,
-        timeline: Default::default(),
-        replaces: None,
-    };
-    let authz = Authz {
-        id: format!("{id}-authz"),
-        order_id: id.into(),
-        account_id: "acct".into(),
-        identifier: name.into(),
-        wildcard: false,
-        status: AuthzStatus::Valid,
-        expires_at: now + 3_600_000,
-        validated_at: Some(now),
-    };
-    store
-        .insert_order(&order, &[(authz, vec![])])
-        .await
-        .unwrap();
-    let csr = csr(name);
-    let deadline = now + 30_000;
-    assert!(
-        store
-            .begin_finalize(id, &csr, now, deadline, now + 600_000, None)
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .advance_step(
-                id,
-                FinalizeStep::CheckCaa,
-                FinalizeStep::SignPrecert,
-                deadline
-            )
-            .await
-            .unwrap()
-    );
+    let id = "ord1";
+    fixtures::insert_account(&store).await;
+    fixtures::order_at_sign_precert(&store, id).await;
+    let deadline = now_ms() + 30_000;
 
     let job = |order_id: &str| Job::SignPrecert {
         order_id: order_id.into(),
@@ -358,7 +288,7 @@ async fn the_signer_stage_issues_with_the_token_key() {
         .certificate_serial
         .unwrap();
     store
-        .store_scts(id, &serial, &sct_list(), deadline)
+        .store_scts(id, &serial, &fixtures::sct_list_extension(), deadline)
         .await
         .unwrap();
     let next = signer
@@ -394,24 +324,4 @@ async fn the_signer_stage_issues_with_the_token_key() {
 fn hsm_intermediate_key(hsm: &softhsm::Hsm) -> PKey<openssl::pkey::Public> {
     let pem = std::fs::read(hsm.ec_ca.join("intermediate.pem")).unwrap();
     X509::from_pem(&pem).unwrap().public_key().unwrap()
-}
-
-/// A CSR for `name` with a fresh P-256 key, DER.
-fn csr(name: &str) -> Vec<u8> {
-    use openssl::hash::MessageDigest;
-    use openssl::stack::Stack;
-    use openssl::x509::X509ReqBuilder;
-    use openssl::x509::extension::SubjectAlternativeName;
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
-    let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
-    let mut b = X509ReqBuilder::new().unwrap();
-    b.set_pubkey(&key).unwrap();
-    let mut extensions = Stack::new().unwrap();
-    let san = SubjectAlternativeName::new()
-        .dns(name)
-        .build(&b.x509v3_context(None));
-    extensions.push(san.unwrap()).unwrap();
-    b.add_extensions(&extensions).unwrap();
-    b.sign(&key, MessageDigest::sha256()).unwrap();
-    b.build().to_der().unwrap()
 }
