@@ -5,9 +5,8 @@
 //! Every problem is checked with `Reply::expect_problem` (status, type,
 //! problem+json, Replay-Nonce). Only loopback is ever contacted.
 
-use api::jws::{jwk_of, sign_flattened};
 use kiln_tests::acme::{
-    Account, Acme, Issued, KeyKind, Reply, alg_for, compressed_p256, generate_key, p256,
+    Account, Acme, Issued, KeyKind, Reply, compressed_p256, generate_key, p256,
 };
 use kiln_tests::{TestKiln, csr_der_with_key};
 use openssl::pkey::{PKey, Private};
@@ -40,27 +39,6 @@ fn id_of(url: &str) -> &str {
     url.rsplit('/').next().expect("a URL with a path")
 }
 
-async fn new_account_with(acme: &Acme, key: &PKey<Private>) -> Reply {
-    acme.new_account_reply(key, &json!({"termsOfServiceAgreed": true}))
-        .await
-}
-
-/// keyChange of `account` to `new_key` (RFC 8555 §7.3.5): the inner JWS is
-/// signed by the new key.
-async fn key_change(acme: &Acme, account: &Account, new_key: &PKey<Private>) -> Reply {
-    let url = acme.resource("keyChange");
-    let inner = sign_flattened(
-        new_key,
-        alg_for(new_key),
-        json!({"url": url, "jwk": jwk_of(new_key)}),
-        json!({"account": account.url, "oldKey": jwk_of(&account.key)})
-            .to_string()
-            .as_bytes(),
-    );
-    let inner: Value = serde_json::from_str(&inner).expect("JWS JSON");
-    acme.post_kid(account, &url, Some(&inner)).await
-}
-
 /// Finalizes a fresh ready order of `account` for `name` with a CSR of
 /// `key`, returning the reply.
 async fn finalize_with_key(
@@ -87,7 +65,8 @@ async fn a_key_compromise_revocation_blocks_the_key_for_accounts_and_csrs() {
         .expect_status(200);
 
     // As an account key: newAccount…
-    let detail = new_account_with(&acme, &issued.cert_key)
+    let detail = acme
+        .new_account_agreeing(&issued.cert_key)
         .await
         .expect_problem(400, "badPublicKey");
     assert_contains(&detail, "blocklist");
@@ -97,7 +76,7 @@ async fn a_key_compromise_revocation_blocks_the_key_for_accounts_and_csrs() {
         .expect_problem(400, "badPublicKey");
     // …and keyChange.
     let other = acme.create_account().await;
-    key_change(&acme, &other, &issued.cert_key)
+    acme.key_change(&other, &issued.cert_key)
         .await
         .expect_problem(400, "badPublicKey");
     acme.new_order(&other, &["other-keeps-its-key.test"]).await;
@@ -158,7 +137,7 @@ async fn a_revocation_for_another_reason_blocks_nothing() {
             .await
             .expect_status(200);
         // …and as an account key.
-        new_account_with(&acme, &issued.cert_key)
+        acme.new_account_agreeing(&issued.cert_key)
             .await
             .expect_status(201);
     }
@@ -187,7 +166,7 @@ async fn key_compromise_must_be_signed_by_the_certificate_key() {
     acme.revoke_by_account(&account, &issued.cert_der, None)
         .await
         .expect_status(200);
-    new_account_with(&acme, &issued.cert_key)
+    acme.new_account_agreeing(&issued.cert_key)
         .await
         .expect_status(201);
     finish(kiln).await;
@@ -204,7 +183,7 @@ async fn a_compromise_found_after_another_revocation_still_blocks_the_key() {
     acme.revoke_by_key(&issued.cert_key, &issued.cert_der, Some(KEY_COMPROMISE))
         .await
         .expect_status(200);
-    new_account_with(&acme, &issued.cert_key)
+    acme.new_account_agreeing(&issued.cert_key)
         .await
         .expect_problem(400, "badPublicKey");
     let serial = id_of(&issued.cert_url);
@@ -240,7 +219,7 @@ async fn a_key_is_blocked_whatever_its_point_encoding() {
         .await
         .expect_status(200);
     // The JWK has x and y: the uncompressed form of the same key.
-    new_account_with(&acme, &cert_key)
+    acme.new_account_agreeing(&cert_key)
         .await
         .expect_problem(400, "badPublicKey");
     // A CSR with the compressed point again.
@@ -279,10 +258,10 @@ async fn an_operator_blocked_key_is_refused() {
         .expect("the key is on the blocklist");
     assert_eq!(entry.comment, "found in a public repository");
     assert_eq!(entry.revoked_serial, None);
-    new_account_with(&acme, &key)
+    acme.new_account_agreeing(&key)
         .await
         .expect_problem(400, "badPublicKey");
-    key_change(&acme, &account, &key)
+    acme.key_change(&account, &key)
         .await
         .expect_problem(400, "badPublicKey");
     finalize_with_key(&kiln, &acme, &account, "operator.test", &key)
@@ -314,7 +293,8 @@ async fn key_change_to_a_weak_key_is_bad_public_key() {
         ("65537", e3),
         ("Fermat", fermat),
     ] {
-        let detail = key_change(&acme, &account, &key)
+        let detail = acme
+            .key_change(&account, &key)
             .await
             .expect_problem(400, "badPublicKey");
         assert_contains(&detail, what);

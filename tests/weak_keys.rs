@@ -6,13 +6,12 @@
 //! writes one in Debian's format naming keys it generates. Only loopback is
 //! ever contacted.
 
-use api::jws::{jwk_of, sign_flattened};
 use kiln::{EmbeddedConfig, Kiln};
-use kiln_tests::acme::{Account, Acme, KeyKind, Reply, alg_for, generate_key};
+use kiln_tests::acme::{Acme, KeyKind, generate_key};
 use kiln_tests::{TestKiln, csr_der_with_key};
 use openssl::pkey::{PKey, Private};
 use pkix::debian_weak_keys::fingerprint;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::path::PathBuf;
 
 fn rsa2048() -> PKey<Private> {
@@ -42,26 +41,6 @@ async fn start_with_list(list: PathBuf) -> (TestKiln, Acme) {
     (kiln, acme)
 }
 
-async fn new_account_with(acme: &Acme, key: &PKey<Private>) -> Reply {
-    acme.new_account_reply(key, &json!({"termsOfServiceAgreed": true}))
-        .await
-}
-
-/// keyChange of `account` to `new_key` (RFC 8555 §7.3.5).
-async fn key_change(acme: &Acme, account: &Account, new_key: &PKey<Private>) -> Reply {
-    let url = acme.resource("keyChange");
-    let inner = sign_flattened(
-        new_key,
-        alg_for(new_key),
-        json!({"url": url, "jwk": jwk_of(new_key)}),
-        json!({"account": account.url, "oldKey": jwk_of(&account.key)})
-            .to_string()
-            .as_bytes(),
-    );
-    let inner: Value = serde_json::from_str(&inner).expect("JWS JSON");
-    acme.post_kid(account, &url, Some(&inner)).await
-}
-
 fn assert_mentions_the_bug(detail: &str) {
     assert!(
         detail.contains("CVE-2008-0166"),
@@ -75,7 +54,8 @@ async fn a_listed_key_is_refused_as_an_account_key() {
     let weak = rsa2048();
     let (kiln, acme) = start_with_list(write_list(&dir, &[&weak])).await;
 
-    let detail = new_account_with(&acme, &weak)
+    let detail = acme
+        .new_account_agreeing(&weak)
         .await
         .expect_problem(400, "badPublicKey");
     assert_mentions_the_bug(&detail);
@@ -85,11 +65,12 @@ async fn a_listed_key_is_refused_as_an_account_key() {
     // Another RSA-2048 key is a good account key…
     let account = acme.create_account_with(rsa2048()).await;
     // …which cannot be changed to the weak one.
-    let detail = key_change(&acme, &account, &weak)
+    let detail = acme
+        .key_change(&account, &weak)
         .await
         .expect_problem(400, "badPublicKey");
     assert_mentions_the_bug(&detail);
-    key_change(&acme, &account, &rsa2048())
+    acme.key_change(&account, &rsa2048())
         .await
         .expect_status(200);
     kiln.kiln.shutdown().await;

@@ -363,6 +363,28 @@ impl Acme {
             .await
     }
 
+    /// newAccount for `key`, agreeing to the terms; the reply as it came.
+    pub async fn new_account_agreeing(&self, key: &PKey<Private>) -> Reply {
+        self.new_account_reply(key, &json!({"termsOfServiceAgreed": true}))
+            .await
+    }
+
+    /// keyChange of `account` to `new_key` (RFC 8555 §7.3.5): the inner JWS
+    /// is signed by the new key.
+    pub async fn key_change(&self, account: &Account, new_key: &PKey<Private>) -> Reply {
+        let url = self.resource("keyChange");
+        let inner = sign_flattened(
+            new_key,
+            alg_for(new_key),
+            json!({"url": url, "jwk": jwk_of(new_key)}),
+            json!({"account": account.url, "oldKey": jwk_of(&account.key)})
+                .to_string()
+                .as_bytes(),
+        );
+        let inner: Value = serde_json::from_str(&inner).expect("JWS JSON");
+        self.post_kid(account, &url, Some(&inner)).await
+    }
+
     /// Creates an account for `key`; asserts 201 Created.
     pub async fn create_account_with(&self, key: PKey<Private>) -> Account {
         let reply = self
