@@ -87,6 +87,10 @@ pub struct ApiSection {
     /// Requests in flight at once; beyond it 503 with Retry-After.
     #[serde(default = "default_max_in_flight_requests")]
     pub max_in_flight_requests: usize,
+    /// RFC 8555 §7.3.4: every new account needs an External Account
+    /// Binding with a key from `kiln eab create --database-url …`.
+    #[serde(default)]
+    pub external_account_required: bool,
 }
 
 fn default_max_in_flight_requests() -> usize {
@@ -231,6 +235,7 @@ impl CheckedApiSection {
         config.client_address_header = self.client_address_header.clone();
         config.terms_of_service = self.terms_of_service.clone();
         config.max_in_flight_requests = self.max_in_flight_requests.max(1);
+        config.external_account_required = self.external_account_required;
         Ok(config)
     }
 }
@@ -329,6 +334,23 @@ mod tests {
         let (common, section) =
             service::config::load::<CheckedApiSection>(Some(file.path()), "api")?;
         Ok(section.api_config(&common)?.identifiers)
+    }
+
+    #[test]
+    fn external_account_binding_is_off_unless_required() {
+        let config = |own: &str| {
+            let file = tempfile::NamedTempFile::new().unwrap();
+            let text = format!(
+                "[database]\nurl = \"sqlite://x\"\n[acme]\nbase_url = \"https://a\"\n\
+                 [api]\nlisten = \"127.0.0.1:1\"\n{own}"
+            );
+            std::fs::write(file.path(), text).unwrap();
+            let (common, section) =
+                service::config::load::<CheckedApiSection>(Some(file.path()), "api").unwrap();
+            section.api_config(&common).unwrap()
+        };
+        assert!(!config("").external_account_required);
+        assert!(config("external_account_required = true\n").external_account_required);
     }
 
     #[test]

@@ -93,6 +93,9 @@ pub struct ApiConfig {
     /// Requests in flight at once; beyond it a 503 with `Retry-After`
     /// (see [`request_limits`]).
     pub max_in_flight_requests: usize,
+    /// RFC 8555 §7.3.4: every new account must be bound to an External
+    /// Account Binding key (`kiln eab create`); shown in the directory.
+    pub external_account_required: bool,
 }
 
 /// The finalize policy in force, replaceable while requests are in flight:
@@ -137,6 +140,7 @@ impl ApiConfig {
             rate_limits: rate_limits::RateLimits::default(),
             client_address_header: None,
             max_in_flight_requests: request_limits::DEFAULT_MAX_IN_FLIGHT,
+            external_account_required: false,
         }
     }
 }

@@ -70,6 +70,13 @@ impl Cli {
                 };
                 commands::block_key::block_key(&db, key, &comment).await
             }
+            Some(Command::Eab(EabCommand::Create { comment, db })) => {
+                commands::eab::create(&db, &comment).await
+            }
+            Some(Command::Eab(EabCommand::List { db })) => commands::eab::list(&db).await,
+            Some(Command::Eab(EabCommand::Revoke { key_id, db })) => {
+                commands::eab::revoke(&db, &key_id).await
+            }
         }
     }
 }
@@ -149,6 +156,10 @@ pub struct ServeArgs {
     /// send "termsOfServiceAgreed": true.
     #[arg(long, env = "KILN_TERMS_OF_SERVICE")]
     pub(crate) terms_of_service: Option<String>,
+    /// Every new account needs an External Account Binding (RFC 8555
+    /// §7.3.4) with a key from `kiln eab create`; the directory says so.
+    #[arg(long, env = "KILN_EXTERNAL_ACCOUNT_REQUIRED")]
+    pub(crate) external_account_required: bool,
     /// Requests in flight at once; beyond it the api answers 503 with
     /// Retry-After.
     #[arg(long, env = "KILN_MAX_IN_FLIGHT_REQUESTS", default_value_t = api::request_limits::DEFAULT_MAX_IN_FLIGHT)]
@@ -304,6 +315,10 @@ enum Command {
         #[command(flatten)]
         db: DatabaseArgs,
     },
+    /// External Account Binding keys (RFC 8555 §7.3.4): what a client
+    /// needs for a new account when Kiln requires one.
+    #[command(subcommand)]
+    Eab(EabCommand),
     /// Apply the database migrations (PostgreSQL or SQLite), then exit.
     Migrate {
         #[arg(
@@ -334,6 +349,29 @@ enum Command {
         /// Names and addresses the api's HTTPS certificate covers.
         #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1,::1")]
         api_names: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum EabCommand {
+    /// A new key id and HMAC key, printed once: give both to one customer.
+    Create {
+        /// Whom the key is for, shown by `kiln eab list`.
+        #[arg(long, default_value = "")]
+        comment: String,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Every key: created, bound account, revoked (never the HMAC key).
+    List {
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Revoke a key: it binds no account from now on (one it bound stays).
+    Revoke {
+        key_id: String,
+        #[command(flatten)]
+        db: DatabaseArgs,
     },
 }
 
@@ -466,6 +504,36 @@ mod tests {
                 PathBuf::from("/usr/share/openssl-blacklist/blacklist.RSA-2048"),
                 PathBuf::from("extra.txt")
             ]
+        );
+    }
+
+    #[test]
+    fn eab_commands_and_the_serve_flag_parse() {
+        let cli = Cli::try_parse_from(["kiln", "--external-account-required"]).unwrap();
+        assert!(cli.serve.external_account_required);
+        let cli = Cli::try_parse_from(["kiln"]).unwrap();
+        assert!(!cli.serve.external_account_required);
+        let cli = Cli::try_parse_from(["kiln", "eab", "create", "--comment", "alice"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Eab(EabCommand::Create { ref comment, .. })) if comment == "alice"
+        ));
+        let cli = Cli::try_parse_from([
+            "kiln",
+            "eab",
+            "revoke",
+            "K1",
+            "--database-url",
+            "postgres://x",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Eab(EabCommand::Revoke { ref key_id, .. })) if key_id == "K1"
+        ));
+        assert!(
+            Cli::try_parse_from(["kiln", "eab", "revoke"]).is_err(),
+            "a key id is needed"
         );
     }
 }

@@ -91,6 +91,9 @@ pub struct EmbeddedConfig {
     pub rate_limits: api::rate_limits::RateLimits,
     /// Terms of service newAccount must agree to (`--terms-of-service`).
     pub terms_of_service: Option<String>,
+    /// Every new account needs an External Account Binding
+    /// (`--external-account-required`; keys from `kiln eab create`).
+    pub external_account_required: bool,
     /// Requests in flight at once before the api answers 503.
     pub max_in_flight_requests: usize,
 }
@@ -121,6 +124,7 @@ impl EmbeddedConfig {
             debian_weak_key_files: Vec::new(),
             rate_limits: api::rate_limits::RateLimits::default(),
             terms_of_service: None,
+            external_account_required: false,
             max_in_flight_requests: api::request_limits::DEFAULT_MAX_IN_FLIGHT,
         }
     }
@@ -316,6 +320,7 @@ impl Kiln {
         api_config.debian_weak_keys = Arc::new(debian_weak_keys);
         api_config.rate_limits = config.rate_limits.clone();
         api_config.terms_of_service = config.terms_of_service.clone();
+        api_config.external_account_required = config.external_account_required;
         api_config.max_in_flight_requests = config.max_in_flight_requests.max(1);
         // The data directory is locked to this process (see `lock_data_dir`).
         api_config.sole_replica = true;

@@ -2,7 +2,7 @@
 //! contact updates, key change and deactivation are compare-and-set on a
 //! `valid` account; deactivation also cancels the account's pending work.
 
-use crate::db::{Row, Script};
+use crate::db::{Row, Script, Stmt};
 use crate::{Result, Store, StoreError, json, parse, parse_json, stmt};
 use domain::{AccountStatus, Problem, ProblemKind};
 
@@ -22,19 +22,7 @@ impl Store {
     /// Inserts the account unless one exists for its key; returns the stored
     /// one and whether it was created now.
     pub async fn insert_account(&self, account: &Account) -> Result<(Account, bool)> {
-        let inserted = self
-            .db
-            .execute(stmt!(
-                "INSERT INTO accounts (id, key_thumbprint, jwk, contact, status, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (key_thumbprint) DO NOTHING",
-                &account.id,
-                &account.key_thumbprint,
-                &account.jwk,
-                json(&account.contact),
-                account.status.as_str(),
-                account.created_at,
-            ))
-            .await?;
+        let inserted = self.db.execute(account.insert()).await?;
         let stored = self
             .account_by_thumbprint(&account.key_thumbprint)
             .await?
@@ -142,6 +130,20 @@ impl Store {
 }
 
 impl Account {
+    /// The insert, a no-op when an account already has the key.
+    pub(crate) fn insert(&self) -> Stmt {
+        stmt!(
+            "INSERT INTO accounts (id, key_thumbprint, jwk, contact, status, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (key_thumbprint) DO NOTHING",
+            &self.id,
+            &self.key_thumbprint,
+            &self.jwk,
+            json(&self.contact),
+            self.status.as_str(),
+            self.created_at,
+        )
+    }
+
     pub(crate) fn from_row(r: &Row) -> Result<Self> {
         Ok(Account {
             id: r.text("id")?,

@@ -13,6 +13,7 @@
 //! with its `from_row` beside its queries:
 //!
 //! - `accounts`: accounts, one per key;
+//! - `eab`: External Account Binding keys, each binding one account;
 //! - `orders`: orders, authorizations, challenges, and validation's
 //!   challenge transitions;
 //! - `finalization`: the pipeline's transitions over an order and its
@@ -40,6 +41,7 @@ mod blocked_keys;
 mod certificates;
 mod compat;
 pub mod db;
+mod eab;
 mod finalization;
 mod issuers;
 mod leadership;
@@ -56,6 +58,7 @@ pub use blocked_keys::{BlockedKey, KeyCompromiseRevocation, KeyDigest};
 pub use certificates::{CertificateRecord, CertificateState, NewCertificate};
 pub use compat::FinalizeObservation;
 pub use db::Backend;
+pub use eab::{EabBinding, EabKey};
 pub use finalization::BeginFinalize;
 pub use issuers::Issuer;
 pub use leadership::Leadership;
@@ -102,7 +105,8 @@ macro_rules! migrations {
             migrations!(@one $backend, 5, "blocked keys", "0005_blocked_keys.sql"),
             migrations!(@one $backend, 6, "rate limits", "0006_rate_limits.sql"),
             migrations!(@one $backend, 7, "renewal info", "0007_renewal_info.sql"),
-            migrations!(@one $backend, 9, "certificate keys", "0009_certificate_keys.sql"),
+            migrations!(@one $backend, 8, "certificate keys", "0008_certificate_keys.sql"),
+            migrations!(@one $backend, 9, "eab", "0009_eab.sql"),
         ]
     };
     (@one $backend:literal, $version:literal, $description:literal, $file:literal) => {

@@ -2,22 +2,30 @@
 //! deactivating an account, its orders list, and key change. An account key
 //! on the blocklist of compromised keys is refused (`badPublicKey`), as is a
 //! deactivated account's key (`unauthorized`), and, when terms of service
-//! are configured, a new account that does not agree to them.
+//! are configured, a new account that does not agree to them. A new
+//! account's External Account Binding (§7.3.4) is verified here and bound
+//! with the account's insert; required when so configured.
 
 use super::auth::{Body, KeyRule, PathId, authenticate, not_yours};
 use super::response::Reply;
 use super::{ApiResult, Shared, random_id};
 use crate::client_addr::ClientAddr;
 use crate::error::ApiError;
+use crate::jws::Jwk;
 use crate::{Api, csr, jws};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use domain::{AccountStatus, ProblemKind};
+use openssl::hash::MessageDigest;
+use openssl::pkey::PKey;
+use openssl::sign::Signer;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use std::sync::Arc;
-use store::{Account, now_ms};
+use store::{Account, EabBinding, now_ms};
 
 /// Orders listed per page of an account's orders URL.
 const ORDERS_PAGE: i64 = 100;
@@ -31,6 +39,8 @@ struct NewAccountPayload {
     only_return_existing: bool,
     #[serde(default)]
     terms_of_service_agreed: Option<bool>,
+    #[serde(default)]
+    external_account_binding: Option<Value>,
 }
 
 fn check_contacts(contact: &[String]) -> Result<(), ApiError> {
@@ -106,6 +116,19 @@ pub async fn new_account(
         ));
     }
     jws::check_account_key(&req.key)?;
+    // Before the terms and contacts: a client without a binding learns
+    // first that it needs one.
+    let eab_key_id = match &payload.external_account_binding {
+        Some(binding) => Some(verify_eab(&api, binding, &req.url, &req.key).await?),
+        None if api.config.external_account_required => {
+            return Err(ApiError::new(
+                ProblemKind::ExternalAccountRequired,
+                "this CA requires an externalAccountBinding in newAccount (RFC 8555 §7.3.4): \
+                 sign it with the key id and HMAC key your CA operator gave you",
+            ));
+        }
+        None => None,
+    };
     if let Some(tos) = &api.config.terms_of_service
         && payload.terms_of_service_agreed != Some(true)
     {
@@ -124,7 +147,18 @@ pub async fn new_account(
         status: AccountStatus::Valid,
         created_at: now,
     };
-    let (stored, created) = api.store.insert_account(&account).await?;
+    let (stored, created) = match eab_key_id {
+        None => api.store.insert_account(&account).await?,
+        Some(key_id) => match api
+            .store
+            .insert_account_with_eab(&account, &key_id, now)
+            .await?
+        {
+            EabBinding::Created(stored) => (stored, true),
+            EabBinding::Existing(stored) => (stored, false),
+            EabBinding::KeyUnavailable => return Err(eab_key_unusable(&key_id)),
+        },
+    };
     if created {
         limiter.note_new_account(&api.store, client, now).await;
     }
@@ -137,6 +171,116 @@ pub async fn new_account(
         .status(status)
         .location(api.account_url(&stored.id))
         .into_response())
+}
+
+/// The digest of an External Account Binding's HMAC `alg`, if allowed.
+fn eab_digest(alg: &str) -> Option<MessageDigest> {
+    match alg {
+        "HS256" => Some(MessageDigest::sha256()),
+        "HS384" => Some(MessageDigest::sha384()),
+        "HS512" => Some(MessageDigest::sha512()),
+        _ => None,
+    }
+}
+
+fn eab_malformed(detail: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        ProblemKind::Malformed,
+        format!("externalAccountBinding: {detail}"),
+    )
+}
+
+fn eab_key_unusable(key_id: &str) -> ApiError {
+    let shown: String = key_id.chars().take(40).collect();
+    ApiError::new(
+        ProblemKind::Unauthorized,
+        format!(
+            "externalAccountBinding: key id {shown:?} is unknown, revoked or already bound \
+             to an account; ask the CA operator for a new one"
+        ),
+    )
+}
+
+/// Checks an `externalAccountBinding` (RFC 8555 §7.3.4): a flattened JWS,
+/// HMAC-signed with an unbound, unrevoked EAB key, over the account key,
+/// whose `url` is the newAccount request's. Returns the key id to bind.
+async fn verify_eab(
+    api: &Api,
+    binding: &Value,
+    outer_url: &str,
+    account_key: &Jwk,
+) -> Result<String, ApiError> {
+    let member = |name: &str| {
+        binding.get(name).and_then(Value::as_str).ok_or_else(|| {
+            eab_malformed(format!("must be a flattened JWS with a \"{name}\" string"))
+        })
+    };
+    let (protected_b64, payload_b64, signature_b64) = (
+        member("protected")?,
+        member("payload")?,
+        member("signature")?,
+    );
+    let decode = |text: &str, what: &str| {
+        URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(|_| eab_malformed(format!("{what} is not base64url without padding")))
+    };
+    let header: serde_json::Map<String, Value> =
+        serde_json::from_slice(&decode(protected_b64, "the protected header")?)
+            .map_err(|_| eab_malformed("the protected header is not a JSON object"))?;
+    let text = |name: &str| header.get(name).and_then(Value::as_str);
+    let alg = text("alg").unwrap_or_default();
+    let Some(digest) = eab_digest(alg) else {
+        return Err(eab_malformed(format!(
+            "alg must be HS256, HS384 or HS512, not {:?}",
+            alg.chars().take(20).collect::<String>()
+        )));
+    };
+    if header.contains_key("nonce") {
+        return Err(eab_malformed("the protected header must not have a nonce"));
+    }
+    if text("url") != Some(outer_url) {
+        return Err(eab_malformed(format!(
+            "the protected header url must be {outer_url}, the newAccount URL"
+        )));
+    }
+    let key_id = match text("kid") {
+        Some(kid) if !kid.is_empty() => kid,
+        _ => {
+            return Err(eab_malformed(
+                "the protected header has no kid (the EAB key id)",
+            ));
+        }
+    };
+    let payload: Value = serde_json::from_slice(&decode(payload_b64, "the payload")?)
+        .map_err(|_| eab_malformed("the payload must be the account key as a JWK"))?;
+    let same_key =
+        Jwk::from_value(&payload).is_ok_and(|jwk| jwk.thumbprint() == account_key.thumbprint());
+    if !same_key {
+        return Err(eab_malformed(
+            "the payload must be the account key, the jwk of the newAccount request",
+        ));
+    }
+    let signature = decode(signature_b64, "the signature")?;
+    let key = match api.store.eab_key(key_id).await? {
+        Some(key) if key.is_usable() => key,
+        _ => return Err(eab_key_unusable(key_id)),
+    };
+    let input = format!("{protected_b64}.{payload_b64}");
+    let expected = PKey::hmac(&key.hmac_key)
+        .and_then(|pkey| {
+            let mut signer = Signer::new(digest, &pkey)?;
+            signer.update(input.as_bytes())?;
+            signer.sign_to_vec()
+        })
+        .map_err(|e| ApiError::internal(format!("EAB HMAC: {e}")))?;
+    if expected.len() != signature.len() || !openssl::memcmp::eq(&expected, &signature) {
+        return Err(ApiError::new(
+            ProblemKind::Unauthorized,
+            "externalAccountBinding: the HMAC is wrong for this key id",
+        ));
+    }
+    Ok(key_id.to_owned())
 }
 
 /// newAccount without `"termsOfServiceAgreed": true` while terms of service

@@ -13,7 +13,7 @@ use serde_json::json;
 pub async fn directory(State(api): Shared) -> Response {
     let mut meta = json!({
         "caaIdentities": api.config.caa_identities,
-        "externalAccountRequired": false,
+        "externalAccountRequired": api.config.external_account_required,
     });
     if let Some(tos) = &api.config.terms_of_service {
         meta["termsOfService"] = json!(tos);

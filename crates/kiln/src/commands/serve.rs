@@ -20,6 +20,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.debian_weak_key_files = args.debian_weak_keys.clone();
     config.rate_limits = args.rate_limits()?;
     config.terms_of_service = args.terms_of_service.clone();
+    config.external_account_required = args.external_account_required;
     config.max_in_flight_requests = args.max_in_flight_requests;
     let rate_limits = match config.rate_limits == Default::default() {
         true => "none".to_string(),
