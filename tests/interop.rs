@@ -174,14 +174,21 @@ async fn check_issued(kiln: &Kiln, cert_path: &Path, names: &[&str], context: &s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certbot_gets_a_certificate_over_http01() {
-    certbot_issues(None).await;
+    certbot_issues(None, None).await;
+}
+
+/// certbot's `--required-profile` (draft-ietf-acme-profiles): the order
+/// names the profile, and the certificate has its 160-hour lifetime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certbot_gets_a_shortlived_certificate_by_profile() {
+    certbot_issues(None, Some(("shortlived", 160 * 3600))).await;
 }
 
 /// Issuance that really takes 5 s after finalize: the client must keep
 /// polling through `processing`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certbot_copes_with_a_5s_finalize_delay() {
-    certbot_issues(Some("5s")).await;
+    certbot_issues(Some("5s"), None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,7 +224,37 @@ async fn check_delay(kiln: &Kiln, names: &[&str], finalize_delay: Option<&str>) 
     );
 }
 
-async fn certbot_issues(finalize_delay: Option<&str>) {
+/// `profile`: the profile certbot is told to require, with the lifetime (s)
+/// its certificate must have.
+/// The client's certificate came from an order in `profile` and lives
+/// `lifetime` seconds (RFC 5280 counts both ends).
+async fn check_profile(kiln: &Kiln, cert_path: &Path, profile: &str, lifetime: i64) {
+    let leaf = parse_chain(&std::fs::read_to_string(cert_path).unwrap())[0].clone();
+    let span = leaf.not_before().diff(leaf.not_after()).unwrap();
+    assert_eq!(
+        i64::from(span.days) * 86_400 + i64::from(span.secs) + 1,
+        lifetime,
+        "{profile}"
+    );
+    let serial: String = leaf
+        .serial_number()
+        .to_bn()
+        .unwrap()
+        .to_vec()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let record = kiln
+        .store
+        .certificate(&serial)
+        .await
+        .unwrap()
+        .expect("on record");
+    let order = kiln.store.order(&record.order_id).await.unwrap().unwrap();
+    assert_eq!(order.profile.name(), profile);
+}
+
+async fn certbot_issues(finalize_delay: Option<&str>, profile: Option<(&str, i64)>) {
     let certbot = require_binary(
         "certbot",
         "install the PyPI package `certbot` (pip install certbot)",
@@ -259,12 +296,18 @@ async fn certbot_issues(finalize_delay: Option<&str>) {
     for name in names {
         command.args(["-d", name]);
     }
+    if let Some((name, _)) = profile {
+        command.args(["--required-profile", name]);
+    }
     let logs = [logs_dir.join("letsencrypt.log")];
     let outcome = run(&client, command, client_dir.path(), &logs).await;
     assert!(outcome.status.success(), "{}", outcome.context);
     let fullchain = config_dir.join("live").join(names[0]).join("fullchain.pem");
     check_issued(&kiln, &fullchain, &names, &outcome.context).await;
     check_delay(&kiln, &names, finalize_delay).await;
+    if let Some((name, lifetime)) = profile {
+        check_profile(&kiln, &fullchain, name, lifetime).await;
+    }
     println!(
         "{client}: certificate for {names:?} in {:.1?}",
         outcome.took

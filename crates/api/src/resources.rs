@@ -73,6 +73,7 @@ impl Api {
         if let Some(error) = &order.error {
             doc["error"] = problem_json(error);
         }
+        doc["profile"] = json!(order.profile.name());
         // As the client sent it: a client checks it is reflected exactly
         // (RFC 9773 §5).
         if let Some(cert_id) = &order.replaces {

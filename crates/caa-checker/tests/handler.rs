@@ -83,6 +83,7 @@ async fn order_at_check_caa(store: &Store, id: &str, authzs: &[(&str, i64)]) {
         certificate_serial: None,
         timeline: Default::default(),
         replaces: None,
+        profile: Default::default(),
     };
     let rows: Vec<(Authz, Vec<Challenge>)> = authzs
         .iter()

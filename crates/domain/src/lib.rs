@@ -3,11 +3,13 @@
 
 #![forbid(unsafe_code)]
 
+mod certificate_profile;
 pub mod identifier_policy;
 mod problem;
 pub mod public_suffix;
 mod status;
 
+pub use certificate_profile::CertificateProfile;
 pub use identifier_policy::{IdentifierPolicy, PolicyError};
 pub use public_suffix::PublicSuffixList;
 

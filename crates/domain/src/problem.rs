@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::Identifier;
 
-/// The ACME error types of RFC 8555 §6.7 that Kiln can produce, and
-/// `alreadyReplaced` of RFC 9773 §7.4.
+/// The ACME error types of RFC 8555 §6.7 that Kiln can produce,
+/// `alreadyReplaced` of RFC 9773 §7.4 and `invalidProfile` of
+/// draft-ietf-acme-profiles.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum ProblemKind {
@@ -25,6 +26,7 @@ pub enum ProblemKind {
     ExternalAccountRequired,
     IncorrectResponse,
     InvalidContact,
+    InvalidProfile,
     Malformed,
     OrderNotReady,
     RateLimited,
@@ -56,6 +58,7 @@ impl ProblemKind {
             ExternalAccountRequired => "externalAccountRequired",
             IncorrectResponse => "incorrectResponse",
             InvalidContact => "invalidContact",
+            InvalidProfile => "invalidProfile",
             Malformed => "malformed",
             OrderNotReady => "orderNotReady",
             RateLimited => "rateLimited",

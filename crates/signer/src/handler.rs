@@ -84,7 +84,8 @@ impl Signer {
             .map_err(|e| StageError::Permanent(format!("stored CSR key unreadable: {e}")))?;
         let serial =
             new_serial(self.serial_prefix).map_err(|e| StageError::Permanent(e.to_string()))?;
-        let (not_before, not_after) = self.profile.validity_window(now_ms() / 1000);
+        let profile = self.profile.for_order(order.profile);
+        let (not_before, not_after) = profile.validity_window(now_ms() / 1000);
         let request = LeafRequest {
             serial: serial.clone(),
             dns_names: order.identifiers.iter().map(|i| i.value.clone()).collect(),
@@ -107,7 +108,7 @@ impl Signer {
             })
             .await
             .map_err(StageError::retry)?;
-        let built = precertificate_der(&self.ca.intermediate, &request, &self.profile);
+        let built = precertificate_der(&self.ca.intermediate, &request, &profile);
         crate::lint_metrics::record("precert", built.as_ref().err());
         let der = match built {
             Ok(der) => der,

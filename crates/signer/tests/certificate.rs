@@ -340,6 +340,49 @@ fn long_name_gives_empty_subject_and_critical_san() {
     assert!(cert.subject_alternative_name().unwrap().unwrap().critical);
 }
 
+/// `tlsserver` and `shortlived` carry no common name even when one fits,
+/// and their own lifetimes; `classic` keeps the deployment's.
+#[test]
+fn order_profiles_set_the_subject_and_the_lifetime() {
+    use domain::CertificateProfile;
+    let ca = CaHierarchy::generate().unwrap();
+    let key = ec_key(Nid::X9_62_PRIME256V1);
+    let base = Profile {
+        validity: std::time::Duration::from_secs(30 * 86_400),
+        ..profile()
+    };
+    for (order_profile, lifetime, cn) in [
+        (CertificateProfile::Classic, 30 * 86_400, true),
+        (CertificateProfile::TlsServer, 45 * 86_400, false),
+        (CertificateProfile::ShortLived, 160 * 3_600, false),
+    ] {
+        let leaf_profile = base.for_order(order_profile);
+        let (not_before, not_after) = leaf_profile.validity_window(now());
+        assert_eq!(not_after - not_before + 1, lifetime, "{order_profile}");
+        let req = LeafRequest {
+            not_before,
+            not_after,
+            ..request(&key, &["www.example.com", "example.com"])
+        };
+        let der = build_precertificate(&ca.intermediate, &req, &leaf_profile)
+            .unwrap()
+            .to_der()
+            .unwrap();
+        let (_, cert) = X509Certificate::from_der(&der).unwrap();
+        assert_eq!(
+            cert.subject().iter_common_name().count() == 1,
+            cn,
+            "{order_profile}"
+        );
+        // An empty subject needs a critical SAN (RFC 5280 §4.2.1.6).
+        assert_eq!(
+            cert.subject_alternative_name().unwrap().unwrap().critical,
+            !cn,
+            "{order_profile}"
+        );
+    }
+}
+
 #[test]
 fn final_certificate_swaps_poison_for_sct_list() {
     let ca = CaHierarchy::generate().unwrap();

@@ -107,6 +107,7 @@ macro_rules! migrations {
             migrations!(@one $backend, 7, "renewal info", "0007_renewal_info.sql"),
             migrations!(@one $backend, 8, "certificate keys", "0008_certificate_keys.sql"),
             migrations!(@one $backend, 9, "eab", "0009_eab.sql"),
+            migrations!(@one $backend, 10, "profile", "0010_profile.sql"),
         ]
     };
     (@one $backend:literal, $version:literal, $description:literal, $file:literal) => {

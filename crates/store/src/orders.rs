@@ -7,7 +7,8 @@
 use crate::db::{Row, Script, Stmt, Value};
 use crate::{Result, Store, StoreError, json, parse, parse_json, stmt};
 use domain::{
-    AuthzStatus, ChallengeStatus, ChallengeType, FinalizeStep, Identifier, OrderStatus, Problem,
+    AuthzStatus, CertificateProfile, ChallengeStatus, ChallengeType, FinalizeStep, Identifier,
+    OrderStatus, Problem,
 };
 
 #[derive(Clone, Debug, PartialEq)]
@@ -34,6 +35,8 @@ pub struct Order {
     /// The certID of the certificate this order renews (RFC 9773 §5), as
     /// the client sent it; the order object shows it back.
     pub replaces: Option<String>,
+    /// What the signer issues for it (draft-ietf-acme-profiles).
+    pub profile: CertificateProfile,
 }
 
 impl Order {
@@ -312,8 +315,8 @@ impl Store {
 pub(crate) fn insert_order_script(order: &Order, authzs: &[(Authz, Vec<Challenge>)]) -> Script {
     let mut script = Script::new().then(stmt!(
         "INSERT INTO orders (id, account_id, status, identifiers, not_before, not_after,
-                             expires_at, created_at, replaces)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                             expires_at, created_at, replaces, profile)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         &order.id,
         &order.account_id,
         order.status.as_str(),
@@ -323,6 +326,7 @@ pub(crate) fn insert_order_script(order: &Order, authzs: &[(Authz, Vec<Challenge
         order.expires_at,
         order.created_at,
         order.replaces.as_deref(),
+        order.profile.name(),
     ));
     for (authz, challenges) in authzs {
         script = script.then(stmt!(
@@ -388,6 +392,11 @@ impl Order {
                 trace_id: r.opt_text("trace_id")?,
             },
             replaces: r.opt_text("replaces")?,
+            profile: match r.opt_text("profile")? {
+                None => CertificateProfile::default(),
+                Some(name) => CertificateProfile::from_name(&name)
+                    .ok_or_else(|| StoreError::Corrupt(format!("unknown profile {name:?}")))?,
+            },
         })
     }
 }
@@ -445,6 +454,7 @@ mod tests {
             certificate_serial: None,
             timeline: Timeline::default(),
             replaces: None,
+            profile: Default::default(),
         }
     }
 

@@ -14,7 +14,27 @@ on_both_backends!(
     a_failed_challenge_invalidates_its_order,
     deactivating_an_authorization_invalidates_its_order,
     an_accounts_orders_are_listed_oldest_first,
+    an_order_keeps_its_certificate_profile,
 );
+
+async fn an_order_keeps_its_certificate_profile(store: Store) {
+    store
+        .insert_account(&common::account(ACCOUNT))
+        .await
+        .unwrap();
+    for (id, profile) in [
+        ("o1", domain::CertificateProfile::Classic),
+        ("o2", domain::CertificateProfile::TlsServer),
+        ("o3", domain::CertificateProfile::ShortLived),
+    ] {
+        let (mut o, authzs) = common::order(id, ACCOUNT, &[&format!("{id}.kiln.test")]);
+        o.profile = profile;
+        store.insert_order(&o, &authzs).await.unwrap();
+        assert_eq!(store.order(id).await.unwrap().unwrap().profile, profile);
+        let (joined, _) = store.order_with_authzs(id).await.unwrap().unwrap();
+        assert_eq!(joined.profile, profile);
+    }
+}
 
 async fn an_order_is_stored_with_its_authorizations_and_challenges(store: Store) {
     store

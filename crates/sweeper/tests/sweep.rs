@@ -51,6 +51,7 @@ async fn finalizing(store: &Store, id: &str, step_deadline: i64, finalize_deadli
         certificate_serial: None,
         timeline: Default::default(),
         replaces: None,
+        profile: Default::default(),
     };
     let authz = Authz {
         id: format!("{id}-a"),

@@ -1,6 +1,7 @@
 //! The entry points that need no account: the directory (RFC 8555 §7.1.1),
 //! new-nonce (§7.2), and the root certificate at `/roots/0`. The
-//! directory also names ARI's `renewalInfo` (RFC 9773 §3).
+//! directory also names ARI's `renewalInfo` (RFC 9773 §3) and the
+//! certificate profiles newOrder may ask for (draft-ietf-acme-profiles).
 
 use super::Shared;
 use super::response::Reply;
@@ -8,12 +9,17 @@ use crate::error::ApiError;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use domain::CertificateProfile;
+use serde_json::{Map, Value, json};
 
 pub async fn directory(State(api): Shared) -> Response {
     let mut meta = json!({
         "caaIdentities": api.config.caa_identities,
         "externalAccountRequired": api.config.external_account_required,
+        "profiles": CertificateProfile::ALL
+            .iter()
+            .map(|p| (p.name().to_string(), Value::from(p.description())))
+            .collect::<Map<String, Value>>(),
     });
     if let Some(tos) = &api.config.terms_of_service {
         meta["termsOfService"] = json!(tos);

@@ -13,7 +13,9 @@ use crate::error::ApiError;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::IntoResponse;
-use domain::{AuthzStatus, ChallengeStatus, Identifier, OrderStatus, Problem, ProblemKind};
+use domain::{
+    AuthzStatus, CertificateProfile, ChallengeStatus, Identifier, OrderStatus, Problem, ProblemKind,
+};
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use store::{Account, Authz, Challenge, Order, now_ms};
@@ -32,6 +34,10 @@ struct NewOrderPayload {
     /// The certID of the certificate this order renews (RFC 9773 §5).
     #[serde(default)]
     replaces: Option<String>,
+    /// A profile the directory offers (draft-ietf-acme-profiles); absent
+    /// is the default.
+    #[serde(default)]
+    profile: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -55,6 +61,19 @@ pub async fn new_order(
             "notBefore and notAfter are not supported; omit them",
         ));
     }
+    let profile = match payload.profile.as_deref() {
+        None => CertificateProfile::default(),
+        Some(name) => CertificateProfile::from_name(name).ok_or_else(|| {
+            let offered: Vec<&str> = CertificateProfile::ALL.iter().map(|p| p.name()).collect();
+            ApiError::new(
+                ProblemKind::InvalidProfile,
+                format!(
+                    "no profile {name:?}; the directory's meta.profiles offers {}",
+                    offered.join(", ")
+                ),
+            )
+        })?,
+    };
     if payload.identifiers.is_empty() {
         return Err(ApiError::new(
             ProblemKind::Malformed,
@@ -127,6 +146,7 @@ pub async fn new_order(
         certificate_serial: None,
         timeline: Default::default(),
         replaces: payload.replaces.clone(),
+        profile,
     };
     let mut authzs = Vec::new();
     for identifier in &order.identifiers {

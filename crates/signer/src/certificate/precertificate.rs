@@ -122,7 +122,7 @@ impl<'a> LeafPlan<'a> {
             CertError::UnsupportedKey("the key cannot be read".into())
         })?;
 
-        let common_name = common_name(&names);
+        let common_name = common_name(&names).filter(|_| profile.common_name);
         let subject = match common_name {
             Some(cn) => {
                 let attribute = [

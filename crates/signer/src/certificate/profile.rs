@@ -25,6 +25,9 @@ pub struct Profile {
     pub backdate: Duration,
     pub aia_issuer_url: String,
     pub crl_url: String,
+    /// Whether the subject carries a common name (the first name that fits
+    /// in one); without, the subject is empty and the SAN critical.
+    pub common_name: bool,
 }
 
 impl Profile {
@@ -38,6 +41,19 @@ impl Profile {
             backdate: Self::DEFAULT_BACKDATE,
             aia_issuer_url: aia_issuer_url.into(),
             crl_url: crl_url.into(),
+            common_name: true,
+        }
+    }
+
+    /// This deployment's profile as an order's certificate profile asks:
+    /// its own validity where it has one (`tlsserver`, `shortlived`), this
+    /// one's otherwise (`classic`); a common name only in `classic`. The
+    /// CT policy follows by itself: it counts SCTs by the lifetime.
+    pub fn for_order(&self, profile: domain::CertificateProfile) -> Profile {
+        Profile {
+            validity: profile.validity().unwrap_or(self.validity),
+            common_name: profile.common_name(),
+            ..self.clone()
         }
     }
 

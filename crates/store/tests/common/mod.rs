@@ -143,6 +143,7 @@ pub fn order(id: &str, account: &str, names: &[&str]) -> (Order, Vec<(Authz, Vec
         certificate_serial: None,
         timeline: Default::default(),
         replaces: None,
+        profile: Default::default(),
     };
     let authzs = names
         .iter()
