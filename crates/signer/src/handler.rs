@@ -3,7 +3,9 @@
 //! final certificate once the SCTs are stored.
 
 use crate::ca::IssuingCa;
-use crate::certificate::{LeafRequest, Profile, final_certificate_der, precertificate_der};
+use crate::certificate::{
+    CertError, LeafRequest, Profile, final_certificate_der, precertificate_der,
+};
 use crate::refusal::{internal, refusal};
 use crate::serial::{new_serial, serial_hex};
 use async_trait::async_trait;
@@ -79,9 +81,21 @@ impl Signer {
             .map_err(|e| StageError::Permanent(format!("stored CSR unreadable: {e}")))?;
         // Named as the blocklist names keys (the api's `csr::key_digest`), so
         // a keyCompromise revocation finds every certificate for the key.
-        let key = pkix::canonical_spki_der(&public_key_der)
-            .map(|canonical| store::KeyDigest::of_spki(&canonical))
-            .map_err(|e| StageError::Permanent(format!("stored CSR key unreadable: {e}")))?;
+        let key = match pkix::canonical_spki_der(&public_key_der) {
+            Ok(canonical) => store::KeyDigest::of_spki(&canonical),
+            Err(e) => {
+                // A key the api let through but OpenSSL cannot read is the
+                // CSR's fault, as the precertificate builder would say.
+                warn!(order_id, error = %e, "the CSR's key cannot be read");
+                let unreadable = CertError::UnsupportedKey("the key cannot be read".into());
+                let problem = refusal(order_id, "precertificate", &unreadable);
+                self.store
+                    .fail_order(order_id, &problem)
+                    .await
+                    .map_err(StageError::retry)?;
+                return Ok(vec![]);
+            }
+        };
         let serial =
             new_serial(self.serial_prefix).map_err(|e| StageError::Permanent(e.to_string()))?;
         let profile = self.profile.for_order(order.profile);
