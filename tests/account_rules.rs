@@ -537,3 +537,43 @@ async fn a_key_compromise_revokes_every_certificate_for_the_key() {
         .expect_status(200);
     finish(kiln).await;
 }
+
+/// RFC 8555 §7.6: an account holding valid authorizations for every name of
+/// another account's certificate may revoke it; one holding them for some
+/// names only, or none, may not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_with_authorizations_for_every_name_may_revoke() {
+    let (kiln, acme) = start().await;
+    let owner = acme.create_account().await;
+    let names = ["a.authz-revoke.test", "b.authz-revoke.test"];
+    let issued = acme.issue(&kiln, &owner, &names).await;
+
+    // Valid for one of the two names: refused.
+    let partial = acme.create_account().await;
+    acme.ready_order(&kiln, &partial, &names[..1]).await;
+    let refused = acme
+        .revoke_by_account(&partial, &issued.cert_der, None)
+        .await;
+    refused.expect_status(403);
+    assert_eq!(
+        refused.body["type"],
+        "urn:ietf:params:acme:error:unauthorized"
+    );
+    assert_contains(refused.body["detail"].as_str().unwrap(), "RFC 8555 §7.6");
+    // None at all: refused too.
+    let stranger = acme.create_account().await;
+    acme.revoke_by_account(&stranger, &issued.cert_der, None)
+        .await
+        .expect_status(403);
+
+    // Valid for both: revoked.
+    let holder = acme.create_account().await;
+    acme.ready_order(&kiln, &holder, &names).await;
+    acme.revoke_by_account(&holder, &issued.cert_der, Some(4))
+        .await
+        .expect_status(200);
+    let serial = id_of(&issued.cert_url);
+    let record = kiln.kiln.store.certificate(serial).await.unwrap().unwrap();
+    assert_eq!(record.revoked_reason, Some(4), "superseded");
+    finish(kiln).await;
+}

@@ -108,6 +108,7 @@ macro_rules! migrations {
             migrations!(@one $backend, 8, "certificate keys", "0008_certificate_keys.sql"),
             migrations!(@one $backend, 9, "eab", "0009_eab.sql"),
             migrations!(@one $backend, 10, "profile", "0010_profile.sql"),
+            migrations!(@one $backend, 11, "authzs by account", "0011_authzs_by_account.sql"),
         ]
     };
     (@one $backend:literal, $version:literal, $description:literal, $file:literal) => {

@@ -179,6 +179,32 @@ impl Store {
         row.map(|r| Authz::from_row(&r)).transpose()
     }
 
+    /// Whether the account holds a valid authorization for `identifier`
+    /// (`wildcard`: for `*.identifier`) that has not expired at `now`: what
+    /// lets an account revoke another's certificate (RFC 8555 §7.6).
+    pub async fn holds_valid_authz(
+        &self,
+        account_id: &str,
+        identifier: &str,
+        wildcard: bool,
+        now: i64,
+    ) -> Result<bool> {
+        let row = self
+            .db
+            .optional(stmt!(
+                "SELECT 1 AS held FROM authzs
+                 WHERE account_id = $1 AND identifier = $2 AND wildcard = $3
+                   AND status = 'valid' AND expires_at > $4
+                 LIMIT 1",
+                account_id,
+                identifier,
+                wildcard,
+                now,
+            ))
+            .await?;
+        Ok(row.is_some())
+    }
+
     pub async fn challenges_for_authz(&self, authz_id: &str) -> Result<Vec<Challenge>> {
         let rows = self
             .db

@@ -1,7 +1,9 @@
 //! Certificates (RFC 8555 §7.4.2, §7.6): downloading an issued certificate
-//! with its chain, and revokeCert, by the account or by the certificate's
-//! own key; a keyCompromise revocation, by the key only, blocks the key
-//! and revokes every other unexpired certificate for it (BR 4.9.1.1).
+//! with its chain, and revokeCert, by the account that ordered it, by an
+//! account holding valid authorizations for every name in it, or by the
+//! certificate's own key; a keyCompromise revocation, by the key only,
+//! blocks the key and revokes every other unexpired certificate for it
+//! (BR 4.9.1.1).
 
 use super::auth::{Body, KeyRule, PathId, authenticate, not_yours};
 use super::{ApiResult, Shared};
@@ -73,6 +75,40 @@ const ALLOWED_REASONS: &[i64] = &[0, 1, 3, 4, 5];
 /// can still be reported.
 const KEY_COMPROMISE: i64 = 1;
 
+/// RFC 8555 §7.6: an account other than the one that ordered a certificate
+/// may revoke it when it holds a valid, unexpired authorization for each of
+/// its names (`*.name` by a wildcard authorization of `name`).
+async fn authorized_for_every_name(
+    api: &crate::Api,
+    account_id: &str,
+    cert: &openssl::x509::X509,
+) -> Result<bool, ApiError> {
+    let names: Vec<String> = cert
+        .subject_alt_names()
+        .into_iter()
+        .flatten()
+        .filter_map(|name| name.dnsname().map(str::to_string))
+        .collect();
+    if names.is_empty() {
+        return Ok(false);
+    }
+    let now = now_ms();
+    for name in &names {
+        let (base, wildcard) = match name.strip_prefix("*.") {
+            Some(base) => (base, true),
+            None => (name.as_str(), false),
+        };
+        if !api
+            .store
+            .holds_valid_authz(account_id, base, wildcard, now)
+            .await?
+        {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 fn already_revoked() -> ApiError {
     ApiError::new(
         ProblemKind::AlreadyRevoked,
@@ -118,7 +154,15 @@ pub async fn revoke_cert(
     // Compared as keys, not SPKI bytes: one EC key has two encodings.
     let cert_key = x509.public_key().map_err(ApiError::internal)?;
     match &req.account {
-        Some(account) if account.id != cert.account_id => return Err(not_yours("certificate")),
+        Some(account) if account.id != cert.account_id => {
+            if !authorized_for_every_name(&api, &account.id, &x509).await? {
+                return Err(ApiError::new(
+                    ProblemKind::Unauthorized,
+                    "the certificate is another account's, and this account holds no valid \
+                     authorization for every name in it (RFC 8555 §7.6)",
+                ));
+            }
+        }
         Some(_) => {}
         None => {
             if !cert_key.public_eq(req.key.public_key()) {
