@@ -15,7 +15,9 @@ use instant_acme::{
     Account, AuthorizationStatus, Identifier, Order, OrderStatus, Problem, RetryPolicy,
 };
 use kiln_tests::instant::{account, answer_dns01, answer_http01, new_order};
-use kiln_tests::{TestKiln, csr_der, csr_der_with_key, has_poison, parse_chain, san_names};
+use kiln_tests::{
+    TestKiln, csr_der, csr_der_with_key, has_poison, parse_chain, san_names, serial_hex,
+};
 use openssl::pkey::{PKey, Private};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -1035,10 +1037,4 @@ async fn pkilint_finds_no_error_in_kiln_leaves() {
 fn ec_key(nid: openssl::nid::Nid) -> PKey<Private> {
     let group = openssl::ec::EcGroup::from_curve_name(nid).unwrap();
     PKey::from_ec_key(openssl::ec::EcKey::generate(&group).unwrap()).unwrap()
-}
-
-/// The lowercase hex serial Kiln stores and serves.
-fn serial_hex(cert: &openssl::x509::X509Ref) -> String {
-    let bytes = cert.serial_number().to_bn().unwrap().to_vec();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

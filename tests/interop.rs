@@ -8,7 +8,7 @@
 //! them in `.ci/run`), it does not skip.
 
 use kiln::{EmbeddedConfig, Kiln};
-use kiln_tests::{free_port, parse_chain, san_names, verify_chain};
+use kiln_tests::{free_port, parse_chain, san_names, serial_hex, verify_chain};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -139,14 +139,7 @@ async fn check_issued(kiln: &Kiln, cert_path: &Path, names: &[&str], context: &s
     );
 
     let leaf_der = chain[0].to_der().expect("leaf DER");
-    let serial: String = chain[0]
-        .serial_number()
-        .to_bn()
-        .expect("serial")
-        .to_vec()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let serial = serial_hex(&chain[0]);
     let record = kiln
         .store
         .certificate(&serial)
@@ -236,14 +229,7 @@ async fn check_profile(kiln: &Kiln, cert_path: &Path, profile: &str, lifetime: i
         lifetime,
         "{profile}"
     );
-    let serial: String = leaf
-        .serial_number()
-        .to_bn()
-        .unwrap()
-        .to_vec()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let serial = serial_hex(&leaf);
     let record = kiln
         .store
         .certificate(&serial)

@@ -7,7 +7,7 @@
 use instant_acme::{Identifier, NewOrder, OrderStatus, RetryPolicy};
 use kiln_tests::acme::Acme;
 use kiln_tests::instant::{account, answer_http01};
-use kiln_tests::{TestKiln, csr_der, parse_chain};
+use kiln_tests::{TestKiln, csr_der, parse_chain, serial_hex};
 use openssl::nid::Nid;
 use openssl::x509::X509;
 use serde_json::json;
@@ -77,7 +77,7 @@ async fn each_profile_issues_its_lifetime_and_subject() {
                 &kiln
                     .kiln
                     .store
-                    .certificate(&hex(&leaf))
+                    .certificate(&serial_hex(&leaf))
                     .await
                     .unwrap()
                     .expect("on record")
@@ -90,16 +90,6 @@ async fn each_profile_issues_its_lifetime_and_subject() {
         assert_eq!(order.profile.name(), shown);
     }
     kiln.kiln.shutdown().await;
-}
-
-fn hex(cert: &X509) -> String {
-    cert.serial_number()
-        .to_bn()
-        .unwrap()
-        .to_vec()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

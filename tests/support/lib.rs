@@ -217,6 +217,12 @@ pub fn verify_chain(chain: &[X509], root_pem: &str) -> Result<(), String> {
     .map_err(|e| e.to_string())?
 }
 
+/// The lowercase hex serial Kiln stores and serves certificates by.
+pub fn serial_hex(cert: &openssl::x509::X509Ref) -> String {
+    let bytes = cert.serial_number().to_bn().expect("serial").to_vec();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The dNSName SANs of a certificate, sorted.
 pub fn san_names(cert: &X509) -> Vec<String> {
     let mut names: Vec<String> = cert

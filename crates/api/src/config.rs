@@ -323,8 +323,8 @@ mod tests {
         assert!(err.contains("finalize_mode"), "{err}");
     }
 
-    /// The identifier policy an `[api]` section with `own` builds.
-    fn policy(own: &str) -> anyhow::Result<Arc<IdentifierPolicy>> {
+    /// The api's configuration from an `[api]` section with `own`.
+    fn api_config(own: &str) -> anyhow::Result<ApiConfig> {
         let file = tempfile::NamedTempFile::new().unwrap();
         let text = format!(
             "[database]\nurl = \"sqlite://x\"\n[acme]\nbase_url = \"https://a\"\n\
@@ -333,22 +333,17 @@ mod tests {
         std::fs::write(file.path(), text).unwrap();
         let (common, section) =
             service::config::load::<CheckedApiSection>(Some(file.path()), "api")?;
-        Ok(section.api_config(&common)?.identifiers)
+        section.api_config(&common)
+    }
+
+    /// The identifier policy an `[api]` section with `own` builds.
+    fn policy(own: &str) -> anyhow::Result<Arc<IdentifierPolicy>> {
+        Ok(api_config(own)?.identifiers)
     }
 
     #[test]
     fn external_account_binding_is_off_unless_required() {
-        let config = |own: &str| {
-            let file = tempfile::NamedTempFile::new().unwrap();
-            let text = format!(
-                "[database]\nurl = \"sqlite://x\"\n[acme]\nbase_url = \"https://a\"\n\
-                 [api]\nlisten = \"127.0.0.1:1\"\n{own}"
-            );
-            std::fs::write(file.path(), text).unwrap();
-            let (common, section) =
-                service::config::load::<CheckedApiSection>(Some(file.path()), "api").unwrap();
-            section.api_config(&common).unwrap()
-        };
+        let config = |own: &str| api_config(own).unwrap();
         assert!(!config("").external_account_required);
         assert!(config("external_account_required = true\n").external_account_required);
     }
