@@ -581,3 +581,66 @@ async fn the_ceremony_keeps_the_root_key_out_of_the_signers_directory() {
     assert!(!again.status.success(), "{again:?}");
     assert_eq!(read(root_dir.join("root.pem")), root);
 }
+
+// ---- what relying parties fetch --------------------------------------------------
+
+/// The URL of `leaf`'s AIA caIssuers access description.
+fn aia_issuer_url(leaf: &openssl::x509::X509) -> String {
+    let der = leaf.to_der().unwrap();
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    cert.extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::AuthorityInfoAccess(aia) => aia
+                .accessdescs
+                .iter()
+                .find_map(|d| match &d.access_location {
+                    x509_parser::extensions::GeneralName::URI(uri) => Some(uri.to_string()),
+                    _ => None,
+                }),
+            _ => None,
+        })
+        .expect("an AIA caIssuers URI")
+}
+
+/// Every leaf's AIA names the issuer certificate on the plain-HTTP listener
+/// (BR 7.1.2.7.7: `http://` only), and what it serves there is the
+/// certificate that signed the leaf.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leafs_issuer_url_serves_its_issuer_over_plain_http() {
+    let kiln = TestKiln::start_with(None, |c| {
+        c.public_http_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let acme = Acme::connect(&kiln).await;
+    let account = acme.create_account().await;
+    let issued = acme.issue(&kiln, &account, &["aia.hardening.test"]).await;
+    let leaf = openssl::x509::X509::from_der(&issued.cert_der).unwrap();
+    let url = aia_issuer_url(&leaf);
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    assert!(url.starts_with(&kiln.kiln.public_base_url), "{url}");
+    assert_ne!(
+        url.split('/').nth(2),
+        kiln.kiln.base_url.split('/').nth(2),
+        "not the ACME HTTPS listener"
+    );
+    let reply = reqwest::get(&url).await.expect("GET over plain HTTP");
+    assert_eq!(reply.status(), 200);
+    assert_eq!(
+        reply.headers()["content-type"],
+        "application/pkix-cert",
+        "RFC 2585"
+    );
+    let issuer = openssl::x509::X509::from_der(&reply.bytes().await.unwrap()).unwrap();
+    assert!(leaf.verify(&issuer.public_key().unwrap()).unwrap());
+    // The CRL URL is under the same plain-HTTP base.
+    let der = leaf.to_der().unwrap();
+    let base = kiln.kiln.public_base_url.as_bytes();
+    assert_eq!(
+        der.windows(base.len()).filter(|w| *w == base).count(),
+        2,
+        "the AIA and CRL URLs, both under {}",
+        kiln.kiln.public_base_url
+    );
+    kiln.kiln.shutdown().await;
+}

@@ -657,6 +657,10 @@ impl Embedded {
         command
             .args(["--data-dir", &data.path().display().to_string()])
             .args(["--listen", &listen])
+            .args([
+                "--public-http-listen",
+                &format!("127.0.0.1:{}", free_port()),
+            ])
             .args(["--http01-port", &http01.port.to_string()])
             .args(["--tlsalpn01-port", &free_port().to_string()])
             .args(["--admin-listen", &admin])

@@ -27,6 +27,7 @@ pub mod jws;
 mod latency;
 pub mod listener;
 mod nonce;
+pub mod public_http;
 pub mod rate_limits;
 pub mod replica_role;
 pub mod request_limits;

@@ -89,6 +89,20 @@ pub struct ServeArgs {
     /// The HTTPS address of the ACME server.
     #[arg(long, env = "KILN_LISTEN", default_value = "127.0.0.1:14443")]
     pub(crate) listen: SocketAddr,
+    /// The plain-HTTP address relying parties fetch the issuer certificate
+    /// from (every leaf's AIA URL names it; BR 7.1.2.7.7 allows only
+    /// http:// there).
+    #[arg(
+        long,
+        env = "KILN_PUBLIC_HTTP_LISTEN",
+        default_value = "127.0.0.1:14080"
+    )]
+    pub(crate) public_http_listen: SocketAddr,
+    /// The base URL written into every leaf's AIA and CRL URLs; default
+    /// http://<public-http-listen>. Give a public name (behind a proxy to
+    /// that listener) for leaves that lint clean.
+    #[arg(long, env = "KILN_PUBLIC_BASE_URL")]
+    pub(crate) public_base_url: Option<String>,
     /// Send every DNS lookup (A/AAAA, TXT, CAA) to this server. Without it
     /// every name resolves to 127.0.0.1 and has no CAA records.
     #[arg(long, env = "KILN_DNS_SERVER")]

@@ -66,6 +66,11 @@ pub struct EmbeddedConfig {
     /// (`{base}/ca/intermediate.der`, `{base}/ca/crl`), always plain http as
     /// the Baseline Requirements demand; `None`: the listener's address.
     pub certificate_base_url: Option<String>,
+    /// Where the plain-HTTP listener for relying parties binds (the issuer
+    /// certificate of every leaf's AIA, `api::public_http`); `None`: none,
+    /// and leaves name `http://` on the ACME listener's authority. The
+    /// `kiln` command line binds 127.0.0.1:14080 unless told otherwise.
+    pub public_http_listen: Option<SocketAddr>,
     /// How long finalize waits for the pipeline (mode, brownout schedule).
     pub finalize: api::PolicyHandle,
     /// Admin endpoints (metrics, the client-compatibility page), if wanted.
@@ -113,6 +118,7 @@ impl EmbeddedConfig {
             step_timeout: Duration::from_secs(30),
             ct_policy: SubmitPolicy::laptop(Duration::from_secs(600)),
             certificate_base_url: None,
+            public_http_listen: None,
             finalize: api::PolicyHandle::new(api::FinalizePolicy::fixed(api::FinalizeMode::Async)),
             admin_listen: None,
             knobs: None,
@@ -144,6 +150,8 @@ pub struct Kiln {
     pub root_pem: String,
     pub ct_logs: Vec<RunningLog>,
     pub store: Store,
+    /// The base URL every leaf's AIA and CRL URLs are under.
+    pub public_base_url: String,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
     /// Held while running: this process is the only one serving the data
@@ -189,6 +197,20 @@ impl Kiln {
             IpAddr::V6(ip) => format!("[{ip}]"),
         };
         let base_url = format!("https://{host}:{}", bound.port());
+        let public_http = match config.public_http_listen {
+            Some(addr) => Some(
+                std::net::TcpListener::bind(addr)
+                    .with_context(|| format!("listening for plain HTTP on {addr}"))?,
+            ),
+            None => None,
+        };
+        // The base of every leaf's AIA and CRL URLs: the operator's, else
+        // the plain-HTTP listener, else the ACME authority over http://.
+        let public_base_url = match (&config.certificate_base_url, &public_http) {
+            (Some(url), _) => url.trim_end_matches('/').to_string(),
+            (None, Some(listener)) => format!("http://{}", listener.local_addr()?),
+            (None, None) => base_url.replacen("https://", "http://", 1),
+        };
 
         let ct_logs = start_fake_logs(dir, config.fake_ct_logs, &shutdown, &mut tasks).await?;
         let dns = Dns::new(match config.dns_server {
@@ -259,9 +281,7 @@ impl Kiln {
         let signer = Signer {
             store: store.clone(),
             ca: ca.issuing(),
-            profile: Profile::for_base_url(
-                config.certificate_base_url.as_deref().unwrap_or(&base_url),
-            ),
+            profile: Profile::for_base_url(&public_base_url),
             serial_prefix: 0x01,
             step_timeout: config.step_timeout,
         };
@@ -366,6 +386,21 @@ impl Kiln {
             }
             None => queue_dyn,
         };
+        if let Some(listener) = public_http {
+            listener.set_nonblocking(true)?;
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            let app = api::public_http::router(store.clone());
+            let stop = shutdown.clone();
+            tasks.spawn(async move {
+                let stopped = async move { stop.cancelled().await };
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await
+                {
+                    tracing::error!(error = %e, "the plain-HTTP listener failed");
+                }
+            });
+        }
         let router = api::router(store.clone(), api_queue, api_config).await?;
         let tls = tls_acceptor(&ca)?;
         let handle = axum_server::Handle::new();
@@ -395,6 +430,7 @@ impl Kiln {
             root_pem,
             ct_logs,
             store,
+            public_base_url,
             shutdown,
             tasks,
             _data_dir_lock: data_dir_lock,

@@ -8,6 +8,8 @@ use crate::{EmbeddedConfig, Kiln};
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = EmbeddedConfig::new(&args.data_dir);
     config.listen = args.listen;
+    config.public_http_listen = Some(args.public_http_listen);
+    config.certificate_base_url = args.public_base_url.clone();
     config.dns_server = args.dns_server;
     config.http01_port = args.http01_port;
     config.tlsalpn01_port = args.tlsalpn01_port;
@@ -69,6 +71,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("Kiln is running.");
     println!("  ACME directory: {}", kiln.directory_url);
     println!("  Root certificate: {}", kiln.root_pem_path.display());
+    println!(
+        "  Issuer certificate (AIA, plain HTTP): {}{}",
+        kiln.public_base_url,
+        api::public_http::ISSUER_PATH
+    );
     println!("  Finalize mode: {mode}");
     println!("  Special-use domains issued for: {special_use}");
     println!("  Rate limits: {rate_limits}");
