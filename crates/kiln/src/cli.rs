@@ -383,6 +383,9 @@ enum EabCommand {
     },
     /// Revoke a key: it binds no account from now on (one it bound stays).
     Revoke {
+        /// The key id `kiln eab create` printed (base64url: it may begin
+        /// with `-`).
+        #[arg(allow_hyphen_values = true)]
         key_id: String,
         #[command(flatten)]
         db: DatabaseArgs,
@@ -393,6 +396,8 @@ enum EabCommand {
 enum OrderCommand {
     /// An order's state and the timeline of its finalization.
     Show {
+        /// The order's id (random base64url, so it may begin with `-`).
+        #[arg(allow_hyphen_values = true)]
         id: String,
         #[command(flatten)]
         db: DatabaseArgs,
@@ -549,5 +554,22 @@ mod tests {
             Cli::try_parse_from(["kiln", "eab", "revoke"]).is_err(),
             "a key id is needed"
         );
+    }
+
+    /// Order ids and EAB key ids are base64url: one in 64 begins with `-`,
+    /// and is still an id, not a flag.
+    #[test]
+    fn ids_may_begin_with_a_hyphen() {
+        let cli =
+            Cli::try_parse_from(["kiln", "order", "show", "-Iq9", "--data-dir", "d"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Order(OrderCommand::Show { ref id, .. })) if id == "-Iq9"
+        ));
+        let cli = Cli::try_parse_from(["kiln", "eab", "revoke", "-K1"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Eab(EabCommand::Revoke { ref key_id, .. })) if key_id == "-K1"
+        ));
     }
 }
