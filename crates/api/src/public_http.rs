@@ -1,11 +1,13 @@
 //! What relying parties fetch over plain HTTP, on a listener of its own
 //! apart from the ACME HTTPS one: the issuing certificate that every leaf's
-//! AIA caIssuers URL names (`/ca/intermediate.der`). The Baseline
-//! Requirements (7.1.2.7.7) allow only `http://` there: a relying party
-//! fetches it before it can check any TLS certificate.
+//! AIA caIssuers URL names (`/ca/intermediate.der`) and the CRL shards their
+//! CRL DPs name (`/crl/{issuer}/{shard}.crl`, signed and stored by the
+//! signer). The Baseline Requirements (7.1.2.7.7, 7.1.2.11.2) allow only
+//! `http://` there: a relying party fetches them before it can check any
+//! TLS certificate.
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -18,7 +20,41 @@ pub const ISSUER_PATH: &str = "/ca/intermediate.der";
 pub fn router(store: Store) -> Router {
     Router::new()
         .route(ISSUER_PATH, get(issuer))
+        .route(&format!("{}{{issuer}}/{{file}}", store::CRL_PATH), get(crl))
         .with_state(store)
+}
+
+/// A shard's current CRL, DER (`application/pkix-crl`, RFC 2585); cached by
+/// relying parties and proxies until its nextUpdate at the latest, and for a
+/// minute at most, so a revocation shows soon after it is published.
+async fn crl(State(store): State<Store>, Path((issuer, file)): Path<(String, String)>) -> Response {
+    let name = format!("{issuer}/{file}");
+    match store.crl_named(&name).await {
+        Ok(Some(crl)) => {
+            let until_next = (crl.next_update - store::now_ms()) / 1000;
+            let max_age = until_next.clamp(0, 60);
+            (
+                [
+                    (header::CONTENT_TYPE, "application/pkix-crl".to_string()),
+                    (header::CACHE_CONTROL, format!("public, max-age={max_age}")),
+                ],
+                crl.der,
+            )
+                .into_response()
+        }
+        Ok(None) => (StatusCode::NOT_FOUND, "no such CRL\n").into_response(),
+        Err(e) => unavailable("a CRL", e),
+    }
+}
+
+fn unavailable(what: &str, e: store::StoreError) -> Response {
+    tracing::warn!(error = %e, "reading {what} for the public listener failed");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "1")],
+        "try again shortly\n",
+    )
+        .into_response()
 }
 
 /// The issuing certificate the signer recorded last, DER
@@ -31,14 +67,6 @@ async fn issuer(State(store): State<Store>) -> Response {
         )
             .into_response(),
         Ok(None) => (StatusCode::NOT_FOUND, "no issuer is recorded yet\n").into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "reading the issuer for the public listener failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(header::RETRY_AFTER, "1")],
-                "try again shortly\n",
-            )
-                .into_response()
-        }
+        Err(e) => unavailable("the issuer", e),
     }
 }

@@ -57,6 +57,11 @@ impl Cli {
                 explanation_url,
                 db,
             })) => commands::ari::renew_now(&db, &serials, explanation_url.as_deref()).await,
+            Some(Command::Revoke {
+                serials,
+                reason,
+                db,
+            }) => commands::revoke::revoke(&db, &serials, reason).await,
             Some(Command::BlockKey {
                 public_key,
                 sha256,
@@ -90,8 +95,8 @@ pub struct ServeArgs {
     #[arg(long, env = "KILN_LISTEN", default_value = "127.0.0.1:14443")]
     pub(crate) listen: SocketAddr,
     /// The plain-HTTP address relying parties fetch the issuer certificate
-    /// from (every leaf's AIA URL names it; BR 7.1.2.7.7 allows only
-    /// http:// there).
+    /// and the CRLs from (every leaf's AIA and CRL DP name it; BR 7.1.2.7.7
+    /// allows only http:// there).
     #[arg(
         long,
         env = "KILN_PUBLIC_HTTP_LISTEN",
@@ -103,6 +108,15 @@ pub struct ServeArgs {
     /// that listener) for leaves that lint clean.
     #[arg(long, env = "KILN_PUBLIC_BASE_URL")]
     pub(crate) public_base_url: Option<String>,
+    /// A revocation is on the served CRL within this many seconds.
+    #[arg(long, env = "KILN_CRL_PUBLISH_WITHIN", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub(crate) crl_publish_within: u64,
+    /// CRL shards: each certificate is listed, if revoked, on the one its
+    /// CRL DP names.
+    #[arg(long, env = "KILN_CRL_SHARDS", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub(crate) crl_shards: u32,
     /// Send every DNS lookup (A/AAAA, TXT, CAA) to this server. Without it
     /// every name resolves to 127.0.0.1 and has no CAA records.
     #[arg(long, env = "KILN_DNS_SERVER")]
@@ -314,6 +328,20 @@ enum Command {
     /// ACME Renewal Information (RFC 9773).
     #[command(subcommand)]
     Ari(AriCommand),
+    /// Revoke certificates as the CA (BR 4.9.1): any serial that was
+    /// signed, a precertificate without its final certificate included.
+    /// The signer lists them on their CRL shards at its next update.
+    Revoke {
+        /// Serials in hex, as in the certificate URL (upper case and
+        /// colons accepted).
+        #[arg(required = true)]
+        serials: Vec<String>,
+        /// An RFC 5280 reason the BRs allow, by name or code.
+        #[arg(long, default_value = "unspecified", value_parser = commands::revoke::parse_reason)]
+        reason: i64,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
     /// Block a compromised key (BR 6.1.1.3): refused from then on as an
     /// account key and in CSRs. By its public key (PEM: a key, or a
     /// certificate whose key it is) or by the hex SHA-256 of its DER

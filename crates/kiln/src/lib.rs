@@ -63,11 +63,14 @@ pub struct EmbeddedConfig {
     /// How many SCTs from how many operators, and how patiently.
     pub ct_policy: SubmitPolicy,
     /// Base of the AIA caIssuers and CRL URLs written into certificates
-    /// (`{base}/ca/intermediate.der`, `{base}/ca/crl`), always plain http as
+    /// (`{base}/ca/intermediate.der`, `{base}/crl/{shard}`), always plain http as
     /// the Baseline Requirements demand; `None`: the listener's address.
     pub certificate_base_url: Option<String>,
+    /// How revocations are published: shards, and how soon a revocation is
+    /// on the served CRL (`--crl-publish-within`, default 60 s).
+    pub crl: signer::crls::CrlConfig,
     /// Where the plain-HTTP listener for relying parties binds (the issuer
-    /// certificate of every leaf's AIA, `api::public_http`); `None`: none,
+    /// certificate of every leaf's AIA and the CRLs, `api::public_http`); `None`: none,
     /// and leaves name `http://` on the ACME listener's authority. The
     /// `kiln` command line binds 127.0.0.1:14080 unless told otherwise.
     pub public_http_listen: Option<SocketAddr>,
@@ -118,6 +121,12 @@ impl EmbeddedConfig {
             step_timeout: Duration::from_secs(30),
             ct_policy: SubmitPolicy::laptop(Duration::from_secs(600)),
             certificate_base_url: None,
+            // A laptop CA issues few certificates: four shards show
+            // sharding without many empty CRLs.
+            crl: signer::crls::CrlConfig {
+                shards: 4,
+                ..signer::crls::CrlConfig::default()
+            },
             public_http_listen: None,
             finalize: api::PolicyHandle::new(api::FinalizePolicy::fixed(api::FinalizeMode::Async)),
             admin_listen: None,
@@ -283,9 +292,11 @@ impl Kiln {
             ca: ca.issuing(),
             profile: Profile::for_base_url(&public_base_url),
             serial_prefix: 0x01,
+            crl: config.crl.clone(),
             step_timeout: config.step_timeout,
         };
         signer.record_issuer().await?;
+        tasks.spawn(signer::crls::CrlUpdater::of(&signer).run(shutdown.clone()));
         spawn_stage(
             &mut tasks,
             &queue_dyn,

@@ -226,6 +226,11 @@ pub struct Acme {
     /// The issuer domain names CAA records must name to allow Kiln.
     #[serde(default = "default_caa_identities")]
     pub caa_identities: Vec<String>,
+    /// The plain-HTTP base written into every leaf's AIA and CRL DP, where
+    /// the api's public listener (`[api] public_http_listen`) is reached,
+    /// e.g. `http://pki.example.com`. Unset: `base_url` over `http://`.
+    #[serde(default)]
+    pub public_base_url: Option<String>,
 }
 
 fn default_caa_identities() -> Vec<String> {
@@ -233,6 +238,12 @@ fn default_caa_identities() -> Vec<String> {
 }
 
 impl Acme {
+    /// The base of AIA and CRL URLs ([`Acme::public_base_url`], else the
+    /// ACME base, which the signer turns into `http://`).
+    pub fn public_base_url(&self) -> &str {
+        self.public_base_url.as_deref().unwrap_or(&self.base_url)
+    }
+
     pub fn account_url_prefix(&self) -> String {
         format!("{}/acme/acct/", self.base_url.trim_end_matches('/'))
     }

@@ -4,6 +4,7 @@
 use crate::Signer;
 use crate::ca::{CaError, IssuingCa, Pkcs11Source};
 use crate::certificate::Profile;
+use crate::crls::CrlConfig;
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,6 +25,15 @@ pub struct SignerConfig {
     pub serial_prefix: u8,
     #[serde(default = "default_validity_days")]
     pub validity_days: u64,
+    /// How revocations are published (`[signer.crl]`), checked as it loads.
+    #[serde(default, deserialize_with = "checked_crl")]
+    pub crl: CrlConfig,
+}
+
+fn checked_crl<'de, D: serde::Deserializer<'de>>(d: D) -> Result<CrlConfig, D::Error> {
+    let crl = CrlConfig::deserialize(d)?;
+    crl.check().map_err(serde::de::Error::custom)?;
+    Ok(crl)
 }
 
 fn default_prefix() -> u8 {
@@ -56,8 +66,9 @@ impl SignerConfig {
         Signer {
             store,
             ca,
-            profile: self.profile(&common.acme.base_url),
+            profile: self.profile(common.acme.public_base_url()),
             serial_prefix: self.serial_prefix,
+            crl: self.crl.clone(),
             step_timeout: common.runner.step_timeout(),
         }
     }
@@ -83,13 +94,24 @@ mod tests {
         assert_eq!((config.serial_prefix, config.validity_days), (1, 90));
         let profile = config.profile("https://acme.test:14443/");
         assert_eq!(profile.validity, Profile::DEFAULT_VALIDITY);
-        assert_eq!(profile.crl_url, "http://acme.test:14443/ca/crl");
+        assert_eq!(profile.crl_url, "http://acme.test:14443/crl");
         let config = load("ca_dir = \"/ca\"\nvalidity_days = 7\n").unwrap();
         assert_eq!(
             config.profile("https://a").validity,
             Duration::from_secs(7 * 86_400)
         );
         assert!(load("").is_err(), "ca_dir is required");
+        assert_eq!(config.crl, CrlConfig::default());
+        let sharded =
+            load("ca_dir = \"/ca\"\n[signer.crl]\nshards = 4\npublish_within_secs = 2\n").unwrap();
+        assert_eq!(
+            (sharded.crl.shards, sharded.crl.publish_within_secs),
+            (4, 2)
+        );
+        let err = load("ca_dir = \"/ca\"\n[signer.crl]\nvalidity_secs = 1000000\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("10 days"), "{err}");
         assert_eq!(config.pkcs11, None, "the key file unless a token is named");
     }
 

@@ -6,6 +6,7 @@ use crate::ca::IssuingCa;
 use crate::certificate::{
     CertError, LeafRequest, Profile, final_certificate_der, precertificate_der,
 };
+use crate::crls::CrlConfig;
 use crate::refusal::{internal, refusal};
 use crate::serial::{new_serial, serial_hex};
 use async_trait::async_trait;
@@ -24,6 +25,8 @@ pub struct Signer {
     pub profile: Profile,
     /// Distinguishes serials of signer deployments (0x01..=0x7f).
     pub serial_prefix: u8,
+    /// Which CRL shard each new certificate goes to (its CRL DP).
+    pub crl: CrlConfig,
     pub step_timeout: Duration,
 }
 
@@ -98,7 +101,12 @@ impl Signer {
         };
         let serial =
             new_serial(self.serial_prefix).map_err(|e| StageError::Permanent(e.to_string()))?;
-        let profile = self.profile.for_order(order.profile);
+        let issuer_id = self.ca.intermediate.id();
+        let crl_shard = self.crl.shard_of(&serial);
+        let profile = self
+            .profile
+            .for_order(order.profile)
+            .for_crl_shard(&store::crl_name(issuer_id, crl_shard));
         let (not_before, not_after) = profile.validity_window(now_ms() / 1000);
         let request = LeafRequest {
             serial: serial.clone(),
@@ -117,8 +125,9 @@ impl Signer {
                 account_id: order.account_id.clone(),
                 not_before: not_before * 1000,
                 not_after: not_after * 1000,
-                issuer_id: self.ca.intermediate.id().to_string(),
+                issuer_id: issuer_id.to_string(),
                 key,
+                crl_shard,
             })
             .await
             .map_err(StageError::retry)?;

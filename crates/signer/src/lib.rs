@@ -6,6 +6,7 @@
 pub mod ca;
 pub mod certificate;
 pub mod config;
+pub mod crls;
 mod handler;
 mod lint_metrics;
 mod refusal;

@@ -38,6 +38,7 @@ async fn fixture() -> Fixture {
         ca: ca.issuing(),
         profile: Profile::new("http://kiln.test/ca/int.der", "http://kiln.test/ca/crl"),
         serial_prefix: 0x01,
+        crl: signer::crls::CrlConfig::default(),
         step_timeout: Duration::from_secs(30),
     };
     signer.record_issuer().await.unwrap();

@@ -260,6 +260,7 @@ async fn the_signer_stage_issues_with_the_token_key() {
         ca: IssuingCa::load_with_token(&hsm.ec_ca, &hsm.source("order", KEY)).unwrap(),
         profile: profile(),
         serial_prefix: 0x01,
+        crl: signer::crls::CrlConfig::default(),
         step_timeout: std::time::Duration::from_secs(30),
     };
     signer.record_issuer().await.unwrap();

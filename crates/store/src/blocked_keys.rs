@@ -129,7 +129,8 @@ impl Store {
     ) -> Result<KeyCompromiseRevocation> {
         let script = Script::new()
             .then(stmt!(
-                "UPDATE certificates SET revoked_at = COALESCE(revoked_at, $3), revoked_reason = $2
+                "UPDATE certificates SET revoked_at = COALESCE(revoked_at, $3), revoked_reason = $2,
+                                        crl_pending = 1
                  WHERE serial = $1 AND state = 'issued'
                    AND (revoked_at IS NULL OR revoked_reason IS NULL OR revoked_reason <> $2)",
                 serial,
@@ -146,7 +147,8 @@ impl Store {
                 now,
             ))
             .then(stmt!(
-                "UPDATE certificates SET revoked_at = COALESCE(revoked_at, $3), revoked_reason = $2
+                "UPDATE certificates SET revoked_at = COALESCE(revoked_at, $3), revoked_reason = $2,
+                                        crl_pending = 1
                  WHERE spki_sha256 = $1 AND serial <> $4 AND state = 'issued' AND not_after > $3
                    AND (revoked_at IS NULL OR revoked_reason IS NULL OR revoked_reason <> $2)
                    AND EXISTS (SELECT 1 FROM certificates asked

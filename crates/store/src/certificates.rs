@@ -20,6 +20,9 @@ pub struct NewCertificate {
     /// The key it certifies (the CSR's), by which a keyCompromise
     /// revocation of any certificate for that key finds this one.
     pub key: KeyDigest,
+    /// The CRL shard that will list it if it is revoked: the one its CRL
+    /// Distribution Point names.
+    pub crl_shard: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +69,8 @@ pub struct CertificateRecord {
     pub revoked_reason: Option<i64>,
     /// `None` for certificates stored before issuers were recorded.
     pub issuer_id: Option<String>,
+    /// The CRL shard its CRL Distribution Point names.
+    pub crl_shard: u32,
 }
 
 impl Store {
@@ -91,13 +96,36 @@ impl Store {
         rows.iter().map(CertificateRecord::from_row).collect()
     }
 
-    /// Marks an issued certificate revoked; false if it already was.
+    /// Marks an issued certificate revoked, for its shard's next CRL; false
+    /// if it already was.
     pub async fn revoke_certificate(&self, serial: &str, reason: i64, now: i64) -> Result<bool> {
         let changed = self
             .db
             .execute(stmt!(
-                "UPDATE certificates SET revoked_at = $3, revoked_reason = $2
+                "UPDATE certificates SET revoked_at = $3, revoked_reason = $2, crl_pending = 1
                  WHERE serial = $1 AND state = 'issued' AND revoked_at IS NULL",
+                serial,
+                reason,
+                now,
+            ))
+            .await?;
+        Ok(changed == 1)
+    }
+
+    /// The operator's revocation (`kiln revoke`): any serial a signature
+    /// may exist for, a precertificate whose final certificate was never
+    /// signed included (a precertificate is a promise to issue, so it has
+    /// revocation status too), with `reason` (also replacing an earlier
+    /// one). False when the serial has nothing signed or was already
+    /// revoked for this reason.
+    pub async fn revoke_by_operator(&self, serial: &str, reason: i64, now: i64) -> Result<bool> {
+        let changed = self
+            .db
+            .execute(stmt!(
+                "UPDATE certificates SET revoked_at = COALESCE(revoked_at, $3),
+                                         revoked_reason = $2, crl_pending = 1
+                 WHERE serial = $1 AND state IN ('precert', 'final-signing', 'issued', 'abandoned')
+                   AND (revoked_at IS NULL OR COALESCE(revoked_reason, -1) <> $2)",
                 serial,
                 reason,
                 now,
@@ -122,6 +150,8 @@ impl CertificateRecord {
             revoked_at: r.opt_i64("revoked_at")?,
             revoked_reason: r.opt_i64("revoked_reason")?,
             issuer_id: r.opt_text("issuer_id")?,
+            crl_shard: u32::try_from(r.i64("crl_shard")?)
+                .map_err(|_| crate::StoreError::Corrupt("CRL shard out of range".into()))?,
         })
     }
 }

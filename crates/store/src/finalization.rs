@@ -148,8 +148,9 @@ impl Store {
         self.db
             .execute(stmt!(
                 "INSERT INTO certificates (serial, order_id, account_id, state, not_before,
-                                           not_after, created_at, issuer_id, spki_sha256)
-                 VALUES ($1, $2, $3, 'reserved', $4, $5, $6, $7, $8)",
+                                           not_after, created_at, issuer_id, spki_sha256,
+                                           crl_shard)
+                 VALUES ($1, $2, $3, 'reserved', $4, $5, $6, $7, $8, $9)",
                 &cert.serial,
                 &cert.order_id,
                 &cert.account_id,
@@ -158,6 +159,7 @@ impl Store {
                 now_ms(),
                 &cert.issuer_id,
                 cert.key.as_str(),
+                i64::from(cert.crl_shard),
             ))
             .await
             .map_err(|e| {

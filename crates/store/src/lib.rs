@@ -40,6 +40,7 @@ mod accounts;
 mod blocked_keys;
 mod certificates;
 mod compat;
+mod crls;
 pub mod db;
 mod eab;
 mod finalization;
@@ -57,6 +58,7 @@ pub use accounts::Account;
 pub use blocked_keys::{BlockedKey, KeyCompromiseRevocation, KeyDigest};
 pub use certificates::{CertificateRecord, CertificateState, NewCertificate};
 pub use compat::FinalizeObservation;
+pub use crls::{CRL_PATH, CrlStatus, RevokedEntry, StoredCrl, crl_name};
 pub use db::Backend;
 pub use eab::{EabBinding, EabKey};
 pub use finalization::BeginFinalize;
@@ -109,6 +111,7 @@ macro_rules! migrations {
             migrations!(@one $backend, 9, "eab", "0009_eab.sql"),
             migrations!(@one $backend, 10, "profile", "0010_profile.sql"),
             migrations!(@one $backend, 11, "authzs by account", "0011_authzs_by_account.sql"),
+            migrations!(@one $backend, 12, "crl shards", "0012_crl_shards.sql"),
         ]
     };
     (@one $backend:literal, $version:literal, $description:literal, $file:literal) => {

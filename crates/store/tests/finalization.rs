@@ -153,6 +153,7 @@ async fn an_order_is_issued_step_by_step(store: Store) {
         not_after: now + 1000,
         issuer_id: common::issuer().id,
         key: store::KeyDigest::of_spki(b"the CSR's key"),
+        crl_shard: 0,
     };
     store.reserve_serial(&cert).await.unwrap();
     assert!(matches!(

@@ -48,7 +48,7 @@ pub async fn renew_now(
 /// A serial as the store keys it (lowercase hex), from hex as the
 /// certificate URL, `openssl x509 -serial` (upper case) or a browser
 /// (colon-separated) shows it.
-fn normalize_serial(text: &str) -> anyhow::Result<String> {
+pub(crate) fn normalize_serial(text: &str) -> anyhow::Result<String> {
     let hex: String = text
         .trim()
         .trim_start_matches("serial=")

@@ -9,4 +9,5 @@ pub mod init;
 pub mod migrate;
 pub mod order;
 pub mod report;
+pub mod revoke;
 pub mod serve;

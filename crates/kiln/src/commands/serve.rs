@@ -10,6 +10,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.listen = args.listen;
     config.public_http_listen = Some(args.public_http_listen);
     config.certificate_base_url = args.public_base_url.clone();
+    config.crl.shards = args.crl_shards;
+    config.crl.publish_within_secs = args.crl_publish_within;
     config.dns_server = args.dns_server;
     config.http01_port = args.http01_port;
     config.tlsalpn01_port = args.tlsalpn01_port;
@@ -75,6 +77,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "  Issuer certificate (AIA, plain HTTP): {}{}",
         kiln.public_base_url,
         api::public_http::ISSUER_PATH
+    );
+    println!(
+        "  CRLs (plain HTTP): {}{}<issuer>/<shard>.crl, {} shards, revocations listed within {} s",
+        kiln.public_base_url,
+        store::CRL_PATH,
+        args.crl_shards,
+        args.crl_publish_within
     );
     println!("  Finalize mode: {mode}");
     println!("  Special-use domains issued for: {special_use}");

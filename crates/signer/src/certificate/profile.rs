@@ -24,6 +24,10 @@ pub struct Profile {
     /// How far `notBefore` is set before issuance, for relying-party clock skew.
     pub backdate: Duration,
     pub aia_issuer_url: String,
+    /// The CRL Distribution Point a leaf carries. A deployment's profile
+    /// (`for_base_url`) holds the directory of its shards' CRLs
+    /// (`{base}/crl`); each leaf carries its own shard's URL under it
+    /// ([`Profile::for_crl_shard`]).
     pub crl_url: String,
     /// Whether the subject carries a common name (the first name that fits
     /// in one); without, the subject is empty and the SAN critical.
@@ -57,8 +61,18 @@ impl Profile {
         }
     }
 
-    /// The AIA caIssuers (`{base}/ca/intermediate.der`) and CRL (`{base}/ca/crl`)
-    /// URLs under `base_url`, over plain HTTP: the Baseline Requirements
+    /// This profile for a leaf listed by the CRL named `name` (a
+    /// [`store::crl_name`]): its CRL DP is `{crl_url}/{name}`, where the
+    /// public HTTP listener serves that CRL.
+    pub fn for_crl_shard(&self, name: &str) -> Profile {
+        Profile {
+            crl_url: format!("{}/{name}", self.crl_url.trim_end_matches('/')),
+            ..self.clone()
+        }
+    }
+
+    /// The AIA caIssuers (`{base}/ca/intermediate.der`) and CRL shards'
+    /// (`{base}/crl`) URLs under `base_url`, over plain HTTP: the Baseline Requirements
     /// (7.1.2.7.7, 7.1.2.11.2) allow only `http://` there, since relying
     /// parties fetch them before they can check any TLS certificate. An
     /// `https://` base (the ACME URL) is turned into `http://` on the same
@@ -73,7 +87,7 @@ impl Profile {
         };
         Self::new(
             format!("{base}/ca/intermediate.der"),
-            format!("{base}/ca/crl"),
+            format!("{base}{}", store::CRL_PATH.trim_end_matches('/')),
         )
     }
 
@@ -228,9 +242,9 @@ mod tests {
             p.aia_issuer_url,
             "http://acme.example.com:8443/ca/intermediate.der"
         );
-        assert_eq!(p.crl_url, "http://acme.example.com:8443/ca/crl");
+        assert_eq!(p.crl_url, "http://acme.example.com:8443/crl");
         let p = Profile::for_base_url("HTTPS://ca.example");
-        assert_eq!(p.crl_url, "http://ca.example/ca/crl");
+        assert_eq!(p.crl_url, "http://ca.example/crl");
         let p = Profile::for_base_url("http://ca.example/base");
         assert_eq!(
             p.aia_issuer_url,

@@ -218,6 +218,7 @@ pub fn new_certificate(serial: &str, order_id: &str) -> NewCertificate {
         not_after: now + 1000,
         issuer_id: issuer().id,
         key: store::KeyDigest::of_spki(b"the CSR's key"),
+        crl_shard: 0,
     }
 }
 
