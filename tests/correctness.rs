@@ -880,36 +880,8 @@ async fn all_logs_down_past_the_deadline_ends_invalid() {
 
 // ---- pkilint -------------------------------------------------------------------
 
-/// The pkilint CLI: the script installed beside the `python3` that has the
-/// package (as `.ci/run` installs it), else the first on PATH. Panics, naming
-/// the package, when there is none: this test must not pass by skipping.
 fn pkilint() -> std::path::PathBuf {
-    const TOOL: &str = "lint_cabf_serverauth_cert";
-    let scripts = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import pkilint, sysconfig; print(sysconfig.get_path('scripts'))",
-        ])
-        .output();
-    if let Ok(out) = scripts
-        && out.status.success()
-    {
-        let tool = std::path::Path::new(String::from_utf8_lossy(&out.stdout).trim()).join(TOOL);
-        if tool.is_file() {
-            return tool;
-        }
-    }
-    let on_path = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(TOOL))
-            .find(|tool| tool.is_file())
-    });
-    on_path.unwrap_or_else(|| {
-        panic!(
-            "{TOOL} not found: install the PyPI package `pkilint` \
-             (python3 -m pip install pkilint; .ci/run does this)"
-        )
-    })
+    kiln_tests::pkilint::tool("lint_cabf_serverauth_cert")
 }
 
 /// One certificate to lint: its DER, pkilint's certificate type, a label.

@@ -2,7 +2,8 @@
 //! free loopback ports, an http-01 responder, and certificate checks.
 //! Beside them: `acme` (a raw ACME client for malformed input), `instant`
 //! (instant-acme set up against a Kiln), `cluster` (Kiln distributed, one
-//! process per binary) and `metrics` (reading `/metrics`).
+//! process per binary), `metrics` (reading `/metrics`) and `clients`
+//! (running certbot, lego and the like), `pkilint` (the CA/B Forum linter).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -246,6 +247,8 @@ pub fn has_poison(cert_der: &[u8]) -> bool {
         .any(|e| e.oid.to_id_string() == ct::POISON_OID)
 }
 pub mod acme;
+pub mod clients;
 pub mod cluster;
 pub mod instant;
 pub mod metrics;
+pub mod pkilint;

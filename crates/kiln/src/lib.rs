@@ -161,6 +161,9 @@ pub struct Kiln {
     pub store: Store,
     /// The base URL every leaf's AIA and CRL URLs are under.
     pub public_base_url: String,
+    /// Where the plain-HTTP listener is bound, if there is one (behind
+    /// `public_base_url` when the operator names another).
+    pub public_http_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
     /// Held while running: this process is the only one serving the data
@@ -215,6 +218,7 @@ impl Kiln {
         };
         // The base of every leaf's AIA and CRL URLs: the operator's, else
         // the plain-HTTP listener, else the ACME authority over http://.
+        let public_http_addr = public_http.as_ref().map(|l| l.local_addr()).transpose()?;
         let public_base_url = match (&config.certificate_base_url, &public_http) {
             (Some(url), _) => url.trim_end_matches('/').to_string(),
             (None, Some(listener)) => format!("http://{}", listener.local_addr()?),
@@ -442,6 +446,7 @@ impl Kiln {
             ct_logs,
             store,
             public_base_url,
+            public_http_addr,
             shutdown,
             tasks,
             _data_dir_lock: data_dir_lock,
