@@ -9,6 +9,11 @@
 #   KILN_REPLICAS        replicas of each worker (default 2)
 #   KILN_DATA_DIR        CA, configs, logs, pids (default ./kiln-cluster)
 #   KILN_LISTEN          the api's HTTPS address (default 127.0.0.1:14443)
+#   KILN_PUBLIC_HTTP_LISTEN  the api's plain-HTTP address for relying parties:
+#                        the issuer certificate and the CRLs every leaf names
+#                        (default 127.0.0.1:14080)
+#   KILN_CRL_PUBLISH_WITHIN_SECS  a revocation is on the served CRL within
+#                        this (default 60)
 #   KILN_DNS_SERVER      where validator and caa-checker send every lookup
 #                        (default: a fake-dns on loopback, every name 127.0.0.1)
 #   KILN_HTTP01_PORT     default 5002;  KILN_TLSALPN01_PORT  default 5001
@@ -35,6 +40,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 data=${KILN_DATA_DIR:-$PWD/kiln-cluster}
 replicas=${KILN_REPLICAS:-2}
 listen=${KILN_LISTEN:-127.0.0.1:14443}
+public_http=${KILN_PUBLIC_HTTP_LISTEN:-127.0.0.1:14080}
 dns_server=${KILN_DNS_SERVER:-}
 http01=${KILN_HTTP01_PORT:-5002}
 tlsalpn01=${KILN_TLSALPN01_PORT:-5001}
@@ -75,6 +81,7 @@ prefix = "$prefix"
 
 [acme]
 base_url = "https://$listen"
+public_base_url = "http://$public_http"
 TOML
 }
 
@@ -130,6 +137,7 @@ listen = "$listen"
 tls_chain = "$data/api-tls-chain.pem"
 tls_key = "$data/api-tls-key.pem"
 root_pem = "$data/root.pem"
+public_http_listen = "$public_http"
 # The tests and local clients ask for *.test names (RFC 6761).
 allowed_special_use_domains = ["test"]
 TOML
@@ -144,7 +152,8 @@ TOML
   local recheck_line=""
   [ -n "${KILN_CAA_RECHECK_AFTER_SECS:-}" ] && recheck_line="recheck_after_secs = $KILN_CAA_RECHECK_AFTER_SECS"
   { common_config; printf '\n[caa-checker]\n%s\n%s\n' "$dns_line" "$recheck_line"; } >"$data/config/caa-checker.toml"
-  { common_config; printf '\n[signer]\nca_dir = "%s/ca"\n' "$data"; } >"$data/config/signer.toml"
+  { common_config; printf '\n[signer]\nca_dir = "%s/ca"\n\n[signer.crl]\npublish_within_secs = %s\n' \
+      "$data" "${KILN_CRL_PUBLISH_WITHIN_SECS:-60}"; } >"$data/config/signer.toml"
   { common_config; printf '\n[ct-submitter]\n%s' "$logs_toml"; } >"$data/config/ct-submitter.toml"
 
   for b in api "${workers[@]}"; do
@@ -165,6 +174,7 @@ TOML
       echo "Kiln (distributed, $replicas replicas per worker) is running."
       echo "  ACME directory: https://$listen/directory"
       echo "  Root certificate: $data/root.pem"
+      echo "  Issuer and CRLs (plain HTTP): http://$public_http/ca/intermediate.der, http://$public_http/crl/"
       echo "  Logs: $data/logs   Admin ports: $data/admin-ports"
       return 0
     fi

@@ -140,6 +140,9 @@ pub struct Cluster {
     /// Prefixes the harness's log lines (and names the data directory).
     pub label: String,
     pub directory_url: String,
+    /// The api's plain-HTTP listener (issuer, CRLs): every leaf's AIA and
+    /// CRL DP are under it.
+    pub public_base_url: String,
     pub root_pem_path: PathBuf,
     pub root_pem: String,
     /// What the validator replicas ask for http-01 answers.
@@ -190,16 +193,19 @@ impl Cluster {
         let http01 = Http01Responder::start().await;
         let listen_port = free_port();
         let tlsalpn_port = free_port();
+        let public_port = free_port();
         let admin_base = free_admin_base(
             (1 + WORKERS.len() * replicas) as u16,
-            &[listen_port, tlsalpn_port, http01.port],
+            &[listen_port, tlsalpn_port, http01.port, public_port],
         );
+        let public_http = format!("127.0.0.1:{public_port}");
         let listen = format!("127.0.0.1:{listen_port}");
         let prefix = format!("kiln_cluster.{pid}.{n}.");
         let mut env: Vec<(String, String)> = [
             ("KILN_REPLICAS", replicas.to_string()),
             ("KILN_DATA_DIR", data.display().to_string()),
             ("KILN_LISTEN", listen.clone()),
+            ("KILN_PUBLIC_HTTP_LISTEN", public_http.clone()),
             ("KILN_HTTP01_PORT", http01.port.to_string()),
             ("KILN_TLSALPN01_PORT", tlsalpn_port.to_string()),
             ("DATABASE_URL", db_url.clone()),
@@ -221,6 +227,7 @@ impl Cluster {
         let mut cluster = Cluster {
             label: label.to_string(),
             directory_url: format!("https://{listen}/directory"),
+            public_base_url: format!("http://{public_http}"),
             root_pem_path: data.join("root.pem"),
             root_pem: String::new(),
             http01,

@@ -3,7 +3,8 @@
 //! Beside them: `acme` (a raw ACME client for malformed input), `instant`
 //! (instant-acme set up against a Kiln), `cluster` (Kiln distributed, one
 //! process per binary), `metrics` (reading `/metrics`) and `clients`
-//! (running certbot, lego and the like), `pkilint` (the CA/B Forum linter).
+//! (running certbot, lego and the like), `pkilint` (the CA/B Forum linter) and
+//! `relying_party` (finding a leaf on its CRL).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -252,3 +253,4 @@ pub mod cluster;
 pub mod instant;
 pub mod metrics;
 pub mod pkilint;
+pub mod relying_party;

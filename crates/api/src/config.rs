@@ -26,6 +26,11 @@ pub struct ApiSection {
     /// Served at /roots/0.
     #[serde(default)]
     pub root_pem: Option<PathBuf>,
+    /// Where relying parties fetch the issuer certificate and the CRLs over
+    /// plain HTTP (`api::public_http`); what `[acme] public_base_url` must
+    /// reach. Unset: not served by this replica.
+    #[serde(default)]
+    pub public_http_listen: Option<SocketAddr>,
     #[serde(default = "default_retry_after_secs")]
     pub retry_after_secs: u64,
     #[serde(default = "default_finalize_timeout_secs")]

@@ -12,10 +12,23 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use store::Store;
+use tokio_util::sync::CancellationToken;
 
 /// The path of the issuer certificate, under the public base URL: where
 /// `signer::certificate::Profile::for_base_url` points every leaf's AIA.
 pub const ISSUER_PATH: &str = "/ca/intermediate.der";
+
+/// Serves [`router`] on `listener` until `shutdown`; a failure is logged
+/// (the ACME listener carries on without it).
+pub async fn serve(listener: tokio::net::TcpListener, store: Store, shutdown: CancellationToken) {
+    let stopped = async move { shutdown.cancelled().await };
+    if let Err(e) = axum::serve(listener, router(store))
+        .with_graceful_shutdown(stopped)
+        .await
+    {
+        tracing::error!(error = %e, "the plain-HTTP listener failed");
+    }
+}
 
 pub fn router(store: Store) -> Router {
     Router::new()

@@ -404,17 +404,11 @@ impl Kiln {
         if let Some(listener) = public_http {
             listener.set_nonblocking(true)?;
             let listener = tokio::net::TcpListener::from_std(listener)?;
-            let app = api::public_http::router(store.clone());
-            let stop = shutdown.clone();
-            tasks.spawn(async move {
-                let stopped = async move { stop.cancelled().await };
-                if let Err(e) = axum::serve(listener, app)
-                    .with_graceful_shutdown(stopped)
-                    .await
-                {
-                    tracing::error!(error = %e, "the plain-HTTP listener failed");
-                }
-            });
+            tasks.spawn(api::public_http::serve(
+                listener,
+                store.clone(),
+                shutdown.clone(),
+            ));
         }
         let router = api::router(store.clone(), api_queue, api_config).await?;
         let tls = tls_acceptor(&ca)?;
