@@ -826,6 +826,10 @@ async fn second_api(cluster: &Cluster) -> (tokio::process::Child, String) {
         .arg("--config")
         .arg(cluster.data().join("config/api.toml"))
         .env("KILN_API__LISTEN", &listen)
+        .env(
+            "KILN_API__PUBLIC_HTTP_LISTEN",
+            format!("127.0.0.1:{}", kiln_tests::free_port()),
+        )
         .env("KILN_ACME__BASE_URL", format!("https://{listen}"))
         .env(
             "KILN_ADMIN__LISTEN",
@@ -886,6 +890,7 @@ fn second_api_refused(cluster: &Cluster, sole_replica: &str) -> String {
         .arg(cluster.data().join("config/api.toml"))
         .env("KILN_API__SOLE_REPLICA", sole_replica)
         .env("KILN_API__LISTEN", "127.0.0.1:0")
+        .env("KILN_API__PUBLIC_HTTP_LISTEN", "127.0.0.1:0")
         .output()
         .expect("running a second api");
     assert!(

@@ -140,6 +140,8 @@ root_pem = "$data/root.pem"
 public_http_listen = "$public_http"
 # The tests and local clients ask for *.test names (RFC 6761).
 allowed_special_use_domains = ["test"]
+# The validators may reach loopback here, so 127.0.0.1 and ::1 may be certified.
+allow_loopback_ip_identifiers = true
 TOML
     if [ "${KILN_API_SOLE_REPLICA:-0}" = 1 ]; then echo "sole_replica = true"; fi
     # A cluster on one machine serves tests and benchmarks from one address

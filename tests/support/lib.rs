@@ -128,6 +128,13 @@ impl Http01Responder {
             .await
             .expect("bind http-01");
         let port = listener.local_addr().expect("addr").port();
+        // The same answers on [::1] and the same port, for `ip` identifiers
+        // of ::1 (the validator connects to the address itself); a port
+        // taken there already leaves IPv4 only, which every other test needs.
+        if let Ok(v6) = tokio::net::TcpListener::bind(("::1", port)).await {
+            let app = app.clone();
+            tokio::spawn(async move { axum::serve(v6, app).await });
+        }
         tokio::spawn(async move { axum::serve(listener, app).await });
         Http01Responder { port, tokens }
     }
@@ -175,9 +182,13 @@ pub fn csr_der_with_key(
     use openssl::x509::extension::SubjectAlternativeName;
     let mut builder = X509ReqBuilder::new().expect("builder");
     builder.set_pubkey(key).expect("pubkey");
+    // An address is an iPAddress SAN (RFC 8738), any other name a dNSName.
     let mut san = SubjectAlternativeName::new();
     for name in names {
-        san.dns(name);
+        match name.parse::<std::net::IpAddr>() {
+            Ok(_) => san.ip(name),
+            Err(_) => san.dns(name),
+        };
     }
     let context = builder.x509v3_context(None);
     let mut extensions = Stack::new().expect("stack");

@@ -59,6 +59,17 @@ pub struct ApiSection {
     /// none, as a public CA must.
     #[serde(default)]
     pub allowed_special_use_domains: Vec<String>,
+    /// Loopback addresses (127.0.0.0/8, ::1) may be `ip` identifiers: only
+    /// for a test deployment whose validators may reach loopback
+    /// (`[validator] allow_non_public`). Public addresses always may.
+    #[serde(default)]
+    pub allow_loopback_ip_identifiers: bool,
+    /// A valid authorization validated within this many seconds is reused
+    /// in the same account's new orders for the same identifier; 0 never.
+    /// Unset: for as long as authorizations are valid (7 days), as Let's
+    /// Encrypt does.
+    #[serde(default)]
+    pub authz_reuse_secs: Option<u64>,
     /// Names refused with `rejectedIdentifier`: `name` exactly, `*.name`
     /// every name under it, `.name` it and every name under it.
     #[serde(default)]
@@ -141,6 +152,7 @@ impl ApiSection {
             blocked_names: &self.blocked_names,
             blocked_names_file: self.blocked_names_file.as_deref(),
             public_suffix_list: self.public_suffix_list.as_deref(),
+            loopback_ip_identifiers: self.allow_loopback_ip_identifiers,
         })
     }
 
@@ -241,6 +253,9 @@ impl CheckedApiSection {
         config.terms_of_service = self.terms_of_service.clone();
         config.max_in_flight_requests = self.max_in_flight_requests.max(1);
         config.external_account_required = self.external_account_required;
+        if let Some(secs) = self.authz_reuse_secs {
+            config.authz_reuse = Duration::from_secs(secs);
+        }
         Ok(config)
     }
 }
@@ -267,6 +282,9 @@ pub struct IdentifierSettings<'a> {
     pub blocked_names: &'a [String],
     pub blocked_names_file: Option<&'a Path>,
     pub public_suffix_list: Option<&'a Path>,
+    /// Loopback addresses may be `ip` identifiers (a test deployment whose
+    /// challenge servers are on the CA's machine).
+    pub loopback_ip_identifiers: bool,
 }
 
 /// The identifier policy these settings describe; reads the files they
@@ -278,6 +296,9 @@ pub fn identifier_policy(settings: &IdentifierSettings) -> anyhow::Result<Identi
         .map_err(|e| anyhow::anyhow!("allowed special-use domains: {e}"))?
         .block_names(settings.blocked_names)
         .map_err(|e| anyhow::anyhow!("blocked names: {e}"))?;
+    if settings.loopback_ip_identifiers {
+        policy = policy.allow_loopback_ips();
+    }
     if let Some(path) = settings.blocked_names_file {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading the blocked names file {}", path.display()))?;

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use domain::{Problem, ProblemKind};
+use domain::{Identifier, Problem, ProblemKind};
 use openssl::asn1::Asn1Object;
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::cri_attributes::ParsedCriAttribute;
@@ -56,12 +56,13 @@ fn list(names: &BTreeSet<&str>) -> String {
 }
 
 /// `csr_b64`: the finalize payload's `csr` (base64url DER, no padding).
-/// `order_names`: the order's identifiers. `account_key_spki_der`: the
+/// `order_identifiers`: the order's identifiers (dNSName SANs for `dns`,
+/// iPAddress SANs for `ip`, compared as addresses). `account_key_spki_der`: the
 /// requesting account's key. `weak_keys`: the Debian weak-key lists the
 /// operator configured (`[api] debian_weak_key_files`).
 pub fn check_csr(
     csr_b64: &str,
-    order_names: &[String],
+    order_identifiers: &[Identifier],
     account_key_spki_der: &[u8],
     weak_keys: &pkix::DebianWeakKeys,
 ) -> Result<CheckedCsr, Problem> {
@@ -126,10 +127,19 @@ pub fn check_csr(
     }
 
     let csr_names = names_of(&parsed)?;
-    let order: BTreeSet<String> = order_names.iter().map(|n| n.to_ascii_lowercase()).collect();
+    let order: BTreeSet<Identifier> = order_identifiers
+        .iter()
+        .map(|i| Identifier {
+            kind: i.kind.clone(),
+            value: i.value.to_ascii_lowercase(),
+        })
+        .collect();
     if csr_names != order {
-        let extra: BTreeSet<&str> = csr_names.difference(&order).map(String::as_str).collect();
-        let missing: BTreeSet<&str> = order.difference(&csr_names).map(String::as_str).collect();
+        let shown = |i: &Identifier| i.value.clone();
+        let extra: Vec<String> = csr_names.difference(&order).map(shown).collect();
+        let missing: Vec<String> = order.difference(&csr_names).map(shown).collect();
+        let extra: BTreeSet<&str> = extra.iter().map(String::as_str).collect();
+        let missing: BTreeSet<&str> = missing.iter().map(String::as_str).collect();
         return Err(bad_csr(format!(
             "CSR names must equal the order's identifiers; not in the order: {}; missing from the CSR: {}",
             list(&extra),
@@ -140,7 +150,7 @@ pub fn check_csr(
     let public_key_spki_der = spki.raw.to_vec();
     Ok(CheckedCsr {
         der,
-        names: csr_names.into_iter().collect(),
+        names: csr_names.into_iter().map(|i| i.value).collect(),
         public_key_spki_der,
     })
 }
@@ -188,7 +198,9 @@ fn check_key_policy(spki: &SubjectPublicKeyInfo<'_>) -> Result<(), Problem> {
 
 /// The subject CN (if any) and all dNSName SANs, lowercased. Any other SAN
 /// type is refused rather than silently dropped from the certificate.
-fn names_of(csr: &X509CertificationRequest<'_>) -> Result<BTreeSet<String>, Problem> {
+/// The identifiers a CSR asks for: its CN (an address if it reads as one)
+/// and its dNSName and iPAddress SANs.
+fn names_of(csr: &X509CertificationRequest<'_>) -> Result<BTreeSet<Identifier>, Problem> {
     let mut names = BTreeSet::new();
     let mut cns = csr.certification_request_info.subject.iter_common_name();
     if let Some(cn) = cns.next() {
@@ -198,7 +210,7 @@ fn names_of(csr: &X509CertificationRequest<'_>) -> Result<BTreeSet<String>, Prob
         let cn = cn
             .as_str()
             .map_err(|_| bad_csr("CSR subject CN is not a readable string"))?;
-        names.insert(cn.to_ascii_lowercase());
+        names.insert(Identifier::from_authz_value(&cn.to_ascii_lowercase()));
     }
     // Every extensionRequest attribute, not only the first one.
     let extensions = csr
@@ -221,17 +233,34 @@ fn names_of(csr: &X509CertificationRequest<'_>) -> Result<BTreeSet<String>, Prob
         for name in &san.general_names {
             let kind = match name {
                 GeneralName::DNSName(dns) => {
-                    names.insert(dns.to_ascii_lowercase());
+                    names.insert(Identifier::dns(dns.to_ascii_lowercase()));
                     continue;
                 }
-                GeneralName::IPAddress(_) => "an IP address",
+                GeneralName::IPAddress(octets) => {
+                    let address = match octets.len() {
+                        4 => <[u8; 4]>::try_from(*octets)
+                            .map(std::net::IpAddr::from)
+                            .ok(),
+                        16 => <[u8; 16]>::try_from(*octets)
+                            .map(std::net::IpAddr::from)
+                            .ok(),
+                        _ => None,
+                    };
+                    let Some(address) = address else {
+                        return Err(bad_csr(
+                            "CSR requests an iPAddress SAN of neither 4 nor 16 octets",
+                        ));
+                    };
+                    names.insert(Identifier::ip(address));
+                    continue;
+                }
                 GeneralName::RFC822Name(_) => "an email address",
                 GeneralName::URI(_) => "a URI",
                 GeneralName::Invalid(..) => "an unparsable",
                 _ => "a non-DNS",
             };
             return Err(bad_csr(format!(
-                "CSR requests {kind} subjectAlternativeName; only dNSName SANs are supported"
+                "CSR requests {kind} subjectAlternativeName; only dNSName and iPAddress SANs are supported"
             )));
         }
     }
@@ -294,8 +323,11 @@ mod tests {
         URL_SAFE_NO_PAD.encode(der)
     }
 
-    fn order(names: &[&str]) -> Vec<String> {
-        names.iter().map(|n| n.to_string()).collect()
+    fn order(names: &[&str]) -> Vec<Identifier> {
+        names
+            .iter()
+            .map(|n| Identifier::from_authz_value(n))
+            .collect()
     }
 
     fn account_spki() -> Vec<u8> {
@@ -367,12 +399,29 @@ mod tests {
     }
 
     #[test]
-    fn ip_sans_refused() {
+    fn ip_sans_must_match_ip_identifiers() {
         let key = ec(Nid::X9_62_PRIME256V1);
         let der = csr_der(&key, None, &["a.example"], &["192.0.2.1"]);
         let err = check(&der, &["a.example"]).unwrap_err();
         assert_eq!(err.kind, ProblemKind::BadCsr);
-        assert!(err.detail.contains("IP address"), "{}", err.detail);
+        assert!(
+            err.detail.contains("not in the order: 192.0.2.1"),
+            "{}",
+            err.detail
+        );
+        let checked = check(&der, &["a.example", "192.0.2.1"]).unwrap();
+        assert_eq!(checked.names, ["a.example", "192.0.2.1"]);
+        // Compared as addresses: any spelling of ::1 in the SAN is ::1.
+        let der = csr_der(&key, None, &[], &["0:0:0:0:0:0:0:1"]);
+        assert!(check(&der, &["::1"]).is_ok());
+        // A dNSName spelling an address is not the address.
+        let der = csr_der(&key, None, &["192.0.2.1"], &[]);
+        let err = check(&der, &["192.0.2.1"]).unwrap_err();
+        assert!(
+            err.detail.contains("missing from the CSR: 192.0.2.1"),
+            "{}",
+            err.detail
+        );
     }
 
     #[test]

@@ -50,6 +50,12 @@ pub struct ApiConfig {
     pub base_url: String,
     pub order_lifetime: Duration,
     pub authz_lifetime: Duration,
+    /// A valid authorization of the same account for the same identifier,
+    /// validated within this, is reused in a new order (as already valid)
+    /// instead of a new pending one, as Let's Encrypt does for as long as
+    /// an authorization is valid; zero never reuses. The CAA recheck at
+    /// finalize still goes by the validation's age.
+    pub authz_reuse: Duration,
     /// How long a nonce stays usable.
     pub nonce_lifetime: Duration,
     /// A finalized order not `valid` by then ends `invalid`.
@@ -124,6 +130,7 @@ impl ApiConfig {
             base_url: base_url.into().trim_end_matches('/').to_string(),
             order_lifetime: Duration::from_secs(7 * 24 * 3600),
             authz_lifetime: Duration::from_secs(7 * 24 * 3600),
+            authz_reuse: Duration::from_secs(7 * 24 * 3600),
             nonce_lifetime: Duration::from_secs(3600),
             finalize_timeout: Duration::from_secs(600),
             step_timeout: Duration::from_secs(60),
@@ -199,6 +206,7 @@ pub async fn router(
         .route("/acme/chall/{id}", post(challenge))
         .route("/acme/finalize/{id}", post(finalize))
         .route("/acme/cert/{serial}", post(certificate))
+        .route("/acme/cert/{serial}/{alternate}", post(certificate))
         .route("/acme/revoke-cert", post(revoke_cert))
         .route("/acme/renewal-info/{cert_id}", get(renewal_info))
         .route("/roots/0", get(root))

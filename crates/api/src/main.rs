@@ -2,7 +2,6 @@
 //! at a time also runs the sweeper. A single replica may run as the sole
 //! one (`[api] sole_replica`), which the others are then kept out of.
 
-use anyhow::Context;
 use api::config::CheckedApiSection;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -37,20 +36,12 @@ fn main() -> ExitCode {
         };
         let sweeping = tokio::spawn(sweeper.run(section.sweep_interval(), wiring.shutdown.clone()));
 
-        let public = match section.public_http_listen {
-            Some(addr) => {
-                let listener = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("listening for plain HTTP on {addr}"))?;
-                tracing::info!(listen = %addr, "public plain-HTTP listener (issuer, CRLs)");
-                tokio::spawn(api::public_http::serve(
-                    listener,
-                    wiring.store.clone(),
-                    wiring.shutdown.clone(),
-                ))
-            }
-            None => tokio::spawn(async {}),
-        };
+        let public = api::public_http::spawn(
+            section.public_http_listen,
+            wiring.store.clone(),
+            wiring.shutdown.clone(),
+        )
+        .await?;
         let router = api::router(wiring.store.clone(), wiring.queue.clone(), api_config).await?;
         let handle = axum_server::Handle::new();
         let stop = handle.clone();

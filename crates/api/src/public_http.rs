@@ -30,6 +30,23 @@ pub async fn serve(listener: tokio::net::TcpListener, store: Store, shutdown: Ca
     }
 }
 
+/// The api binary's listener (`[api] public_http_listen`): bound before it
+/// returns, so a taken port stops the start; `None` serves nothing.
+pub async fn spawn(
+    listen: Option<std::net::SocketAddr>,
+    store: Store,
+    shutdown: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let Some(addr) = listen else {
+        return Ok(tokio::spawn(async {}));
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("listening for plain HTTP on {addr}: {e}"))?;
+    tracing::info!(listen = %addr, "public plain-HTTP listener (issuer, CRLs)");
+    Ok(tokio::spawn(serve(listener, store, shutdown)))
+}
+
 pub fn router(store: Store) -> Router {
     Router::new()
         .route(ISSUER_PATH, get(issuer))

@@ -94,7 +94,7 @@ impl Api {
             challenges.iter().collect()
         };
         let mut doc = json!({
-            "identifier": {"type": "dns", "value": authz.identifier},
+            "identifier": domain::Identifier::from_authz_value(&authz.identifier),
             "status": status.as_str(),
             "expires": rfc3339(authz.expires_at),
             "challenges": shown.iter().map(|c| self.challenge_json(c)).collect::<Vec<_>>(),

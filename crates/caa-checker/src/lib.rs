@@ -63,9 +63,13 @@ impl Handler for CaaChecker {
             _ => return Ok(order.job_for_current_step().into_iter().collect()),
         }
         let stale_before = now_ms() - self.recheck_after.as_millis() as i64;
+        // CAA is for domain names: an IP address has no record to recheck.
         let names: Vec<String> = authzs
             .iter()
             .filter(|a| a.validated_at.is_none_or(|at| at < stale_before))
+            .filter(|a| {
+                domain::Identifier::from_authz_value(&a.identifier).kind != domain::Identifier::IP
+            })
             .map(Authz::requested_name)
             .collect();
         if !names.is_empty() {

@@ -45,7 +45,9 @@ impl CertificateProfile {
                 "The default: the CA's usual validity (90 days), a common name when one fits"
             }
             CertificateProfile::TlsServer => "45 days, no common name, serverAuth only",
-            CertificateProfile::ShortLived => "160 hours, no common name, serverAuth only",
+            CertificateProfile::ShortLived => {
+                "160 hours, no common name, serverAuth only; the only profile for IP addresses"
+            }
         }
     }
 
@@ -62,6 +64,13 @@ impl CertificateProfile {
     /// Whether the subject carries a common name (when a name fits in one).
     pub fn common_name(self) -> bool {
         self == CertificateProfile::Classic
+    }
+
+    /// Whether an order in this profile may name IP addresses: only the
+    /// short-lived one, as at Let's Encrypt (an address changes hands far
+    /// sooner than a domain).
+    pub fn allows_ip_identifiers(self) -> bool {
+        self == CertificateProfile::ShortLived
     }
 }
 

@@ -75,6 +75,8 @@ pub struct IdentifierPolicy {
     suffixes: PublicSuffixList,
     allowed_special_use: Vec<&'static str>,
     blocklist: Vec<BlockEntry>,
+    /// IP identifiers may be loopback addresses (the all-in-one).
+    loopback_ips: bool,
 }
 
 impl IdentifierPolicy {
@@ -112,6 +114,30 @@ impl IdentifierPolicy {
             self.blocklist.push(BlockEntry::parse(entry.as_ref())?);
         }
         Ok(self)
+    }
+
+    /// Admits loopback addresses (127.0.0.0/8, ::1) as IP identifiers: a
+    /// laptop CA, whose clients' challenge servers run on the laptop.
+    pub fn allow_loopback_ips(mut self) -> Self {
+        self.loopback_ips = true;
+        self
+    }
+
+    /// Checks a requested identifier of either kind ([`Self::check`] for
+    /// `dns`, [`crate::ip_address::check_ip_identifier`] for `ip`) and
+    /// returns it normalised; another type is `unsupportedIdentifier`.
+    pub fn check_identifier(&self, id: &crate::Identifier) -> Result<crate::Identifier, Problem> {
+        match id.kind.as_str() {
+            crate::Identifier::DNS => self.check(&id.value).map(crate::Identifier::dns),
+            crate::Identifier::IP => {
+                crate::ip_address::check_ip_identifier(&id.value, self.loopback_ips)
+                    .map(crate::Identifier::ip)
+            }
+            other => Err(Problem::new(
+                ProblemKind::UnsupportedIdentifier,
+                format!("identifier type {other:?} is not supported; only \"dns\" and \"ip\""),
+            )),
+        }
     }
 
     /// The special-use domains allowed, for start-up messages.
@@ -164,6 +190,10 @@ impl IdentifierPolicy {
     /// `*.www.example.co.uk`.
     pub fn registered_domain<'a>(&self, name: &'a str) -> Option<&'a str> {
         let base = name.strip_prefix("*.").unwrap_or(name);
+        // An address is its own registrant, as far as limits go.
+        if base.parse::<std::net::IpAddr>().is_ok() {
+            return Some(base);
+        }
         self.suffixes.registered_domain(base)
     }
 }

@@ -5,6 +5,7 @@
 
 mod certificate_profile;
 pub mod identifier_policy;
+pub mod ip_address;
 mod problem;
 pub mod public_suffix;
 mod status;
@@ -20,7 +21,7 @@ pub use status::{
 
 use serde::{Deserialize, Serialize};
 
-/// An ACME identifier. Kiln supports only `dns` identifiers.
+/// An ACME identifier: `dns` (RFC 8555) or `ip` (RFC 8738).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Identifier {
     #[serde(rename = "type")]
@@ -29,11 +30,39 @@ pub struct Identifier {
 }
 
 impl Identifier {
+    pub const DNS: &'static str = "dns";
+    pub const IP: &'static str = "ip";
+
     pub fn dns(value: impl Into<String>) -> Self {
         Identifier {
-            kind: "dns".into(),
+            kind: Self::DNS.into(),
             value: value.into(),
         }
+    }
+
+    /// An IP-address identifier, in its one text form (RFC 8738 §3).
+    pub fn ip(address: std::net::IpAddr) -> Self {
+        Identifier {
+            kind: Self::IP.into(),
+            value: address.to_string(),
+        }
+    }
+
+    /// The identifier an authorization's stored value names. A DNS
+    /// identifier never parses as an address (the policy refuses such
+    /// names), so the value alone says which kind it is.
+    pub fn from_authz_value(value: &str) -> Self {
+        match value.parse() {
+            Ok(address) => Identifier::ip(address),
+            Err(_) => Identifier::dns(value),
+        }
+    }
+
+    /// The address of an `ip` identifier.
+    pub fn ip_address(&self) -> Option<std::net::IpAddr> {
+        (self.kind == Self::IP)
+            .then(|| self.value.parse().ok())
+            .flatten()
     }
 
     pub fn is_wildcard(&self) -> bool {
@@ -59,9 +88,12 @@ pub fn key_authorization(token: &str, thumbprint: &str) -> String {
 }
 
 /// The challenge types offered for an identifier: no http-01 or tls-alpn-01
-/// for wildcards (RFC 8555 §7.1.3, RFC 8737 §3).
+/// for wildcards (RFC 8555 §7.1.3, RFC 8737 §3), never dns-01 for an IP
+/// address (RFC 8738 §7).
 pub fn challenge_types_for(identifier: &Identifier) -> &'static [ChallengeType] {
-    if identifier.is_wildcard() {
+    if identifier.kind == Identifier::IP {
+        &[ChallengeType::Http01, ChallengeType::TlsAlpn01]
+    } else if identifier.is_wildcard() {
         &[ChallengeType::Dns01]
     } else {
         &[

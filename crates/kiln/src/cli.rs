@@ -39,7 +39,8 @@ impl Cli {
             Some(Command::Ca(CaCommand::Init {
                 root_dir,
                 signer_dir,
-            })) => commands::ca::init(&root_dir, &signer_dir),
+                cross_sign,
+            })) => commands::ca::init(&root_dir, &signer_dir, cross_sign),
             Some(Command::Ca(CaCommand::IssueIntermediate {
                 root_dir,
                 signer_dir,
@@ -112,6 +113,11 @@ pub struct ServeArgs {
     #[arg(long, env = "KILN_CRL_PUBLISH_WITHIN", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub(crate) crl_publish_within: u64,
+    /// Reuse a valid authorization validated within this many seconds in
+    /// the same account's new orders, as Let's Encrypt does; 0: every order
+    /// validates afresh (Pebble's PEBBLE_AUTHZREUSE=0).
+    #[arg(long, env = "KILN_AUTHZ_REUSE_SECS", default_value_t = 7 * 24 * 3600)]
+    pub(crate) authz_reuse_secs: u64,
     /// CRL shards: each certificate is listed, if revoked, on the one its
     /// CRL DP names.
     #[arg(long, env = "KILN_CRL_SHARDS", default_value_t = 4,
@@ -188,6 +194,11 @@ pub struct ServeArgs {
     /// §7.3.4) with a key from `kiln eab create`; the directory says so.
     #[arg(long, env = "KILN_EXTERNAL_ACCOUNT_REQUIRED")]
     pub(crate) external_account_required: bool,
+    /// Offer an alternate chain (RFC 8555 §7.4.2) with every certificate:
+    /// a second root, made in DATA_DIR/ca if absent, cross-signs the
+    /// intermediate (test a client's --preferred-chain with it).
+    #[arg(long, env = "KILN_ALTERNATE_CHAIN")]
+    pub(crate) alternate_chain: bool,
     /// Requests in flight at once; beyond it the api answers 503 with
     /// Retry-After.
     #[arg(long, env = "KILN_MAX_IN_FLIGHT_REQUESTS", default_value_t = api::request_limits::DEFAULT_MAX_IN_FLIGHT)]
@@ -441,6 +452,10 @@ enum CaCommand {
         root_dir: PathBuf,
         #[arg(long)]
         signer_dir: PathBuf,
+        /// Also a second root (alternate-root.pem) that cross-signs the
+        /// intermediate: the signer then offers an alternate chain.
+        #[arg(long)]
+        cross_sign: bool,
     },
     /// A new intermediate from the root in ROOT_DIR into SIGNER_DIR, which
     /// must not hold one yet.
@@ -488,116 +503,4 @@ fn parse_ct_log(text: &str) -> Result<ct_submitter::CtLog, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ct_logs_are_url_and_key() {
-        let key = openssl::pkey::PKey::from_ec_key(
-            openssl::ec::EcKey::generate(
-                &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1)
-                    .unwrap(),
-            )
-            .unwrap(),
-        )
-        .unwrap();
-        use base64::Engine as _;
-        let b64 =
-            base64::engine::general_purpose::STANDARD.encode(key.public_key_to_der().unwrap());
-        let log = parse_ct_log(&format!("http://127.0.0.1:9={b64}")).unwrap();
-        assert_eq!(log.url, "http://127.0.0.1:9");
-        assert_eq!(log.operator, "http://127.0.0.1:9");
-        assert!(parse_ct_log("http://127.0.0.1:9").is_err(), "no key");
-        assert!(parse_ct_log("ftp://x=AAAA").is_err(), "not http");
-        assert!(parse_ct_log("http://x=AAAA").is_err(), "not a key");
-    }
-
-    #[test]
-    fn special_use_defaults_to_test_and_none_means_none() {
-        let args = |extra: &[&str]| {
-            let cli = Cli::try_parse_from(["kiln"].iter().chain(extra)).unwrap();
-            cli.serve.allowed_special_use_domains()
-        };
-        assert_eq!(args(&[]), ["test"]);
-        assert_eq!(args(&["--allow-special-use", "none"]), Vec::<String>::new());
-        assert_eq!(
-            args(&["--allow-special-use", "test,internal"]),
-            ["test", "internal"]
-        );
-        let cli = Cli::try_parse_from([
-            "kiln",
-            "--blocked-name",
-            "a.example.com",
-            "--blocked-name",
-            ".corp.example",
-        ])
-        .unwrap();
-        assert_eq!(cli.serve.blocked_names, ["a.example.com", ".corp.example"]);
-    }
-
-    #[test]
-    fn debian_weak_key_lists_repeat() {
-        let cli = Cli::try_parse_from([
-            "kiln",
-            "--debian-weak-keys",
-            "/usr/share/openssl-blacklist/blacklist.RSA-2048",
-            "--debian-weak-keys",
-            "extra.txt",
-        ])
-        .unwrap();
-        assert_eq!(
-            cli.serve.debian_weak_keys,
-            [
-                PathBuf::from("/usr/share/openssl-blacklist/blacklist.RSA-2048"),
-                PathBuf::from("extra.txt")
-            ]
-        );
-    }
-
-    #[test]
-    fn eab_commands_and_the_serve_flag_parse() {
-        let cli = Cli::try_parse_from(["kiln", "--external-account-required"]).unwrap();
-        assert!(cli.serve.external_account_required);
-        let cli = Cli::try_parse_from(["kiln"]).unwrap();
-        assert!(!cli.serve.external_account_required);
-        let cli = Cli::try_parse_from(["kiln", "eab", "create", "--comment", "alice"]).unwrap();
-        assert!(matches!(
-            cli.command,
-            Some(Command::Eab(EabCommand::Create { ref comment, .. })) if comment == "alice"
-        ));
-        let cli = Cli::try_parse_from([
-            "kiln",
-            "eab",
-            "revoke",
-            "K1",
-            "--database-url",
-            "postgres://x",
-        ])
-        .unwrap();
-        assert!(matches!(
-            cli.command,
-            Some(Command::Eab(EabCommand::Revoke { ref key_id, .. })) if key_id == "K1"
-        ));
-        assert!(
-            Cli::try_parse_from(["kiln", "eab", "revoke"]).is_err(),
-            "a key id is needed"
-        );
-    }
-
-    /// Order ids and EAB key ids are base64url: one in 64 begins with `-`,
-    /// and is still an id, not a flag.
-    #[test]
-    fn ids_may_begin_with_a_hyphen() {
-        let cli =
-            Cli::try_parse_from(["kiln", "order", "show", "-Iq9", "--data-dir", "d"]).unwrap();
-        assert!(matches!(
-            cli.command,
-            Some(Command::Order(OrderCommand::Show { ref id, .. })) if id == "-Iq9"
-        ));
-        let cli = Cli::try_parse_from(["kiln", "eab", "revoke", "-K1"]).unwrap();
-        assert!(matches!(
-            cli.command,
-            Some(Command::Eab(EabCommand::Revoke { ref key_id, .. })) if key_id == "-K1"
-        ));
-    }
-}
+mod tests;

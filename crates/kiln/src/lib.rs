@@ -102,8 +102,15 @@ pub struct EmbeddedConfig {
     /// Every new account needs an External Account Binding
     /// (`--external-account-required`; keys from `kiln eab create`).
     pub external_account_required: bool,
+    /// Offer an alternate chain with every certificate: the intermediate
+    /// cross-signed by a second root, made in `data_dir/ca` if absent
+    /// (`--alternate-chain`).
+    pub alternate_chain: bool,
     /// Requests in flight at once before the api answers 503.
     pub max_in_flight_requests: usize,
+    /// A valid authorization validated within this is reused in the same
+    /// account's new orders (`--authz-reuse-secs`; zero: never).
+    pub authz_reuse: Duration,
 }
 
 impl EmbeddedConfig {
@@ -140,7 +147,9 @@ impl EmbeddedConfig {
             rate_limits: api::rate_limits::RateLimits::default(),
             terms_of_service: None,
             external_account_required: false,
+            alternate_chain: false,
             max_in_flight_requests: api::request_limits::DEFAULT_MAX_IN_FLIGHT,
+            authz_reuse: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -179,6 +188,8 @@ impl Kiln {
             blocked_names: &config.blocked_names,
             blocked_names_file: config.blocked_names_file.as_deref(),
             public_suffix_list: config.public_suffix_list.as_deref(),
+            // A laptop CA: a client author gets a certificate for 127.0.0.1.
+            loopback_ip_identifiers: true,
         })?;
         let debian_weak_keys = api::config::debian_weak_keys(&config.debian_weak_key_files)?;
         let dir = &config.data_dir;
@@ -191,7 +202,13 @@ impl Kiln {
             .context("opening the database")?;
         store.migrate().await.context("migrating the database")?;
 
-        let ca = CaHierarchy::load_or_create(&dir.join("ca")).context("loading the CA")?;
+        let ca_dir = dir.join("ca");
+        let mut ca = CaHierarchy::load_or_create(&ca_dir).context("loading the CA")?;
+        if config.alternate_chain {
+            ca = ca
+                .with_alternate_chain(&ca_dir)
+                .context("loading the alternate chain")?;
+        }
         let root_pem = String::from_utf8(ca.root.cert.to_pem()?)?;
         let root_pem_path = dir.join("root.pem");
         std::fs::write(&root_pem_path, &root_pem)?;
@@ -349,6 +366,7 @@ impl Kiln {
         api_config.caa_identities = caa_identities;
         api_config.step_timeout = config.step_timeout;
         api_config.finalize_timeout = config.finalize_timeout;
+        api_config.authz_reuse = config.authz_reuse;
         api_config.root_pem = Some(root_pem.clone());
         api_config.finalize = config.finalize.clone();
         api_config.identifiers = Arc::new(identifiers);

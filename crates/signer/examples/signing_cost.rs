@@ -59,6 +59,7 @@ fn main() {
             LeafRequest {
                 serial: new_serial(0x01).expect("serial"),
                 dns_names: vec![format!("host{i}.example.com"), "example.com".into()],
+                ip_addresses: vec![],
                 public_key_der: key.public_key_to_der().expect("SPKI"),
                 not_before,
                 not_after,

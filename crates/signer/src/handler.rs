@@ -110,7 +110,17 @@ impl Signer {
         let (not_before, not_after) = profile.validity_window(now_ms() / 1000);
         let request = LeafRequest {
             serial: serial.clone(),
-            dns_names: order.identifiers.iter().map(|i| i.value.clone()).collect(),
+            dns_names: order
+                .identifiers
+                .iter()
+                .filter(|i| i.kind == domain::Identifier::DNS)
+                .map(|i| i.value.clone())
+                .collect(),
+            ip_addresses: order
+                .identifiers
+                .iter()
+                .filter_map(domain::Identifier::ip_address)
+                .collect(),
             public_key_der,
             not_before,
             not_after,

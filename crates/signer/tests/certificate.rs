@@ -11,7 +11,7 @@ use openssl::x509::{X509, X509StoreContext, X509VerifyResult};
 use signer::ca::CaHierarchy;
 use signer::certificate::{
     CT_POISON_OID, CT_SCT_LIST_OID, CertError, LeafRequest, LintError, Profile,
-    build_final_certificate, build_precertificate, lint_leaf,
+    build_final_certificate, build_precertificate, lint_leaf, precertificate_der,
 };
 use signer::serial::new_serial;
 use x509_parser::prelude::*;
@@ -41,6 +41,7 @@ fn request(key: &PKey<Private>, names: &[&str]) -> LeafRequest {
     LeafRequest {
         serial: new_serial(0x01).unwrap(),
         dns_names: names.iter().map(|n| n.to_string()).collect(),
+        ip_addresses: vec![],
         public_key_der: key.public_key_to_der().unwrap(),
         not_before,
         not_after,
@@ -338,6 +339,64 @@ fn long_name_gives_empty_subject_and_critical_san() {
     let (_, cert) = X509Certificate::from_der(&der).unwrap();
     assert_eq!(cert.subject().iter_attributes().count(), 0);
     assert!(cert.subject_alternative_name().unwrap().unwrap().critical);
+}
+
+/// IP identifiers (RFC 8738) become iPAddress SANs of 4 or 16 octets,
+/// beside any dNSNames, never a common name; the lint holds the SANs to
+/// the request, and a profile with a common name refuses addresses.
+#[test]
+fn ip_addresses_are_ip_address_sans_without_a_common_name() {
+    use domain::CertificateProfile;
+    use x509_parser::extensions::GeneralName;
+    let ca = CaHierarchy::generate().unwrap();
+    let key = ec_key(Nid::X9_62_PRIME256V1);
+    let shortlived = profile().for_order(CertificateProfile::ShortLived);
+    let (not_before, not_after) = shortlived.validity_window(now());
+    let addresses: Vec<std::net::IpAddr> =
+        vec!["192.0.2.7".parse().unwrap(), "2001:db8::7".parse().unwrap()];
+    let req = LeafRequest {
+        not_before,
+        not_after,
+        ip_addresses: addresses.clone(),
+        ..request(&key, &["www.example.com"])
+    };
+    let der = precertificate_der(&ca.intermediate, &req, &shortlived).unwrap();
+    let (_, cert) = X509Certificate::from_der(&der).unwrap();
+    assert_eq!(cert.subject().iter_attributes().count(), 0);
+    let san = cert.subject_alternative_name().unwrap().unwrap();
+    assert!(san.critical, "an empty subject needs a critical SAN");
+    let sans: Vec<String> = san
+        .value
+        .general_names
+        .iter()
+        .map(|n| match n {
+            GeneralName::DNSName(d) => format!("dns:{d}"),
+            GeneralName::IPAddress(o) => format!("ip:{}", hex::encode(o)),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        sans,
+        [
+            "dns:www.example.com".to_string(),
+            "ip:c0000207".into(),
+            "ip:20010db8000000000000000000000007".into()
+        ]
+    );
+    lint_leaf(&der, &req.san_names(), &shortlived).unwrap();
+    // The lint compares addresses too: one missing is a violation.
+    assert!(lint_leaf(&der, &names(&["www.example.com", "192.0.2.7"]), &shortlived).is_err());
+    // A profile that writes a common name takes no address.
+    let classic_req = LeafRequest {
+        ip_addresses: addresses,
+        ..request(&key, &["www.example.com"])
+    };
+    assert!(precertificate_der(&ca.intermediate, &classic_req, &profile()).is_err());
+    let only_ip = LeafRequest {
+        dns_names: vec![],
+        ..req
+    };
+    precertificate_der(&ca.intermediate, &only_ip, &shortlived).unwrap();
 }
 
 /// `tlsserver` and `shortlived` carry no common name even when one fits,

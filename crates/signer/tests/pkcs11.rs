@@ -29,6 +29,7 @@ fn request(serial: u8) -> LeafRequest {
     LeafRequest {
         serial: vec![0x01, serial, 0x42],
         dns_names: vec![format!("host{serial}.example.com")],
+        ip_addresses: vec![],
         public_key_der: key.public_key_to_der().unwrap(),
         not_before,
         not_after,

@@ -58,6 +58,7 @@ fn request(spki: Vec<u8>, names: &[&str], not_before: i64, not_after: i64) -> Le
     LeafRequest {
         serial: new_serial(0x01).unwrap(),
         dns_names: names.iter().map(|n| n.to_string()).collect(),
+        ip_addresses: vec![],
         public_key_der: spki,
         not_before,
         not_after,

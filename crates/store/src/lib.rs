@@ -37,6 +37,7 @@
 #![forbid(unsafe_code)]
 
 mod accounts;
+mod authz_reuse;
 mod blocked_keys;
 mod certificates;
 mod compat;
@@ -112,6 +113,7 @@ macro_rules! migrations {
             migrations!(@one $backend, 10, "profile", "0010_profile.sql"),
             migrations!(@one $backend, 11, "authzs by account", "0011_authzs_by_account.sql"),
             migrations!(@one $backend, 12, "crl shards", "0012_crl_shards.sql"),
+            migrations!(@one $backend, 13, "alternate chains", "0013_alternate_chains.sql"),
         ]
     };
     (@one $backend:literal, $version:literal, $description:literal, $file:literal) => {

@@ -111,13 +111,16 @@ pub struct Challenge {
 }
 
 /// One INSERT for an authorization's challenges (three for a name, one for
-/// a wildcard): `INSERT_CHALLENGES[n - 1]` inserts `n` rows.
+/// a wildcard or a reused authorization): `INSERT_CHALLENGES[n - 1]`
+/// inserts `n` rows.
 const INSERT_CHALLENGES: [&str; 3] = [
-    "INSERT INTO challenges (id, authz_id, kind, token, status) VALUES ($1, $2, $3, $4, $5)",
-    "INSERT INTO challenges (id, authz_id, kind, token, status)
-     VALUES ($1, $2, $3, $4, $5), ($6, $7, $8, $9, $10)",
-    "INSERT INTO challenges (id, authz_id, kind, token, status)
-     VALUES ($1, $2, $3, $4, $5), ($6, $7, $8, $9, $10), ($11, $12, $13, $14, $15)",
+    "INSERT INTO challenges (id, authz_id, kind, token, status, validated_at)
+     VALUES ($1, $2, $3, $4, $5, $6)",
+    "INSERT INTO challenges (id, authz_id, kind, token, status, validated_at)
+     VALUES ($1, $2, $3, $4, $5, $6), ($7, $8, $9, $10, $11, $12)",
+    "INSERT INTO challenges (id, authz_id, kind, token, status, validated_at)
+     VALUES ($1, $2, $3, $4, $5, $6), ($7, $8, $9, $10, $11, $12),
+            ($13, $14, $15, $16, $17, $18)",
 ];
 
 impl Store {
@@ -356,8 +359,9 @@ pub(crate) fn insert_order_script(order: &Order, authzs: &[(Authz, Vec<Challenge
     ));
     for (authz, challenges) in authzs {
         script = script.then(stmt!(
-            "INSERT INTO authzs (id, order_id, account_id, identifier, wildcard, status, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO authzs (id, order_id, account_id, identifier, wildcard, status, expires_at,
+                                 validated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             &authz.id,
             &authz.order_id,
             &authz.account_id,
@@ -365,6 +369,7 @@ pub(crate) fn insert_order_script(order: &Order, authzs: &[(Authz, Vec<Challenge
             authz.wildcard,
             authz.status.as_str(),
             authz.expires_at,
+            authz.validated_at,
         ));
         for group in challenges.chunks(INSERT_CHALLENGES.len()) {
             let params = group
@@ -376,6 +381,8 @@ pub(crate) fn insert_order_script(order: &Order, authzs: &[(Authz, Vec<Challenge
                         Value::from(c.kind.as_str()),
                         Value::from(&c.token),
                         Value::from(c.status.as_str()),
+                        // Set only for a reused authorization's challenge.
+                        Value::from(c.validated_at),
                     ]
                 })
                 .collect();

@@ -38,3 +38,77 @@ async fn issuers_are_recorded_once_and_named_by_certificates(store: Store) {
     cert.issuer_id = "f".repeat(64);
     assert!(store.reserve_serial(&cert).await.is_err(), "unknown issuer");
 }
+
+on_both_backends!(url: alternate_chains_are_the_recording_signers);
+
+/// Alternate chains (RFC 8555 §7.4.2) are stored with the issuer, in order,
+/// and are what the signer recorded last: a cross-signature added to (or
+/// taken from) a recorded intermediate shows when its signer starts again.
+/// Another process reads them from the database, not from its own memory.
+async fn alternate_chains_are_the_recording_signers(store: Store, url: String) {
+    let plain = Issuer::new(b"cross-signed intermediate".to_vec(), "default\n".into());
+    let alternates = vec!["by the second root\n".to_string(), "by a third\n".into()];
+    let offering = plain.clone().with_alternate_chains(alternates.clone());
+    assert_eq!(offering.id, plain.id, "named by the certificate alone");
+    assert_eq!(offering.alternate_chain(1), Some("by the second root\n"));
+    assert_eq!(offering.alternate_chain(2), Some("by a third\n"));
+    assert_eq!(offering.alternate_chain(0), None, "alternates count from 1");
+    assert_eq!(offering.alternate_chain(3), None);
+
+    store.record_issuer(&plain).await.unwrap();
+    let elsewhere = Store::connect(&url).await.unwrap();
+    let read = elsewhere.issuer(Some(&plain.id)).await.unwrap().unwrap();
+    assert!(read.alternate_chains_pem.is_empty(), "{read:?}");
+
+    // The signer starts again with a cross-signature: the row gains it,
+    // its certificate and default chain unchanged.
+    store.record_issuer(&offering).await.unwrap();
+    let fresh = Store::connect(&url).await.unwrap();
+    assert_eq!(
+        *fresh.issuer(Some(&plain.id)).await.unwrap().unwrap(),
+        offering
+    );
+    assert_eq!(
+        *store.issuer(Some(&plain.id)).await.unwrap().unwrap(),
+        offering,
+        "the recording process sees its own record at once"
+    );
+
+    // And without it again: none.
+    store.record_issuer(&plain).await.unwrap();
+    let fresh = Store::connect(&url).await.unwrap();
+    assert_eq!(
+        *fresh.issuer(Some(&plain.id)).await.unwrap().unwrap(),
+        plain
+    );
+    for handle in [elsewhere, fresh] {
+        handle.close().await;
+    }
+}
+
+on_both_backends!(url: issuers_recorded_before_alternates_have_none);
+
+/// A row written without the column (as every row before migration 13 was)
+/// reads with no alternate chains.
+async fn issuers_recorded_before_alternates_have_none(store: Store, url: String) {
+    let der = match url.starts_with("sqlite") {
+        true => "X'0102'",
+        false => "'\\x0102'::bytea",
+    };
+    store
+        .execute_admin(&format!(
+            "INSERT INTO issuers (id, certificate_der, chain_pem, created_at) \
+             VALUES ('old', {der}, 'old chain', 1)"
+        ))
+        .await
+        .unwrap();
+    let old = store
+        .issuer(Some("old"))
+        .await
+        .unwrap()
+        .expect("the old row");
+    assert_eq!(old.certificate_der, [1, 2]);
+    assert_eq!(old.chain_pem, "old chain");
+    assert!(old.alternate_chains_pem.is_empty(), "{old:?}");
+    assert_eq!(old.alternate_chain(1), None);
+}

@@ -42,56 +42,9 @@ impl AddressPolicy {
     }
 }
 
-/// IPv4 ranges that are not public (IANA special-purpose registry, RFC 6890
-/// and successors): never a validation target.
-const NON_PUBLIC_V4: &[(Ipv4Addr, u8)] = &[
-    (Ipv4Addr::new(0, 0, 0, 0), 8),       // "this network"
-    (Ipv4Addr::new(10, 0, 0, 0), 8),      // private (RFC 1918)
-    (Ipv4Addr::new(100, 64, 0, 0), 10),   // carrier-grade NAT (RFC 6598)
-    (Ipv4Addr::new(127, 0, 0, 0), 8),     // loopback
-    (Ipv4Addr::new(169, 254, 0, 0), 16),  // link-local, cloud metadata
-    (Ipv4Addr::new(172, 16, 0, 0), 12),   // private (RFC 1918)
-    (Ipv4Addr::new(192, 0, 0, 0), 24),    // IETF protocol assignments
-    (Ipv4Addr::new(192, 0, 2, 0), 24),    // documentation (TEST-NET-1)
-    (Ipv4Addr::new(192, 88, 99, 0), 24),  // 6to4 relay anycast (deprecated)
-    (Ipv4Addr::new(192, 168, 0, 0), 16),  // private (RFC 1918)
-    (Ipv4Addr::new(198, 18, 0, 0), 15),   // benchmarking
-    (Ipv4Addr::new(198, 51, 100, 0), 24), // documentation (TEST-NET-2)
-    (Ipv4Addr::new(203, 0, 113, 0), 24),  // documentation (TEST-NET-3)
-    (Ipv4Addr::new(224, 0, 0, 0), 4),     // multicast
-    (Ipv4Addr::new(240, 0, 0, 0), 4),     // reserved, and broadcast
-];
-
-/// IPv6 ranges that are not public. The ones that embed an IPv4 address
-/// (mapped, compatible, NAT64, 6to4, Teredo) are refused whole: through
-/// them a public-looking IPv6 address can reach a private IPv4 host.
-const NON_PUBLIC_V6: &[(Ipv6Addr, u8)] = &[
-    (Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 0), 96), // unspecified, loopback, IPv4-compatible
-    (Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), 96), // IPv4-mapped
-    (Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0), 96), // NAT64 (RFC 6052)
-    (Ipv6Addr::new(0x64, 0xff9b, 1, 0, 0, 0, 0, 0), 48), // local-use NAT64 (RFC 8215)
-    (Ipv6Addr::new(0x100, 0, 0, 0, 0, 0, 0, 0), 64), // discard-only
-    (Ipv6Addr::new(0x2001, 0, 0, 0, 0, 0, 0, 0), 23), // IETF protocol assignments, Teredo
-    (Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0), 32), // documentation
-    (Ipv6Addr::new(0x2002, 0, 0, 0, 0, 0, 0, 0), 16), // 6to4
-    (Ipv6Addr::new(0x3fff, 0, 0, 0, 0, 0, 0, 0), 20), // documentation (RFC 9637)
-    (Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0), 7), // unique local
-    (Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10), // link-local
-    (Ipv6Addr::new(0xfec0, 0, 0, 0, 0, 0, 0, 0), 10), // site-local (deprecated)
-    (Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0), 8), // multicast
-];
-
-/// True for a globally routable unicast address.
-pub fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => !NON_PUBLIC_V4
-            .iter()
-            .any(|&(net, len)| Ipv4Net::new(net, len).is_ok_and(|n| n.contains(&v4))),
-        IpAddr::V6(v6) => !NON_PUBLIC_V6
-            .iter()
-            .any(|&(net, len)| Ipv6Net::new(net, len).is_ok_and(|n| n.contains(&v6))),
-    }
-}
+/// True for a globally routable unicast address: the one table of them,
+/// which also decides which IP identifiers Kiln certifies.
+pub use domain::ip_address::is_public;
 
 #[cfg(test)]
 mod tests {

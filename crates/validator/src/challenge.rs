@@ -52,13 +52,22 @@ const ACME_IDENTIFIER_OID: &str = "1.3.6.1.5.5.7.1.31";
 const QUOTE_MAX: usize = 64;
 
 fn problem(kind: ProblemKind, domain: &str, detail: String) -> Problem {
-    Problem::new(kind, detail).for_identifier(Identifier::dns(domain))
+    Problem::new(kind, detail).for_identifier(Identifier::from_authz_value(domain))
 }
 
 /// An internal failure (our bug or our environment): logged, not shown.
 fn internal(domain: &str, what: &str, err: impl std::fmt::Display) -> Problem {
     tracing::error!(domain, error = %err, "{what}");
-    Problem::internal().for_identifier(Identifier::dns(domain))
+    Problem::internal().for_identifier(Identifier::from_authz_value(domain))
+}
+
+/// `domain` as a URL's host: an IPv6 identifier in brackets (RFC 3986),
+/// which is also the Host header RFC 8738 §5 asks for.
+fn url_host(domain: &str) -> String {
+    match domain.parse::<std::net::Ipv6Addr>() {
+        Ok(_) => format!("[{domain}]"),
+        Err(_) => domain.to_string(),
+    }
 }
 
 fn dns_problem(domain: &str, what: &str, err: &DnsError) -> Problem {
@@ -92,7 +101,8 @@ pub fn dns01_txt_value(key_authorization: &str) -> String {
 /// and compare the body (whitespace-trimmed) to the key authorization.
 ///
 /// Names are resolved with `dns` (never the system resolver), including the
-/// targets of redirects (see [`crate::http01`]).
+/// targets of redirects (see [`crate::http01`]); an IP identifier is
+/// connected to as it is (RFC 8738 §5), the address policy applying alike.
 pub async fn validate_http01(
     dns: &Dns,
     ports: &ChallengePorts,
@@ -109,12 +119,13 @@ pub async fn validate_http01(
     {
         return Err(internal(domain, "http-01 token is not base64url", token));
     }
+    let host = url_host(domain);
     let url = format!(
-        "http://{domain}:{}/.well-known/acme-challenge/{token}",
+        "http://{host}:{}/.well-known/acme-challenge/{token}",
         ports.http01
     );
     let parsed = url::Url::parse(&url).map_err(|e| internal(domain, "bad http-01 URL", e))?;
-    if parsed.host_str() != Some(domain) {
+    if parsed.host_str() != Some(host.as_str()) {
         return Err(internal(
             domain,
             "http-01 URL host differs from domain",
@@ -253,6 +264,8 @@ pub async fn validate_dns01(
 /// RFC 8737: TLS to `{ip}:{port}` with SNI `domain` and ALPN `acme-tls/1`
 /// only; the self-signed certificate must carry exactly the one dNSName
 /// `domain` and a critical acmeIdentifier holding SHA-256(key authorization).
+/// An IP identifier (RFC 8738 §6): TLS to the address itself, SNI its
+/// reverse-DNS name, and exactly the one iPAddress SAN.
 pub async fn validate_tlsalpn01(
     dns: &Dns,
     ports: &ChallengePorts,
@@ -260,10 +273,17 @@ pub async fn validate_tlsalpn01(
     domain: &str,
     key_authorization: &str,
 ) -> Result<(), Problem> {
-    let ips = dns
-        .lookup_ip(domain)
-        .await
-        .map_err(|e| dns_problem(domain, &format!("cannot resolve {domain}"), &e))?;
+    let address = domain.parse::<std::net::IpAddr>().ok();
+    let (ips, sni) = match address {
+        Some(ip) => (vec![ip], domain::ip_address::reverse_dns_name(ip)),
+        None => {
+            let ips = dns
+                .lookup_ip(domain)
+                .await
+                .map_err(|e| dns_problem(domain, &format!("cannot resolve {domain}"), &e))?;
+            (ips, domain.to_string())
+        }
+    };
     let port = ports.tlsalpn01;
     let exchange = async {
         let (tcp, addr) = connect(&ips, port, addresses).await.map_err(|e| {
@@ -273,8 +293,8 @@ pub async fn validate_tlsalpn01(
                 format!("cannot connect to {domain}: {e}"),
             )
         })?;
-        let der = tls_alpn_handshake(domain, tcp, addr).await?;
-        check_acme_certificate(&der, domain, key_authorization)
+        let der = tls_alpn_handshake(domain, &sni, tcp, addr).await?;
+        check_acme_certificate(&der, domain, address, key_authorization)
     };
     tokio::time::timeout(TLS_TIMEOUT, exchange)
         .await
@@ -290,6 +310,7 @@ pub async fn validate_tlsalpn01(
 /// Handshake offering only `acme-tls/1`; returns the peer certificate (DER).
 async fn tls_alpn_handshake(
     domain: &str,
+    sni: &str,
     tcp: TcpStream,
     addr: SocketAddr,
 ) -> Result<Vec<u8>, Problem> {
@@ -300,7 +321,7 @@ async fn tls_alpn_handshake(
         problem(
             ProblemKind::Tls,
             domain,
-            format!("{what} with {addr} (SNI {domain})"),
+            format!("{what} with {addr} (SNI {sni})"),
         )
     };
     // A bare context, not SslConnector: no trust store to load, since the
@@ -314,7 +335,7 @@ async fn tls_alpn_handshake(
         alpn.extend_from_slice(ACME_TLS_1);
         ctx.set_alpn_protos(&alpn)?;
         let mut ssl = Ssl::new(&ctx.build())?;
-        ssl.set_hostname(domain)?; // SNI
+        ssl.set_hostname(sni)?; // SNI
         Ok(ssl)
     };
     let ssl = setup().map_err(|e| internal(domain, "TLS setup", e))?;
@@ -339,11 +360,13 @@ async fn tls_alpn_handshake(
         .map_err(|e| tls_err("unusable certificate", &e))
 }
 
-/// RFC 8737 §3: exactly one SAN, the dNSName `domain`; a critical
+/// RFC 8737 §3: exactly one SAN, the dNSName `domain` (for an IP
+/// identifier, the iPAddress `address`, RFC 8738 §6); a critical
 /// acmeIdentifier whose value is the DER OCTET STRING of SHA-256(key authz).
 fn check_acme_certificate(
     der: &[u8],
     domain: &str,
+    address: Option<std::net::IpAddr>,
     key_authorization: &str,
 ) -> Result<(), Problem> {
     let unauthorized = |why: String| {
@@ -365,9 +388,18 @@ fn check_acme_certificate(
         .subject_alternative_name()
         .map_err(|e| unauthorized(format!("bad subjectAltName extension: {e}")))?
         .ok_or_else(|| unauthorized("no subjectAltName extension".into()))?;
-    match san.value.general_names.as_slice() {
-        [GeneralName::DNSName(name)] if name.eq_ignore_ascii_case(domain) => {}
-        names => {
+    let octets = address.map(|ip| match ip {
+        std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
+        std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+    });
+    let (kind, wanted) = match address {
+        Some(_) => ("iPAddress", domain),
+        None => ("dNSName", domain),
+    };
+    match (san.value.general_names.as_slice(), &octets) {
+        ([GeneralName::DNSName(name)], None) if name.eq_ignore_ascii_case(domain) => {}
+        ([GeneralName::IPAddress(got)], Some(octets)) if got == octets => {}
+        (names, _) => {
             let shown: Vec<String> = names
                 .iter()
                 .take(5)
@@ -377,7 +409,7 @@ fn check_acme_certificate(
                 })
                 .collect();
             return Err(unauthorized(format!(
-                "subjectAltName must be exactly the dNSName {domain}, got {} name(s): {}",
+                "subjectAltName must be exactly the {kind} {wanted}, got {} name(s): {}",
                 names.len(),
                 shown.join(", ")
             )));
@@ -444,7 +476,7 @@ mod tests {
     #[test]
     fn garbage_certificate_is_a_tls_problem_not_a_panic() {
         for der in [&b""[..], b"\x30\x82\xff\xff", &[0u8; 100]] {
-            let p = check_acme_certificate(der, "a.com", "k.t").unwrap_err();
+            let p = check_acme_certificate(der, "a.com", None, "k.t").unwrap_err();
             assert_eq!(p.kind, ProblemKind::Tls, "{p}");
         }
     }

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use challenge::ChallengePorts;
 use dns::Dns;
 use dns::caa::{CaaPolicy, CaaRequest};
-use domain::{ChallengeStatus, ChallengeType, Problem};
+use domain::{ChallengeStatus, ChallengeType, Identifier, Problem};
 use proto::Job;
 use queue::{Handler, StageError};
 use store::{Store, now_ms};
@@ -59,7 +59,15 @@ impl Validator {
             .ok_or_else(|| StageError::Permanent("authorization without account".into()))?;
         let key_authorization = domain::key_authorization(&chal.token, &account.key_thumbprint);
         let name = authz.identifier.as_str();
+        let is_ip = Identifier::from_authz_value(name).kind == Identifier::IP;
         let mut outcome = match chal.kind {
+            // Never offered for an address (RFC 8738 §7): refused, should a
+            // row say otherwise.
+            ChallengeType::Dns01 if is_ip => Err(Problem::new(
+                domain::ProblemKind::Unauthorized,
+                "dns-01 cannot validate an IP address (RFC 8738 §7)",
+            )
+            .for_identifier(Identifier::from_authz_value(name))),
             ChallengeType::Http01 => {
                 challenge::validate_http01(
                     &self.dns,
@@ -85,7 +93,9 @@ impl Validator {
                 .await
             }
         };
-        if outcome.is_ok() {
+        // CAA is a DNS record: an IP address has none to check (BR 3.2.2.8
+        // applies it to domain names).
+        if outcome.is_ok() && !is_ip {
             let identifier = authz.requested_name();
             let account_uri = format!("{}{}", self.account_url_prefix, account.id);
             let request = CaaRequest {

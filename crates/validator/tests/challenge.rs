@@ -53,9 +53,18 @@ fn ports(http01: u16, tlsalpn01: u16) -> ChallengePorts {
 
 #[track_caller]
 fn assert_problem(result: Result<(), Problem>, kind: ProblemKind, needle: &str) -> Problem {
+    assert_problem_for(result, Identifier::dns(DOMAIN), kind, needle)
+}
+
+fn assert_problem_for(
+    result: Result<(), Problem>,
+    identifier: Identifier,
+    kind: ProblemKind,
+    needle: &str,
+) -> Problem {
     let p = result.expect_err("expected a problem");
     assert_eq!(p.kind, kind, "{p}");
-    assert_eq!(p.identifier, Some(Identifier::dns(DOMAIN)), "{p}");
+    assert_eq!(p.identifier, Some(identifier), "{p}");
     assert!(p.detail.contains(needle), "{needle:?} not in: {p}");
     p
 }
@@ -339,8 +348,13 @@ fn acme_cert(spec: &CertSpec) -> (X509, PKey<Private>) {
         .unwrap();
     b.set_pubkey(&key).unwrap();
     let mut san = SubjectAlternativeName::new();
+    // An address is an iPAddress SAN; `dns:` forces a dNSName.
     for s in spec.sans {
-        san.dns(s);
+        match s.strip_prefix("dns:") {
+            Some(name) => san.dns(name),
+            None if s.parse::<std::net::IpAddr>().is_ok() => san.ip(s),
+            None => san.dns(s),
+        };
     }
     let san = san.build(&b.x509v3_context(None, None)).unwrap();
     b.append_extension(san).unwrap();
@@ -477,4 +491,105 @@ async fn tlsalpn01_transport_failures() {
     let http = http_server().await;
     let r = validate_tlsalpn01(&dns, &ports(1, http), &laptop(), DOMAIN, KA).await;
     assert_problem(r, ProblemKind::Tls, "handshake");
+}
+
+// ------------------------------------------------------- IP identifiers
+
+fn localhost_ip() -> Identifier {
+    Identifier::ip("127.0.0.1".parse().unwrap())
+}
+
+/// RFC 8738 §6: an IP identifier is validated at the address itself, with
+/// its reverse-DNS name as SNI and exactly one iPAddress SAN.
+#[tokio::test]
+async fn tlsalpn01_validates_an_ip_address_with_its_reverse_name_as_sni() {
+    let ip_cert = CertSpec {
+        sans: &["127.0.0.1"],
+        ..GOOD
+    };
+    let (port, snis) = tls_server(&ip_cert, true).await;
+    validate_tlsalpn01(&loopback(), &ports(1, port), &laptop(), "127.0.0.1", KA)
+        .await
+        .unwrap();
+    assert_eq!(*snis.lock().unwrap(), ["1.0.0.127.in-addr.arpa"]);
+
+    // The address spelled as a dNSName is not an iPAddress.
+    let spelled = CertSpec {
+        sans: &["dns:127.0.0.1"],
+        ..GOOD
+    };
+    let (port, _) = tls_server(&spelled, true).await;
+    assert_problem_for(
+        validate_tlsalpn01(&loopback(), &ports(1, port), &laptop(), "127.0.0.1", KA).await,
+        localhost_ip(),
+        ProblemKind::Unauthorized,
+        "exactly the iPAddress 127.0.0.1",
+    );
+    // Another address is not this one.
+    let other = CertSpec {
+        sans: &["127.0.0.2"],
+        ..GOOD
+    };
+    let (port, _) = tls_server(&other, true).await;
+    assert_problem_for(
+        validate_tlsalpn01(&loopback(), &ports(1, port), &laptop(), "127.0.0.1", KA).await,
+        localhost_ip(),
+        ProblemKind::Unauthorized,
+        "iPAddress",
+    );
+    // Production connects to no loopback address, IP identifier or not.
+    let (port, _) = tls_server(&ip_cert, true).await;
+    assert_problem_for(
+        validate_tlsalpn01(
+            &loopback(),
+            &ports(1, port),
+            &AddressPolicy::public_only(),
+            "127.0.0.1",
+            KA,
+        )
+        .await,
+        localhost_ip(),
+        ProblemKind::Connection,
+        "connect",
+    );
+}
+
+/// RFC 8738 §5: http-01 for an address goes to the address, IPv6 in
+/// brackets, without asking DNS.
+#[tokio::test]
+async fn http01_validates_an_ip_address_without_dns() {
+    let port = http_server().await;
+    // `loopback()` would answer any name; an address is never looked up.
+    validate_http01(
+        &loopback(),
+        &ports(port, 1),
+        &laptop(),
+        "127.0.0.1",
+        "good",
+        KA,
+    )
+    .await
+    .unwrap();
+    let v6 = TcpListener::bind("[::1]:0").await.unwrap();
+    let v6_port = v6.local_addr().unwrap().port();
+    let app = Router::new().route(
+        "/.well-known/acme-challenge/good",
+        get(|headers: axum::http::HeaderMap| async move {
+            // The Host header names the address (RFC 8738 §5).
+            let host = headers["host"].to_str().unwrap().to_string();
+            assert!(host.starts_with("[::1]:"), "{host}");
+            KA
+        }),
+    );
+    tokio::spawn(async move { axum::serve(v6, app).await });
+    validate_http01(
+        &loopback(),
+        &ports(v6_port, 1),
+        &laptop(),
+        "::1",
+        "good",
+        KA,
+    )
+    .await
+    .unwrap();
 }

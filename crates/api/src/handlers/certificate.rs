@@ -1,16 +1,18 @@
 //! Certificates (RFC 8555 §7.4.2, §7.6): downloading an issued certificate
-//! with its chain, and revokeCert, by the account that ordered it, by an
-//! account holding valid authorizations for every name in it, or by the
-//! certificate's own key; a keyCompromise revocation, by the key only,
-//! blocks the key and revokes every other unexpired certificate for it
-//! (BR 4.9.1.1).
+//! with its chain — or one of its issuer's alternate chains, each linked
+//! from the others with `rel="alternate"` — and revokeCert, by the account
+//! that ordered it, by an account holding valid authorizations for every
+//! name in it, or by the certificate's own key; a keyCompromise
+//! revocation, by the key only, blocks the key and revokes every other
+//! unexpired certificate for it (BR 4.9.1.1).
 
-use super::auth::{Body, KeyRule, PathId, authenticate, not_yours};
+use super::auth::{Body, KeyRule, authenticate, not_yours};
 use super::{ApiResult, Shared};
 use crate::csr;
 use crate::error::ApiError;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::IntoResponse;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -18,13 +20,51 @@ use domain::ProblemKind;
 use serde::Deserialize;
 use store::now_ms;
 
+/// Which chain a certificate URL asks for: `/acme/cert/{serial}` the
+/// default one, `/acme/cert/{serial}/{n}` alternate `n` (1, 2, …, in
+/// decimal as the `Link` headers write it).
+#[derive(Deserialize)]
+pub(crate) struct CertificatePath {
+    serial: String,
+    alternate: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CertificatePath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<CertificatePath>::from_request_parts(parts, state).await {
+            Ok(Path(path)) => Ok(path),
+            Err(e) => {
+                Err(ApiError::new(ProblemKind::Malformed, e.body_text()).with_status(e.status()))
+            }
+        }
+    }
+}
+
+impl CertificatePath {
+    /// The alternate chain asked for: `None` for the default chain; an
+    /// error for a number written otherwise than the `Link` headers do.
+    fn alternate(&self) -> Result<Option<usize>, ApiError> {
+        let Some(text) = &self.alternate else {
+            return Ok(None);
+        };
+        match text.parse::<usize>() {
+            Ok(n) if n >= 1 && n.to_string() == *text => Ok(Some(n)),
+            _ => Err(ApiError::not_found("alternate chain")),
+        }
+    }
+}
+
 pub async fn certificate(
     State(api): Shared,
-    PathId(serial): PathId,
+    path: CertificatePath,
     headers: HeaderMap,
     uri: Uri,
     Body(body): Body,
 ) -> ApiResult {
+    let alternate = path.alternate();
+    let serial = path.serial;
     let req = authenticate(&api, &headers, &uri, &body, KeyRule::Kid).await?;
     req.require_post_as_get()?;
     let cert = api
@@ -38,22 +78,53 @@ pub async fn certificate(
     let (Some(der), store::CertificateState::Issued) = (&cert.final_der, cert.state) else {
         return Err(ApiError::not_found("certificate"));
     };
-    if let Err(e) = api.store.observe_download(&cert.order_id, now_ms()).await {
-        tracing::warn!(order_id = %cert.order_id, error = %e, "recording a download failed");
-    }
-    // The chain of the issuer that signed it, as the signer recorded it.
+    // The chains of the issuer that signed it, as the signer recorded them.
     let issuer = api
         .store
         .issuer(cert.issuer_id.as_deref())
         .await?
         .ok_or_else(|| ApiError::internal("no issuer recorded for an issued certificate"))?;
+    let alternate = alternate?;
+    let chain = match alternate {
+        None => issuer.chain_pem.as_str(),
+        Some(n) => issuer
+            .alternate_chain(n)
+            .ok_or_else(|| ApiError::not_found("alternate chain"))?,
+    };
+    if let Err(e) = api.store.observe_download(&cert.order_id, now_ms()).await {
+        tracing::warn!(order_id = %cert.order_id, error = %e, "recording a download failed");
+    }
     let mut pem = certificate_pem(der);
-    pem.push_str(&issuer.chain_pem);
-    Ok((
+    pem.push_str(chain);
+    let mut response = (
         [(header::CONTENT_TYPE, "application/pem-certificate-chain")],
         pem,
     )
-        .into_response())
+        .into_response();
+    let base = api.certificate_url(&serial);
+    let chains = issuer.alternate_chains_pem.len();
+    for link in other_chains(&base, alternate, chains) {
+        if let Ok(value) = HeaderValue::from_str(&link) {
+            response.headers_mut().append(header::LINK, value);
+        }
+    }
+    Ok(response)
+}
+
+/// RFC 8555 §7.4.2: every chain but the one served (`served`: `None` for
+/// the default), as `Link: <url>;rel="alternate"` values — from the
+/// default chain at `base` the alternates `base/1` … `base/{alternates}`,
+/// from an alternate the default and the other alternates.
+fn other_chains(base: &str, served: Option<usize>, alternates: usize) -> Vec<String> {
+    let default = served.map(|_| base.to_string());
+    let numbered = (1..=alternates)
+        .filter(|n| Some(*n) != served)
+        .map(|n| format!("{base}/{n}"));
+    default
+        .into_iter()
+        .chain(numbered)
+        .map(|url| format!("<{url}>;rel=\"alternate\""))
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -83,12 +154,18 @@ async fn authorized_for_every_name(
     account_id: &str,
     cert: &openssl::x509::X509,
 ) -> Result<bool, ApiError> {
-    let names: Vec<String> = cert
-        .subject_alt_names()
-        .into_iter()
-        .flatten()
-        .filter_map(|name| name.dnsname().map(str::to_string))
-        .collect();
+    // Every SAN counts: an address as its text form, as its authorization
+    // names it. A SAN of another kind would be one no authorization covers.
+    let mut names = Vec::new();
+    for name in cert.subject_alt_names().into_iter().flatten() {
+        if let Some(dns) = name.dnsname() {
+            names.push(dns.to_string());
+        } else if let Some(ip) = name.ipaddress().and_then(ip_text) {
+            names.push(ip);
+        } else {
+            return Ok(false);
+        }
+    }
     if names.is_empty() {
         return Ok(false);
     }
@@ -231,8 +308,50 @@ fn certificate_pem(der: &[u8]) -> String {
     pem
 }
 
+/// An iPAddress SAN's octets as the address's text form.
+fn ip_text(octets: &[u8]) -> Option<String> {
+    match octets.len() {
+        4 => Some(std::net::IpAddr::from(<[u8; 4]>::try_from(octets).ok()?).to_string()),
+        16 => Some(std::net::IpAddr::from(<[u8; 16]>::try_from(octets).ok()?).to_string()),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    /// Each chain links to every other, never to itself.
+    #[test]
+    fn every_chain_links_to_the_others() {
+        use super::other_chains;
+        let base = "https://ca.test/acme/cert/0a";
+        let link = |url: &str| format!("<{url}>;rel=\"alternate\"");
+        assert!(other_chains(base, None, 0).is_empty(), "no alternates");
+        assert_eq!(
+            other_chains(base, None, 2),
+            [link(&format!("{base}/1")), link(&format!("{base}/2"))]
+        );
+        assert_eq!(
+            other_chains(base, Some(1), 2),
+            [link(base), link(&format!("{base}/2"))]
+        );
+        assert_eq!(other_chains(base, Some(1), 1), [link(base)]);
+    }
+
+    /// Alternates are numbered from 1, in the decimal the links use.
+    #[test]
+    fn alternate_numbers_are_written_one_way() {
+        let path = |alternate: Option<&str>| super::CertificatePath {
+            serial: "0a".into(),
+            alternate: alternate.map(str::to_string),
+        };
+        assert_eq!(path(None).alternate().ok(), Some(None));
+        assert_eq!(path(Some("1")).alternate().ok(), Some(Some(1)));
+        assert_eq!(path(Some("12")).alternate().ok(), Some(Some(12)));
+        for refused in ["0", "01", "+1", "-1", "one", "", "99999999999999999999999"] {
+            assert!(path(Some(refused)).alternate().is_err(), "{refused:?}");
+        }
+    }
+
     /// The same PEM OpenSSL writes.
     #[test]
     fn pem_matches_openssl() {

@@ -15,7 +15,7 @@ use crate::{Api, FinalizeMode, compat, csr};
 use axum::extract::State;
 use axum::http::{HeaderMap, Uri, header};
 use axum::response::IntoResponse;
-use domain::{Identifier, OrderStatus, Problem, ProblemKind};
+use domain::{OrderStatus, Problem, ProblemKind};
 use proto::Job;
 use queue::Message;
 use serde::Deserialize;
@@ -56,7 +56,7 @@ pub async fn finalize(
     let names: Vec<String> = order.identifiers.iter().map(|i| i.value.clone()).collect();
     let checked = csr::check_csr(
         &payload.csr,
-        &names,
+        &order.identifiers,
         req.key.public_key_spki_der(),
         &api.config.debian_weak_keys,
     )?;
@@ -178,8 +178,8 @@ fn recheck_identifiers(api: &Api, order: &Order) -> Result<(), ApiError> {
         .identifiers
         .iter()
         .filter_map(|id| {
-            let problem = api.config.identifiers.check(&id.value).err()?;
-            Some(problem.for_identifier(Identifier::dns(id.value.clone())))
+            let problem = api.config.identifiers.check_identifier(id).err()?;
+            Some(problem.for_identifier(id.clone()))
         })
         .collect();
     if rejected.is_empty() {

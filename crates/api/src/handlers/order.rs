@@ -26,7 +26,7 @@ const MAX_IDENTIFIERS: usize = 100;
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct NewOrderPayload {
-    identifiers: Vec<IdentifierIn>,
+    identifiers: Vec<Identifier>,
     #[serde(default)]
     not_before: Option<String>,
     #[serde(default)]
@@ -38,13 +38,6 @@ struct NewOrderPayload {
     /// is the default.
     #[serde(default)]
     profile: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct IdentifierIn {
-    #[serde(rename = "type")]
-    kind: String,
-    value: String,
 }
 
 pub async fn new_order(
@@ -86,25 +79,32 @@ pub async fn new_order(
             format!("an order may name at most {MAX_IDENTIFIERS} identifiers"),
         ));
     }
-    let mut names = BTreeSet::new();
+    let mut identifiers = BTreeSet::new();
     let mut rejected = Vec::new();
     for id in &payload.identifiers {
-        if id.kind != "dns" {
-            return Err(ApiError::new(
-                ProblemKind::UnsupportedIdentifier,
-                format!(
-                    "identifier type {:?} is not supported; only \"dns\"",
-                    id.kind
-                ),
-            ));
-        }
-        match api.config.identifiers.check(&id.value) {
-            Ok(name) => {
-                names.insert(name);
+        match api.config.identifiers.check_identifier(id) {
+            Ok(checked) if checked.kind == Identifier::IP && !profile.allows_ip_identifiers() => {
+                rejected.push(
+                    Problem::new(
+                        ProblemKind::RejectedIdentifier,
+                        format!(
+                            "{:?}: IP addresses are issued for only in the \"shortlived\" \
+                             profile, not \"{profile}\"",
+                            id.value
+                        ),
+                    )
+                    .for_identifier(id.clone()),
+                );
             }
-            Err(p) => rejected.push(p.for_identifier(Identifier::dns(id.value.clone()))),
+            Ok(checked) => {
+                identifiers.insert(checked);
+            }
+            // An unknown type is the whole order's problem (RFC 8555 §6.7).
+            Err(p) if p.kind == ProblemKind::UnsupportedIdentifier => return Err(p.into()),
+            Err(p) => rejected.push(p.for_identifier(id.clone())),
         }
     }
+    let names: BTreeSet<String> = identifiers.iter().map(|i| i.value.clone()).collect();
     if !rejected.is_empty() {
         let detail = format!("{} identifier(s) cannot be issued for", rejected.len());
         return Err(Problem::new(ProblemKind::RejectedIdentifier, detail)
@@ -133,7 +133,7 @@ pub async fn new_order(
         account_id: account.id.clone(),
         status: OrderStatus::Pending,
         step: None,
-        identifiers: names.iter().map(|n| Identifier::dns(n.clone())).collect(),
+        identifiers: identifiers.into_iter().collect(),
         not_before: None,
         not_after: None,
         expires_at: now + api.config.order_lifetime.as_millis() as i64,
@@ -150,6 +150,10 @@ pub async fn new_order(
     };
     let mut authzs = Vec::new();
     for identifier in &order.identifiers {
+        if let Some(reused) = reused_authz(&api, &order, identifier, now).await? {
+            authzs.push(reused);
+            continue;
+        }
         let authz = Authz {
             id: random_id(16),
             order_id: order.id.clone(),
@@ -173,6 +177,12 @@ pub async fn new_order(
             })
             .collect();
         authzs.push((authz, challenges));
+    }
+    // Every authorization reused: the order is ready as it is stored, which
+    // finalize's compare-and-set requires (no validation will move it).
+    let mut order = order;
+    if authzs.iter().all(|(a, _)| a.status == AuthzStatus::Valid) {
+        order.status = OrderStatus::Ready;
     }
     match &replaced_serial {
         None => api.store.insert_order(&order, &authzs).await?,
@@ -241,4 +251,51 @@ pub async fn order(
         }
     }
     Ok(order_reply(&api, &order, &authzs).into_response())
+}
+
+/// A valid authorization the account holds for `identifier`, validated
+/// within `[api] authz_reuse`, copied into `order` as valid with the
+/// challenge that validated it (same type, token and time), so the CAA
+/// recheck at finalize still goes by that validation's age. One that would
+/// expire within the hour is not worth handing out.
+async fn reused_authz(
+    api: &crate::Api,
+    order: &Order,
+    identifier: &Identifier,
+    now: i64,
+) -> Result<Option<(Authz, Vec<Challenge>)>, ApiError> {
+    let window = api.config.authz_reuse.as_millis() as i64;
+    if window == 0 {
+        return Ok(None);
+    }
+    let found = api
+        .store
+        .reusable_authz(
+            &order.account_id,
+            identifier.authz_name(),
+            identifier.is_wildcard(),
+            now + 3_600_000,
+            now - window,
+        )
+        .await?;
+    let Some((valid, challenge)) = found else {
+        return Ok(None);
+    };
+    tracing::info!(
+        order_id = order.id,
+        reused_authz = valid.id,
+        identifier = identifier.value,
+        "reusing a valid authorization"
+    );
+    let authz = Authz {
+        id: random_id(16),
+        order_id: order.id.clone(),
+        ..valid
+    };
+    let challenge = Challenge {
+        id: random_id(16),
+        authz_id: authz.id.clone(),
+        ..challenge
+    };
+    Ok(Some((authz, vec![challenge])))
 }

@@ -156,7 +156,8 @@ async fn issued(api: &Api, id: &CertId) -> Result<Option<(RenewalFacts, Vec<Stri
     Ok((key_id == id.key_id).then_some((facts, names)))
 }
 
-/// A certificate's AKI keyIdentifier and its dNSName SANs (lowercase).
+/// A certificate's AKI keyIdentifier and its dNSName (lowercase) and
+/// iPAddress (text form) SANs.
 fn aki_and_names(der: &[u8]) -> Option<(Vec<u8>, Vec<String>)> {
     let (_, cert) = X509Certificate::from_der(der).ok()?;
     let mut key_id = None;
@@ -167,9 +168,20 @@ fn aki_and_names(der: &[u8]) -> Option<(Vec<u8>, Vec<String>)> {
                 key_id = aki.key_identifier.as_ref().map(|k| k.0.to_vec());
             }
             ParsedExtension::SubjectAlternativeName(san) => {
-                names.extend(san.general_names.iter().filter_map(|n| match n {
-                    GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
-                    _ => None,
+                names.extend(san.general_names.iter().filter_map(|n| {
+                    match n {
+                        GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+                        GeneralName::IPAddress(octets) => match octets.len() {
+                            4 => <[u8; 4]>::try_from(*octets)
+                                .ok()
+                                .map(|o| std::net::IpAddr::from(o).to_string()),
+                            16 => <[u8; 16]>::try_from(*octets)
+                                .ok()
+                                .map(|o| std::net::IpAddr::from(o).to_string()),
+                            _ => None,
+                        },
+                        _ => None,
+                    }
                 }));
             }
             _ => {}

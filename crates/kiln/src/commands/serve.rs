@@ -10,6 +10,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.listen = args.listen;
     config.public_http_listen = Some(args.public_http_listen);
     config.certificate_base_url = args.public_base_url.clone();
+    config.authz_reuse = std::time::Duration::from_secs(args.authz_reuse_secs);
     config.crl.shards = args.crl_shards;
     config.crl.publish_within_secs = args.crl_publish_within;
     config.dns_server = args.dns_server;
@@ -25,6 +26,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.rate_limits = args.rate_limits()?;
     config.terms_of_service = args.terms_of_service.clone();
     config.external_account_required = args.external_account_required;
+    config.alternate_chain = args.alternate_chain;
     config.max_in_flight_requests = args.max_in_flight_requests;
     let rate_limits = match config.rate_limits == Default::default() {
         true => "none".to_string(),

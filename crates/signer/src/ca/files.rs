@@ -1,7 +1,7 @@
 //! The CA's files: read whole or named as missing, key and PIN files
 //! refused when others may read them, written so a crash leaves none torn.
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
@@ -71,4 +71,11 @@ pub(super) fn write_atomic(
         .map_err(io_err(&tmp))?;
     let path = dir.join(name);
     fs::rename(&tmp, &path).map_err(io_err(&path))
+}
+
+/// Makes the renames in `dir` themselves durable.
+pub(super) fn sync_dir(dir: &Path) -> Result<(), CaError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
 }

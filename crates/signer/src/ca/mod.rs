@@ -1,16 +1,16 @@
 //! Kiln's own CA hierarchy: a P-256 root and a single intermediate that signs
-//! every leaf. Only the signer process loads these keys; the signer may hold
-//! the intermediate's on a PKCS#11 token instead (`pkcs11`).
+//! every leaf, and optionally a second root that cross-signs the same
+//! intermediate (`cross_sign`: alternate chains). Only the signer process
+//! loads these keys; the signer may hold the intermediate's on a PKCS#11
+//! token instead (`pkcs11`).
 
 use std::fmt;
-use std::fs::{self, File};
+use std::fs;
 use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use openssl::asn1::Asn1Time;
-use openssl::bn::{BigNum, MsbOption};
-use openssl::ec::{EcGroup, EcKey};
 use openssl::error::ErrorStack;
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
@@ -19,16 +19,20 @@ use openssl::x509::extension::{
     AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
     SubjectKeyIdentifier,
 };
-use openssl::x509::{X509, X509Builder, X509Name, X509NameRef, X509VerifyResult};
+use openssl::x509::{X509, X509Builder, X509Name, X509VerifyResult};
 
 use crate::certificate::{CertError, IssuerSigner};
 
 mod ceremony;
+mod certify;
+mod cross_sign;
 mod files;
 mod issuing;
 mod pkcs11;
-pub use ceremony::{init_root, issue_intermediate};
-use files::{read_required, require_owner_only, write_atomic};
+pub use ceremony::{cross_sign_intermediate, init_alternate_root, init_root, issue_intermediate};
+use certify::{ROOT_LABEL, ca_certificate, ca_name, new_root, p256_key, random_serial};
+pub use cross_sign::CrossSigned;
+use files::{read_required, require_owner_only, sync_dir, write_atomic};
 pub use issuing::IssuingCa;
 pub use pkcs11::Pkcs11Source;
 pub(crate) use pkcs11::{IssuerKey, TokenKey, TokenKeyType};
@@ -41,6 +45,8 @@ const INTERMEDIATE_KEY: &str = "intermediate-key.pem";
 const DAY: i64 = 24 * 60 * 60;
 const ROOT_VALIDITY_DAYS: i64 = 3653;
 const INTERMEDIATE_VALIDITY_DAYS: i64 = 1826;
+/// An intermediate signs leaves only.
+const INTERMEDIATE_PATH_LEN: u32 = 0;
 /// CA/B Forum maximum for TLS server certificates (inclusive period).
 const TLS_SERVER_VALIDITY_DAYS: i64 = 397;
 /// CA certificates start an hour in the past to tolerate relying-party clock skew.
@@ -249,20 +255,16 @@ impl fmt::Debug for Issuer {
 pub struct CaHierarchy {
     pub root: Issuer,
     pub intermediate: Issuer,
+    /// The intermediate as a second root certifies it, when alternate
+    /// chains are offered ([`CaHierarchy::with_alternate_chain`]).
+    pub cross_signed: Option<CrossSigned>,
 }
 
 impl CaHierarchy {
     /// P-256 root ("Kiln Root CA <random suffix>", ~10 years) and intermediate
     /// ("Kiln Intermediate CA", ~5 years, pathlen:0, EKU serverAuth).
     pub fn generate() -> Result<Self, CaError> {
-        // The random suffix keeps roots from different installations (and test
-        // runs) distinguishable in trust stores.
-        let mut suffix = [0u8; 4];
-        openssl::rand::rand_bytes(&mut suffix)?;
-        let root_name = ca_name(&format!("Kiln Root CA {}", hex::encode(suffix)))?;
-        let root_key = p256_key()?;
-        let root_cert = ca_certificate(&root_name, &root_key, None, ROOT_VALIDITY_DAYS, None)?;
-        let root = Issuer::new(root_cert, root_key)?;
+        let root = new_root(ROOT_LABEL)?;
 
         let intermediate_name = ca_name("Kiln Intermediate CA")?;
         let intermediate_key = p256_key()?;
@@ -271,11 +273,12 @@ impl CaHierarchy {
             &intermediate_key,
             Some(&root),
             INTERMEDIATE_VALIDITY_DAYS,
-            Some(0),
+            Some(INTERMEDIATE_PATH_LEN),
         )?;
         Ok(Self {
             root,
             intermediate: Issuer::new(intermediate_cert, intermediate_key)?,
+            cross_signed: None,
         })
     }
 
@@ -308,7 +311,11 @@ impl CaHierarchy {
                 "intermediate is not issued by the stored root",
             ));
         }
-        Ok(Self { root, intermediate })
+        Ok(Self {
+            root,
+            intermediate,
+            cross_signed: None,
+        })
     }
 
     fn store(&self, dir: &Path) -> Result<(), CaError> {
@@ -332,10 +339,7 @@ impl CaHierarchy {
             0o644,
         )?;
         write_atomic(dir, ROOT_CERT, &self.root.cert.to_pem()?, 0o644)?;
-        // Make the renames themselves durable.
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(dir))
+        sync_dir(dir)
     }
 
     /// A TLS server certificate (fresh P-256 key) for Kiln's own HTTPS
@@ -353,6 +357,7 @@ impl CaHierarchy {
         IssuingCa {
             intermediate: self.intermediate.clone(),
             root_cert: self.root.cert.clone(),
+            cross_signed: self.cross_signed.clone(),
         }
     }
 
@@ -360,80 +365,6 @@ impl CaHierarchy {
     pub fn chain_pem(&self) -> String {
         self.issuing().chain_pem()
     }
-}
-
-fn p256_key() -> Result<PKey<Private>, ErrorStack> {
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
-    PKey::from_ec_key(EcKey::generate(&group)?)
-}
-
-/// Random positive serial of up to 128 bits for CA and listener certificates.
-fn random_serial() -> Result<BigNum, ErrorStack> {
-    let mut serial = BigNum::new()?;
-    serial.rand(128, MsbOption::MAYBE_ZERO, false)?;
-    Ok(serial)
-}
-
-fn ca_name(common_name: &str) -> Result<X509Name, ErrorStack> {
-    let mut name = X509Name::builder()?;
-    name.append_entry_by_nid(Nid::ORGANIZATIONNAME, "Kiln")?;
-    name.append_entry_by_nid(Nid::COMMONNAME, common_name)?;
-    Ok(name.build())
-}
-
-/// Builds a CA certificate; `signer: None` means self-signed (the root).
-fn ca_certificate(
-    subject: &X509NameRef,
-    key: &PKey<Private>,
-    signer: Option<&Issuer>,
-    validity_days: i64,
-    path_len: Option<u32>,
-) -> Result<X509, CaError> {
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let mut builder = X509Builder::new()?;
-    builder.set_version(2)?;
-    let serial = random_serial()?.to_asn1_integer()?;
-    builder.set_serial_number(&serial)?;
-    builder.set_subject_name(subject)?;
-    builder.set_issuer_name(signer.map_or(subject, |s| s.cert.subject_name()))?;
-    let not_before = Asn1Time::from_unix(now - CA_BACKDATE_SECS)?;
-    let not_after = Asn1Time::from_unix(now + validity_days * DAY)?;
-    builder.set_not_before(&not_before)?;
-    builder.set_not_after(&not_after)?;
-    builder.set_pubkey(key)?;
-
-    let mut basic_constraints = BasicConstraints::new();
-    basic_constraints.critical().ca();
-    if let Some(len) = path_len {
-        basic_constraints.pathlen(len);
-    }
-    let mut extensions = vec![
-        basic_constraints.build()?,
-        KeyUsage::new()
-            .critical()
-            .key_cert_sign()
-            .crl_sign()
-            .digital_signature()
-            .build()?,
-    ];
-    {
-        let ctx = builder.x509v3_context(signer.map(|s| s.cert.as_ref()), None);
-        extensions.push(SubjectKeyIdentifier::new().build(&ctx)?);
-        if signer.is_some() {
-            // Baseline Requirements: TLS subordinate CAs carry an EKU.
-            extensions.push(ExtendedKeyUsage::new().server_auth().build()?);
-            extensions.push(AuthorityKeyIdentifier::new().keyid(true).build(&ctx)?);
-        }
-    }
-    for extension in extensions {
-        builder.append_extension(extension)?;
-    }
-    let signing_key = match signer {
-        Some(s) => s.file_key()?,
-        None => key,
-    };
-    builder.sign(signing_key, MessageDigest::sha256())?;
-    Ok(builder.build())
 }
 
 fn load_issuer(dir: &Path, cert_file: &str, key_file: &str) -> Result<Issuer, CaError> {

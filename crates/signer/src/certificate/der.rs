@@ -23,6 +23,8 @@ pub(super) const TAG_VERSION: u8 = 0xa0;
 pub(super) const TAG_EXTENSIONS: u8 = 0xa3;
 /// GeneralName `[2] IMPLICIT IA5String` (dNSName).
 pub(super) const TAG_DNS_NAME: u8 = 0x82;
+/// GeneralName iPAddress, [7] IMPLICIT OCTET STRING.
+pub(super) const TAG_IP_ADDRESS: u8 = 0x87;
 /// GeneralName `[6] IMPLICIT IA5String` (uniformResourceIdentifier).
 pub(super) const TAG_URI: u8 = 0x86;
 

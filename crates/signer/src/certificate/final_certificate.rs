@@ -161,6 +161,7 @@ mod tests {
         let req = LeafRequest {
             serial: vec![0x01, 0x02, 0x03],
             dns_names: vec!["example.com".into()],
+            ip_addresses: vec![],
             public_key_der: key.public_key_to_der().unwrap(),
             not_before,
             not_after,

@@ -174,10 +174,17 @@ fn lint(
                     .general_names
                     .iter()
                     .map(|gn| match gn {
-                        GeneralName::DNSName(n) => Ok((*n).to_owned()),
+                        // A dNSName never spells an address: the address
+                        // is an iPAddress, and the two must not be confused.
+                        GeneralName::DNSName(n) if n.parse::<std::net::IpAddr>().is_err() => {
+                            Ok((*n).to_owned())
+                        }
+                        GeneralName::IPAddress(octets) => ip_text(octets).ok_or_else(|| {
+                            violation("subjectAltName", "iPAddress of neither 4 nor 16 octets")
+                        }),
                         other => Err(violation(
                             "subjectAltName",
-                            format!("non-DNS name {other:?}"),
+                            format!("neither a DNS name nor an IP address: {other:?}"),
                         )),
                     })
                     .collect::<Result<Vec<_>, _>>()?;
@@ -349,4 +356,14 @@ fn lint_subject(
         }
         _ => Err(violation("subject", "only a single CN is allowed")),
     }
+}
+
+/// An iPAddress SAN's octets as the address's text form.
+fn ip_text(octets: &[u8]) -> Option<String> {
+    let ip = match octets.len() {
+        4 => std::net::IpAddr::from(<[u8; 4]>::try_from(octets).ok()?),
+        16 => std::net::IpAddr::from(<[u8; 16]>::try_from(octets).ok()?),
+        _ => return None,
+    };
+    Some(ip.to_string())
 }

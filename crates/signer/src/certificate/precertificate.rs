@@ -8,9 +8,9 @@ use x509_parser::x509::SubjectPublicKeyInfo;
 
 use super::CertError;
 use super::der::{
-    POISON_VALUE, TAG_DNS_NAME, TAG_EXTENSIONS, TAG_INTEGER, TAG_OCTET_STRING, TAG_OID,
-    TAG_SEQUENCE, TAG_SET, TAG_UTF8_STRING, TAG_VERSION, aia_value, crl_dp_value, der, extension,
-    oid, policies_value, time,
+    POISON_VALUE, TAG_DNS_NAME, TAG_EXTENSIONS, TAG_INTEGER, TAG_IP_ADDRESS, TAG_OCTET_STRING,
+    TAG_OID, TAG_SEQUENCE, TAG_SET, TAG_UTF8_STRING, TAG_VERSION, aia_value, crl_dp_value, der,
+    extension, oid, policies_value, time,
 };
 use super::lint::lint_tbs;
 use super::profile::{LeafKey, LeafKeyType, MAX_SERIAL_LEN, Profile, is_http_url};
@@ -24,14 +24,26 @@ const MAX_CN_LEN: usize = 64;
 pub struct LeafRequest {
     /// Big-endian positive serial, see [`crate::serial::new_serial`].
     pub serial: Vec<u8>,
-    /// The order's identifiers, lowercase; may include `*.example.com`.
+    /// The order's DNS identifiers, lowercase; may include `*.example.com`.
     pub dns_names: Vec<String>,
+    /// The order's IP-address identifiers (RFC 8738): iPAddress SANs, never
+    /// in the subject.
+    pub ip_addresses: Vec<std::net::IpAddr>,
     /// SubjectPublicKeyInfo DER from the CSR.
     pub public_key_der: Vec<u8>,
     /// Unix seconds.
     pub not_before: i64,
     /// Unix seconds.
     pub not_after: i64,
+}
+
+impl LeafRequest {
+    /// Every SAN the leaf must carry, as the lint compares them: DNS names,
+    /// then addresses in their text form.
+    pub fn san_names(&self) -> Vec<String> {
+        let addresses = self.ip_addresses.iter().map(|ip| ip.to_string());
+        self.dns_names.iter().cloned().chain(addresses).collect()
+    }
 }
 
 /// Precertificate (RFC 6962 §3.1) DER: the leaf plus the critical CT
@@ -44,7 +56,7 @@ pub fn precertificate_der(
 ) -> Result<Vec<u8>, CertError> {
     let signer = issuer.signer();
     let tbs = LeafPlan::new(req, profile)?.tbs(signer);
-    lint_tbs(&tbs, &req.dns_names, profile)?;
+    lint_tbs(&tbs, &req.san_names(), profile)?;
     signer.sign(&tbs)
 }
 
@@ -62,6 +74,7 @@ pub fn build_precertificate(
 struct LeafPlan<'a> {
     serial: &'a [u8],
     names: Vec<&'a str>,
+    addresses: Vec<std::net::IpAddr>,
     subject: Vec<u8>,
     empty_subject: bool,
     key: LeafKey,
@@ -105,8 +118,23 @@ impl<'a> LeafPlan<'a> {
                 names.push(name);
             }
         }
-        if names.is_empty() {
-            return Err(CertError::InvalidRequest("no DNS names".into()));
+        let mut addresses = Vec::with_capacity(req.ip_addresses.len());
+        for ip in &req.ip_addresses {
+            if !addresses.contains(ip) {
+                addresses.push(*ip);
+            }
+        }
+        if names.is_empty() && addresses.is_empty() {
+            return Err(CertError::InvalidRequest(
+                "no DNS names or IP addresses".into(),
+            ));
+        }
+        // An address is never a common name here (BR 7.1.4.3 would allow
+        // one, in one spelling; leaving it out needs no spelling rules).
+        if !addresses.is_empty() && profile.common_name {
+            return Err(CertError::InvalidRequest(
+                "IP addresses are issued only in a profile without a common name".into(),
+            ));
         }
 
         let spki = match SubjectPublicKeyInfo::from_der(&req.public_key_der) {
@@ -143,6 +171,7 @@ impl<'a> LeafPlan<'a> {
         Ok(Self {
             serial: &req.serial,
             names,
+            addresses,
             subject,
             empty_subject: common_name.is_none(),
             key,
@@ -161,11 +190,16 @@ impl<'a> LeafPlan<'a> {
             LeafKeyType::Rsa { .. } => &[0x03, 0x02, 0x05, 0xa0],
             LeafKeyType::P256 | LeafKeyType::P384 => &[0x03, 0x02, 0x07, 0x80],
         };
-        let san: Vec<u8> = self
+        let dns_names = self
             .names
             .iter()
-            .flat_map(|name| der(TAG_DNS_NAME, name.as_bytes()))
-            .collect();
+            .flat_map(|name| der(TAG_DNS_NAME, name.as_bytes()));
+        // iPAddress [7] IMPLICIT OCTET STRING: 4 or 16 octets (RFC 5280).
+        let addresses = self.addresses.iter().flat_map(|ip| match ip {
+            std::net::IpAddr::V4(v4) => der(TAG_IP_ADDRESS, &v4.octets()),
+            std::net::IpAddr::V6(v6) => der(TAG_IP_ADDRESS, &v6.octets()),
+        });
+        let san: Vec<u8> = dns_names.chain(addresses).collect();
         // RFC 5280 §4.2.1.2 method 1: SHA-1 of the subjectPublicKey bits.
         let key_id = openssl::sha::sha1(&self.key.public_key);
         // The order here is the order in the certificate; the final
@@ -286,6 +320,7 @@ mod tests {
             let req = LeafRequest {
                 serial: vec![0x01],
                 dns_names: vec!["example.com".into()],
+                ip_addresses: vec![],
                 public_key_der: spki,
                 not_before: 1_700_000_000,
                 not_after: 1_700_086_400,
