@@ -42,17 +42,20 @@ impl CertificateProfile {
     pub fn description(self) -> &'static str {
         match self {
             CertificateProfile::Classic => {
-                "The default: the CA's usual validity (90 days), a common name when one fits"
+                "The default: the CA's usual validity (90 days unless configured), a common name when one fits"
             }
-            CertificateProfile::TlsServer => "45 days, no common name, serverAuth only",
+            CertificateProfile::TlsServer => {
+                "45 days unless configured, no common name, serverAuth only"
+            }
             CertificateProfile::ShortLived => {
-                "160 hours, no common name, serverAuth only; the only profile for IP addresses"
+                "160 hours unless configured, no common name, serverAuth only; the only profile for IP addresses"
             }
         }
     }
 
     /// A validity of the profile's own, or `None` for the deployment's
-    /// configured one (`classic`).
+    /// configured one (`classic`); the signer's `[signer.profiles]` may set
+    /// another.
     pub fn validity(self) -> Option<Duration> {
         match self {
             CertificateProfile::Classic => None,

@@ -3,7 +3,7 @@
 
 use crate::Signer;
 use crate::ca::{CaError, IssuingCa, Pkcs11Source};
-use crate::certificate::Profile;
+use crate::certificate::{OrderProfiles, Profile};
 use crate::crls::CrlConfig;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -28,6 +28,17 @@ pub struct SignerConfig {
     /// How revocations are published (`[signer.crl]`), checked as it loads.
     #[serde(default, deserialize_with = "checked_crl")]
     pub crl: CrlConfig,
+    /// What the operator changed of the certificate profiles
+    /// (`[signer.profiles.classic|tlsserver|shortlived]`: `validity_secs`,
+    /// `common_name`), checked as it loads.
+    #[serde(default, deserialize_with = "checked_profiles")]
+    pub profiles: OrderProfiles,
+}
+
+fn checked_profiles<'de, D: serde::Deserializer<'de>>(d: D) -> Result<OrderProfiles, D::Error> {
+    let profiles = OrderProfiles::deserialize(d)?;
+    profiles.check().map_err(serde::de::Error::custom)?;
+    Ok(profiles)
 }
 
 fn checked_crl<'de, D: serde::Deserializer<'de>>(d: D) -> Result<CrlConfig, D::Error> {
@@ -49,6 +60,7 @@ impl SignerConfig {
     pub fn profile(&self, base_url: &str) -> Profile {
         let mut profile = Profile::for_base_url(base_url.trim_end_matches('/'));
         profile.validity = Duration::from_secs(self.validity_days * 24 * 3600);
+        profile.order_profiles = self.profiles.clone();
         profile
     }
 
@@ -102,6 +114,36 @@ mod tests {
         );
         assert!(load("").is_err(), "ca_dir is required");
         assert_eq!(config.crl, CrlConfig::default());
+        // The profiles' lifetimes and contents are the operator's to set.
+        let set = load(
+            "ca_dir = \"/ca\"\n[signer.profiles.tlsserver]\nvalidity_secs = 2592000\n\
+             common_name = true\n",
+        )
+        .unwrap();
+        let tls = set
+            .profile("https://a")
+            .for_order(domain::CertificateProfile::TlsServer);
+        assert_eq!(
+            (tls.validity, tls.common_name),
+            (Duration::from_secs(2_592_000), true)
+        );
+        let shortlived = set
+            .profile("https://a")
+            .for_order(domain::CertificateProfile::ShortLived);
+        assert_eq!(shortlived.validity, Duration::from_secs(160 * 3600));
+        for (bad, why) in [
+            (
+                "[signer.profiles.classic]\nvalidity_secs = 31536000\n",
+                "200 days",
+            ),
+            ("[signer.profiles.shortlived]\ncommon_name = true\n", "IP"),
+            ("[signer.profiles.custom]\nvalidity_secs = 3600\n", "custom"),
+        ] {
+            let err = load(&format!("ca_dir = \"/ca\"\n{bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
         let sharded =
             load("ca_dir = \"/ca\"\n[signer.crl]\nshards = 4\npublish_within_secs = 2\n").unwrap();
         assert_eq!(

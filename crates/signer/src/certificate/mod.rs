@@ -36,7 +36,7 @@ pub use crl::{CrlEntry, CrlReason, CrlRequest, MAX_CRL_VALIDITY_SECS, crl_der};
 pub use final_certificate::{build_final_certificate, final_certificate_der};
 pub use lint::{LintError, lint_leaf};
 pub use precertificate::{LeafRequest, build_precertificate, precertificate_der};
-pub use profile::{LeafKeyType, Profile};
+pub use profile::{LeafKeyType, MAX_LEAF_VALIDITY_SECS, OrderProfiles, Profile, ProfileSettings};
 pub(crate) use sign::IssuerSigner;
 
 use openssl::error::ErrorStack;

@@ -32,6 +32,68 @@ pub struct Profile {
     /// Whether the subject carries a common name (the first name that fits
     /// in one); without, the subject is empty and the SAN critical.
     pub common_name: bool,
+    /// What the operator changed of the order profiles (`[signer.profiles]`).
+    pub order_profiles: OrderProfiles,
+}
+
+/// What an operator may set of one certificate profile
+/// (`[signer.profiles.NAME]`); unset keys keep the profile's own.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileSettings {
+    /// The lifetime, inclusive as RFC 5280 counts it.
+    pub validity_secs: Option<u64>,
+    /// Whether the subject carries a common name.
+    pub common_name: Option<bool>,
+}
+
+/// `[signer.profiles]`: the settings of each profile the directory offers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderProfiles {
+    #[serde(default)]
+    pub classic: ProfileSettings,
+    #[serde(default)]
+    pub tlsserver: ProfileSettings,
+    #[serde(default)]
+    pub shortlived: ProfileSettings,
+}
+
+/// BR 6.3.2: a subscriber certificate issued from 2026-03-15 lives at most
+/// 200 days (ballot SC-081; 100 from 2027-03-15).
+pub const MAX_LEAF_VALIDITY_SECS: u64 = 200 * 86_400;
+
+impl OrderProfiles {
+    pub fn get(&self, profile: domain::CertificateProfile) -> &ProfileSettings {
+        match profile {
+            domain::CertificateProfile::Classic => &self.classic,
+            domain::CertificateProfile::TlsServer => &self.tlsserver,
+            domain::CertificateProfile::ShortLived => &self.shortlived,
+        }
+    }
+
+    /// Refuses a lifetime the BRs do not allow, and a common name in the
+    /// profile that certifies IP addresses (which never go in a CN here).
+    pub fn check(&self) -> Result<(), String> {
+        for profile in domain::CertificateProfile::ALL {
+            let settings = self.get(profile);
+            if let Some(secs) = settings.validity_secs
+                && !(3600..=MAX_LEAF_VALIDITY_SECS).contains(&secs)
+            {
+                return Err(format!(
+                    "profiles.{profile}.validity_secs must be 3600..={MAX_LEAF_VALIDITY_SECS} \
+                     (BR 6.3.2: at most 200 days), not {secs}"
+                ));
+            }
+            if profile.allows_ip_identifiers() && settings.common_name == Some(true) {
+                return Err(format!(
+                    "profiles.{profile}.common_name cannot be true: the profile certifies IP \
+                     addresses, which never go in a common name"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Profile {
@@ -46,17 +108,26 @@ impl Profile {
             aia_issuer_url: aia_issuer_url.into(),
             crl_url: crl_url.into(),
             common_name: true,
+            order_profiles: OrderProfiles::default(),
         }
     }
 
     /// This deployment's profile as an order's certificate profile asks:
-    /// its own validity where it has one (`tlsserver`, `shortlived`), this
-    /// one's otherwise (`classic`); a common name only in `classic`. The
-    /// CT policy follows by itself: it counts SCTs by the lifetime.
+    /// the operator's settings for it (`[signer.profiles]`), else the
+    /// profile's own validity where it has one (`tlsserver`, `shortlived`)
+    /// and this one's otherwise (`classic`), and a common name only in
+    /// `classic`. The CT policy follows by itself: it counts SCTs by the
+    /// lifetime.
     pub fn for_order(&self, profile: domain::CertificateProfile) -> Profile {
+        let settings = self.order_profiles.get(profile);
+        let validity = settings
+            .validity_secs
+            .map(Duration::from_secs)
+            .or(profile.validity())
+            .unwrap_or(self.validity);
         Profile {
-            validity: profile.validity().unwrap_or(self.validity),
-            common_name: profile.common_name(),
+            validity,
+            common_name: settings.common_name.unwrap_or(profile.common_name()),
             ..self.clone()
         }
     }
