@@ -6,13 +6,11 @@
 mod fixtures;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use openssl::x509::{X509, X509Crl};
 use proto::Job;
 use queue::Handler;
 use signer::Signer;
-use signer::ca::CaHierarchy;
 use signer::certificate::Profile;
 use signer::crls::{CrlConfig, CrlUpdater};
 use store::{CertificateState, Store, crl_name, now_ms};
@@ -30,23 +28,13 @@ struct Fixture {
 
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("kiln.db").display());
-    let store = Store::connect(&url).await.unwrap();
-    store.migrate().await.unwrap();
-    let ca = CaHierarchy::load_or_create(&dir.path().join("ca")).unwrap();
-    fixtures::insert_account(&store).await;
-    let signer = Signer {
-        store: store.clone(),
-        ca: ca.issuing(),
-        profile: Profile::for_base_url("http://pki.kiln.test"),
-        serial_prefix: 0x01,
-        crl: CrlConfig {
-            shards: SHARDS,
-            ..CrlConfig::default()
-        },
-        step_timeout: Duration::from_secs(30),
+    let crl = CrlConfig {
+        shards: SHARDS,
+        ..CrlConfig::default()
     };
-    signer.record_issuer().await.unwrap();
+    let profile = Profile::for_base_url("http://pki.kiln.test");
+    let signer = fixtures::signer_in(dir.path(), profile, crl).await;
+    let store = signer.store.clone();
     let updater = CrlUpdater::of(&signer);
     Fixture {
         signer: Arc::new(signer),

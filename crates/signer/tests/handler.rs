@@ -9,14 +9,12 @@ mod fixtures;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
 
 use domain::{FinalizeStep, OrderStatus};
 use openssl::x509::X509;
 use proto::Job;
 use queue::Handler;
 use signer::Signer;
-use signer::ca::CaHierarchy;
 use signer::certificate::Profile;
 use store::{CertificateRecord, CertificateState, Store, now_ms};
 
@@ -28,20 +26,9 @@ struct Fixture {
 
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("kiln.db").display());
-    let store = Store::connect(&url).await.unwrap();
-    store.migrate().await.unwrap();
-    let ca = CaHierarchy::load_or_create(&dir.path().join("ca")).unwrap();
-    fixtures::insert_account(&store).await;
-    let signer = Signer {
-        store: store.clone(),
-        ca: ca.issuing(),
-        profile: Profile::new("http://kiln.test/ca/int.der", "http://kiln.test/ca/crl"),
-        serial_prefix: 0x01,
-        crl: signer::crls::CrlConfig::default(),
-        step_timeout: Duration::from_secs(30),
-    };
-    signer.record_issuer().await.unwrap();
+    let profile = Profile::new("http://kiln.test/ca/int.der", "http://kiln.test/ca/crl");
+    let signer = fixtures::signer_in(dir.path(), profile, Default::default()).await;
+    let store = signer.store.clone();
     Fixture {
         signer: Arc::new(signer),
         store,
