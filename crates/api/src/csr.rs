@@ -237,15 +237,7 @@ fn names_of(csr: &X509CertificationRequest<'_>) -> Result<BTreeSet<Identifier>, 
                     continue;
                 }
                 GeneralName::IPAddress(octets) => {
-                    let address = match octets.len() {
-                        4 => <[u8; 4]>::try_from(*octets)
-                            .map(std::net::IpAddr::from)
-                            .ok(),
-                        16 => <[u8; 16]>::try_from(*octets)
-                            .map(std::net::IpAddr::from)
-                            .ok(),
-                        _ => None,
-                    };
+                    let address = domain::ip_address::from_octets(octets);
                     let Some(address) = address else {
                         return Err(bad_csr(
                             "CSR requests an iPAddress SAN of neither 4 nor 16 octets",

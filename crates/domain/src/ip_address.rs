@@ -85,6 +85,16 @@ pub fn check_ip_identifier(raw: &str, allow_loopback: bool) -> Result<IpAddr, Pr
     Ok(ip)
 }
 
+/// The address an iPAddress GeneralName holds (RFC 5280 §4.2.1.6: 4 octets
+/// for IPv4, 16 for IPv6); `None` for any other length.
+pub fn from_octets(octets: &[u8]) -> Option<IpAddr> {
+    match octets.len() {
+        4 => <[u8; 4]>::try_from(octets).ok().map(IpAddr::from),
+        16 => <[u8; 16]>::try_from(octets).ok().map(IpAddr::from),
+        _ => None,
+    }
+}
+
 /// The reverse-DNS name of `ip` (`in-addr.arpa` or `ip6.arpa`, no trailing
 /// dot): the SNI of a tls-alpn-01 validation of an IP identifier (RFC 8738
 /// §6), since SNI cannot carry an address (RFC 6066 §3).
@@ -147,6 +157,18 @@ mod tests {
             reverse_dns_name("2001:db8::1".parse().unwrap()),
             "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa"
         );
+    }
+
+    #[test]
+    fn octets_of_4_or_16_are_addresses() {
+        assert_eq!(
+            from_octets(&[127, 0, 0, 1]),
+            Some("127.0.0.1".parse().unwrap())
+        );
+        let mut v6 = [0u8; 16];
+        v6[15] = 1;
+        assert_eq!(from_octets(&v6), Some("::1".parse().unwrap()));
+        assert_eq!(from_octets(&[1, 2, 3]), None);
     }
 
     #[test]

@@ -160,8 +160,8 @@ async fn authorized_for_every_name(
     for name in cert.subject_alt_names().into_iter().flatten() {
         if let Some(dns) = name.dnsname() {
             names.push(dns.to_string());
-        } else if let Some(ip) = name.ipaddress().and_then(ip_text) {
-            names.push(ip);
+        } else if let Some(ip) = name.ipaddress().and_then(domain::ip_address::from_octets) {
+            names.push(ip.to_string());
         } else {
             return Ok(false);
         }
@@ -306,15 +306,6 @@ fn certificate_pem(der: &[u8]) -> String {
     }
     pem.push_str("-----END CERTIFICATE-----\n");
     pem
-}
-
-/// An iPAddress SAN's octets as the address's text form.
-fn ip_text(octets: &[u8]) -> Option<String> {
-    match octets.len() {
-        4 => Some(std::net::IpAddr::from(<[u8; 4]>::try_from(octets).ok()?).to_string()),
-        16 => Some(std::net::IpAddr::from(<[u8; 16]>::try_from(octets).ok()?).to_string()),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

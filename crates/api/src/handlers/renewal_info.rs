@@ -168,20 +168,12 @@ fn aki_and_names(der: &[u8]) -> Option<(Vec<u8>, Vec<String>)> {
                 key_id = aki.key_identifier.as_ref().map(|k| k.0.to_vec());
             }
             ParsedExtension::SubjectAlternativeName(san) => {
-                names.extend(san.general_names.iter().filter_map(|n| {
-                    match n {
-                        GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
-                        GeneralName::IPAddress(octets) => match octets.len() {
-                            4 => <[u8; 4]>::try_from(*octets)
-                                .ok()
-                                .map(|o| std::net::IpAddr::from(o).to_string()),
-                            16 => <[u8; 16]>::try_from(*octets)
-                                .ok()
-                                .map(|o| std::net::IpAddr::from(o).to_string()),
-                            _ => None,
-                        },
-                        _ => None,
+                names.extend(san.general_names.iter().filter_map(|n| match n {
+                    GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+                    GeneralName::IPAddress(octets) => {
+                        domain::ip_address::from_octets(octets).map(|ip| ip.to_string())
                     }
+                    _ => None,
                 }));
             }
             _ => {}

@@ -179,9 +179,11 @@ fn lint(
                         GeneralName::DNSName(n) if n.parse::<std::net::IpAddr>().is_err() => {
                             Ok((*n).to_owned())
                         }
-                        GeneralName::IPAddress(octets) => ip_text(octets).ok_or_else(|| {
-                            violation("subjectAltName", "iPAddress of neither 4 nor 16 octets")
-                        }),
+                        GeneralName::IPAddress(octets) => domain::ip_address::from_octets(octets)
+                            .map(|ip| ip.to_string())
+                            .ok_or_else(|| {
+                                violation("subjectAltName", "iPAddress of neither 4 nor 16 octets")
+                            }),
                         other => Err(violation(
                             "subjectAltName",
                             format!("neither a DNS name nor an IP address: {other:?}"),
@@ -356,14 +358,4 @@ fn lint_subject(
         }
         _ => Err(violation("subject", "only a single CN is allowed")),
     }
-}
-
-/// An iPAddress SAN's octets as the address's text form.
-fn ip_text(octets: &[u8]) -> Option<String> {
-    let ip = match octets.len() {
-        4 => std::net::IpAddr::from(<[u8; 4]>::try_from(octets).ok()?),
-        16 => std::net::IpAddr::from(<[u8; 16]>::try_from(octets).ok()?),
-        _ => return None,
-    };
-    Some(ip.to_string())
 }
