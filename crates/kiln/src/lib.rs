@@ -63,7 +63,7 @@ pub struct EmbeddedConfig {
     /// How many SCTs from how many operators, and how patiently.
     pub ct_policy: SubmitPolicy,
     /// Base of the AIA caIssuers and CRL URLs written into certificates
-    /// (`{base}/ca/intermediate.der`, `{base}/crl/{shard}`), always plain http as
+    /// (`{base}/ca/intermediate.der`, `{base}/crl/{issuer}/{shard}.crl`), always plain http as
     /// the Baseline Requirements demand; `None`: the listener's address.
     pub certificate_base_url: Option<String>,
     /// How revocations are published: shards, and how soon a revocation is
