@@ -84,10 +84,24 @@ async fn job_counts(cluster: &Cluster) -> Vec<(String, Option<JobCounts>)> {
         if name == "api" {
             continue;
         }
-        let metrics = try_scrape(&addr).await.ok();
+        let metrics = scrape_with_retries(&addr).await;
         counts.push((name, metrics.map(|m| JobCounts::of(&m))));
     }
     counts
+}
+
+/// A live worker busy reconnecting (after a broker restart) may miss one
+/// scrape; three misses a second apart mean it is gone.
+async fn scrape_with_retries(addr: &str) -> Option<Scrape> {
+    for attempt in 0..3 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        if let Ok(metrics) = try_scrape(addr).await {
+            return Some(metrics);
+        }
+    }
+    None
 }
 
 /// `kiln_jobs_total` of one process, summed per outcome.

@@ -47,19 +47,27 @@ impl AmqpQueue {
         let options = &self.shared.broker.options;
         let deadline = Instant::now() + options.publish_timeout;
         let mut backoff = Backoff::new(options.reconnect_min, options.reconnect_max);
+        let mut last_error = None;
         loop {
             let attempt = tokio::time::timeout_at(deadline, self.publish_once(&outgoing)).await;
             let error = match attempt {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(Attempt::Fail(error))) => return Err(error),
                 Ok(Err(Attempt::Retry(error))) => error,
-                Err(_elapsed) => return Err(gave_up(options.publish_timeout, "publish")),
+                // An attempt still in flight at the deadline says less than
+                // the refusal before it (a nack stays a nack).
+                Err(_elapsed) => {
+                    return Err(
+                        last_error.unwrap_or_else(|| gave_up(options.publish_timeout, "publish"))
+                    );
+                }
             };
             let pause = backoff.next_pause();
             if self.shared.broker.closed.is_cancelled() || Instant::now() + pause >= deadline {
                 return Err(error);
             }
             warn!(%error, ?pause, "publish failed; retrying");
+            last_error = Some(error);
             tokio::time::sleep(pause).await;
         }
     }
