@@ -424,6 +424,35 @@ async fn final_certificates_are_logged_best_effort() {
     assert!(matches!(err, SubmitError::PrecertificateGiven), "{err}");
 }
 
+/// A final certificate's SCT is a receipt that is never embedded: one signed
+/// with a key other than the configured one still counts as logged (only
+/// precertificate SCTs are verified, `an_sct_that_does_not_verify_is_not_counted`).
+#[tokio::test]
+async fn a_final_certificates_receipt_is_not_verified() {
+    let f = fixture();
+    let mut logs = start_logs(&["A", "B"], |_, _| {}).await;
+    let impostor = FakeLog::new(FakeLogConfig::generate().unwrap()).unwrap();
+    logs.configured[0].public_key_der = impostor.public_key_der().to_vec();
+    let final_der = f
+        .leaf
+        .build(&f.ca, CtMarker::SctList(&[]))
+        .unwrap()
+        .to_der()
+        .unwrap();
+
+    let results = submit_final(
+        &client(),
+        &logs.configured,
+        &final_der,
+        &f.issuer,
+        &policy(),
+    )
+    .await
+    .unwrap();
+    assert!(results.iter().all(|r| r.result.is_ok()), "{results:?}");
+    assert_eq!(logs.log(0).submissions().accepted, 1);
+}
+
 /// Chrome's policy: at least one SCT from an RFC 6962 log. With the static-ct
 /// logs listed (and answering) first, the RFC 6962 one is still asked at once
 /// and its SCT is among those embedded.
