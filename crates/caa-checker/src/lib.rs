@@ -64,22 +64,32 @@ impl Handler for CaaChecker {
         }
         let stale_before = now_ms() - self.recheck_after.as_millis() as i64;
         // CAA is for domain names: an IP address has no record to recheck.
-        let names: Vec<String> = authzs
+        let stale: Vec<&Authz> = authzs
             .iter()
             .filter(|a| a.validated_at.is_none_or(|at| at < stale_before))
             .filter(|a| {
                 domain::Identifier::from_authz_value(&a.identifier).kind != domain::Identifier::IP
             })
-            .map(Authz::requested_name)
             .collect();
-        if !names.is_empty() {
+        if !stale.is_empty() {
+            // Each name is rechecked with the method that validated it, so
+            // that `validationmethods` is honoured at finalize too.
+            let methods = self
+                .store
+                .validation_methods(order_id)
+                .await
+                .map_err(StageError::retry)?;
             let account_uri = format!("{}{}", self.account_url_prefix, order.account_id);
+            let names: Vec<(String, Option<&'static str>)> = stale
+                .iter()
+                .map(|a| (a.requested_name(), methods.get(&a.id).map(|m| m.as_str())))
+                .collect();
             let requests: Vec<CaaRequest> = names
                 .iter()
-                .map(|name| CaaRequest {
+                .map(|(name, method)| CaaRequest {
                     identifier: name,
                     account_uri: Some(&account_uri),
-                    validation_method: None,
+                    validation_method: *method,
                 })
                 .collect();
             info!(

@@ -256,6 +256,53 @@ async fn wildcards_and_account_uri_at_recheck() {
     assert_eq!(named, [Some(Identifier::dns("*.w.test"))], "{problem:?}");
 }
 
+/// RFC 8657 §4 at the recheck: each name is checked against the method that
+/// validated it (dns-01 here), not waved through as "method unknown".
+#[tokio::test]
+async fn validation_methods_are_honoured_at_recheck() {
+    let f = fixture().await;
+    let stale = now_ms() - 8 * HOUR_MS;
+    f.dns
+        .set_caa(
+            "dns-ok.test",
+            false,
+            "issue",
+            "kiln.test; validationmethods=dns-01",
+        )
+        .await;
+    f.dns
+        .set_caa(
+            "http-only.test",
+            false,
+            "issue",
+            "kiln.test; validationmethods=http-01",
+        )
+        .await;
+    order_at_check_caa(
+        &f.store,
+        "o-methods",
+        &[("dns-ok.test", stale), ("http-only.test", stale)],
+    )
+    .await;
+    f.checker.handle(&job("o-methods"), 1).await.unwrap();
+    let order = f.store.order("o-methods").await.unwrap().unwrap();
+    let problem = order.error.expect("refused");
+    let named: Vec<_> = problem
+        .subproblems
+        .iter()
+        .map(|p| p.identifier.clone())
+        .collect();
+    assert_eq!(
+        named,
+        [Some(Identifier::dns("http-only.test"))],
+        "{problem:?}"
+    );
+    assert!(
+        problem.subproblems[0].detail.contains("dns-01"),
+        "names the method: {problem:?}"
+    );
+}
+
 /// SERVFAIL: retried (the runner spaces the attempts out) until the last
 /// attempt, which ends the order with `dns` naming the identifier.
 #[tokio::test]

@@ -21,8 +21,9 @@ pub struct CaaRequest<'a> {
     pub identifier: &'a str,
     /// The requesting account's URI, for `accounturi` (RFC 8657 §3).
     pub account_uri: Option<&'a str>,
-    /// The ACME method that validated the name (`http-01`, `dns-01`,
-    /// `tls-alpn-01`), for `validationmethods` (RFC 8657 §4).
+    /// The ACME method that validated the name (`http-01`, `dns-01`, …),
+    /// for `validationmethods` (RFC 8657 §4); `None` when not known, which
+    /// a record limiting the methods refuses.
     pub validation_method: Option<&'a str>,
 }
 
@@ -118,11 +119,17 @@ fn grants(record: &CaaRecord, req: &CaaRequest, policy: &CaaPolicy) -> Result<()
     {
         return Err(format!("{shown} is limited to another account"));
     }
-    // Only checked when the caller knows the method (RFC 8657 §4).
-    if let (Some(methods), Some(ours)) = (param("validationmethods")?, req.validation_method)
-        && !methods.split(',').any(|m| m == ours)
-    {
-        return Err(format!("{shown} does not allow validation method {ours}"));
+    // RFC 8657 §4. An unknown method fails closed: a record that limits
+    // the methods grants nothing to a validation it cannot place.
+    if let Some(methods) = param("validationmethods")? {
+        let Some(ours) = req.validation_method else {
+            return Err(format!(
+                "{shown} limits the validation methods and the one used is not known"
+            ));
+        };
+        if !methods.split(',').any(|m| m == ours) {
+            return Err(format!("{shown} does not allow validation method {ours}"));
+        }
     }
     Ok(())
 }
@@ -314,6 +321,14 @@ mod tests {
             validation_method: None,
             ..plain
         };
+        let persist = CaaRequest {
+            validation_method: Some("dns-persist-01"),
+            ..plain
+        };
+        let account_label = CaaRequest {
+            validation_method: Some("dns-account-01"),
+            ..plain
+        };
 
         #[rustfmt::skip]
         let cases: Vec<(&str, Vec<CaaRecord>, CaaRequest, bool)> = vec![
@@ -338,7 +353,10 @@ mod tests {
             ("accounturi repeated", vec![rec(false, "issue", &format!("kiln.test; accounturi={acct}; accounturi={acct}"))], plain, false),
             ("validationmethods match", vec![rec(false, "issue", "kiln.test; validationmethods=dns-01,http-01")], plain, true),
             ("validationmethods mismatch", vec![rec(false, "issue", "kiln.test; validationmethods=dns-01")], plain, false),
-            ("validationmethods, method unknown", vec![rec(false, "issue", "kiln.test; validationmethods=dns-01")], no_method, true),
+            ("validationmethods, method unknown: fails closed", vec![rec(false, "issue", "kiln.test; validationmethods=dns-01")], no_method, false),
+            ("no validationmethods, method unknown", vec![rec(false, "issue", "kiln.test")], no_method, true),
+            ("validationmethods dns-persist-01", vec![rec(false, "issue", "kiln.test; validationmethods=dns-persist-01")], persist, true),
+            ("validationmethods dns-01 is not dns-account-01", vec![rec(false, "issue", "kiln.test; validationmethods=dns-01")], account_label, false),
             ("both params", vec![rec(false, "issue", &format!("kiln.test;accounturi={acct};validationmethods=http-01"))], plain, true),
             ("unknown parameter ignored", vec![rec(false, "issue", "kiln.test; policy=ev")], plain, true),
             ("whitespace allowed", vec![rec(false, "issue", " kiln.test ;  accounturi = https://kiln.test/acme/acct/1 ")], plain, true),

@@ -7,7 +7,7 @@
 use crate::db::Row;
 use crate::orders::{Authz, Challenge, Order};
 use crate::{Result, Store, parse, parse_json, stmt};
-use domain::{AuthzStatus, ChallengeStatus};
+use domain::{AuthzStatus, ChallengeStatus, ChallengeType};
 
 impl Store {
     /// The order with its authorizations, in one statement: every order
@@ -91,6 +91,27 @@ impl Store {
             .await?;
         row.map(|r| Ok((Challenge::from_row(&r)?, Authz::from_prefixed_row(&r)?)))
             .transpose()
+    }
+
+    /// The challenge type that validated each valid authorization of the
+    /// order, by authorization id: what CAA `validationmethods` (RFC 8657
+    /// §4) is checked against when the finalize recheck repeats CAA. Read
+    /// only for a recheck, so the order views do not pay for it.
+    pub async fn validation_methods(
+        &self,
+        order_id: &str,
+    ) -> Result<std::collections::HashMap<String, ChallengeType>> {
+        let rows = self
+            .db
+            .all(stmt!(
+                "SELECT c.authz_id, c.kind FROM challenges c JOIN authzs a ON a.id = c.authz_id
+                 WHERE a.order_id = $1 AND c.status = 'valid'",
+                order_id
+            ))
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.text("authz_id")?, parse::<ChallengeType>(r, "kind")?)))
+            .collect()
     }
 }
 
