@@ -70,6 +70,11 @@ pub struct ApiSection {
     /// Encrypt does.
     #[serde(default)]
     pub authz_reuse_secs: Option<u64>,
+    /// The challenge types new authorizations offer, where the identifier
+    /// admits them. Unset: all but `dns-persist-01`, a standing record that
+    /// an operator offers deliberately (it names `[acme] caa_identities`).
+    #[serde(default)]
+    pub challenge_types: Option<Vec<domain::ChallengeType>>,
     /// Names refused with `rejectedIdentifier`: `name` exactly, `*.name`
     /// every name under it, `.name` it and every name under it.
     #[serde(default)]
@@ -256,6 +261,10 @@ impl CheckedApiSection {
         if let Some(secs) = self.authz_reuse_secs {
             config.authz_reuse = Duration::from_secs(secs);
         }
+        if let Some(types) = &self.challenge_types {
+            config.challenge_types = types.clone();
+        }
+        config.check_challenge_types()?;
         Ok(config)
     }
 }

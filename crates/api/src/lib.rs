@@ -66,8 +66,12 @@ pub struct ApiConfig {
     pub challenge_timeout: Duration,
     /// `Retry-After` on `processing` orders and challenges.
     pub retry_after: Duration,
-    /// Shown in the directory's `meta.caaIdentities`.
+    /// Shown in the directory's `meta.caaIdentities`; also the issuer
+    /// domain names a dns-persist-01 record must name.
     pub caa_identities: Vec<String>,
+    /// The challenge types offered, each where the identifier admits it
+    /// (`domain::challenge_types_for`).
+    pub challenge_types: Vec<domain::ChallengeType>,
     pub terms_of_service: Option<String>,
     /// Served at `/roots/0` so clients and scripts can fetch the trust anchor.
     pub root_pem: Option<String>,
@@ -124,7 +128,35 @@ impl PolicyHandle {
     }
 }
 
+/// Offered unless configured: every type but dns-persist-01, a standing
+/// record that an operator turns on deliberately.
+pub const DEFAULT_CHALLENGE_TYPES: [domain::ChallengeType; 4] = [
+    domain::ChallengeType::Http01,
+    domain::ChallengeType::Dns01,
+    domain::ChallengeType::TlsAlpn01,
+    domain::ChallengeType::DnsAccount01,
+];
+
 impl ApiConfig {
+    /// A dns-persist-01 challenge lists the CA's issuer domain names, 1 to
+    /// 10 of them (draft-ietf-acme-dns-persist §3).
+    pub fn check_challenge_types(&self) -> anyhow::Result<()> {
+        if self.challenge_types.is_empty() {
+            anyhow::bail!("[api] challenge_types is empty: no identifier could be validated");
+        }
+        let names = self.caa_identities.len();
+        if self
+            .challenge_types
+            .contains(&domain::ChallengeType::DnsPersist01)
+            && !(1..=10).contains(&names)
+        {
+            anyhow::bail!(
+                "dns-persist-01 needs 1 to 10 issuer domain names in [acme] caa_identities, not {names}"
+            );
+        }
+        Ok(())
+    }
+
     pub fn new(base_url: impl Into<String>) -> Self {
         ApiConfig {
             base_url: base_url.into().trim_end_matches('/').to_string(),
@@ -137,6 +169,7 @@ impl ApiConfig {
             challenge_timeout: Duration::from_secs(60),
             retry_after: Duration::from_secs(1),
             caa_identities: vec!["kiln.test".into()],
+            challenge_types: DEFAULT_CHALLENGE_TYPES.to_vec(),
             terms_of_service: None,
             root_pem: None,
             finalize: PolicyHandle::new(FinalizePolicy::fixed(FinalizeMode::Async)),

@@ -2,7 +2,7 @@
 
 use crate::Api;
 use crate::error::problem_json;
-use domain::{AuthzStatus, ChallengeStatus, OrderStatus};
+use domain::{AuthzStatus, ChallengeStatus, ChallengeType, OrderStatus};
 use serde_json::{Value, json};
 use store::{Account, Authz, Challenge, Order};
 
@@ -97,7 +97,7 @@ impl Api {
             "identifier": domain::Identifier::from_authz_value(&authz.identifier),
             "status": status.as_str(),
             "expires": rfc3339(authz.expires_at),
-            "challenges": shown.iter().map(|c| self.challenge_json(c)).collect::<Vec<_>>(),
+            "challenges": shown.iter().map(|c| self.challenge_json(c, &authz.account_id)).collect::<Vec<_>>(),
         });
         if authz.wildcard {
             doc["wildcard"] = json!(true);
@@ -105,13 +105,21 @@ impl Api {
         doc
     }
 
-    pub fn challenge_json(&self, c: &Challenge) -> Value {
+    /// `account_id` owns the challenge's authorization.
+    pub fn challenge_json(&self, c: &Challenge, account_id: &str) -> Value {
         let mut doc = json!({
             "type": c.kind.as_str(),
             "url": self.challenge_url(&c.id),
             "status": c.status.as_str(),
-            "token": c.token,
         });
+        if c.kind == ChallengeType::DnsPersist01 {
+            // draft-ietf-acme-dns-persist-01 §3: no token; what the record
+            // must name instead.
+            doc["accounturi"] = json!(self.account_url(account_id));
+            doc["issuer-domain-names"] = json!(self.config.caa_identities);
+        } else {
+            doc["token"] = json!(c.token);
+        }
         if let Some(at) = c
             .validated_at
             .filter(|_| c.status == ChallengeStatus::Valid)

@@ -87,21 +87,18 @@ pub fn key_authorization(token: &str, thumbprint: &str) -> String {
     format!("{token}.{thumbprint}")
 }
 
-/// The challenge types offered for an identifier: no http-01 or tls-alpn-01
-/// for wildcards (RFC 8555 §7.1.3, RFC 8737 §3), never dns-01 for an IP
-/// address (RFC 8738 §7).
-pub fn challenge_types_for(identifier: &Identifier) -> &'static [ChallengeType] {
-    if identifier.kind == Identifier::IP {
-        &[ChallengeType::Http01, ChallengeType::TlsAlpn01]
-    } else if identifier.is_wildcard() {
-        &[ChallengeType::Dns01]
-    } else {
-        &[
-            ChallengeType::Http01,
-            ChallengeType::Dns01,
-            ChallengeType::TlsAlpn01,
-        ]
-    }
+/// The challenge types that can prove control of an identifier: only the
+/// DNS-based ones for a wildcard (RFC 8555 §7.1.3, RFC 8737 §3), none of
+/// them for an IP address (RFC 8738 §7). Which are offered is configured
+/// on top of this.
+pub fn challenge_types_for(identifier: &Identifier) -> impl Iterator<Item = ChallengeType> + '_ {
+    ChallengeType::ALL.into_iter().filter(|kind| {
+        if identifier.kind == Identifier::IP {
+            !kind.is_dns_based()
+        } else {
+            kind.is_dns_based() || !identifier.is_wildcard()
+        }
+    })
 }
 
 /// The status a client sees for an order, derived on read from what is
@@ -136,11 +133,15 @@ mod tests {
 
     #[test]
     fn wildcards_get_only_dns01() {
+        use ChallengeType as C;
+        let types = |i: Identifier| challenge_types_for(&i).collect::<Vec<_>>();
         assert_eq!(
-            challenge_types_for(&Identifier::dns("*.a.com")),
-            &[ChallengeType::Dns01]
+            types(Identifier::dns("*.a.com")),
+            [C::Dns01, C::DnsAccount01, C::DnsPersist01]
         );
-        assert_eq!(challenge_types_for(&Identifier::dns("a.com")).len(), 3);
+        assert_eq!(types(Identifier::dns("a.com")), C::ALL);
+        let address: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(types(Identifier::ip(address)), [C::Http01, C::TlsAlpn01]);
         assert_eq!(Identifier::dns("*.a.com").authz_name(), "a.com");
     }
 

@@ -58,7 +58,39 @@ string_enum!(ChallengeStatus {
     Invalid = "invalid",
 });
 
-string_enum!(ChallengeType { Http01 = "http-01", Dns01 = "dns-01", TlsAlpn01 = "tls-alpn-01" });
+string_enum!(
+    /// `dns-account-01` is draft-ietf-acme-dns-account-label (dns-01 under a
+    /// label of the account URL); `dns-persist-01` is draft-ietf-acme-dns-persist
+    /// in its deployed -01 form (a standing TXT record naming the CA and the
+    /// account, no token).
+    ChallengeType {
+        Http01 = "http-01",
+        Dns01 = "dns-01",
+        TlsAlpn01 = "tls-alpn-01",
+        DnsAccount01 = "dns-account-01",
+        DnsPersist01 = "dns-persist-01",
+    }
+);
+
+impl ChallengeType {
+    /// Every type Kiln can validate.
+    pub const ALL: [ChallengeType; 5] = [
+        ChallengeType::Http01,
+        ChallengeType::Dns01,
+        ChallengeType::TlsAlpn01,
+        ChallengeType::DnsAccount01,
+        ChallengeType::DnsPersist01,
+    ];
+
+    /// Proved through DNS records, so usable for a wildcard and never for
+    /// an IP address (RFC 8555 §7.1.3, RFC 8738 §7).
+    pub fn is_dns_based(self) -> bool {
+        matches!(
+            self,
+            ChallengeType::Dns01 | ChallengeType::DnsAccount01 | ChallengeType::DnsPersist01
+        )
+    }
+}
 
 string_enum!(
     /// Where a `processing` order is in the finalization pipeline. Each step

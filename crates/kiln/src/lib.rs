@@ -364,6 +364,9 @@ impl Kiln {
 
         let mut api_config = ApiConfig::new(&base_url);
         api_config.caa_identities = caa_identities;
+        // A laptop CA offers every method, so that client authors can test
+        // dns-persist-01 too (a production api opts in).
+        api_config.challenge_types = domain::ChallengeType::ALL.to_vec();
         api_config.step_timeout = config.step_timeout;
         api_config.finalize_timeout = config.finalize_timeout;
         api_config.authz_reuse = config.authz_reuse;

@@ -8,7 +8,10 @@ use crate::{Authz, Challenge, Result, Store, stmt};
 impl Store {
     /// The account's newest valid authorization of `identifier` (`wildcard`
     /// as asked) that expires after `expires_after` and was validated at or
-    /// after `validated_since` (unix ms), with its valid challenge.
+    /// after `validated_since` (unix ms), with its valid challenge. One
+    /// validated by dns-persist-01 is never reused, as Boulder does: the
+    /// record is read again for each order (its `persistUntil` and the BRs'
+    /// 10-day reuse cap for the method, 4.2.1, need no tracking then).
     pub async fn reusable_authz(
         &self,
         account_id: &str,
@@ -25,6 +28,7 @@ impl Store {
                         c.id AS challenge_id, c.kind, c.token, c.status AS challenge_status,
                         c.validated_at AS challenge_validated_at
                  FROM authzs a JOIN challenges c ON c.authz_id = a.id AND c.status = 'valid'
+                                                    AND c.kind <> 'dns-persist-01'
                  WHERE a.account_id = $1 AND a.identifier = $2 AND a.wildcard = $3
                    AND a.status = 'valid' AND a.expires_at > $4 AND a.validated_at >= $5
                  ORDER BY a.validated_at DESC

@@ -51,7 +51,7 @@ const ACME_IDENTIFIER_OID: &str = "1.3.6.1.5.5.7.1.31";
 /// Longest piece of received data quoted in a problem detail.
 const QUOTE_MAX: usize = 64;
 
-fn problem(kind: ProblemKind, domain: &str, detail: String) -> Problem {
+pub(crate) fn problem(kind: ProblemKind, domain: &str, detail: String) -> Problem {
     Problem::new(kind, detail).for_identifier(Identifier::from_authz_value(domain))
 }
 
@@ -70,7 +70,7 @@ fn url_host(domain: &str) -> String {
     }
 }
 
-fn dns_problem(domain: &str, what: &str, err: &DnsError) -> Problem {
+pub(crate) fn dns_problem(domain: &str, what: &str, err: &DnsError) -> Problem {
     let retry = if err.is_transient() {
         "; this may be temporary, please retry"
     } else {
@@ -80,7 +80,7 @@ fn dns_problem(domain: &str, what: &str, err: &DnsError) -> Problem {
 }
 
 /// Received bytes for a problem detail: lossy, escaped, bounded.
-fn quote(raw: &[u8]) -> String {
+pub(crate) fn quote(raw: &[u8]) -> String {
     let head = &raw[..raw.len().min(QUOTE_MAX * 4)];
     let text = String::from_utf8_lossy(head);
     let mut shown: String = text.chars().take(QUOTE_MAX).collect();
@@ -224,8 +224,19 @@ pub async fn validate_dns01(
     key_authorization: &str,
 ) -> Result<(), Problem> {
     let name = format!("_acme-challenge.{domain}");
+    validate_txt_digest(dns, domain, &name, key_authorization).await
+}
+
+/// A TXT record at `name` (which proves control of `domain`) must equal
+/// base64url(SHA-256(key authorization)): dns-01 and dns-account-01.
+pub(crate) async fn validate_txt_digest(
+    dns: &Dns,
+    domain: &str,
+    name: &str,
+    key_authorization: &str,
+) -> Result<(), Problem> {
     let expected = dns01_txt_value(key_authorization);
-    let txts = match dns.lookup_txt(&name).await {
+    let txts = match dns.lookup_txt(name).await {
         Ok(txts) => txts,
         Err(DnsError::NoRecords(_)) => {
             return Err(problem(

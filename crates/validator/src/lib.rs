@@ -1,6 +1,7 @@
 //! The `validator` stage: checks a challenge the client declared ready
-//! (http-01, dns-01, tls-alpn-01), then CAA at validation time, and records
-//! the outcome on the challenge, its authorization and its order.
+//! (http-01, dns-01, tls-alpn-01, dns-account-01, dns-persist-01), then CAA
+//! at validation time, and records the outcome on the challenge, its
+//! authorization and its order.
 
 #![forbid(unsafe_code)]
 
@@ -8,6 +9,8 @@ pub mod address;
 pub mod challenge;
 pub mod config;
 mod connect;
+pub mod dns_account;
+pub mod dns_persist;
 mod http01;
 
 use async_trait::async_trait;
@@ -32,7 +35,8 @@ pub struct Validator {
     /// The addresses http-01 and tls-alpn-01 may connect to.
     pub addresses: address::AddressPolicy,
     pub caa_policy: CaaPolicy,
-    /// Account URLs are `{account_url_prefix}{id}`, for CAA `accounturi`.
+    /// Account URLs are `{account_url_prefix}{id}`, exactly as the api
+    /// shows them (CAA `accounturi`, dns-account-01, dns-persist-01).
     pub account_url_prefix: String,
 }
 
@@ -58,14 +62,17 @@ impl Validator {
             .map_err(StageError::retry)?
             .ok_or_else(|| StageError::Permanent("authorization without account".into()))?;
         let key_authorization = domain::key_authorization(&chal.token, &account.key_thumbprint);
+        // As the api wrote it in `Location`: CAA `accounturi`, and the
+        // account that dns-account-01 and dns-persist-01 records name.
+        let account_uri = format!("{}{}", self.account_url_prefix, account.id);
         let name = authz.identifier.as_str();
         let is_ip = Identifier::from_authz_value(name).kind == Identifier::IP;
         let mut outcome = match chal.kind {
             // Never offered for an address (RFC 8738 §7): refused, should a
             // row say otherwise.
-            ChallengeType::Dns01 if is_ip => Err(Problem::new(
+            kind if is_ip && kind.is_dns_based() => Err(Problem::new(
                 domain::ProblemKind::Unauthorized,
-                "dns-01 cannot validate an IP address (RFC 8738 §7)",
+                format!("{kind} cannot validate an IP address (RFC 8738 §7)"),
             )
             .for_identifier(Identifier::from_authz_value(name))),
             ChallengeType::Http01 => {
@@ -82,6 +89,27 @@ impl Validator {
             ChallengeType::Dns01 => {
                 challenge::validate_dns01(&self.dns, name, &key_authorization).await
             }
+            ChallengeType::DnsAccount01 => {
+                dns_account::validate(&self.dns, name, &account_uri, &key_authorization).await
+            }
+            ChallengeType::DnsPersist01 => {
+                // Compared byte for byte with the record's (lowercased) name.
+                let issuer_domain_names: Vec<String> = self
+                    .caa_policy
+                    .issuer_domains
+                    .iter()
+                    .filter_map(|name| dns_persist::normalise_issuer_domain_name(name))
+                    .collect();
+                let expected = dns_persist::Expected {
+                    issuer_domain_names: &issuer_domain_names,
+                    account_uri: &account_uri,
+                    wildcard: authz.wildcard,
+                    now_secs: now_ms() / 1000,
+                };
+                dns_persist::validate(&self.dns, name, &expected)
+                    .await
+                    .map(|_record| ())
+            }
             ChallengeType::TlsAlpn01 => {
                 challenge::validate_tlsalpn01(
                     &self.dns,
@@ -97,7 +125,6 @@ impl Validator {
         // applies it to domain names).
         if outcome.is_ok() && !is_ip {
             let identifier = authz.requested_name();
-            let account_uri = format!("{}{}", self.account_url_prefix, account.id);
             let request = CaaRequest {
                 identifier: &identifier,
                 account_uri: Some(&account_uri),

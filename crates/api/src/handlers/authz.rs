@@ -100,7 +100,7 @@ pub async fn challenge(
     let up = api.authz_url(&authz.id);
     if req.post_as_get {
         let processing = challenge.status == ChallengeStatus::Processing;
-        return Ok(Reply::ok(api.challenge_json(&challenge))
+        return Ok(Reply::ok(api.challenge_json(&challenge, &authz.account_id))
             .link(&up, "up")
             .retry_after(processing_retry_after(&api, processing))
             .into_response());
@@ -141,7 +141,7 @@ pub async fn challenge(
         }
     }
     let processing = challenge.status == ChallengeStatus::Processing;
-    Ok(Reply::ok(api.challenge_json(&challenge))
+    Ok(Reply::ok(api.challenge_json(&challenge, &authz.account_id))
         .link(&up, "up")
         .retry_after(processing_retry_after(&api, processing))
         .into_response())

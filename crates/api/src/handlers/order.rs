@@ -165,17 +165,27 @@ pub async fn new_order(
             validated_at: None,
         };
         let challenges = domain::challenge_types_for(identifier)
-            .iter()
+            .filter(|kind| api.config.challenge_types.contains(kind))
             .map(|kind| Challenge {
                 id: random_id(16),
                 authz_id: authz.id.clone(),
-                kind: *kind,
+                kind,
                 token: random_id(32),
                 status: ChallengeStatus::Pending,
                 validated_at: None,
                 error: None,
             })
-            .collect();
+            .collect::<Vec<_>>();
+        if challenges.is_empty() {
+            // e.g. a wildcard where only http-01 is offered.
+            return Err(ApiError::new(
+                ProblemKind::UnsupportedIdentifier,
+                format!(
+                    "none of the challenge types this CA offers can validate {}",
+                    identifier.value
+                ),
+            ));
+        }
         authzs.push((authz, challenges));
     }
     // Every authorization reused: the order is ready as it is stored, which
