@@ -23,6 +23,15 @@ pub mod queues {
     pub const CT_SUBMITTER: &str = "kiln.ct-submitter";
     /// Every stage queue.
     pub const ALL: [&str; 4] = [VALIDATOR, CAA_CHECKER, SIGNER, CT_SUBMITTER];
+    /// Where the queue of a remote perspective's name begins (MPIC).
+    pub const PERSPECTIVE_PREFIX: &str = "kiln.perspective.";
+
+    /// The queue of the remote perspective `name` (a `validator` started
+    /// with `[validator] perspective = "name"`): each has its own, so that
+    /// every perspective repeats every check.
+    pub fn perspective(name: &str) -> String {
+        format!("{PERSPECTIVE_PREFIX}{name}")
+    }
     /// Every message a stage rejected or that was delivered too often,
     /// whatever its stage, kept for an operator to inspect; no stage
     /// consumes it.
@@ -46,23 +55,37 @@ pub enum Job {
     /// Log the issued final certificate with the CT logs, best effort
     /// (ct-submitter). Its outcome never changes the order.
     SubmitFinal { order_id: String },
+    /// Repeat a challenge's check (and its CAA check) from one remote
+    /// perspective (MPIC, BR 3.2.2.9), after the primary's passed.
+    Corroborate {
+        challenge_id: String,
+        perspective: String,
+    },
+    /// Decide a challenge's corroboration once every remote perspective has
+    /// answered or its deadline has passed (validator).
+    TallyCorroboration { challenge_id: String },
 }
 
 impl Job {
     /// The queue whose stage handles this job.
-    pub fn queue(&self) -> &'static str {
+    pub fn queue(&self) -> std::borrow::Cow<'static, str> {
         match self {
-            Job::ValidateChallenge { .. } => queues::VALIDATOR,
-            Job::CheckCaa { .. } => queues::CAA_CHECKER,
-            Job::SignPrecert { .. } | Job::SignFinal { .. } => queues::SIGNER,
-            Job::SubmitCt { .. } | Job::SubmitFinal { .. } => queues::CT_SUBMITTER,
+            Job::ValidateChallenge { .. } | Job::TallyCorroboration { .. } => {
+                queues::VALIDATOR.into()
+            }
+            Job::CheckCaa { .. } => queues::CAA_CHECKER.into(),
+            Job::SignPrecert { .. } | Job::SignFinal { .. } => queues::SIGNER.into(),
+            Job::SubmitCt { .. } | Job::SubmitFinal { .. } => queues::CT_SUBMITTER.into(),
+            Job::Corroborate { perspective, .. } => queues::perspective(perspective).into(),
         }
     }
 
     /// The order or challenge this job is about, for logs and spans.
     pub fn subject_id(&self) -> &str {
         match self {
-            Job::ValidateChallenge { challenge_id } => challenge_id,
+            Job::ValidateChallenge { challenge_id }
+            | Job::Corroborate { challenge_id, .. }
+            | Job::TallyCorroboration { challenge_id } => challenge_id,
             Job::CheckCaa { order_id }
             | Job::SignPrecert { order_id }
             | Job::SubmitCt { order_id }
@@ -79,6 +102,8 @@ impl Job {
             Job::SubmitCt { .. } => "submit-ct",
             Job::SignFinal { .. } => "sign-final",
             Job::SubmitFinal { .. } => "submit-final",
+            Job::Corroborate { .. } => "corroborate",
+            Job::TallyCorroboration { .. } => "tally-corroboration",
         }
     }
 }
@@ -166,6 +191,19 @@ mod tests {
                 "submit-final.v1.msgpack",
                 Envelope::new(Job::SubmitFinal { order_id: id }),
             ),
+            (
+                "corroborate.v1.msgpack",
+                Envelope::new(Job::Corroborate {
+                    challenge_id: "chl_0123456789abcdef".into(),
+                    perspective: "arin-1".into(),
+                }),
+            ),
+            (
+                "tally-corroboration.v1.msgpack",
+                Envelope::new(Job::TallyCorroboration {
+                    challenge_id: "chl_0123456789abcdef".into(),
+                }),
+            ),
         ]
     }
 
@@ -247,8 +285,15 @@ mod tests {
     #[test]
     fn every_job_routes_to_its_stage_queue() {
         for (_, env) in golden() {
-            assert!(queues::ALL.contains(&env.job.queue()));
+            let queue = env.job.queue();
+            let perspective = queue.starts_with(queues::PERSPECTIVE_PREFIX);
+            assert!(queues::ALL.contains(&&*queue) || perspective, "{queue}");
         }
+        let corroborate = Job::Corroborate {
+            challenge_id: "c".into(),
+            perspective: "ripe-2".into(),
+        };
+        assert_eq!(corroborate.queue(), "kiln.perspective.ripe-2");
         assert_eq!(
             Job::SignFinal {
                 order_id: "x".into()
@@ -278,7 +323,9 @@ mod tests {
                 "sign-precert",
                 "submit-ct",
                 "sign-final",
-                "submit-final"
+                "submit-final",
+                "corroborate",
+                "tally-corroboration"
             ]
         );
         #[derive(Deserialize)]

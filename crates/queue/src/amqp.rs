@@ -82,6 +82,9 @@ pub struct AmqpOptions {
     pub reconnect_max: Duration,
     /// Shown in the management UI / `rabbitmqctl list_connections`.
     pub connection_name: String,
+    /// Stage queues beyond `proto::queues::ALL` this process publishes to or
+    /// consumes, declared with them: the remote perspectives' (MPIC).
+    pub extra_stage_queues: Vec<String>,
 }
 
 impl Default for AmqpOptions {
@@ -99,6 +102,7 @@ impl Default for AmqpOptions {
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
             connection_name: "kiln".into(),
+            extra_stage_queues: Vec::new(),
         }
     }
 }
@@ -121,7 +125,8 @@ impl AmqpQueue {
     /// Connects once and declares the topology. Fails if the broker is not
     /// reachable now; after that, every operation reconnects by itself.
     pub async fn connect(url: &str, options: AmqpOptions) -> Result<AmqpQueue, QueueError> {
-        let topology = Topology::new(&options.prefix, &options.retry_steps)?;
+        let topology = Topology::new(&options.prefix, &options.retry_steps)?
+            .with_stage_queues(&options.extra_stage_queues)?;
         let broker = Broker::new(url, options, topology);
         broker.connection().await?;
         Ok(AmqpQueue {

@@ -49,7 +49,7 @@ impl MemoryQueue {
 #[async_trait]
 impl Queue for MemoryQueue {
     async fn publish(&self, message: Message) -> Result<(), QueueError> {
-        let (tx, _) = self.channel(message.envelope.job.queue());
+        let (tx, _) = self.channel(&message.envelope.job.queue());
         tx.send(message).map_err(|_| QueueError::Closed)
     }
 

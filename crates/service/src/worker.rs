@@ -27,6 +27,16 @@ impl Wiring {
     /// Connects to the database (already migrated by `kiln migrate`) and
     /// the broker; `name` labels the broker connection.
     pub async fn connect(common: Common, name: &str) -> anyhow::Result<Wiring> {
+        Self::connect_declaring(common, name, Vec::new()).await
+    }
+
+    /// As [`Wiring::connect`], declaring `extra_stage_queues` too (the
+    /// remote perspectives' queues, which only validators use).
+    pub async fn connect_declaring(
+        common: Common,
+        name: &str,
+        extra_stage_queues: Vec<String>,
+    ) -> anyhow::Result<Wiring> {
         let metrics = admin::install_metrics();
         let shutdown = crate::shutdown_on_signals();
         let db_url = common.database.resolve("database")?;
@@ -41,6 +51,7 @@ impl Wiring {
             prefix: broker.prefix.clone(),
             prefetch: u16::try_from(common.runner.concurrency).unwrap_or(u16::MAX),
             connection_name: format!("kiln-{name}-{}", std::process::id()),
+            extra_stage_queues,
             ..AmqpOptions::default()
         };
         let amqp = AmqpQueue::connect(&broker.url()?, options)

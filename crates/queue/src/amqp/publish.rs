@@ -40,7 +40,7 @@ impl AmqpQueue {
         let topology = &self.shared.broker.topology;
         let outgoing = Outgoing {
             exchange: short(exchange)?,
-            routing_key: short(&topology.name(message.envelope.job.queue()))?,
+            routing_key: short(&topology.name(&message.envelope.job.queue()))?,
             body: message.envelope.encode(),
             properties: properties(message),
         };

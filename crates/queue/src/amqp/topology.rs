@@ -66,6 +66,19 @@ impl Topology {
         Ok(topology)
     }
 
+    /// Also declares `extra` stage queues (proto names), e.g. the remote
+    /// perspectives' (MPIC); each is bound and dead-lettered like the rest.
+    pub fn with_stage_queues(mut self, extra: &[String]) -> Result<Topology, QueueError> {
+        for base in extra {
+            let queue = self.name(base);
+            short(&queue)?;
+            if !self.stage_queues.contains(&queue) {
+                self.stage_queues.push(queue);
+            }
+        }
+        Ok(self)
+    }
+
     /// The broker-side name of a proto queue or exchange name.
     pub fn name(&self, base: &str) -> String {
         format!("{}{base}", self.prefix)
