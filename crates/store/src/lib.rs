@@ -50,6 +50,7 @@ mod leadership;
 mod nonces;
 mod notifications;
 mod orders;
+mod perspectives;
 pub mod rate_limits;
 mod renewal;
 mod sweeping;
@@ -66,6 +67,7 @@ pub use finalization::BeginFinalize;
 pub use issuers::Issuer;
 pub use leadership::Leadership;
 pub use orders::{Authz, Challenge, Order, Timeline};
+pub use perspectives::{Corroboration, PerspectiveResult};
 pub use renewal::{RenewNow, RenewNowMark, RenewalFacts};
 pub use sweeping::{CompletedOrder, ProcessingCounts};
 
@@ -114,6 +116,7 @@ macro_rules! migrations {
             migrations!(@one $backend, 11, "authzs by account", "0011_authzs_by_account.sql"),
             migrations!(@one $backend, 12, "crl shards", "0012_crl_shards.sql"),
             migrations!(@one $backend, 13, "alternate chains", "0013_alternate_chains.sql"),
+            migrations!(@one $backend, 14, "perspectives", "0014_perspectives.sql"),
         ]
     };
     (@one $backend:literal, $version:literal, $description:literal, $file:literal) => {
