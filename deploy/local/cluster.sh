@@ -7,6 +7,8 @@
 #
 # Environment (same meanings and defaults as the `kiln` flags):
 #   KILN_REPLICAS        replicas of each worker (default 2)
+#   KILN_PERSPECTIVES    remote validation perspectives (MPIC), one validator
+#                        process each, named remote-1… (default 0)
 #   KILN_DATA_DIR        CA, configs, logs, pids (default ./kiln-cluster)
 #   KILN_LISTEN          the api's HTTPS address (default 127.0.0.1:14443)
 #   KILN_PUBLIC_HTTP_LISTEN  the api's plain-HTTP address for relying parties:
@@ -39,6 +41,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 data=${KILN_DATA_DIR:-$PWD/kiln-cluster}
 replicas=${KILN_REPLICAS:-2}
+perspectives=${KILN_PERSPECTIVES:-0}
 listen=${KILN_LISTEN:-127.0.0.1:14443}
 public_http=${KILN_PUBLIC_HTTP_LISTEN:-127.0.0.1:14080}
 dns_server=${KILN_DNS_SERVER:-}
@@ -150,7 +153,18 @@ TOML
   } >"$data/config/api.toml"
   # The challenge servers (certbot, lego, the tests' responders) are on this
   # machine: loopback is allowed as well as public addresses.
-  { common_config; printf '\n[validator]\n%s\nhttp01_port = %s\ntlsalpn01_port = %s\nallow_non_public = ["127.0.0.0/8", "::1/128"]\n' "$dns_line" "$http01" "$tlsalpn01"; } >"$data/config/validator.toml"
+  local validator_section
+  validator_section=$(printf '\n[validator]\n%s\nhttp01_port = %s\ntlsalpn01_port = %s\nallow_non_public = ["127.0.0.0/8", "::1/128"]\n' "$dns_line" "$http01" "$tlsalpn01")
+  # Remote perspectives (MPIC): one validator each, with its own queue; on
+  # one machine they share the resolver, so this is a test deployment.
+  local remotes=""
+  for i in $(seq 1 "$perspectives"); do remotes+="${remotes:+, }\"remote-$i\""; done
+  { common_config; printf '%s\n' "$validator_section"
+    printf '\n[validator.mpic]\nremotes = [%s]\ntest_deployment = true\n' "$remotes"; } >"$data/config/validator.toml"
+  for i in $(seq 1 "$perspectives"); do
+    { common_config; printf '%s\nperspective = "remote-%s"\n' "$validator_section" "$i"; } \
+      >"$data/config/perspective-$i.toml"
+  done
   local recheck_line=""
   [ -n "${KILN_CAA_RECHECK_AFTER_SECS:-}" ] && recheck_line="recheck_after_secs = $KILN_CAA_RECHECK_AFTER_SECS"
   { common_config; printf '\n[caa-checker]\n%s\n%s\n' "$dns_line" "$recheck_line"; } >"$data/config/caa-checker.toml"
@@ -169,6 +183,10 @@ TOML
       port=$((port + 1))
       start "$w-$r" "$w" "$data/config/$w.toml" "$port"
     done
+  done
+  for i in $(seq 1 "$perspectives"); do
+    port=$((port + 1))
+    start "perspective-$i" validator "$data/config/perspective-$i.toml" "$port"
   done
 
   for _ in $(seq 1 120); do

@@ -199,6 +199,19 @@ pub struct ServeArgs {
     /// intermediate (test a client's --preferred-chain with it).
     #[arg(long, env = "KILN_ALTERNATE_CHAIN")]
     pub(crate) alternate_chain: bool,
+    /// A remote validation perspective (MPIC, BR 3.2.2.9) resolving through
+    /// its own DNS server: NAME[@REGION]=DNS_ADDR, repeatable. Every
+    /// challenge that passes is repeated by each; the BRs' quorum decides.
+    #[arg(long = "perspective", value_name = "NAME[@REGION]=DNS_ADDR")]
+    pub(crate) perspectives: Vec<crate::perspectives::PerspectiveSpec>,
+    /// Log and count failed corroborations without refusing (a staged
+    /// rollout, as Let's Encrypt ran before enforcing).
+    #[arg(long, env = "KILN_MPIC_OBSERVE_ONLY")]
+    pub(crate) mpic_observe_only: bool,
+    /// How long remote perspectives have to answer; one that has not
+    /// counts as not corroborating.
+    #[arg(long, env = "KILN_MPIC_DEADLINE", value_parser = crate::knobs::parse_duration)]
+    pub(crate) mpic_deadline: Option<std::time::Duration>,
     /// Requests in flight at once; beyond it the api answers 503 with
     /// Retry-After.
     #[arg(long, env = "KILN_MAX_IN_FLIGHT_REQUESTS", default_value_t = api::request_limits::DEFAULT_MAX_IN_FLIGHT)]

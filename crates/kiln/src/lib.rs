@@ -11,6 +11,7 @@ mod data_dir;
 pub mod knobs;
 mod mgmt;
 mod order_report;
+pub mod perspectives;
 
 pub use data_dir::write_private;
 use data_dir::{lock_data_dir, private_database_file};
@@ -106,6 +107,8 @@ pub struct EmbeddedConfig {
     /// cross-signed by a second root, made in `data_dir/ca` if absent
     /// (`--alternate-chain`).
     pub alternate_chain: bool,
+    /// Remote perspectives and their quorum (`--perspective`).
+    pub mpic: perspectives::MpicSettings,
     /// Requests in flight at once before the api answers 503.
     pub max_in_flight_requests: usize,
     /// A valid authorization validated within this is reused in the same
@@ -148,6 +151,7 @@ impl EmbeddedConfig {
             terms_of_service: None,
             external_account_required: false,
             alternate_chain: false,
+            mpic: Default::default(),
             max_in_flight_requests: api::request_limits::DEFAULT_MAX_IN_FLIGHT,
             authz_reuse: Duration::from_secs(7 * 24 * 3600),
         }
@@ -277,7 +281,15 @@ impl Kiln {
             addresses: AddressPolicy::public_and_loopback(),
             caa_policy: caa_policy.clone(),
             account_url_prefix: account_url_prefix.clone(),
+            corroboration: config.mpic.corroboration(&queue_dyn),
+            perspective: None,
         };
+        for (queue_name, remote) in config.mpic.remote_validators(&validator)? {
+            let runner = RunnerConfig::default();
+            spawn_stage(
+                &mut tasks, &queue_dyn, queue_name, remote, runner, &seams, &shutdown,
+            );
+        }
         tracing::warn!(
             "validation may connect to loopback (127.0.0.0/8, ::1) as well as public addresses: \
              this all-in-one CA is for testing clients, not for the internet"

@@ -2,6 +2,7 @@
 
 use crate::address::AddressPolicy;
 use crate::challenge::ChallengePorts;
+use crate::mpic::RemotePerspective;
 use dns::DnsMode;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -23,6 +24,70 @@ pub struct ValidatorConfig {
     /// Empty in production: only public addresses (see `validator::address`).
     #[serde(default)]
     pub allow_non_public: Vec<ipnet::IpNet>,
+    /// Set on a remote perspective (MPIC): its name, unique in the
+    /// deployment, `NAME` or `NAME@REGION` (an RIR: ARIN, RIPE, APNIC,
+    /// LACNIC, AFRINIC). It consumes only its own queue and answers only
+    /// corroboration requests, with its own resolver and network.
+    #[serde(default)]
+    pub perspective: Option<String>,
+    /// The primary's remote perspectives and their quorum.
+    #[serde(default)]
+    pub mpic: MpicConfig,
+}
+
+/// `[validator.mpic]`: Multi-Perspective Issuance Corroboration
+/// (BR 3.2.2.9) on the primary.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MpicConfig {
+    /// Every remote perspective, `NAME@REGION` each (the region rule needs
+    /// regions; `NAME` alone only in a test deployment).
+    #[serde(default)]
+    pub remotes: Vec<String>,
+    /// How long the remotes have to answer; default 10.
+    #[serde(default)]
+    pub deadline_secs: Option<u64>,
+    /// Log and count a failed quorum, never refuse: a staged rollout.
+    #[serde(default)]
+    pub observe_only: bool,
+    /// A test deployment may run fewer remotes than the BRs require today
+    /// (none at all, or one machine's worth without regions); a production
+    /// validator refuses to start so.
+    #[serde(default)]
+    pub test_deployment: bool,
+}
+
+impl MpicConfig {
+    /// The remotes, checked against the BRs' minimum at `now_secs` unless
+    /// this is a test deployment.
+    pub fn remotes(&self, now_secs: i64) -> Result<Vec<RemotePerspective>, String> {
+        let remotes: Vec<RemotePerspective> = self
+            .remotes
+            .iter()
+            .map(|r| r.parse())
+            .collect::<Result<_, String>>()
+            .map_err(|e| format!("[validator.mpic] remotes: {e}"))?;
+        if self.test_deployment {
+            return Ok(remotes);
+        }
+        let required = crate::quorum::required_remotes(now_secs);
+        if remotes.len() < required {
+            return Err(format!(
+                "[validator.mpic] lists {} remote perspectives; the Baseline Requirements \
+                 (3.2.2.9) require {required} today. Set test_deployment = true for a test \
+                 deployment",
+                remotes.len()
+            ));
+        }
+        if let Some(r) = remotes.iter().find(|r| r.region.is_none()) {
+            return Err(format!(
+                "[validator.mpic] remote {:?} has no region (NAME@REGION): the Baseline \
+                 Requirements need corroboration from 2 regions",
+                r.name
+            ));
+        }
+        Ok(remotes)
+    }
 }
 
 fn default_http01() -> u16 {
@@ -90,6 +155,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("allow_non_public"), "{err}");
+    }
+
+    #[test]
+    fn production_refuses_fewer_remotes_than_the_brs_require() {
+        // 2026-12-15: five.
+        let at = 1_797_292_800;
+        let four = "remotes = [\"a@ARIN\", \"b@RIPE\", \"c@APNIC\", \"d@ARIN\"]\n";
+        let config = load(&format!("[validator.mpic]\n{four}")).unwrap();
+        let err = config.mpic.remotes(at).unwrap_err();
+        assert!(err.contains("require 5"), "{err}");
+        assert_eq!(config.mpic.remotes(at - 86_400 * 30).unwrap().len(), 4);
+        let test = load(&format!("[validator.mpic]\n{four}test_deployment = true\n")).unwrap();
+        assert_eq!(test.mpic.remotes(at).unwrap().len(), 4);
+        let none = load("[validator.mpic]\ntest_deployment = true\n").unwrap();
+        assert!(none.mpic.remotes(at).unwrap().is_empty());
+        assert!(load("").unwrap().mpic.remotes(at).is_err());
+    }
+
+    #[test]
+    fn remotes_need_regions_outside_a_test_deployment() {
+        let names = "remotes = [\"a\", \"b@RIPE\", \"c@APNIC\", \"d@ARIN\", \"e@ARIN\"]\n";
+        let config = load(&format!("[validator.mpic]\n{names}")).unwrap();
+        let err = config.mpic.remotes(1_797_292_800).unwrap_err();
+        assert!(err.contains("no region"), "{err}");
     }
 
     #[test]

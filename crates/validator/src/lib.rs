@@ -12,6 +12,9 @@ mod connect;
 pub mod dns_account;
 pub mod dns_persist;
 mod http01;
+pub mod mpic;
+pub mod quorum;
+pub mod roles;
 
 use async_trait::async_trait;
 use challenge::ChallengePorts;
@@ -20,7 +23,7 @@ use dns::caa::{CaaPolicy, CaaRequest};
 use domain::{ChallengeStatus, ChallengeType, Identifier, Problem};
 use proto::Job;
 use queue::{Handler, StageError};
-use store::{Store, now_ms};
+use store::{Authz, Challenge, Store, now_ms};
 use tracing::info;
 
 /// Deliveries of one validation while the CAA lookup fails (SERVFAIL,
@@ -38,23 +41,106 @@ pub struct Validator {
     /// Account URLs are `{account_url_prefix}{id}`, exactly as the api
     /// shows them (CAA `accounturi`, dns-account-01, dns-persist-01).
     pub account_url_prefix: String,
+    /// The primary's remote perspectives (MPIC); `None` asks none.
+    pub corroboration: Option<mpic::Corroboration>,
+    /// Set on a remote perspective, which answers only `Corroborate` jobs
+    /// addressed to it.
+    pub perspective: Option<mpic::RemotePerspective>,
 }
 
 impl Validator {
-    async fn validate(&self, job_id: &str, attempt: u32) -> Result<(), StageError> {
+    /// The challenge and its authorization while it is `processing`;
+    /// `None` once decided (a redelivery).
+    async fn processing(&self, id: &str) -> Result<Option<(Challenge, Authz)>, StageError> {
         let Some((chal, authz)) = self
             .store
-            .challenge_with_authz(job_id)
+            .challenge_with_authz(id)
             .await
             .map_err(StageError::retry)?
         else {
             return Err(StageError::Permanent(format!(
-                "challenge {job_id} does not exist"
+                "challenge {id} does not exist"
             )));
         };
-        if chal.status != ChallengeStatus::Processing {
-            return Ok(()); // already decided: a redelivery
+        Ok((chal.status == ChallengeStatus::Processing).then_some((chal, authz)))
+    }
+
+    /// The primary check; when it passes and remote perspectives are
+    /// configured, their corroboration is asked for instead of deciding.
+    async fn validate(&self, job_id: &str, attempt: u32) -> Result<Vec<Job>, StageError> {
+        let Some((chal, authz)) = self.processing(job_id).await? else {
+            return Ok(vec![]);
+        };
+        let outcome = self.check(&chal, &authz, Some(attempt)).await?;
+        info!(challenge_id = job_id, kind = %chal.kind, identifier = %authz.identifier, ok = outcome.is_ok(), "challenge validated");
+        if let (Ok(()), Some(corroboration)) = (&outcome, &self.corroboration)
+            && !corroboration.remotes.is_empty()
+        {
+            return corroboration.fan_out(&self.store, job_id).await;
         }
+        self.finish(job_id, &outcome).await?;
+        Ok(vec![])
+    }
+
+    /// A remote perspective's repeat of the check, recorded for the tally.
+    async fn corroborate(&self, job_id: &str, asked: &str) -> Result<Vec<Job>, StageError> {
+        let Some(me) = self.perspective.as_ref().filter(|p| p.name == asked) else {
+            return Err(StageError::Permanent(format!(
+                "corroboration for perspective {asked} reached another validator"
+            )));
+        };
+        let Some((chal, authz)) = self.processing(job_id).await? else {
+            return Ok(vec![]);
+        };
+        // A lookup failure here is this perspective's finding, not retried.
+        let outcome = self.check(&chal, &authz, None).await?;
+        info!(challenge_id = job_id, perspective = %me.name, corroborated = outcome.is_ok(), "perspective checked");
+        let record = mpic::record_of(&me.name, me.region, &outcome);
+        self.store
+            .record_perspective_result(job_id, &record)
+            .await
+            .map_err(StageError::retry)?;
+        Ok(vec![Job::TallyCorroboration {
+            challenge_id: job_id.to_string(),
+        }])
+    }
+
+    /// Decides a corroboration once it can be (every remote answered, or
+    /// the deadline passed).
+    async fn tally(&self, job_id: &str) -> Result<Vec<Job>, StageError> {
+        let Some(corroboration) = &self.corroboration else {
+            return Ok(vec![]);
+        };
+        let Some((_, authz)) = self.processing(job_id).await? else {
+            return Ok(vec![]);
+        };
+        let identifier = Identifier::from_authz_value(&authz.identifier);
+        if let Some(outcome) = corroboration
+            .tally(&self.store, job_id, &identifier)
+            .await?
+        {
+            self.finish(job_id, &outcome).await?;
+        }
+        Ok(vec![])
+    }
+
+    async fn finish(&self, job_id: &str, outcome: &Result<(), Problem>) -> Result<(), StageError> {
+        self.store
+            .finish_challenge(job_id, outcome.as_ref().map(|_| ()), now_ms())
+            .await
+            .map_err(StageError::retry)?;
+        Ok(())
+    }
+
+    /// The challenge's method from this validator's vantage point, then
+    /// CAA. `attempt` is the delivery's on the primary, whose failed CAA
+    /// lookups are retried; `None` on a remote perspective.
+    async fn check(
+        &self,
+        chal: &Challenge,
+        authz: &Authz,
+        attempt: Option<u32>,
+    ) -> Result<Result<(), Problem>, StageError> {
         let account = self
             .store
             .account(&authz.account_id)
@@ -135,17 +221,12 @@ impl Validator {
             // forbids will not.
             if let Err(problem) = &outcome
                 && problem.kind == domain::ProblemKind::Dns
-                && attempt < CAA_DNS_ATTEMPTS
+                && attempt.is_some_and(|a| a < CAA_DNS_ATTEMPTS)
             {
                 return Err(StageError::retry(problem));
             }
         }
-        info!(challenge_id = job_id, kind = %chal.kind, identifier = name, ok = outcome.is_ok(), "challenge validated");
-        self.store
-            .finish_challenge(job_id, outcome.as_ref().map(|_| ()), now_ms())
-            .await
-            .map_err(StageError::retry)?;
-        Ok(())
+        Ok(outcome)
     }
 }
 
@@ -157,9 +238,12 @@ impl Handler for Validator {
 
     async fn handle(&self, job: &Job, attempt: u32) -> Result<Vec<Job>, StageError> {
         match job {
-            Job::ValidateChallenge { challenge_id } => {
-                self.validate(challenge_id, attempt).await.map(|()| vec![])
-            }
+            Job::ValidateChallenge { challenge_id } => self.validate(challenge_id, attempt).await,
+            Job::Corroborate {
+                challenge_id,
+                perspective,
+            } => self.corroborate(challenge_id, perspective).await,
+            Job::TallyCorroboration { challenge_id } => self.tally(challenge_id).await,
             other => Err(StageError::Permanent(format!(
                 "validator got {}",
                 other.name()
@@ -168,6 +252,17 @@ impl Handler for Validator {
     }
 
     async fn give_up(&self, job: &Job, reason: &str) {
+        if let Job::Corroborate { perspective, .. } = job {
+            // A remote that cannot answer counts as not corroborating at
+            // the deadline; the challenge is the primary's to decide.
+            tracing::warn!(
+                challenge_id = job.subject_id(),
+                perspective,
+                reason,
+                "giving up on a corroboration"
+            );
+            return;
+        }
         tracing::warn!(
             challenge_id = job.subject_id(),
             reason,

@@ -1,4 +1,5 @@
-//! `validator`: checks challenges (http-01, dns-01, tls-alpn-01) and CAA.
+//! `validator`: checks challenges and CAA; with `[validator] perspective`,
+//! a remote perspective that repeats the primary's checks (MPIC).
 
 use dns::Dns;
 use dns::caa::CaaPolicy;
@@ -19,7 +20,10 @@ fn main() -> ExitCode {
             issuer_domains: common.acme.caa_identities.clone(),
         };
         let account_url_prefix = common.acme.account_url_prefix();
-        let wiring = service::Wiring::connect(common, "validator").await?;
+        let roles = validator::roles::Roles::of(&config, store::now_ms() / 1000)?;
+        let wiring =
+            service::Wiring::connect_declaring(common, "validator", roles.queues_to_declare())
+                .await?;
         let handler = Validator {
             store: wiring.store.clone(),
             dns,
@@ -27,7 +31,9 @@ fn main() -> ExitCode {
             addresses: config.addresses(),
             caa_policy,
             account_url_prefix,
+            corroboration: roles.corroboration(&wiring.queue),
+            perspective: roles.perspective.clone(),
         };
-        service::run_worker(wiring, proto::queues::VALIDATOR, handler).await
+        service::run_worker(wiring, roles.consumed_queue(), handler).await
     })
 }

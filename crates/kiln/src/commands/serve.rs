@@ -27,6 +27,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.terms_of_service = args.terms_of_service.clone();
     config.external_account_required = args.external_account_required;
     config.alternate_chain = args.alternate_chain;
+    config.mpic.perspectives = args.perspectives.clone();
+    config.mpic.deadline = args.mpic_deadline;
+    if args.mpic_observe_only {
+        config.mpic.enforcement = validator::quorum::Enforcement::ObserveOnly;
+    }
     config.max_in_flight_requests = args.max_in_flight_requests;
     let rate_limits = match config.rate_limits == Default::default() {
         true => "none".to_string(),
