@@ -9,6 +9,8 @@
 #   KILN_REPLICAS        replicas of each worker (default 2)
 #   KILN_PERSPECTIVES    remote validation perspectives (MPIC), one validator
 #                        process each, named remote-1… (default 0)
+#   KILN_PERSPECTIVE_DNS_SERVERS  space-separated resolvers, the i-th for
+#                        remote-i (default: KILN_DNS_SERVER's, as the primary)
 #   KILN_DATA_DIR        CA, configs, logs, pids (default ./kiln-cluster)
 #   KILN_LISTEN          the api's HTTPS address (default 127.0.0.1:14443)
 #   KILN_PUBLIC_HTTP_LISTEN  the api's plain-HTTP address for relying parties:
@@ -153,16 +155,21 @@ TOML
   } >"$data/config/api.toml"
   # The challenge servers (certbot, lego, the tests' responders) are on this
   # machine: loopback is allowed as well as public addresses.
-  local validator_section
-  validator_section=$(printf '\n[validator]\n%s\nhttp01_port = %s\ntlsalpn01_port = %s\nallow_non_public = ["127.0.0.0/8", "::1/128"]\n' "$dns_line" "$http01" "$tlsalpn01")
+  # The [validator] section with the resolver line given.
+  validator_section() {
+    printf '\n[validator]\n%s\nhttp01_port = %s\ntlsalpn01_port = %s\nallow_non_public = ["127.0.0.0/8", "::1/128"]\n' "$1" "$http01" "$tlsalpn01"
+  }
   # Remote perspectives (MPIC): one validator each, with its own queue; on
   # one machine they share the resolver, so this is a test deployment.
   local remotes=""
   for i in $(seq 1 "$perspectives"); do remotes+="${remotes:+, }\"remote-$i\""; done
-  { common_config; printf '%s\n' "$validator_section"
+  { common_config; validator_section "$dns_line"
     printf '\n[validator.mpic]\nremotes = [%s]\ntest_deployment = true\n' "$remotes"; } >"$data/config/validator.toml"
+  local own_dns=(${KILN_PERSPECTIVE_DNS_SERVERS:-})
   for i in $(seq 1 "$perspectives"); do
-    { common_config; printf '%s\nperspective = "remote-%s"\n' "$validator_section" "$i"; } \
+    local line=$dns_line
+    [ -n "${own_dns[$((i - 1))]:-}" ] && line="dns_server = \"${own_dns[$((i - 1))]}\""
+    { common_config; validator_section "$line"; printf 'perspective = "remote-%s"\n' "$i"; } \
       >"$data/config/perspective-$i.toml"
   done
   local recheck_line=""

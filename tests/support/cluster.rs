@@ -155,6 +155,8 @@ pub struct Cluster {
     env: Vec<(String, String)>,
     db_name: String,
     prefix: String,
+    /// Remote perspective validators (`KILN_PERSPECTIVES`), remote-1….
+    perspectives: usize,
     /// `down` ran already (the test stopped the cluster itself).
     stopped: bool,
 }
@@ -194,8 +196,12 @@ impl Cluster {
         let listen_port = free_port();
         let tlsalpn_port = free_port();
         let public_port = free_port();
+        let perspectives: usize = extra_env
+            .iter()
+            .find(|(k, _)| *k == "KILN_PERSPECTIVES")
+            .map_or(0, |(_, v)| v.parse().expect("KILN_PERSPECTIVES"));
         let admin_base = free_admin_base(
-            (1 + WORKERS.len() * replicas) as u16,
+            (1 + WORKERS.len() * replicas + perspectives) as u16,
             &[listen_port, tlsalpn_port, http01.port, public_port],
         );
         let public_http = format!("127.0.0.1:{public_port}");
@@ -238,6 +244,7 @@ impl Cluster {
             env,
             db_name,
             prefix,
+            perspectives,
             stopped: false,
         };
         let started = Instant::now();
@@ -396,7 +403,11 @@ impl Cluster {
         probe.is_ok_and(|r| r.status().is_success())
     }
 
-    async fn drop_database_and_topology(db_name: String, prefix: String) -> Result<(), String> {
+    async fn drop_database_and_topology(
+        db_name: String,
+        prefix: String,
+        perspectives: usize,
+    ) -> Result<(), String> {
         let admin = Store::connect(&format!("{POSTGRES}/{POSTGRES_ADMIN_DB}"))
             .await
             .map_err(|e| e.to_string())?;
@@ -407,8 +418,12 @@ impl Cluster {
         admin.close().await;
 
         let retry_steps = queue::AmqpOptions::default().retry_steps;
-        let topology =
-            queue::amqp::Topology::new(&prefix, &retry_steps).map_err(|e| e.to_string())?;
+        let remote_queues: Vec<String> = (1..=perspectives)
+            .map(|i| proto::queues::perspective(&format!("remote-{i}")))
+            .collect();
+        let topology = queue::amqp::Topology::new(&prefix, &retry_steps)
+            .and_then(|t| t.with_stage_queues(&remote_queues))
+            .map_err(|e| e.to_string())?;
         let connection =
             lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
                 .await
@@ -462,6 +477,7 @@ impl Drop for Cluster {
         // Drop cannot await: clean up on a runtime of its own, on its own
         // thread (a test that stops the broker restarts it before this).
         let (db_name, prefix) = (self.db_name.clone(), self.prefix.clone());
+        let perspectives = self.perspectives;
         let cleaned = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -470,7 +486,7 @@ impl Drop for Cluster {
             runtime.block_on(async {
                 tokio::time::timeout(
                     Duration::from_secs(60),
-                    Cluster::drop_database_and_topology(db_name, prefix),
+                    Cluster::drop_database_and_topology(db_name, prefix, perspectives),
                 )
                 .await
                 .map_err(|_| "timed out".to_string())?

@@ -1,0 +1,103 @@
+//! Multi-perspective validation in the distributed deployment: three remote
+//! perspective validators (RabbitMQ queues of their own, PostgreSQL for the
+//! findings), each resolving through its own DNS server, beside the
+//! primary validator; instant-acme is the client.
+
+use dns::testing::TestDnsServer;
+use instant_acme::{ChallengeType, Error, Order, OrderStatus, RetryPolicy};
+use kiln_tests::cluster::Cluster;
+use kiln_tests::instant::{new_account, new_order};
+use std::time::Duration;
+
+/// Publishes the dns-01 TXT on the primary's server and, per remote, the
+/// value it should see; declares the challenge ready and polls the order.
+async fn dns01(
+    order: &mut Order,
+    primary: &TestDnsServer,
+    remotes: &[TestDnsServer],
+    agreeing: &[usize],
+) -> (String, Result<OrderStatus, Error>) {
+    let mut authzs = order.authorizations();
+    let mut authz = authzs.next().await.expect("one").expect("authorization");
+    let mut challenge = authz.challenge(ChallengeType::Dns01).expect("dns-01");
+    let record = format!("_acme-challenge.{}", challenge.identifier());
+    let value = challenge.key_authorization().dns_value();
+    primary.set_txt(&record, &value).await;
+    for (i, remote) in remotes.iter().enumerate() {
+        let seen = if agreeing.contains(&i) {
+            value.as_str()
+        } else {
+            "hijacked"
+        };
+        remote.set_txt(&record, seen).await;
+    }
+    let id = challenge.url.rsplit('/').next().unwrap().to_string();
+    challenge.set_ready().await.expect("ready");
+    let retry = RetryPolicy::new()
+        .initial_delay(Duration::from_millis(200))
+        .timeout(Duration::from_secs(60));
+    (id, order.poll_ready(&retry).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn remote_perspectives_over_rabbitmq_corroborate_or_refuse() {
+    let primary = TestDnsServer::start().await;
+    let mut remotes = Vec::new();
+    for _ in 0..3 {
+        remotes.push(TestDnsServer::start().await);
+    }
+    let primary_addr = primary.addr().to_string();
+    let own: Vec<String> = remotes.iter().map(|r| r.addr().to_string()).collect();
+    let own = own.join(" ");
+    let cluster = Cluster::start(
+        "mpic",
+        1,
+        &[
+            ("KILN_DNS_SERVER", &primary_addr),
+            ("KILN_PERSPECTIVES", "3"),
+            ("KILN_PERSPECTIVE_DNS_SERVERS", &own),
+        ],
+    )
+    .await;
+    let account = new_account(&cluster.root_pem_path, &cluster.directory_url, &[]).await;
+
+    // One of three sees another TXT value: outvoted, and recorded.
+    let mut order = new_order(&account, &["outvoted.cluster.test"]).await;
+    let (id, ready) = dns01(&mut order, &primary, &remotes, &[0, 1]).await;
+    assert_eq!(ready.expect("ready"), OrderStatus::Ready);
+    let record = cluster
+        .store
+        .corroboration(&id)
+        .await
+        .unwrap()
+        .expect("recorded");
+    assert_eq!(record.verdict.as_deref(), Some("2/3"));
+    let seen: Vec<(&str, &str)> = record
+        .results
+        .iter()
+        .map(|r| (r.perspective.as_str(), r.result.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("remote-1", "corroborated"),
+            ("remote-2", "corroborated"),
+            ("remote-3", "disagreed")
+        ]
+    );
+
+    // Two of three: the challenge is invalid, both named.
+    let mut order = new_order(&account, &["hijacked.cluster.test"]).await;
+    let (_, outcome) = dns01(&mut order, &primary, &remotes, &[0]).await;
+    let Err(Error::Api(problem)) = outcome else {
+        panic!("expected the order to fail: {outcome:?}");
+    };
+    let named: Vec<String> = problem
+        .subproblems
+        .iter()
+        .filter_map(|p| p.detail.clone())
+        .collect();
+    assert_eq!(named.len(), 2, "{named:?}");
+    assert!(named[0].starts_with("perspective remote-2:"), "{named:?}");
+    assert!(named[1].starts_with("perspective remote-3:"), "{named:?}");
+}
