@@ -36,6 +36,12 @@ pub enum ProblemKind {
     Unauthorized,
     UnsupportedContact,
     UnsupportedIdentifier,
+    /// A kind this build does not know, read from the database where a
+    /// newer replica stored it (a rolling deploy): shown as
+    /// `serverInternal` with the stored detail rather than failing the
+    /// request. Never written by this build.
+    #[serde(other)]
+    Unknown,
 }
 
 impl ProblemKind {
@@ -68,6 +74,7 @@ impl ProblemKind {
             Unauthorized => "unauthorized",
             UnsupportedContact => "unsupportedContact",
             UnsupportedIdentifier => "unsupportedIdentifier",
+            Unknown => "serverInternal",
         }
     }
 
@@ -79,7 +86,7 @@ impl ProblemKind {
             // RFC 9773 §5: a certificate already replaced is a 409 Conflict.
             AlreadyReplaced => 409,
             RateLimited => 429,
-            ServerInternal => 500,
+            ServerInternal | Unknown => 500,
             _ => 400,
         }
     }
@@ -132,3 +139,51 @@ impl std::fmt::Display for Problem {
 }
 
 impl std::error::Error for Problem {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vector(name: &str) -> Problem {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("vectors")
+            .join(name);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    /// What the database holds (orders.error, challenges.error) reads back
+    /// as written: a build reads what an older one stored.
+    #[test]
+    fn stored_problems_decode() {
+        let a = Identifier::dns("a.test");
+        assert_eq!(
+            vector("problem-caa.v1.json"),
+            Problem::new(ProblemKind::Caa, "CAA forbids issuance").for_identifier(a.clone())
+        );
+        let mpic = vector("problem-mpic.v1.json");
+        assert_eq!(mpic.kind, ProblemKind::Unauthorized);
+        assert_eq!(mpic.subproblems.len(), 1);
+        assert_eq!(mpic.subproblems[0].identifier, Some(a));
+    }
+
+    /// A kind a newer replica stored (a rolling deploy) is read as
+    /// `Unknown` and answered as `serverInternal`, never a failed read.
+    #[test]
+    fn an_unknown_kind_reads_as_unknown() {
+        let future = vector("problem-future-kind.v1.json");
+        assert_eq!(future.kind, ProblemKind::Unknown);
+        assert_eq!(future.kind.acme_name(), "serverInternal");
+        assert_eq!(future.kind.http_status(), 500);
+        assert_eq!(future.detail, "stored by a newer replica");
+    }
+
+    /// Every kind this build writes reads back as itself.
+    #[test]
+    fn written_kinds_round_trip() {
+        let problem = Problem::new(ProblemKind::RejectedIdentifier, "x");
+        let json = serde_json::to_string(&problem).unwrap();
+        assert!(json.contains("\"rejectedIdentifier\""), "{json}");
+        assert_eq!(serde_json::from_str::<Problem>(&json).unwrap(), problem);
+    }
+}
