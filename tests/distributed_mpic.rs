@@ -6,6 +6,7 @@
 use dns::testing::TestDnsServer;
 use instant_acme::{ChallengeType, Error, Order, OrderStatus, RetryPolicy};
 use kiln_tests::cluster::Cluster;
+use kiln_tests::csr_der;
 use kiln_tests::instant::{new_account, new_order};
 use std::time::Duration;
 
@@ -56,6 +57,8 @@ async fn remote_perspectives_over_rabbitmq_corroborate_or_refuse() {
             ("KILN_DNS_SERVER", &primary_addr),
             ("KILN_PERSPECTIVES", "3"),
             ("KILN_PERSPECTIVE_DNS_SERVERS", &own),
+            // Every finalize rechecks CAA, corroborated by the remotes.
+            ("KILN_CAA_RECHECK_AFTER_SECS", "0"),
         ],
     )
     .await;
@@ -100,4 +103,37 @@ async fn remote_perspectives_over_rabbitmq_corroborate_or_refuse() {
     assert_eq!(named.len(), 2, "{named:?}");
     assert!(named[0].starts_with("perspective remote-2:"), "{named:?}");
     assert!(named[1].starts_with("perspective remote-3:"), "{named:?}");
+
+    // A CAA record for another CA appears at two remotes after validation:
+    // the recheck at finalize is refused by the quorum.
+    let name = "recheck.cluster.test";
+    let mut order = new_order(&account, &[name]).await;
+    let (_, ready) = dns01(&mut order, &primary, &remotes, &[0, 1, 2]).await;
+    assert_eq!(ready.expect("ready"), OrderStatus::Ready);
+    for remote in &remotes[1..] {
+        remote
+            .set_caa(name, false, "issue", "other-ca.example")
+            .await;
+    }
+    order
+        .finalize_csr(&csr_der(&[name]))
+        .await
+        .expect("finalize");
+    let retry = RetryPolicy::new().timeout(Duration::from_secs(60));
+    let outcome = order.poll_certificate(&retry).await;
+    let Err(Error::Api(problem)) = outcome else {
+        panic!("expected the recheck to fail: {outcome:?}");
+    };
+    assert_eq!(
+        problem.r#type.as_deref(),
+        Some("urn:ietf:params:acme:error:caa")
+    );
+    let order_id = order.url().rsplit('/').next().unwrap().to_string();
+    let record = cluster
+        .store
+        .corroboration(&store::caa_recheck_subject(&order_id))
+        .await
+        .unwrap()
+        .expect("recorded");
+    assert_eq!(record.verdict.as_deref(), Some("1/3"));
 }

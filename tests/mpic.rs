@@ -281,7 +281,7 @@ async fn observe_only_counts_a_failed_quorum_without_refusing() {
     let primary = world.primary.addr();
     let kiln = TestKiln::start_with(Some(primary), move |c| {
         c.mpic.perspectives = perspectives;
-        c.mpic.enforcement = validator::quorum::Enforcement::ObserveOnly;
+        c.mpic.enforcement = mpic::quorum::Enforcement::ObserveOnly;
     })
     .await;
     let (_account, mut order) = new_account_and_order(&kiln, "observed.test").await;
@@ -290,4 +290,75 @@ async fn observe_only_counts_a_failed_quorum_without_refusing() {
     let (verdict, _) = results(&kiln, &id).await;
     assert_eq!(verdict, "1/3", "the failure is recorded");
     kiln.kiln.shutdown().await;
+}
+
+/// The finalize-time CAA recheck is corroborated too: a CAA record that
+/// appears after validation at one remote is outvoted, at two it refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_caa_recheck_at_finalize_is_corroborated() {
+    let world = World::start().await;
+    let perspectives = world.perspectives();
+    let primary = world.primary.addr();
+    let kiln = TestKiln::start_with(Some(primary), move |c| {
+        c.mpic.perspectives = perspectives;
+        // Every finalize rechecks CAA.
+        c.caa_recheck_after = Duration::ZERO;
+    })
+    .await;
+    let retry = RetryPolicy::new()
+        .initial_delay(Duration::from_millis(100))
+        .timeout(Duration::from_secs(30));
+
+    for (name, forbidding, issued) in [
+        ("recheck-one.test", 1, true),
+        ("recheck-two.test", 2, false),
+    ] {
+        let (_account, mut order) = new_account_and_order(&kiln, name).await;
+        let (_, ready) = dns01(&mut order, txt_seen_by(&[0, 1, 2]), &world).await;
+        assert_eq!(ready.expect("ready"), OrderStatus::Ready);
+        for remote in &world.remotes[..forbidding] {
+            remote
+                .set_caa(name, false, "issue", "other-ca.example")
+                .await;
+        }
+        order
+            .finalize_csr(&kiln_tests::csr_der(&[name]))
+            .await
+            .expect("finalize");
+        let outcome = order.poll_certificate(&retry).await;
+        let verdict = kiln
+            .kiln
+            .store
+            .corroboration(&store::caa_recheck_subject(&order_id(&mut order)))
+            .await
+            .unwrap()
+            .and_then(|c| c.verdict);
+        if issued {
+            outcome.expect("issued despite one");
+            assert_eq!(verdict.as_deref(), Some("2/3"), "{name}");
+        } else {
+            let Err(Error::Api(problem)) = outcome else {
+                panic!("{name}: expected the order to fail: {outcome:?}");
+            };
+            assert_eq!(
+                problem.r#type.as_deref(),
+                Some("urn:ietf:params:acme:error:caa")
+            );
+            let named: Vec<String> = problem
+                .subproblems
+                .iter()
+                .filter_map(|p| p.detail.clone())
+                .collect();
+            assert_eq!(named.len(), 2, "{named:?}");
+            assert!(named[0].starts_with("perspective remote-0:"), "{named:?}");
+            assert!(named[0].contains("other-ca.example"), "{named:?}");
+            assert_eq!(verdict.as_deref(), Some("1/3"), "{name}");
+        }
+    }
+    kiln.kiln.shutdown().await;
+}
+
+/// The order's id, the last segment of its URL.
+fn order_id(order: &mut Order) -> String {
+    order.url().rsplit('/').next().unwrap().to_string()
 }

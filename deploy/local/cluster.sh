@@ -174,7 +174,8 @@ TOML
   done
   local recheck_line=""
   [ -n "${KILN_CAA_RECHECK_AFTER_SECS:-}" ] && recheck_line="recheck_after_secs = $KILN_CAA_RECHECK_AFTER_SECS"
-  { common_config; printf '\n[caa-checker]\n%s\n%s\n' "$dns_line" "$recheck_line"; } >"$data/config/caa-checker.toml"
+  { common_config; printf '\n[caa-checker]\n%s\n%s\n' "$dns_line" "$recheck_line"
+    printf '\n[caa-checker.mpic]\nremotes = [%s]\ntest_deployment = true\n' "$remotes"; } >"$data/config/caa-checker.toml"
   { common_config; printf '\n[signer]\nca_dir = "%s/ca"\n\n[signer.crl]\npublish_within_secs = %s\n' \
       "$data" "${KILN_CRL_PUBLISH_WITHIN_SECS:-60}"; } >"$data/config/signer.toml"
   { common_config; printf '\n[ct-submitter]\n%s' "$logs_toml"; } >"$data/config/ct-submitter.toml"

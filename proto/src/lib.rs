@@ -64,6 +64,18 @@ pub enum Job {
     /// Decide a challenge's corroboration once every remote perspective has
     /// answered or its deadline has passed (validator).
     TallyCorroboration { challenge_id: String },
+    /// Repeat the finalize-time CAA recheck of `names` (as the order asked
+    /// for them, `*.` kept) from one remote perspective, after the
+    /// caa-checker's own passed.
+    CorroborateCaa {
+        order_id: String,
+        perspective: String,
+        /// The order's account, for CAA `accounturi`.
+        account_id: String,
+        names: Vec<CaaName>,
+    },
+    /// Decide the CAA recheck's corroboration (caa-checker).
+    TallyCaa { order_id: String },
 }
 
 impl Job {
@@ -73,10 +85,12 @@ impl Job {
             Job::ValidateChallenge { .. } | Job::TallyCorroboration { .. } => {
                 queues::VALIDATOR.into()
             }
-            Job::CheckCaa { .. } => queues::CAA_CHECKER.into(),
+            Job::CheckCaa { .. } | Job::TallyCaa { .. } => queues::CAA_CHECKER.into(),
             Job::SignPrecert { .. } | Job::SignFinal { .. } => queues::SIGNER.into(),
             Job::SubmitCt { .. } | Job::SubmitFinal { .. } => queues::CT_SUBMITTER.into(),
-            Job::Corroborate { perspective, .. } => queues::perspective(perspective).into(),
+            Job::Corroborate { perspective, .. } | Job::CorroborateCaa { perspective, .. } => {
+                queues::perspective(perspective).into()
+            }
         }
     }
 
@@ -87,6 +101,8 @@ impl Job {
             | Job::Corroborate { challenge_id, .. }
             | Job::TallyCorroboration { challenge_id } => challenge_id,
             Job::CheckCaa { order_id }
+            | Job::CorroborateCaa { order_id, .. }
+            | Job::TallyCaa { order_id }
             | Job::SignPrecert { order_id }
             | Job::SubmitCt { order_id }
             | Job::SignFinal { order_id }
@@ -104,8 +120,19 @@ impl Job {
             Job::SubmitFinal { .. } => "submit-final",
             Job::Corroborate { .. } => "corroborate",
             Job::TallyCorroboration { .. } => "tally-corroboration",
+            Job::CorroborateCaa { .. } => "corroborate-caa",
+            Job::TallyCaa { .. } => "tally-caa",
         }
     }
+}
+
+/// One name of a CAA recheck, with the challenge type that validated it
+/// (for `validationmethods`; `None` when not known, which such a record
+/// refuses).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaaName {
+    pub name: String,
+    pub method: Option<String>,
 }
 
 /// What travels on the queue: the job plus delivery bookkeeping.
@@ -202,6 +229,30 @@ mod tests {
                 "tally-corroboration.v1.msgpack",
                 Envelope::new(Job::TallyCorroboration {
                     challenge_id: "chl_0123456789abcdef".into(),
+                }),
+            ),
+            (
+                "corroborate-caa.v1.msgpack",
+                Envelope::new(Job::CorroborateCaa {
+                    order_id: "ord_0123456789abcdef".into(),
+                    perspective: "arin-1".into(),
+                    account_id: "acct_0123".into(),
+                    names: vec![
+                        CaaName {
+                            name: "*.a.test".into(),
+                            method: Some("dns-01".into()),
+                        },
+                        CaaName {
+                            name: "a.test".into(),
+                            method: None,
+                        },
+                    ],
+                }),
+            ),
+            (
+                "tally-caa.v1.msgpack",
+                Envelope::new(Job::TallyCaa {
+                    order_id: "ord_0123456789abcdef".into(),
                 }),
             ),
         ]
@@ -325,7 +376,9 @@ mod tests {
                 "sign-final",
                 "submit-final",
                 "corroborate",
-                "tally-corroboration"
+                "tally-corroboration",
+                "corroborate-caa",
+                "tally-caa"
             ]
         );
         #[derive(Deserialize)]

@@ -16,6 +16,10 @@ pub struct CaaCheckerConfig {
     /// Authorizations validated longer ago than this are rechecked.
     #[serde(default = "default_recheck_after_secs")]
     pub recheck_after_secs: u64,
+    /// The remote perspectives that repeat a recheck (the same as
+    /// `[validator.mpic]`'s).
+    #[serde(default)]
+    pub mpic: mpic::MpicConfig,
 }
 
 fn default_recheck_after_secs() -> u64 {

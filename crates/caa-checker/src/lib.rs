@@ -9,9 +9,9 @@ pub mod config;
 
 use async_trait::async_trait;
 use dns::Dns;
-use dns::caa::{CaaPolicy, CaaRequest};
+use dns::caa::CaaPolicy;
 use domain::{FinalizeStep, OrderStatus, Problem, ProblemKind};
-use proto::Job;
+use proto::{CaaName, Job};
 use queue::{Handler, StageError};
 use std::time::Duration;
 use store::{Authz, Store, now_ms};
@@ -32,6 +32,9 @@ pub struct CaaChecker {
     pub step_timeout: Duration,
     /// Account URLs are `{account_url_prefix}{id}`, for `accounturi`.
     pub account_url_prefix: String,
+    /// The remote perspectives that repeat a recheck that passed (MPIC,
+    /// BR 3.2.2.9); `None` asks none.
+    pub corroboration: Option<mpic::Corroboration>,
 }
 
 #[async_trait]
@@ -41,12 +44,23 @@ impl Handler for CaaChecker {
     }
 
     async fn handle(&self, job: &Job, attempt: u32) -> Result<Vec<Job>, StageError> {
-        let Job::CheckCaa { order_id } = job else {
-            return Err(StageError::Permanent(format!(
+        match job {
+            Job::CheckCaa { order_id } => self.check(order_id, attempt).await,
+            Job::TallyCaa { order_id } => self.tally(order_id).await,
+            other => Err(StageError::Permanent(format!(
                 "caa-checker got {}",
-                job.name()
-            )));
-        };
+                other.name()
+            ))),
+        }
+    }
+
+    async fn give_up(&self, job: &Job, reason: &str) {
+        self.store.give_up_order(job.subject_id(), reason).await;
+    }
+}
+
+impl CaaChecker {
+    async fn check(&self, order_id: &str, attempt: u32) -> Result<Vec<Job>, StageError> {
         let order = self
             .store
             .order_with_authzs(order_id)
@@ -80,18 +94,14 @@ impl Handler for CaaChecker {
                 .await
                 .map_err(StageError::retry)?;
             let account_uri = format!("{}{}", self.account_url_prefix, order.account_id);
-            let names: Vec<(String, Option<&'static str>)> = stale
+            let names: Vec<CaaName> = stale
                 .iter()
-                .map(|a| (a.requested_name(), methods.get(&a.id).map(|m| m.as_str())))
-                .collect();
-            let requests: Vec<CaaRequest> = names
-                .iter()
-                .map(|(name, method)| CaaRequest {
-                    identifier: name,
-                    account_uri: Some(&account_uri),
-                    validation_method: *method,
+                .map(|a| CaaName {
+                    name: a.requested_name(),
+                    method: methods.get(&a.id).map(|m| m.as_str().to_string()),
                 })
                 .collect();
+            let requests = mpic::caa_requests(&names, &account_uri);
             info!(
                 order_id,
                 rechecked = names.len(),
@@ -112,7 +122,60 @@ impl Handler for CaaChecker {
                     .map_err(StageError::retry)?;
                 return Ok(vec![]);
             }
+            if let Some(corroboration) = &self.corroboration {
+                let subject = store::caa_recheck_subject(order_id);
+                let tally = Job::TallyCaa {
+                    order_id: order_id.to_string(),
+                };
+                let ask = |r: &mpic::RemotePerspective| Job::CorroborateCaa {
+                    order_id: order_id.to_string(),
+                    perspective: r.name.clone(),
+                    account_id: order.account_id.clone(),
+                    names: names.clone(),
+                };
+                return corroboration
+                    .fan_out(&self.store, &subject, tally, ask)
+                    .await;
+            }
         }
+        self.advance(order_id).await
+    }
+
+    /// Decides the recheck's corroboration once it can be.
+    async fn tally(&self, order_id: &str) -> Result<Vec<Job>, StageError> {
+        let Some(corroboration) = &self.corroboration else {
+            return Ok(vec![]);
+        };
+        let Some((order, _)) = self
+            .store
+            .order_with_authzs(order_id)
+            .await
+            .map_err(StageError::retry)?
+        else {
+            return Ok(vec![]);
+        };
+        if (order.status, order.step) != (OrderStatus::Processing, Some(FinalizeStep::CheckCaa)) {
+            return Ok(vec![]);
+        }
+        let subject = store::caa_recheck_subject(order_id);
+        match corroboration.tally(&self.store, &subject, None).await? {
+            None => Ok(vec![]),
+            Some(Ok(())) => self.advance(order_id).await,
+            Some(Err(problem)) => {
+                warn!(order_id, ?problem, "CAA recheck not corroborated");
+                let mut problem = problem;
+                problem.kind = ProblemKind::Caa;
+                self.store
+                    .fail_order(order_id, &problem)
+                    .await
+                    .map_err(StageError::retry)?;
+                Ok(vec![])
+            }
+        }
+    }
+
+    /// The recheck passed: on to signing.
+    async fn advance(&self, order_id: &str) -> Result<Vec<Job>, StageError> {
         let deadline = now_ms() + self.step_timeout.as_millis() as i64;
         self.store
             .advance_step(
@@ -124,12 +187,8 @@ impl Handler for CaaChecker {
             .await
             .map_err(StageError::retry)?;
         Ok(vec![Job::SignPrecert {
-            order_id: order_id.clone(),
+            order_id: order_id.to_string(),
         }])
-    }
-
-    async fn give_up(&self, job: &Job, reason: &str) {
-        self.store.give_up_order(job.subject_id(), reason).await;
     }
 }
 

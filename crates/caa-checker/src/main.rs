@@ -1,4 +1,5 @@
-//! `caa-checker`: rechecks CAA at finalize for stale authorizations.
+//! `caa-checker`: rechecks CAA at finalize for stale authorizations, with
+//! `[caa-checker.mpic]`'s remote perspectives corroborating.
 
 use caa_checker::CaaChecker;
 use caa_checker::config::CaaCheckerConfig;
@@ -14,8 +15,22 @@ fn main() -> ExitCode {
         };
         let account_url_prefix = common.acme.account_url_prefix();
         let step_timeout = common.runner.step_timeout();
-        let wiring = service::Wiring::connect(common, "caa-checker").await?;
+        let now_secs = store::now_ms() / 1000;
+        let remotes = config
+            .mpic
+            .remotes(now_secs)
+            .map_err(|e| anyhow::anyhow!("[caa-checker.mpic]: {e}"))?;
+        let queues = remotes
+            .iter()
+            .map(|r| proto::queues::perspective(&r.name))
+            .collect();
+        let wiring = service::Wiring::connect_declaring(common, "caa-checker", queues).await?;
+        let corroboration = config
+            .mpic
+            .corroboration(&wiring.queue, now_secs)
+            .map_err(anyhow::Error::msg)?;
         let handler = CaaChecker {
+            corroboration,
             store: wiring.store.clone(),
             dns,
             policy,

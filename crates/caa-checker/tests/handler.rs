@@ -51,6 +51,7 @@ async fn fixture() -> Fixture {
         recheck_after: Duration::from_secs(7 * 3600),
         step_timeout: Duration::from_secs(30),
         account_url_prefix: PREFIX.into(),
+        corroboration: None,
     };
     Fixture {
         checker,

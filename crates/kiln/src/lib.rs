@@ -310,6 +310,7 @@ impl Kiln {
             recheck_after: config.caa_recheck_after,
             step_timeout: config.step_timeout,
             account_url_prefix,
+            corroboration: config.mpic.corroboration(&queue_dyn),
         };
         spawn_stage(
             &mut tasks,

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dns::{Dns, DnsMode};
+use mpic::quorum::Enforcement;
+use mpic::{Corroboration, RemotePerspective};
 use queue::Queue;
 use validator::Validator;
-use validator::mpic::{Corroboration, RemotePerspective};
-use validator::quorum::Enforcement;
 
 /// One `--perspective` flag.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,7 +42,7 @@ impl std::str::FromStr for PerspectiveSpec {
 #[derive(Clone, Debug, Default)]
 pub struct MpicSettings {
     pub perspectives: Vec<PerspectiveSpec>,
-    /// `None`: [`validator::mpic::DEFAULT_DEADLINE`].
+    /// `None`: [`mpic::DEFAULT_DEADLINE`].
     pub deadline: Option<Duration>,
     pub enforcement: Enforcement,
 }
@@ -61,7 +61,7 @@ impl MpicSettings {
         Some(Corroboration {
             region_rule: remotes.iter().all(|r| r.region.is_some()),
             remotes,
-            deadline: self.deadline.unwrap_or(validator::mpic::DEFAULT_DEADLINE),
+            deadline: self.deadline.unwrap_or(mpic::DEFAULT_DEADLINE),
             enforcement: self.enforcement,
             queue: queue.clone(),
         })
@@ -106,7 +106,7 @@ impl MpicSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use validator::quorum::Region;
+    use mpic::quorum::Region;
 
     #[test]
     fn flags_parse() {

@@ -67,7 +67,7 @@ pub use finalization::BeginFinalize;
 pub use issuers::Issuer;
 pub use leadership::Leadership;
 pub use orders::{Authz, Challenge, Order, Timeline};
-pub use perspectives::{Corroboration, PerspectiveResult};
+pub use perspectives::{Corroboration, PerspectiveResult, caa_recheck_subject};
 pub use renewal::{RenewNow, RenewNowMark, RenewalFacts};
 pub use sweeping::{CompletedOrder, ProcessingCounts};
 

@@ -1,15 +1,22 @@
 //! The records of Multi-Perspective Issuance Corroboration (BR 3.2.2.9,
-//! 5.4.1): per challenge, which remote perspectives were asked and by
-//! when, what each found, and the quorum's verdict — what an audit shows
-//! behind every issued certificate.
+//! 5.4.1): per subject (a challenge, or the CAA recheck of an order at
+//! finalize, [`caa_recheck_subject`]), which remote perspectives were asked
+//! and by when, what each found, and the quorum's verdict — what an audit
+//! shows behind every issued certificate.
 
 use crate::db::{Row, Script};
 use crate::{Result, Store, stmt};
 
+/// The subject of an order's CAA recheck at finalize; a challenge's is
+/// its id.
+pub fn caa_recheck_subject(order_id: &str) -> String {
+    format!("caa:{order_id}")
+}
+
 /// A corroboration under way or decided.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Corroboration {
-    pub challenge_id: String,
+    pub subject: String,
     /// How many remote perspectives were asked.
     pub remotes: i64,
     /// After this (unix ms) a perspective that has not answered counts as
@@ -35,29 +42,29 @@ pub struct PerspectiveResult {
 }
 
 impl Store {
-    /// Starts the corroboration of a challenge whose primary check passed.
+    /// Starts the corroboration of a check whose primary result passed.
     /// A later attempt (a re-driven validation) starts afresh: results of
     /// an earlier one are never counted again (BR 3.2.2.9).
     pub async fn begin_corroboration(
         &self,
-        challenge_id: &str,
+        subject: &str,
         remotes: i64,
         deadline: i64,
         now: i64,
     ) -> Result<()> {
         let script = Script::new()
             .then(stmt!(
-                "DELETE FROM perspective_results WHERE challenge_id = $1",
-                challenge_id
+                "DELETE FROM perspective_results WHERE subject = $1",
+                subject
             ))
             .then(stmt!(
-                "DELETE FROM corroborations WHERE challenge_id = $1",
-                challenge_id
+                "DELETE FROM corroborations WHERE subject = $1",
+                subject
             ))
             .then(stmt!(
-                "INSERT INTO corroborations (challenge_id, remotes, deadline, started_at)
+                "INSERT INTO corroborations (subject, remotes, deadline, started_at)
                  VALUES ($1, $2, $3, $4)",
-                challenge_id,
+                subject,
                 remotes,
                 deadline,
                 now,
@@ -68,22 +75,22 @@ impl Store {
 
     /// Records one perspective's finding; the first one of a perspective
     /// stands (a redelivered job does not overwrite it). False when the
-    /// challenge has no corroboration under way (decided, or never begun).
+    /// subject has no corroboration under way (decided, or never begun).
     pub async fn record_perspective_result(
         &self,
-        challenge_id: &str,
+        subject: &str,
         result: &PerspectiveResult,
     ) -> Result<bool> {
         let rows = self
             .db
             .execute(stmt!(
                 "INSERT INTO perspective_results
-                     (challenge_id, perspective, region, result, detail, checked_at)
+                     (subject, perspective, region, result, detail, checked_at)
                  SELECT $1, $2, $3, $4, $5, $6
                  WHERE EXISTS (SELECT 1 FROM corroborations
-                               WHERE challenge_id = $1 AND decided_at IS NULL)
-                 ON CONFLICT (challenge_id, perspective) DO NOTHING",
-                challenge_id,
+                               WHERE subject = $1 AND decided_at IS NULL)
+                 ON CONFLICT (subject, perspective) DO NOTHING",
+                subject,
                 result.perspective.clone(),
                 result.region.clone(),
                 result.result.clone(),
@@ -94,13 +101,13 @@ impl Store {
         Ok(rows == 1)
     }
 
-    /// The challenge's corroboration with every result recorded so far.
-    pub async fn corroboration(&self, challenge_id: &str) -> Result<Option<Corroboration>> {
+    /// The subject's corroboration with every result recorded so far.
+    pub async fn corroboration(&self, subject: &str) -> Result<Option<Corroboration>> {
         let Some(row) = self
             .db
             .optional(stmt!(
-                "SELECT * FROM corroborations WHERE challenge_id = $1",
-                challenge_id
+                "SELECT * FROM corroborations WHERE subject = $1",
+                subject
             ))
             .await?
         else {
@@ -109,15 +116,15 @@ impl Store {
         let results = self
             .db
             .all(stmt!(
-                "SELECT * FROM perspective_results WHERE challenge_id = $1 ORDER BY perspective",
-                challenge_id
+                "SELECT * FROM perspective_results WHERE subject = $1 ORDER BY perspective",
+                subject
             ))
             .await?
             .iter()
             .map(PerspectiveResult::from_row)
             .collect::<Result<Vec<_>>>()?;
         Ok(Some(Corroboration {
-            challenge_id: row.text("challenge_id")?,
+            subject: row.text("subject")?,
             remotes: row.i64("remotes")?,
             deadline: row.i64("deadline")?,
             started_at: row.i64("started_at")?,
@@ -131,7 +138,7 @@ impl Store {
     /// (another tally got there first).
     pub async fn decide_corroboration(
         &self,
-        challenge_id: &str,
+        subject: &str,
         verdict: &str,
         passed: bool,
         now: i64,
@@ -140,8 +147,8 @@ impl Store {
             .db
             .execute(stmt!(
                 "UPDATE corroborations SET verdict = $2, passed = $3, decided_at = $4
-                 WHERE challenge_id = $1 AND decided_at IS NULL",
-                challenge_id,
+                 WHERE subject = $1 AND decided_at IS NULL",
+                subject,
                 verdict,
                 i64::from(passed),
                 now,

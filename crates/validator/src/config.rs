@@ -2,7 +2,6 @@
 
 use crate::address::AddressPolicy;
 use crate::challenge::ChallengePorts;
-use crate::mpic::RemotePerspective;
 use dns::DnsMode;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -32,62 +31,7 @@ pub struct ValidatorConfig {
     pub perspective: Option<String>,
     /// The primary's remote perspectives and their quorum.
     #[serde(default)]
-    pub mpic: MpicConfig,
-}
-
-/// `[validator.mpic]`: Multi-Perspective Issuance Corroboration
-/// (BR 3.2.2.9) on the primary.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct MpicConfig {
-    /// Every remote perspective, `NAME@REGION` each (the region rule needs
-    /// regions; `NAME` alone only in a test deployment).
-    #[serde(default)]
-    pub remotes: Vec<String>,
-    /// How long the remotes have to answer; default 10.
-    #[serde(default)]
-    pub deadline_secs: Option<u64>,
-    /// Log and count a failed quorum, never refuse: a staged rollout.
-    #[serde(default)]
-    pub observe_only: bool,
-    /// A test deployment may run fewer remotes than the BRs require today
-    /// (none at all, or one machine's worth without regions); a production
-    /// validator refuses to start so.
-    #[serde(default)]
-    pub test_deployment: bool,
-}
-
-impl MpicConfig {
-    /// The remotes, checked against the BRs' minimum at `now_secs` unless
-    /// this is a test deployment.
-    pub fn remotes(&self, now_secs: i64) -> Result<Vec<RemotePerspective>, String> {
-        let remotes: Vec<RemotePerspective> = self
-            .remotes
-            .iter()
-            .map(|r| r.parse())
-            .collect::<Result<_, String>>()
-            .map_err(|e| format!("[validator.mpic] remotes: {e}"))?;
-        if self.test_deployment {
-            return Ok(remotes);
-        }
-        let required = crate::quorum::required_remotes(now_secs);
-        if remotes.len() < required {
-            return Err(format!(
-                "[validator.mpic] lists {} remote perspectives; the Baseline Requirements \
-                 (3.2.2.9) require {required} today. Set test_deployment = true for a test \
-                 deployment",
-                remotes.len()
-            ));
-        }
-        if let Some(r) = remotes.iter().find(|r| r.region.is_none()) {
-            return Err(format!(
-                "[validator.mpic] remote {:?} has no region (NAME@REGION): the Baseline \
-                 Requirements need corroboration from 2 regions",
-                r.name
-            ));
-        }
-        Ok(remotes)
-    }
+    pub mpic: mpic::MpicConfig,
 }
 
 fn default_http01() -> u16 {

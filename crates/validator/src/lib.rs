@@ -12,8 +12,6 @@ mod connect;
 pub mod dns_account;
 pub mod dns_persist;
 mod http01;
-pub mod mpic;
-pub mod quorum;
 pub mod roles;
 
 use async_trait::async_trait;
@@ -76,7 +74,14 @@ impl Validator {
         if let (Ok(()), Some(corroboration)) = (&outcome, &self.corroboration)
             && !corroboration.remotes.is_empty()
         {
-            return corroboration.fan_out(&self.store, job_id).await;
+            let tally = Job::TallyCorroboration {
+                challenge_id: job_id.to_string(),
+            };
+            let ask = |r: &mpic::RemotePerspective| Job::Corroborate {
+                challenge_id: job_id.to_string(),
+                perspective: r.name.clone(),
+            };
+            return corroboration.fan_out(&self.store, job_id, tally, ask).await;
         }
         self.finish(job_id, &outcome).await?;
         Ok(vec![])
@@ -95,13 +100,41 @@ impl Validator {
         // A lookup failure here is this perspective's finding, not retried.
         let outcome = self.check(&chal, &authz, None).await?;
         info!(challenge_id = job_id, perspective = %me.name, corroborated = outcome.is_ok(), "perspective checked");
-        let record = mpic::record_of(&me.name, me.region, &outcome);
+        let record = mpic::corroboration::record_of(&me.name, me.region, &outcome);
         self.store
             .record_perspective_result(job_id, &record)
             .await
             .map_err(StageError::retry)?;
         Ok(vec![Job::TallyCorroboration {
             challenge_id: job_id.to_string(),
+        }])
+    }
+
+    /// A remote perspective's repeat of the caa-checker's recheck at
+    /// finalize, recorded for its tally.
+    async fn corroborate_caa(
+        &self,
+        order_id: &str,
+        asked: &str,
+        account_id: &str,
+        names: &[proto::CaaName],
+    ) -> Result<Vec<Job>, StageError> {
+        let Some(me) = self.perspective.as_ref().filter(|p| p.name == asked) else {
+            return Err(StageError::Permanent(format!(
+                "CAA corroboration for perspective {asked} reached another validator"
+            )));
+        };
+        let account_uri = format!("{}{account_id}", self.account_url_prefix);
+        let requests = mpic::caa_requests(names, &account_uri);
+        let outcome = dns::caa::check_all(&self.dns, &requests, &self.caa_policy).await;
+        info!(order_id, perspective = %me.name, corroborated = outcome.is_ok(), "perspective rechecked CAA");
+        let record = mpic::corroboration::record_of(&me.name, me.region, &outcome);
+        self.store
+            .record_perspective_result(&store::caa_recheck_subject(order_id), &record)
+            .await
+            .map_err(StageError::retry)?;
+        Ok(vec![Job::TallyCaa {
+            order_id: order_id.to_string(),
         }])
     }
 
@@ -116,7 +149,7 @@ impl Validator {
         };
         let identifier = Identifier::from_authz_value(&authz.identifier);
         if let Some(outcome) = corroboration
-            .tally(&self.store, job_id, &identifier)
+            .tally(&self.store, job_id, Some(&identifier))
             .await?
         {
             self.finish(job_id, &outcome).await?;
@@ -244,6 +277,15 @@ impl Handler for Validator {
                 perspective,
             } => self.corroborate(challenge_id, perspective).await,
             Job::TallyCorroboration { challenge_id } => self.tally(challenge_id).await,
+            Job::CorroborateCaa {
+                order_id,
+                perspective,
+                account_id,
+                names,
+            } => {
+                self.corroborate_caa(order_id, perspective, account_id, names)
+                    .await
+            }
             other => Err(StageError::Permanent(format!(
                 "validator got {}",
                 other.name()
@@ -252,7 +294,8 @@ impl Handler for Validator {
     }
 
     async fn give_up(&self, job: &Job, reason: &str) {
-        if let Job::Corroborate { perspective, .. } = job {
+        if let Job::Corroborate { perspective, .. } | Job::CorroborateCaa { perspective, .. } = job
+        {
             // A remote that cannot answer counts as not corroborating at
             // the deadline; the challenge is the primary's to decide.
             tracing::warn!(

@@ -31,7 +31,13 @@ fn main() -> ExitCode {
             addresses: config.addresses(),
             caa_policy,
             account_url_prefix,
-            corroboration: roles.corroboration(&wiring.queue),
+            corroboration: match roles.perspective {
+                Some(_) => None,
+                None => config
+                    .mpic
+                    .corroboration(&wiring.queue, store::now_ms() / 1000)
+                    .map_err(anyhow::Error::msg)?,
+            },
             perspective: roles.perspective.clone(),
         };
         service::run_worker(wiring, roles.consumed_queue(), handler).await

@@ -3,19 +3,13 @@
 //! remote perspective (`[validator] perspective`, consuming its own queue).
 
 use crate::config::ValidatorConfig;
-use crate::mpic::{Corroboration, RemotePerspective};
-use crate::quorum::Enforcement;
-use queue::Queue;
-use std::sync::Arc;
-use std::time::Duration;
+use mpic::RemotePerspective;
 
 pub struct Roles {
     /// Set on a remote perspective.
     pub perspective: Option<RemotePerspective>,
     /// The primary's remotes (none on a remote perspective).
     pub remotes: Vec<RemotePerspective>,
-    deadline: Duration,
-    enforcement: Enforcement,
 }
 
 impl Roles {
@@ -31,15 +25,10 @@ impl Roles {
         let remotes = match &perspective {
             // A remote asks no one else.
             Some(_) => Vec::new(),
-            None => config.mpic.remotes(now_secs).map_err(anyhow::Error::msg)?,
-        };
-        let deadline = config
-            .mpic
-            .deadline_secs
-            .map_or(crate::mpic::DEFAULT_DEADLINE, Duration::from_secs);
-        let enforcement = match config.mpic.observe_only {
-            true => Enforcement::ObserveOnly,
-            false => Enforcement::Enforce,
+            None => config
+                .mpic
+                .remotes(now_secs)
+                .map_err(|e| anyhow::anyhow!("[validator.mpic]: {e}"))?,
         };
         if perspective.is_none() && remotes.is_empty() {
             tracing::warn!(
@@ -49,8 +38,6 @@ impl Roles {
         Ok(Roles {
             perspective,
             remotes,
-            deadline,
-            enforcement,
         })
     }
 
@@ -72,16 +59,5 @@ impl Roles {
             .chain(&self.remotes)
             .map(|p| proto::queues::perspective(&p.name))
             .collect()
-    }
-
-    pub fn corroboration(&self, queue: &Arc<dyn Queue>) -> Option<Corroboration> {
-        (!self.remotes.is_empty()).then(|| Corroboration {
-            // Production remotes all carry regions (`MpicConfig::remotes`).
-            region_rule: self.remotes.iter().all(|r| r.region.is_some()),
-            remotes: self.remotes.clone(),
-            deadline: self.deadline,
-            enforcement: self.enforcement,
-            queue: queue.clone(),
-        })
     }
 }

@@ -30,7 +30,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.mpic.perspectives = args.perspectives.clone();
     config.mpic.deadline = args.mpic_deadline;
     if args.mpic_observe_only {
-        config.mpic.enforcement = validator::quorum::Enforcement::ObserveOnly;
+        config.mpic.enforcement = mpic::quorum::Enforcement::ObserveOnly;
     }
     config.max_in_flight_requests = args.max_in_flight_requests;
     let rate_limits = match config.rate_limits == Default::default() {

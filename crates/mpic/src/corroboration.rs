@@ -1,9 +1,10 @@
-//! Multi-Perspective Issuance Corroboration (BR 3.2.2.9) over the queue:
-//! once the primary's check of a challenge passes, every configured remote
-//! perspective (a validator with its own resolver and network, consuming
-//! its own queue) repeats it; a tally on the primary's queue decides by
-//! [`quorum::decide`] when all have answered or the deadline has passed.
-//! Every finding and the verdict are stored with the challenge.
+//! Corroboration over the queue: once a primary's check passes (a
+//! challenge at the validator, the CAA recheck at the caa-checker), every
+//! configured remote perspective (a validator with its own resolver and
+//! network, consuming its own queue) repeats it; a tally on the primary's
+//! queue decides by [`quorum::decide`] when all have answered or the
+//! deadline has passed. Every finding and the verdict are stored under the
+//! check's subject.
 
 use crate::quorum::{self, Enforcement, Finding, Outcome, Region};
 use domain::{Identifier, Problem, ProblemKind};
@@ -67,31 +68,27 @@ pub struct Corroboration {
 }
 
 impl Corroboration {
-    /// Starts the corroboration of a challenge whose primary check passed:
-    /// its record, the deadline's tally, and one job per remote (returned,
-    /// for the runner to publish before it acks).
-    pub async fn fan_out(&self, store: &Store, challenge_id: &str) -> Result<Vec<Job>, StageError> {
+    /// Starts the corroboration of `subject` (a check whose primary result
+    /// passed): its record, `tally` delayed to the deadline, and `ask`'s job
+    /// per remote (returned, for the runner to publish before it acks).
+    pub async fn fan_out(
+        &self,
+        store: &Store,
+        subject: &str,
+        tally: Job,
+        ask: impl Fn(&RemotePerspective) -> Job,
+    ) -> Result<Vec<Job>, StageError> {
         let now = now_ms();
         let deadline = now + self.deadline.as_millis() as i64;
         store
-            .begin_corroboration(challenge_id, self.remotes.len() as i64, deadline, now)
+            .begin_corroboration(subject, self.remotes.len() as i64, deadline, now)
             .await
             .map_err(StageError::retry)?;
-        let tally = Message::new(Job::TallyCorroboration {
-            challenge_id: challenge_id.to_string(),
-        });
         self.queue
-            .publish_delayed(tally, self.deadline)
+            .publish_delayed(Message::new(tally), self.deadline)
             .await
             .map_err(StageError::retry)?;
-        Ok(self
-            .remotes
-            .iter()
-            .map(|r| Job::Corroborate {
-                challenge_id: challenge_id.to_string(),
-                perspective: r.name.clone(),
-            })
-            .collect())
+        Ok(self.remotes.iter().map(ask).collect())
     }
 
     /// The verdict once every remote has answered or the deadline passed;
@@ -99,11 +96,11 @@ impl Corroboration {
     pub async fn tally(
         &self,
         store: &Store,
-        challenge_id: &str,
-        identifier: &Identifier,
+        subject: &str,
+        identifier: Option<&Identifier>,
     ) -> Result<Option<Result<(), Problem>>, StageError> {
         let Some(record) = store
-            .corroboration(challenge_id)
+            .corroboration(subject)
             .await
             .map_err(StageError::retry)?
         else {
@@ -128,7 +125,7 @@ impl Corroboration {
             .collect();
         let verdict = quorum::decide(&outcomes, self.region_rule);
         if !store
-            .decide_corroboration(challenge_id, &verdict.summary(), verdict.passed(), now)
+            .decide_corroboration(subject, &verdict.summary(), verdict.passed(), now)
             .await
             .map_err(StageError::retry)?
         {
@@ -142,7 +139,7 @@ impl Corroboration {
         }
         let enforced = self.enforcement == Enforcement::Enforce;
         info!(
-            challenge_id,
+            subject,
             quorum = %verdict.summary(),
             passed = verdict.passed(),
             enforced,
@@ -155,7 +152,7 @@ impl Corroboration {
             Some(why) if enforced => Ok(Some(Err(refusal(identifier, why, &outcomes)))),
             Some(why) => {
                 warn!(
-                    challenge_id,
+                    subject,
                     why, "corroboration failed; observe-only, not blocking"
                 );
                 Ok(Some(Ok(())))
@@ -173,7 +170,7 @@ pub fn record_of(
 ) -> PerspectiveResult {
     let (result, detail) = match check {
         Ok(()) => ("corroborated", String::new()),
-        Err(problem) => ("disagreed", bounded(&problem.detail)),
+        Err(problem) => ("disagreed", bounded(&what_it_saw(problem))),
     };
     PerspectiveResult {
         perspective: perspective.to_string(),
@@ -182,6 +179,20 @@ pub fn record_of(
         detail,
         checked_at: now_ms(),
     }
+}
+
+/// A problem's detail, or its subproblems' when it has them (a compound
+/// CAA failure says which record refused each name there).
+fn what_it_saw(problem: &Problem) -> String {
+    if problem.subproblems.is_empty() {
+        return problem.detail.clone();
+    }
+    problem
+        .subproblems
+        .iter()
+        .map(|p| p.detail.as_str())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn finding_of(result: &PerspectiveResult) -> Finding {
@@ -202,14 +213,14 @@ fn result_name(finding: &Finding) -> &'static str {
     }
 }
 
-/// The challenge's problem: what failed, then one subproblem per remote
-/// that did not corroborate, naming it and what it saw.
-fn refusal(identifier: &Identifier, why: &str, outcomes: &[Outcome]) -> Problem {
+/// The check's problem: what failed, then one subproblem per remote that
+/// did not corroborate, naming it and what it saw.
+fn refusal(identifier: Option<&Identifier>, why: &str, outcomes: &[Outcome]) -> Problem {
     let mut problem = Problem::new(
         ProblemKind::Unauthorized,
         format!("multi-perspective corroboration failed (BR 3.2.2.9): {why}"),
-    )
-    .for_identifier(identifier.clone());
+    );
+    problem.identifier = identifier.cloned();
     problem.subproblems = outcomes
         .iter()
         .filter_map(|o| {
@@ -222,13 +233,12 @@ fn refusal(identifier: &Identifier, why: &str, outcomes: &[Outcome]) -> Problem 
                 .region
                 .map(|r| format!(" ({})", r.as_str()))
                 .unwrap_or_default();
-            Some(
-                Problem::new(
-                    ProblemKind::Unauthorized,
-                    format!("perspective {}{region}: {saw}", o.perspective),
-                )
-                .for_identifier(identifier.clone()),
-            )
+            let mut sub = Problem::new(
+                ProblemKind::Unauthorized,
+                format!("perspective {}{region}: {saw}", o.perspective),
+            );
+            sub.identifier = identifier.cloned();
+            Some(sub)
         })
         .collect();
     problem
@@ -281,7 +291,7 @@ mod tests {
                 finding: Finding::TimedOut,
             },
         ];
-        let problem = refusal(&Identifier::dns("a.test"), "1 of 3", &outcomes);
+        let problem = refusal(Some(&Identifier::dns("a.test")), "1 of 3", &outcomes);
         let details: Vec<&str> = problem
             .subproblems
             .iter()
