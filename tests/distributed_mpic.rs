@@ -4,41 +4,12 @@
 //! primary validator; instant-acme is the client.
 
 use dns::testing::TestDnsServer;
-use instant_acme::{ChallengeType, Error, Order, OrderStatus, RetryPolicy};
+use instant_acme::{OrderStatus, RetryPolicy};
 use kiln_tests::cluster::Cluster;
 use kiln_tests::csr_der;
 use kiln_tests::instant::{new_account, new_order};
+use kiln_tests::perspectives::{answer_dns01_seen_by as dns01, refusal, subproblem_details};
 use std::time::Duration;
-
-/// Publishes the dns-01 TXT on the primary's server and, per remote, the
-/// value it should see; declares the challenge ready and polls the order.
-async fn dns01(
-    order: &mut Order,
-    primary: &TestDnsServer,
-    remotes: &[TestDnsServer],
-    agreeing: &[usize],
-) -> (String, Result<OrderStatus, Error>) {
-    let mut authzs = order.authorizations();
-    let mut authz = authzs.next().await.expect("one").expect("authorization");
-    let mut challenge = authz.challenge(ChallengeType::Dns01).expect("dns-01");
-    let record = format!("_acme-challenge.{}", challenge.identifier());
-    let value = challenge.key_authorization().dns_value();
-    primary.set_txt(&record, &value).await;
-    for (i, remote) in remotes.iter().enumerate() {
-        let seen = if agreeing.contains(&i) {
-            value.as_str()
-        } else {
-            "hijacked"
-        };
-        remote.set_txt(&record, seen).await;
-    }
-    let id = challenge.url.rsplit('/').next().unwrap().to_string();
-    challenge.set_ready().await.expect("ready");
-    let retry = RetryPolicy::new()
-        .initial_delay(Duration::from_millis(200))
-        .timeout(Duration::from_secs(60));
-    (id, order.poll_ready(&retry).await)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn remote_perspectives_over_rabbitmq_corroborate_or_refuse() {
@@ -92,14 +63,7 @@ async fn remote_perspectives_over_rabbitmq_corroborate_or_refuse() {
     // Two of three: the challenge is invalid, both named.
     let mut order = new_order(&account, &["hijacked.cluster.test"]).await;
     let (_, outcome) = dns01(&mut order, &primary, &remotes, &[0]).await;
-    let Err(Error::Api(problem)) = outcome else {
-        panic!("expected the order to fail: {outcome:?}");
-    };
-    let named: Vec<String> = problem
-        .subproblems
-        .iter()
-        .filter_map(|p| p.detail.clone())
-        .collect();
+    let named = subproblem_details(&refusal(outcome));
     assert_eq!(named.len(), 2, "{named:?}");
     assert!(named[0].starts_with("perspective remote-2:"), "{named:?}");
     assert!(named[1].starts_with("perspective remote-3:"), "{named:?}");
@@ -121,9 +85,7 @@ async fn remote_perspectives_over_rabbitmq_corroborate_or_refuse() {
         .expect("finalize");
     let retry = RetryPolicy::new().timeout(Duration::from_secs(60));
     let outcome = order.poll_certificate(&retry).await;
-    let Err(Error::Api(problem)) = outcome else {
-        panic!("expected the recheck to fail: {outcome:?}");
-    };
+    let problem = refusal(outcome);
     assert_eq!(
         problem.r#type.as_deref(),
         Some("urn:ietf:params:acme:error:caa")

@@ -7,6 +7,7 @@
 use dns::testing::TestDnsServer;
 use instant_acme::{Account, ChallengeType, Error, Order, OrderStatus, RetryPolicy};
 use kiln_tests::instant::{account, new_order};
+use kiln_tests::perspectives::refusal;
 use kiln_tests::{TestKiln, csr_der, parse_chain, san_names};
 use std::time::Duration;
 
@@ -58,64 +59,86 @@ fn sorted(names: &[&str]) -> Vec<String> {
     v
 }
 
-/// The problem that made the order invalid.
-fn refusal(result: Result<OrderStatus, Error>) -> instant_acme::Problem {
-    match result {
-        Err(Error::Api(problem)) => problem,
-        other => panic!("expected the order to fail, got {other:?}"),
+/// The all-in-one on the test's DNS server, and an account of it.
+struct Ca {
+    dns: TestDnsServer,
+    kiln: TestKiln,
+    account: Account,
+}
+
+impl Ca {
+    async fn start() -> Ca {
+        let dns = TestDnsServer::start().await;
+        let kiln = TestKiln::start(Some(dns.addr())).await;
+        let account = account(&kiln).await;
+        Ca { dns, kiln, account }
+    }
+
+    async fn order(&self, names: &[&str]) -> Order {
+        new_order(&self.account, names).await
+    }
+
+    /// dns-account-01 with the record under the label of the account URL
+    /// that `labelled` makes of this one's.
+    async fn account_label(
+        &self,
+        order: &mut Order,
+        labelled: impl Fn(&str) -> String,
+    ) -> Result<OrderStatus, Error> {
+        answer(
+            order,
+            &self.dns,
+            &self.account,
+            "dns-account-01",
+            |base, url, digest| {
+                let name = validator::dns_account::record_name(&labelled(url), base);
+                (name, digest.into())
+            },
+        )
+        .await
+    }
+
+    /// dns-persist-01 with the record `value` makes of the account URL.
+    async fn persist(
+        &self,
+        order: &mut Order,
+        value: impl Fn(&str) -> String,
+    ) -> Result<OrderStatus, Error> {
+        answer(
+            order,
+            &self.dns,
+            &self.account,
+            "dns-persist-01",
+            |base, url, _| (format!("_validation-persist.{base}"), value(url)),
+        )
+        .await
     }
 }
 
+const UNAUTHORIZED: Option<&str> = Some("urn:ietf:params:acme:error:unauthorized");
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dns_account01_issues_for_a_name_and_its_wildcard() {
-    let dns = TestDnsServer::start().await;
-    let kiln = TestKiln::start(Some(dns.addr())).await;
-    let account = account(&kiln).await;
+    let ca = Ca::start().await;
     let names = ["*.label.test", "label.test"];
-    let mut order = new_order(&account, &names).await;
-    let ready = answer(
-        &mut order,
-        &dns,
-        &account,
-        "dns-account-01",
-        |base, url, digest| {
-            (
-                validator::dns_account::record_name(url, base),
-                digest.into(),
-            )
-        },
-    )
-    .await;
+    let mut order = ca.order(&names).await;
+    let ready = ca.account_label(&mut order, str::to_string).await;
     assert_eq!(ready.expect("ready"), OrderStatus::Ready);
     assert_eq!(issue(&mut order, &names).await, sorted(&names));
-    kiln.kiln.shutdown().await;
+    ca.kiln.kiln.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dns_account01_under_another_accounts_label_is_refused() {
-    let dns = TestDnsServer::start().await;
-    let kiln = TestKiln::start(Some(dns.addr())).await;
-    let account = account(&kiln).await;
-    let mut order = new_order(&account, &["other-label.test"]).await;
-    let result = answer(
-        &mut order,
-        &dns,
-        &account,
-        "dns-account-01",
-        |base, url, digest| {
-            let other = format!("{url}-not-mine");
-            (
-                validator::dns_account::record_name(&other, base),
-                digest.into(),
-            )
-        },
-    )
-    .await;
-    let problem = refusal(result);
-    let detail = problem.detail.unwrap_or_default();
+    let ca = Ca::start().await;
+    let mut order = ca.order(&["other-label.test"]).await;
+    let result = ca
+        .account_label(&mut order, |url| format!("{url}-not-mine"))
+        .await;
+    let detail = refusal(result).detail.unwrap_or_default();
     // The draft: the problem names the account URL the name was built from.
-    assert!(detail.contains(account.id()), "{detail}");
-    kiln.kiln.shutdown().await;
+    assert!(detail.contains(ca.account.id()), "{detail}");
+    ca.kiln.kiln.shutdown().await;
 }
 
 /// `kiln.test` is the all-in-one's issuer domain name (`caaIdentities`).
@@ -125,143 +148,59 @@ fn persist_record(account_url: &str, extra: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dns_persist01_issues_from_a_standing_record() {
-    let dns = TestDnsServer::start().await;
-    let kiln = TestKiln::start(Some(dns.addr())).await;
-    let account = account(&kiln).await;
+    let ca = Ca::start().await;
     let names = ["persist.test"];
-    let mut order = new_order(&account, &names).await;
-    let ready = answer(
-        &mut order,
-        &dns,
-        &account,
-        "dns-persist-01",
-        |base, url, _| {
-            (
-                format!("_validation-persist.{base}"),
-                persist_record(url, "; unknown-tag=ignored"),
-            )
-        },
-    )
-    .await;
+    let mut order = ca.order(&names).await;
+    let with_unknown_tag = |url: &str| persist_record(url, "; unknown-tag=ignored");
+    let ready = ca.persist(&mut order, with_unknown_tag).await;
     assert_eq!(ready.expect("ready"), OrderStatus::Ready);
     assert_eq!(issue(&mut order, &names).await, sorted(&names));
 
     // The record stands; a second order is validated from it again (a
     // dns-persist-01 authorization is never reused).
-    let mut again = new_order(&account, &names).await;
+    let mut again = ca.order(&names).await;
     assert_eq!(again.state().status, OrderStatus::Pending, "not reused");
-    let ready = answer(
-        &mut again,
-        &dns,
-        &account,
-        "dns-persist-01",
-        |base, url, _| {
-            (
-                format!("_validation-persist.{base}"),
-                persist_record(url, ""),
-            )
-        },
-    )
-    .await;
+    let ready = ca.persist(&mut again, |url| persist_record(url, "")).await;
     assert_eq!(ready.expect("ready again"), OrderStatus::Ready);
-    kiln.kiln.shutdown().await;
+    ca.kiln.kiln.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dns_persist01_wildcards_need_policy_wildcard() {
-    let dns = TestDnsServer::start().await;
-    let kiln = TestKiln::start(Some(dns.addr())).await;
-    let account = account(&kiln).await;
-
-    let mut refused = new_order(&account, &["*.nowild.test"]).await;
-    let result = answer(
-        &mut refused,
-        &dns,
-        &account,
-        "dns-persist-01",
-        |base, url, _| {
-            (
-                format!("_validation-persist.{base}"),
-                persist_record(url, ""),
-            )
-        },
-    )
-    .await;
-    let problem = refusal(result);
-    assert_eq!(
-        problem.r#type.as_deref(),
-        Some("urn:ietf:params:acme:error:unauthorized")
-    );
+    let ca = Ca::start().await;
+    let mut refused = ca.order(&["*.nowild.test"]).await;
+    let result = ca
+        .persist(&mut refused, |url| persist_record(url, ""))
+        .await;
+    assert_eq!(refusal(result).r#type.as_deref(), UNAUTHORIZED);
 
     let names = ["*.wild.test"];
-    let mut order = new_order(&account, &names).await;
-    let ready = answer(
-        &mut order,
-        &dns,
-        &account,
-        "dns-persist-01",
-        |base, url, _| {
-            (
-                format!("_validation-persist.{base}"),
-                persist_record(url, "; policy=wildcard"),
-            )
-        },
-    )
-    .await;
-    assert_eq!(ready.expect("ready"), OrderStatus::Ready);
+    let mut order = ca.order(&names).await;
+    let wildcard = |url: &str| persist_record(url, "; policy=wildcard");
+    assert_eq!(
+        ca.persist(&mut order, wildcard).await.expect("ready"),
+        OrderStatus::Ready
+    );
     assert_eq!(issue(&mut order, &names).await, sorted(&names));
-    kiln.kiln.shutdown().await;
+    ca.kiln.kiln.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dns_persist01_records_for_another_account_or_ca_are_refused() {
-    let dns = TestDnsServer::start().await;
-    let kiln = TestKiln::start(Some(dns.addr())).await;
-    let account = account(&kiln).await;
+    let ca = Ca::start().await;
+    let mut order = ca.order(&["someone-else.test"]).await;
+    let another_account = |url: &str| persist_record(&format!("{url}0"), "");
+    let result = ca.persist(&mut order, another_account).await;
+    assert_eq!(refusal(result).r#type.as_deref(), UNAUTHORIZED);
 
-    let mut order = new_order(&account, &["someone-else.test"]).await;
-    let result = answer(
-        &mut order,
-        &dns,
-        &account,
-        "dns-persist-01",
-        |base, url, _| {
-            (
-                format!("_validation-persist.{base}"),
-                persist_record(&format!("{url}0"), ""),
-            )
-        },
-    )
-    .await;
-    let problem = refusal(result);
-    assert_eq!(
-        problem.r#type.as_deref(),
-        Some("urn:ietf:params:acme:error:unauthorized")
-    );
-
-    let mut order = new_order(&account, &["other-ca.test"]).await;
-    let result = answer(
-        &mut order,
-        &dns,
-        &account,
-        "dns-persist-01",
-        |base, url, _| {
-            (
-                format!("_validation-persist.{base}"),
-                format!("other-ca.example; accounturi={url}"),
-            )
-        },
-    )
-    .await;
-    let problem = refusal(result);
-    assert_eq!(
-        problem.r#type.as_deref(),
-        Some("urn:ietf:params:acme:error:unauthorized")
-    );
+    let mut order = ca.order(&["other-ca.test"]).await;
+    let another_ca = |url: &str| format!("other-ca.example; accounturi={url}");
+    let problem = refusal(ca.persist(&mut order, another_ca).await);
+    assert_eq!(problem.r#type.as_deref(), UNAUTHORIZED);
     let detail = problem.detail.unwrap_or_default();
     assert!(
         detail.contains("kiln.test"),
         "names our issuer domain: {detail}"
     );
-    kiln.kiln.shutdown().await;
+    ca.kiln.kiln.shutdown().await;
 }

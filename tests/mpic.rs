@@ -4,14 +4,18 @@
 //! CAA record) and the quorum decides; instant-acme is the client.
 
 use dns::testing::TestDnsServer;
-use instant_acme::{Account, ChallengeType, Error, Order, OrderStatus, RetryPolicy};
+use instant_acme::{ChallengeType, Order, OrderStatus, RetryPolicy};
+use kiln::EmbeddedConfig;
 use kiln::perspectives::PerspectiveSpec;
 use kiln_tests::TestKiln;
 use kiln_tests::instant::{account, new_order};
+use kiln_tests::perspectives::{answer_dns01_seen_by, refusal, subproblem_details};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-/// The primary's DNS server and one per remote perspective.
+const UNAUTHORIZED: Option<&str> = Some("urn:ietf:params:acme:error:unauthorized");
+
+/// The primary's DNS server and one per remote perspective (`remote-0`…).
 struct World {
     primary: TestDnsServer,
     remotes: Vec<TestDnsServer>,
@@ -35,72 +39,39 @@ impl World {
             .collect()
     }
 
-    /// Every server (the primary's first), for records all should see.
-    fn all(&self) -> impl Iterator<Item = &TestDnsServer> {
-        std::iter::once(&self.primary).chain(&self.remotes)
+    /// A Kiln whose primary resolves through `primary`, with the remotes
+    /// (as `tweak` leaves them).
+    async fn kiln(&self, tweak: impl FnOnce(&mut EmbeddedConfig) + Send + 'static) -> TestKiln {
+        let perspectives = self.perspectives();
+        TestKiln::start_with(Some(self.primary.addr()), move |c| {
+            c.mpic.perspectives = perspectives;
+            tweak(c);
+        })
+        .await
+    }
+
+    /// A new account's order for `name`, answered by dns-01 as the remotes
+    /// in `agreeing` see it.
+    async fn order(
+        &self,
+        kiln: &TestKiln,
+        name: &str,
+        agreeing: &[usize],
+    ) -> (Order, String, Result<OrderStatus, instant_acme::Error>) {
+        let account = account(kiln).await;
+        let mut order = new_order(&account, &[name]).await;
+        let (id, outcome) =
+            answer_dns01_seen_by(&mut order, &self.primary, &self.remotes, agreeing).await;
+        (order, id, outcome)
     }
 }
 
-/// A Kiln whose primary resolves through `world.primary`, with its remotes.
-async fn kiln_in(world: &World, deadline: Duration) -> TestKiln {
-    let perspectives = world.perspectives();
-    let primary = world.primary.addr();
-    TestKiln::start_with(Some(primary), move |c| {
-        c.mpic.perspectives = perspectives;
-        c.mpic.deadline = Some(deadline);
-    })
-    .await
-}
-
-/// The dns-01 TXT of the order's one authorization, published where
-/// `publish` says (the primary always), then the challenge declared ready;
-/// returns the challenge id and the order's outcome.
-async fn dns01(
-    order: &mut Order,
-    publish: impl Fn(&str, &str) -> Vec<(String, String, usize)>,
-    world: &World,
-) -> (String, Result<OrderStatus, Error>) {
-    let mut authzs = order.authorizations();
-    let mut authz = authzs.next().await.expect("one").expect("authorization");
-    let mut challenge = authz.challenge(ChallengeType::Dns01).expect("dns-01");
-    let name = challenge.identifier().to_string();
-    let value = challenge.key_authorization().dns_value();
-    world
-        .primary
-        .set_txt(&format!("_acme-challenge.{name}"), &value)
-        .await;
-    for (record, txt, remote) in publish(&name, &value) {
-        world.remotes[remote].set_txt(&record, &txt).await;
-    }
-    let id = challenge.url.rsplit('/').next().unwrap().to_string();
-    challenge.set_ready().await.expect("ready");
-    let retry = RetryPolicy::new()
-        .initial_delay(Duration::from_millis(100))
-        .timeout(Duration::from_secs(30));
-    (id, order.poll_ready(&retry).await)
-}
-
-/// The TXT every remote in `agreeing` sees, and another value for the rest.
-fn txt_seen_by(agreeing: &'static [usize]) -> impl Fn(&str, &str) -> Vec<(String, String, usize)> {
-    move |name, value| {
-        (0..3)
-            .map(|i| {
-                let seen = if agreeing.contains(&i) {
-                    value.to_string()
-                } else {
-                    "hijacked".into()
-                };
-                (format!("_acme-challenge.{name}"), seen, i)
-            })
-            .collect()
-    }
-}
-
-async fn results(kiln: &TestKiln, challenge_id: &str) -> (String, Vec<(String, String)>) {
+/// The verdict stored for `subject`, and each perspective's result.
+async fn results(kiln: &TestKiln, subject: &str) -> (String, Vec<(String, String)>) {
     let record = kiln
         .kiln
         .store
-        .corroboration(challenge_id)
+        .corroboration(subject)
         .await
         .unwrap()
         .expect("corroboration recorded");
@@ -112,26 +83,24 @@ async fn results(kiln: &TestKiln, challenge_id: &str) -> (String, Vec<(String, S
     (record.verdict.unwrap_or_default(), seen)
 }
 
-async fn new_account_and_order(kiln: &TestKiln, name: &str) -> (Account, Order) {
-    let account = account(kiln).await;
-    let order = new_order(&account, &[name]).await;
-    (account, order)
+fn retry() -> RetryPolicy {
+    RetryPolicy::new()
+        .initial_delay(Duration::from_millis(100))
+        .timeout(Duration::from_secs(30))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_agree_and_one_disagreeing_on_a_txt_value_is_outvoted() {
     let world = World::start().await;
-    let kiln = kiln_in(&world, Duration::from_secs(10)).await;
+    let kiln = world.kiln(|_| {}).await;
 
-    let (_account, mut order) = new_account_and_order(&kiln, "agree.test").await;
-    let (id, ready) = dns01(&mut order, txt_seen_by(&[0, 1, 2]), &world).await;
+    let (_, id, ready) = world.order(&kiln, "agree.test", &[0, 1, 2]).await;
     assert_eq!(ready.expect("ready"), OrderStatus::Ready);
     let (verdict, seen) = results(&kiln, &id).await;
     assert_eq!(verdict, "3/3");
     assert!(seen.iter().all(|(_, r)| r == "corroborated"), "{seen:?}");
 
-    let (_account, mut order) = new_account_and_order(&kiln, "one-off.test").await;
-    let (id, ready) = dns01(&mut order, txt_seen_by(&[0, 1]), &world).await;
+    let (_, id, ready) = world.order(&kiln, "one-off.test", &[0, 1]).await;
     assert_eq!(ready.expect("ready despite one"), OrderStatus::Ready);
     let (verdict, seen) = results(&kiln, &id).await;
     assert_eq!(verdict, "2/3");
@@ -145,37 +114,15 @@ async fn all_agree_and_one_disagreeing_on_a_txt_value_is_outvoted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_disagreeing_make_the_challenge_invalid_and_are_named() {
     let world = World::start().await;
-    let kiln = kiln_in(&world, Duration::from_secs(10)).await;
-    let (_account, mut order) = new_account_and_order(&kiln, "hijack.test").await;
+    let kiln = world.kiln(|_| {}).await;
     // remote-1 sees another TXT value; remote-2 a CAA record for another CA.
     world.remotes[2]
         .set_caa("hijack.test", false, "issue", "other-ca.example")
         .await;
-    let (id, outcome) = dns01(
-        &mut order,
-        |name, value| {
-            let record = format!("_acme-challenge.{name}");
-            vec![
-                (record.clone(), value.into(), 0),
-                (record.clone(), "hijacked".into(), 1),
-                (record, value.into(), 2),
-            ]
-        },
-        &world,
-    )
-    .await;
-    let Err(Error::Api(problem)) = outcome else {
-        panic!("expected the order to fail: {outcome:?}");
-    };
-    assert_eq!(
-        problem.r#type.as_deref(),
-        Some("urn:ietf:params:acme:error:unauthorized")
-    );
-    let named: Vec<String> = problem
-        .subproblems
-        .iter()
-        .filter_map(|p| p.detail.clone())
-        .collect();
+    let (_, id, outcome) = world.order(&kiln, "hijack.test", &[0, 2]).await;
+    let problem = refusal(outcome);
+    assert_eq!(problem.r#type.as_deref(), UNAUTHORIZED);
+    let named = subproblem_details(&problem);
     assert_eq!(named.len(), 2, "{named:?}");
     assert!(named[0].starts_with("perspective remote-1:"), "{named:?}");
     assert!(named[1].starts_with("perspective remote-2:"), "{named:?}");
@@ -183,25 +130,25 @@ async fn two_disagreeing_make_the_challenge_invalid_and_are_named() {
         named[1].contains("other-ca.example"),
         "what it saw: {named:?}"
     );
-    let (verdict, _) = results(&kiln, &id).await;
-    assert_eq!(verdict, "1/3");
+    assert_eq!(results(&kiln, &id).await.0, "1/3");
     kiln.kiln.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http01_address_seen_elsewhere_by_one_is_outvoted() {
     let world = World::start().await;
-    let kiln = kiln_in(&world, Duration::from_secs(10)).await;
+    let kiln = world.kiln(|_| {}).await;
     let name = "address.test";
     let here = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    for dns in world.all().take(3) {
-        dns.set_a(name, here).await;
-    }
+    world.primary.set_a(name, here).await;
+    world.remotes[0].set_a(name, here).await;
+    world.remotes[1].set_a(name, here).await;
     // Nothing answers http-01 on 127.0.0.2.
     world.remotes[2]
         .set_a(name, IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)))
         .await;
-    let (_account, mut order) = new_account_and_order(&kiln, name).await;
+    let account = account(&kiln).await;
+    let mut order = new_order(&account, &[name]).await;
     let mut authzs = order.authorizations();
     let mut authz = authzs.next().await.unwrap().unwrap();
     let mut challenge = authz.challenge(ChallengeType::Http01).unwrap();
@@ -209,10 +156,10 @@ async fn an_http01_address_seen_elsewhere_by_one_is_outvoted() {
         .set(&challenge.token, challenge.key_authorization().as_str());
     let id = challenge.url.rsplit('/').next().unwrap().to_string();
     challenge.set_ready().await.unwrap();
-    let retry = RetryPolicy::new()
-        .initial_delay(Duration::from_millis(100))
-        .timeout(Duration::from_secs(30));
-    assert_eq!(order.poll_ready(&retry).await.unwrap(), OrderStatus::Ready);
+    assert_eq!(
+        order.poll_ready(&retry()).await.unwrap(),
+        OrderStatus::Ready
+    );
     let (verdict, seen) = results(&kiln, &id).await;
     assert_eq!(verdict, "2/3");
     assert!(
@@ -234,33 +181,21 @@ fn silent_dns() -> (std::net::UdpSocket, SocketAddr) {
 async fn a_perspective_that_never_answers_counts_as_not_corroborating() {
     let world = World::start().await;
     let (_socket, silent) = silent_dns();
-    let mut perspectives = world.perspectives();
-    perspectives[0] = format!("remote-0={silent}").parse().unwrap();
-    let primary = world.primary.addr();
-    let kiln = TestKiln::start_with(Some(primary), move |c| {
-        c.mpic.perspectives = perspectives;
-        c.mpic.deadline = Some(Duration::from_secs(2));
-    })
-    .await;
+    let kiln = world
+        .kiln(move |c| {
+            c.mpic.perspectives[0] = format!("remote-0={silent}").parse().unwrap();
+            c.mpic.deadline = Some(Duration::from_secs(2));
+        })
+        .await;
 
     // With the other two agreeing, one silent perspective is outvoted.
-    let (_account, mut order) = new_account_and_order(&kiln, "quiet.test").await;
-    let (id, ready) = dns01(&mut order, txt_seen_by(&[1, 2]), &world).await;
+    let (_, id, ready) = world.order(&kiln, "quiet.test", &[1, 2]).await;
     assert_eq!(ready.expect("ready"), OrderStatus::Ready);
-    let (verdict, _) = results(&kiln, &id).await;
-    assert_eq!(verdict, "2/3");
+    assert_eq!(results(&kiln, &id).await.0, "2/3");
 
     // With one of them disagreeing too, the quorum fails, naming both.
-    let (_account, mut order) = new_account_and_order(&kiln, "quiet-and-off.test").await;
-    let (_, outcome) = dns01(&mut order, txt_seen_by(&[1]), &world).await;
-    let Err(Error::Api(problem)) = outcome else {
-        panic!("expected the order to fail: {outcome:?}");
-    };
-    let named: Vec<String> = problem
-        .subproblems
-        .iter()
-        .filter_map(|p| p.detail.clone())
-        .collect();
+    let (_, _, outcome) = world.order(&kiln, "quiet-and-off.test", &[1]).await;
+    let named = subproblem_details(&refusal(outcome));
     assert!(
         named
             .iter()
@@ -277,18 +212,16 @@ async fn a_perspective_that_never_answers_counts_as_not_corroborating() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn observe_only_counts_a_failed_quorum_without_refusing() {
     let world = World::start().await;
-    let perspectives = world.perspectives();
-    let primary = world.primary.addr();
-    let kiln = TestKiln::start_with(Some(primary), move |c| {
-        c.mpic.perspectives = perspectives;
-        c.mpic.enforcement = mpic::quorum::Enforcement::ObserveOnly;
-    })
-    .await;
-    let (_account, mut order) = new_account_and_order(&kiln, "observed.test").await;
-    let (id, ready) = dns01(&mut order, txt_seen_by(&[0]), &world).await;
+    let kiln = world
+        .kiln(|c| c.mpic.enforcement = mpic::quorum::Enforcement::ObserveOnly)
+        .await;
+    let (_, id, ready) = world.order(&kiln, "observed.test", &[0]).await;
     assert_eq!(ready.expect("not blocked"), OrderStatus::Ready);
-    let (verdict, _) = results(&kiln, &id).await;
-    assert_eq!(verdict, "1/3", "the failure is recorded");
+    assert_eq!(
+        results(&kiln, &id).await.0,
+        "1/3",
+        "the failure is recorded"
+    );
     kiln.kiln.shutdown().await;
 }
 
@@ -297,24 +230,13 @@ async fn observe_only_counts_a_failed_quorum_without_refusing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_caa_recheck_at_finalize_is_corroborated() {
     let world = World::start().await;
-    let perspectives = world.perspectives();
-    let primary = world.primary.addr();
-    let kiln = TestKiln::start_with(Some(primary), move |c| {
-        c.mpic.perspectives = perspectives;
-        // Every finalize rechecks CAA.
-        c.caa_recheck_after = Duration::ZERO;
-    })
-    .await;
-    let retry = RetryPolicy::new()
-        .initial_delay(Duration::from_millis(100))
-        .timeout(Duration::from_secs(30));
-
+    // Every finalize rechecks CAA.
+    let kiln = world.kiln(|c| c.caa_recheck_after = Duration::ZERO).await;
     for (name, forbidding, issued) in [
         ("recheck-one.test", 1, true),
         ("recheck-two.test", 2, false),
     ] {
-        let (_account, mut order) = new_account_and_order(&kiln, name).await;
-        let (_, ready) = dns01(&mut order, txt_seen_by(&[0, 1, 2]), &world).await;
+        let (mut order, _, ready) = world.order(&kiln, name, &[0, 1, 2]).await;
         assert_eq!(ready.expect("ready"), OrderStatus::Ready);
         for remote in &world.remotes[..forbidding] {
             remote
@@ -325,40 +247,24 @@ async fn the_caa_recheck_at_finalize_is_corroborated() {
             .finalize_csr(&kiln_tests::csr_der(&[name]))
             .await
             .expect("finalize");
-        let outcome = order.poll_certificate(&retry).await;
-        let verdict = kiln
-            .kiln
-            .store
-            .corroboration(&store::caa_recheck_subject(&order_id(&mut order)))
-            .await
-            .unwrap()
-            .and_then(|c| c.verdict);
+        let outcome = order.poll_certificate(&retry()).await;
+        let order_id = order.url().rsplit('/').next().unwrap().to_string();
+        let (verdict, _) = results(&kiln, &store::caa_recheck_subject(&order_id)).await;
         if issued {
             outcome.expect("issued despite one");
-            assert_eq!(verdict.as_deref(), Some("2/3"), "{name}");
-        } else {
-            let Err(Error::Api(problem)) = outcome else {
-                panic!("{name}: expected the order to fail: {outcome:?}");
-            };
-            assert_eq!(
-                problem.r#type.as_deref(),
-                Some("urn:ietf:params:acme:error:caa")
-            );
-            let named: Vec<String> = problem
-                .subproblems
-                .iter()
-                .filter_map(|p| p.detail.clone())
-                .collect();
-            assert_eq!(named.len(), 2, "{named:?}");
-            assert!(named[0].starts_with("perspective remote-0:"), "{named:?}");
-            assert!(named[0].contains("other-ca.example"), "{named:?}");
-            assert_eq!(verdict.as_deref(), Some("1/3"), "{name}");
+            assert_eq!(verdict, "2/3", "{name}");
+            continue;
         }
+        let problem = refusal(outcome);
+        assert_eq!(
+            problem.r#type.as_deref(),
+            Some("urn:ietf:params:acme:error:caa")
+        );
+        let named = subproblem_details(&problem);
+        assert_eq!(named.len(), 2, "{named:?}");
+        assert!(named[0].starts_with("perspective remote-0:"), "{named:?}");
+        assert!(named[0].contains("other-ca.example"), "{named:?}");
+        assert_eq!(verdict, "1/3", "{name}");
     }
     kiln.kiln.shutdown().await;
-}
-
-/// The order's id, the last segment of its URL.
-fn order_id(order: &mut Order) -> String {
-    order.url().rsplit('/').next().unwrap().to_string()
 }

@@ -263,5 +263,6 @@ pub mod clients;
 pub mod cluster;
 pub mod instant;
 pub mod metrics;
+pub mod perspectives;
 pub mod pkilint;
 pub mod relying_party;
