@@ -90,9 +90,10 @@ fn retry() -> RetryPolicy {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn all_agree_and_one_disagreeing_on_a_txt_value_is_outvoted() {
+async fn all_agree_and_one_disagreeing_on_a_txt_value_or_caa_is_outvoted() {
     let world = World::start().await;
-    let kiln = world.kiln(|_| {}).await;
+    let admin = std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, kiln_tests::free_port()));
+    let kiln = world.kiln(move |c| c.admin_listen = Some(admin)).await;
 
     let (_, id, ready) = world.order(&kiln, "agree.test", &[0, 1, 2]).await;
     assert_eq!(ready.expect("ready"), OrderStatus::Ready);
@@ -108,6 +109,33 @@ async fn all_agree_and_one_disagreeing_on_a_txt_value_is_outvoted() {
         seen.contains(&("remote-2".into(), "disagreed".into())),
         "{seen:?}"
     );
+
+    // remote-0 alone sees a CAA record for another CA.
+    world.remotes[0]
+        .set_caa("caa-off.test", false, "issue", "other-ca.example")
+        .await;
+    let (_, id, ready) = world.order(&kiln, "caa-off.test", &[0, 1, 2]).await;
+    assert_eq!(ready.expect("ready despite one"), OrderStatus::Ready);
+    let (verdict, seen) = results(&kiln, &id).await;
+    assert_eq!(verdict, "2/3");
+    assert!(
+        seen.contains(&("remote-0".into(), "disagreed".into())),
+        "{seen:?}"
+    );
+
+    // Counted per perspective (at least: the recorder is the process's, and
+    // other tests here have perspectives of the same names).
+    let metrics = kiln_tests::metrics::scrape(&admin.to_string()).await;
+    let count = |perspective: &str, result: &str| -> f64 {
+        let labels = [("perspective", perspective), ("result", result)];
+        metrics
+            .values("kiln_mpic_perspective_results_total", &labels)
+            .iter()
+            .sum()
+    };
+    assert!(count("remote-2", "disagreed") >= 1.0);
+    assert!(count("remote-0", "disagreed") >= 1.0);
+    assert!(count("remote-1", "corroborated") >= 3.0);
     kiln.kiln.shutdown().await;
 }
 
