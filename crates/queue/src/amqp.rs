@@ -195,6 +195,12 @@ impl Queue for AmqpQueue {
         self.publish_via(&exchange, &message).await
     }
 
+    async fn publish_dead(&self, message: Message, reason: &str) -> Result<(), QueueError> {
+        // The dead-letter exchange is a fanout to `kiln.dead`.
+        let exchange = self.shared.broker.topology.dead_letter_exchange.clone();
+        self.publish_via(&exchange, &message.dead(reason)).await
+    }
+
     fn system(&self) -> &'static str {
         "rabbitmq"
     }

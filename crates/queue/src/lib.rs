@@ -24,6 +24,10 @@ use proto::Envelope;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// The header of a dead letter that says why its stage gave up on it
+/// (`attempts_exhausted: …`, `permanent: …`).
+pub const DEAD_REASON_HEADER: &str = "kiln-dead-reason";
+
 /// A job with its transport headers (W3C trace context travels here).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Message {
@@ -32,6 +36,14 @@ pub struct Message {
 }
 
 impl Message {
+    /// This message as a dead letter: the same job, with why.
+    pub fn dead(&self, reason: &str) -> Message {
+        let mut dead = self.clone();
+        dead.headers
+            .insert(DEAD_REASON_HEADER.to_string(), reason.to_string());
+        dead
+    }
+
     /// A new message for `job`. Created inside a span (the api's request,
     /// a stage's `process` span), it carries that span's W3C trace context
     /// in its headers: the one place context is injected (see [`trace`]).
@@ -70,6 +82,9 @@ pub trait Queue: Send + Sync + 'static {
     async fn publish(&self, message: Message) -> Result<(), QueueError>;
     /// Publishes after `delay` (retry with backoff).
     async fn publish_delayed(&self, message: Message, delay: Duration) -> Result<(), QueueError>;
+    /// Puts a job its stage gave up on in `kiln.dead`, with why in the
+    /// [`DEAD_REASON_HEADER`] header, for an operator to inspect or replay.
+    async fn publish_dead(&self, message: Message, reason: &str) -> Result<(), QueueError>;
     /// Starts consuming `queue`, at most `prefetch` unacked deliveries at once.
     async fn consume(&self, queue: &str, prefetch: u16) -> Result<Box<dyn Consumer>, QueueError>;
 

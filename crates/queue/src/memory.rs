@@ -62,6 +62,12 @@ impl Queue for MemoryQueue {
         Ok(())
     }
 
+    async fn publish_dead(&self, message: Message, reason: &str) -> Result<(), QueueError> {
+        let (tx, _) = self.channel(proto::queues::DEAD);
+        tx.send(message.dead(reason))
+            .map_err(|_| QueueError::Closed)
+    }
+
     async fn consume(&self, queue: &str, _prefetch: u16) -> Result<Box<dyn Consumer>, QueueError> {
         let (_, rx) = self.channel(queue);
         let live = self.consumer_count(queue);

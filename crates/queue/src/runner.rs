@@ -217,17 +217,22 @@ async fn process<H: Handler>(
                 again.envelope.attempt = attempt + 1;
                 queue.publish_delayed(again, delay).await
             }
+            // Given up: the stage records it, then the job itself goes to
+            // `kiln.dead` with why, so that the dead-letter count describes
+            // messages that exist. Should that publish fail, the input comes
+            // back (below) and is given up on again.
             Err(StageError::Retry { reason, .. }) => {
                 error!(%reason, "attempts exhausted; giving up");
                 dead_letter(stage, "attempts_exhausted");
                 handler.give_up(&job, &reason).await;
-                Ok(())
+                let why = format!("attempts_exhausted: {reason}");
+                queue.publish_dead(message.clone(), &why).await
             }
             Err(StageError::Permanent(reason)) => {
                 error!(%reason, "permanent failure; giving up");
                 dead_letter(stage, "permanent");
                 handler.give_up(&job, &reason).await;
-                Ok(())
+                queue.publish_dead(message.clone(), &format!("permanent: {reason}")).await
             }
         };
         match published {
@@ -370,6 +375,17 @@ mod tests {
         assert_eq!(*handler.calls.lock().unwrap(), vec![1, 2, 3]);
         assert_eq!(*handler.gave_up.lock().unwrap(), vec!["o1".to_string()]);
         assert_eq!(queue.depth(proto::queues::SIGNER), 0);
+        // The job itself is in kiln.dead, saying why.
+        let mut dead = queue.consume(proto::queues::DEAD, 1).await.unwrap();
+        let buried = dead.next().await.unwrap().unwrap().message.unwrap();
+        assert_eq!(buried.envelope.job.subject_id(), "o1");
+        assert_eq!(
+            buried
+                .headers
+                .get(crate::DEAD_REASON_HEADER)
+                .map(String::as_str),
+            Some("attempts_exhausted: flaky")
+        );
     }
 
     #[test]

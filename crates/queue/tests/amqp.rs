@@ -348,6 +348,30 @@ async fn rejected_and_undecodable_messages_land_in_the_dead_queue() {
     assert!(next(&mut dead).await.message.is_err());
 }
 
+/// A job its stage gave up on is published to `kiln.dead` with the reason.
+#[tokio::test]
+async fn a_job_given_up_on_is_published_to_the_dead_queue_with_why() {
+    let _shared = BROKER.read().await;
+    let queue = connect(options("given-up")).await;
+    let mut dead = queue.consume(DEAD, 4).await.expect("consume dead");
+    let sent = check_caa("o-given-up");
+    queue
+        .publish_dead(sent.clone(), "permanent: order o-given-up does not exist")
+        .await
+        .expect("confirmed");
+    let buried = next(&mut dead).await;
+    let message = buried.message.as_ref().expect("decodes");
+    assert_eq!(message.envelope, sent.envelope);
+    assert_eq!(
+        message
+            .headers
+            .get(queue::DEAD_REASON_HEADER)
+            .map(String::as_str),
+        Some("permanent: order o-given-up does not exist")
+    );
+    buried.acker.ack().await.expect("ack");
+}
+
 #[tokio::test]
 async fn a_message_requeued_past_the_delivery_limit_is_dead_lettered() {
     let _shared = BROKER.read().await;

@@ -73,6 +73,10 @@ impl Queue for DelayingQueue {
         self.inner.publish_delayed(message, delay).await
     }
 
+    async fn publish_dead(&self, message: Message, reason: &str) -> Result<(), QueueError> {
+        self.inner.publish_dead(message, reason).await
+    }
+
     async fn consume(&self, queue: &str, prefetch: u16) -> Result<Box<dyn Consumer>, QueueError> {
         self.inner.consume(queue, prefetch).await
     }
