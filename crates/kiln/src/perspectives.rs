@@ -58,13 +58,12 @@ impl MpicSettings {
             .iter()
             .map(|p| p.perspective.clone())
             .collect();
-        Some(Corroboration {
-            region_rule: remotes.iter().all(|r| r.region.is_some()),
+        Some(Corroboration::new(
             remotes,
-            deadline: self.deadline.unwrap_or(mpic::DEFAULT_DEADLINE),
-            enforcement: self.enforcement,
-            queue: queue.clone(),
-        })
+            self.deadline.unwrap_or(mpic::DEFAULT_DEADLINE),
+            self.enforcement,
+            queue.clone(),
+        ))
     }
 
     /// One validator per perspective, like `primary` but with its own

@@ -74,18 +74,18 @@ impl MpicConfig {
         if remotes.is_empty() {
             return Ok(None);
         }
-        Ok(Some(Corroboration {
-            // Outside a test deployment every remote carries a region.
-            region_rule: remotes.iter().all(|r| r.region.is_some()),
+        let enforcement = match self.observe_only {
+            true => Enforcement::ObserveOnly,
+            false => Enforcement::Enforce,
+        };
+        let deadline = self
+            .deadline_secs
+            .map_or(DEFAULT_DEADLINE, Duration::from_secs);
+        Ok(Some(Corroboration::new(
             remotes,
-            deadline: self
-                .deadline_secs
-                .map_or(DEFAULT_DEADLINE, Duration::from_secs),
-            enforcement: match self.observe_only {
-                true => Enforcement::ObserveOnly,
-                false => Enforcement::Enforce,
-            },
-            queue: queue.clone(),
-        }))
+            deadline,
+            enforcement,
+            queue.clone(),
+        )))
     }
 }

@@ -62,12 +62,30 @@ pub struct Corroboration {
     pub enforcement: Enforcement,
     /// The two-region rule; off where every perspective is on one machine
     /// and no regions were given.
-    pub region_rule: bool,
+    region_rule: bool,
     /// For the tally at the deadline (a delayed message).
     pub queue: Arc<dyn Queue>,
 }
 
 impl Corroboration {
+    /// The two-region rule applies when every remote has a region: always
+    /// outside a test deployment ([`crate::MpicConfig::remotes`]); on one
+    /// machine only when regions were given.
+    pub fn new(
+        remotes: Vec<RemotePerspective>,
+        deadline: Duration,
+        enforcement: Enforcement,
+        queue: Arc<dyn Queue>,
+    ) -> Self {
+        Corroboration {
+            region_rule: remotes.iter().all(|r| r.region.is_some()),
+            remotes,
+            deadline,
+            enforcement,
+            queue,
+        }
+    }
+
     /// Starts the corroboration of `subject` (a check whose primary result
     /// passed): its record, `tally` delayed to the deadline, and `ask`'s job
     /// per remote (returned, for the runner to publish before it acks).
@@ -168,15 +186,20 @@ pub fn record_of(
     region: Option<Region>,
     check: &Result<(), Problem>,
 ) -> PerspectiveResult {
-    let (result, detail) = match check {
-        Ok(()) => ("corroborated", String::new()),
-        Err(problem) => ("disagreed", bounded(&what_it_saw(problem))),
+    let finding = match check {
+        Ok(()) => Finding::Corroborated,
+        Err(problem) => Finding::Disagreed {
+            saw: bounded(&what_it_saw(problem)),
+        },
     };
     PerspectiveResult {
         perspective: perspective.to_string(),
         region: region.map(|r| r.as_str().to_string()),
-        result: result.to_string(),
-        detail,
+        result: result_name(&finding).to_string(),
+        detail: match finding {
+            Finding::Disagreed { saw } => saw,
+            _ => String::new(),
+        },
         checked_at: now_ms(),
     }
 }
@@ -197,8 +220,8 @@ fn what_it_saw(problem: &Problem) -> String {
 
 fn finding_of(result: &PerspectiveResult) -> Finding {
     match result.result.as_str() {
+        // A remote that timed out wrote nothing: only these two are stored.
         "corroborated" => Finding::Corroborated,
-        "timed-out" => Finding::TimedOut,
         _ => Finding::Disagreed {
             saw: result.detail.clone(),
         },

@@ -34,7 +34,8 @@ pub struct Corroboration {
 pub struct PerspectiveResult {
     pub perspective: String,
     pub region: Option<String>,
-    /// `corroborated`, `disagreed` or `timed-out`.
+    /// `corroborated` or `disagreed` (a remote that timed out wrote
+    /// nothing).
     pub result: String,
     /// What it saw (bounded), empty when it agreed.
     pub detail: String,

@@ -71,9 +71,7 @@ impl Validator {
         };
         let outcome = self.check(&chal, &authz, Some(attempt)).await?;
         info!(challenge_id = job_id, kind = %chal.kind, identifier = %authz.identifier, ok = outcome.is_ok(), "challenge validated");
-        if let (Ok(()), Some(corroboration)) = (&outcome, &self.corroboration)
-            && !corroboration.remotes.is_empty()
-        {
+        if let (Ok(()), Some(corroboration)) = (&outcome, &self.corroboration) {
             let tally = Job::TallyCorroboration {
                 challenge_id: job_id.to_string(),
             };
