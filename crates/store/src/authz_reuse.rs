@@ -5,6 +5,23 @@
 
 use crate::{Authz, Challenge, Result, Store, stmt};
 
+/// `CROSS JOIN` makes SQLite start from the account's authorizations
+/// (`authzs_by_account`); with a plain join its planner, which has no
+/// statistics, starts from every valid challenge in the database
+/// (`challenges_by_deadline`), one per order ever validated, so each
+/// new-order cost grew with the table. PostgreSQL reorders it freely.
+pub(crate) const REUSABLE_AUTHZ: &str =
+    "SELECT a.id, a.order_id, a.account_id, a.identifier, a.wildcard, a.status,
+            a.expires_at, a.validated_at,
+            c.id AS challenge_id, c.kind, c.token, c.status AS challenge_status,
+            c.validated_at AS challenge_validated_at
+     FROM authzs a CROSS JOIN challenges c
+     WHERE c.authz_id = a.id AND c.status = 'valid' AND c.kind <> 'dns-persist-01'
+       AND a.account_id = $1 AND a.identifier = $2 AND a.wildcard = $3
+       AND a.status = 'valid' AND a.expires_at > $4 AND a.validated_at >= $5
+     ORDER BY a.validated_at DESC
+     LIMIT 1";
+
 impl Store {
     /// The account's newest valid authorization of `identifier` (`wildcard`
     /// as asked) that expires after `expires_after` and was validated at or
@@ -23,16 +40,7 @@ impl Store {
         let row = self
             .db
             .optional(stmt!(
-                "SELECT a.id, a.order_id, a.account_id, a.identifier, a.wildcard, a.status,
-                        a.expires_at, a.validated_at,
-                        c.id AS challenge_id, c.kind, c.token, c.status AS challenge_status,
-                        c.validated_at AS challenge_validated_at
-                 FROM authzs a JOIN challenges c ON c.authz_id = a.id AND c.status = 'valid'
-                                                    AND c.kind <> 'dns-persist-01'
-                 WHERE a.account_id = $1 AND a.identifier = $2 AND a.wildcard = $3
-                   AND a.status = 'valid' AND a.expires_at > $4 AND a.validated_at >= $5
-                 ORDER BY a.validated_at DESC
-                 LIMIT 1",
+                REUSABLE_AUTHZ,
                 account_id,
                 identifier,
                 wildcard,

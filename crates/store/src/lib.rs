@@ -51,6 +51,8 @@ mod nonces;
 mod notifications;
 mod orders;
 mod perspectives;
+#[cfg(test)]
+mod query_plans;
 pub mod rate_limits;
 mod renewal;
 mod sweeping;
