@@ -36,15 +36,18 @@
 //! This file holds the options, the `AmqpQueue` handle and its `Queue`
 //! implementation; `topology` names and declares exchanges and queues,
 //! `connection` keeps the shared connection (and the backoff), `publish`
-//! publishes with confirms, `consume` consumes and acks, and `headers`
-//! turns a message into AMQP properties and headers and back.
+//! publishes with confirms, `consume` consumes and acks, `headers`
+//! turns a message into AMQP properties and headers and back, and
+//! `dead_letters` reads and replays `kiln.dead` for an operator.
 
 mod connection;
 mod consume;
+mod dead_letters;
 mod headers;
 mod publish;
 mod topology;
 
+pub use dead_letters::{DeadLetter, Replayed};
 pub use topology::{DEAD_LETTER_EXCHANGE, EXCHANGE, RetryStep, Topology};
 
 use crate::{Consumer, Message, Queue, QueueError, QueueStats};

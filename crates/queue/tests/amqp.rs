@@ -623,3 +623,89 @@ async fn broker_restart_publishing_and_consuming_carry_on() {
         .expect("consumer task");
     assert!(errors > 0, "the outage went unnoticed");
 }
+
+/// `kiln dead-letters`: listing leaves every letter in place; a replay puts
+/// the chosen ones back into their stage queues as first attempts and
+/// leaves the rest (and the undecodable) dead.
+#[tokio::test]
+async fn dead_letters_are_listed_in_place_and_replayed_by_choice() {
+    let _shared = BROKER.read().await;
+    let queue = connect(options("dead-letters")).await;
+    let mut exhausted = check_caa("o-exhausted");
+    exhausted.envelope.attempt = 7;
+    queue
+        .publish_dead(exhausted, "attempts_exhausted: DNS timed out")
+        .await
+        .expect("confirmed");
+    queue
+        .publish_dead(check_caa("o-kept"), "permanent: no such order")
+        .await
+        .expect("confirmed");
+    let (_connection, channel) = raw_channel().await;
+    channel
+        .basic_publish(
+            queue.topology().dead_letter_exchange.as_str().into(),
+            "".into(),
+            BasicPublishOptions::default(),
+            b"\xc1 not msgpack",
+            BasicProperties::default(),
+        )
+        .await
+        .expect("raw publish");
+    wait_for_depth(&queue, DEAD, 3).await;
+
+    for _ in 0..2 {
+        let letters = queue.dead_letters(10).await.expect("listed");
+        assert_eq!(letters.len(), 3, "{letters:?}");
+        let first = &letters[0];
+        assert_eq!(
+            first.job.as_ref().expect("decodes"),
+            &Job::CheckCaa {
+                order_id: "o-exhausted".into()
+            }
+        );
+        assert_eq!(first.reason, "attempts_exhausted: DNS timed out");
+        assert_eq!(first.attempt, 7);
+        assert_eq!(first.queue, CAA_CHECKER);
+        assert_eq!(
+            first.headers.get("traceparent").map(String::as_str),
+            Some(TRACEPARENT)
+        );
+        assert!(letters[2].job.is_err());
+        assert_eq!(letters[2].reason, "unknown");
+        // Listing took nothing.
+        wait_for_depth(&queue, DEAD, 3).await;
+    }
+    assert_eq!(queue.dead_letters(1).await.expect("listed").len(), 1);
+
+    let mut caa = queue.consume(CAA_CHECKER, 4).await.expect("consume");
+    let replayed = queue
+        .replay_dead_letters(|letter| {
+            letter.job
+                == Ok(Job::CheckCaa {
+                    order_id: "o-exhausted".into(),
+                })
+        })
+        .await
+        .expect("replayed");
+    assert_eq!(
+        replayed,
+        queue::amqp::Replayed {
+            replayed: 1,
+            kept: 2
+        }
+    );
+    let back = next(&mut caa).await;
+    let message = back.message.as_ref().expect("decodes");
+    assert_eq!(message.envelope.attempt, 1);
+    assert!(!message.headers.contains_key(queue::DEAD_REASON_HEADER));
+    assert_eq!(
+        message.headers.get("traceparent").map(String::as_str),
+        Some(TRACEPARENT)
+    );
+    back.acker.ack().await.expect("ack");
+    wait_for_depth(&queue, DEAD, 2).await;
+    let left = queue.dead_letters(10).await.expect("listed");
+    assert_eq!(left.len(), 2);
+    assert_eq!(left[0].reason, "permanent: no such order");
+}

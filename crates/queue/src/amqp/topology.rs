@@ -84,6 +84,12 @@ impl Topology {
         format!("{}{base}", self.prefix)
     }
 
+    /// `name` without this topology's prefix (a name of another prefix as
+    /// it is).
+    pub fn unprefixed<'n>(&self, name: &'n str) -> &'n str {
+        name.strip_prefix(self.prefix.as_str()).unwrap_or(name)
+    }
+
     /// The smallest step that waits at least `delay`, else the largest
     /// (`None` only if someone emptied `retry_steps`; `new` refuses that).
     pub fn retry_step(&self, delay: Duration) -> Option<&RetryStep> {
