@@ -19,6 +19,20 @@ use tracing::{error, info, warn};
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::prelude::FromDer;
 
+/// Who holds an order's sign-precert step ([`Signer::precert_claim`]).
+enum Claim {
+    Unclaimed,
+    /// A claim presumed dead: superseded by claiming with a fresh serial.
+    Stale(String),
+    /// A claim whose signer may be at work, or a state this build does not
+    /// know: left alone.
+    Held,
+    /// The serial read with the order has moved past its claim: the order
+    /// was read just before another delivery stored its precertificate (or
+    /// restarted the issuance), so it is read again.
+    Moved(String),
+}
+
 pub struct Signer {
     pub store: Store,
     pub ca: IssuingCa,
@@ -76,6 +90,12 @@ impl Signer {
             Ok(order) => order,
             Err(jobs) => return Ok(jobs),
         };
+        let superseding = match self.precert_claim(&order).await? {
+            Claim::Unclaimed => None,
+            Claim::Stale(serial) => Some(serial),
+            Claim::Held => return Ok(vec![]),
+            Claim::Moved(serial) => return self.after_moved_claim(order_id, &serial).await,
+        };
         let csr_der = order
             .csr
             .as_deref()
@@ -126,27 +146,43 @@ impl Signer {
             not_after,
         };
         let serial = serial_hex(&serial);
-        // Intent first (invariant 5): the serial is on record before any
-        // signature exists, so it can never be used twice.
-        self.store
-            .reserve_serial(&NewCertificate {
-                serial: serial.clone(),
-                order_id: order_id.to_string(),
-                account_id: order.account_id.clone(),
-                not_before: not_before * 1000,
-                not_after: not_after * 1000,
-                issuer_id: issuer_id.to_string(),
-                key,
-                crl_shard,
-            })
+        // Intent first (invariant 5): the serial claims the order's step,
+        // `precert-signing` and revocable, before any signature exists. Of
+        // two deliveries of this job only one claims; the other never signs.
+        let now = now_ms();
+        let claimed = self
+            .store
+            .claim_precert(
+                &NewCertificate {
+                    serial: serial.clone(),
+                    order_id: order_id.to_string(),
+                    account_id: order.account_id.clone(),
+                    not_before: not_before * 1000,
+                    not_after: not_after * 1000,
+                    issuer_id: issuer_id.to_string(),
+                    key,
+                    crl_shard,
+                },
+                superseding.as_deref(),
+                now,
+                now + self.step_timeout.as_millis() as i64,
+            )
             .await
             .map_err(StageError::retry)?;
+        if !claimed {
+            info!(
+                order_id,
+                "sign-precert claimed by another delivery; not signing"
+            );
+            return Ok(vec![]);
+        }
         let built = precertificate_der(&self.ca.intermediate, &request, &profile);
         crate::lint_metrics::record("precert", built.as_ref().err());
         let der = match built {
             Ok(der) => der,
             Err(e) => {
-                // A lint or key failure will not pass on retry.
+                // A lint or key failure will not pass on retry. The serial
+                // stays `precert-signing`: revocable, never reused.
                 let problem = refusal(order_id, "precertificate", &e);
                 self.store
                     .fail_order(order_id, &problem)
@@ -161,13 +197,108 @@ impl Signer {
             .await
             .map_err(StageError::retry)?
         {
-            // Another delivery of this job won the race; its serial stands.
+            // The claim was superseded as stale (this signing took longer
+            // than the step's timeout) or the order ended meanwhile: the
+            // precertificate is on record, its serial abandoned.
+            warn!(
+                order_id,
+                serial, "precertificate kept on an abandoned serial: its claim was superseded"
+            );
             return Ok(vec![]);
         }
         info!(order_id, serial, "precertificate signed");
         Ok(vec![Job::SubmitCt {
             order_id: order_id.to_string(),
         }])
+    }
+
+    /// Who holds the sign-precert step of `order` (at that step): nobody,
+    /// another signer, or a signer presumed dead.
+    ///
+    /// The crash rule. A claim is the serial the order names while at
+    /// sign-precert, whose row is `precert-signing` and `created_at` the
+    /// claim's time. A claim younger than the step timeout is held: its
+    /// signer may be signing right now (on another replica, or a
+    /// concurrent delivery here), and will store its precertificate and
+    /// publish SubmitCt; if it died, the order's step deadline (set by the
+    /// claim to the same instant the claim turns stale) makes the sweeper
+    /// re-drive it, and that delivery finds the claim stale. A stale claim
+    /// is superseded with a fresh serial, by a compare-and-set on the stale
+    /// serial, so of several deliveries finding it stale one wins. Signing
+    /// takes milliseconds against a timeout of seconds, so a live signer is
+    /// superseded only if it stalled longer than the timeout, and even then
+    /// nothing is lost: its serial stays `precert-signing` (revocable,
+    /// never reused), and a precertificate it still signs is recorded on
+    /// that row (`store_precert`). The rule only decides how soon an order
+    /// recovers, never whether a signature goes unrecorded, so it holds with
+    /// any number of signer replicas (sharing the step timeout, and clocks
+    /// within it).
+    async fn precert_claim(&self, order: &Order) -> Result<Claim, StageError> {
+        let Some(serial) = &order.certificate_serial else {
+            return Ok(Claim::Unclaimed);
+        };
+        let cert = self
+            .store
+            .certificate(serial)
+            .await
+            .map_err(StageError::retry)?;
+        let order_id = order.id.as_str();
+        match cert {
+            Some(cert) if cert.order_id == order.id => match cert.state {
+                CertificateState::PrecertSigning => {
+                    let age = now_ms() - cert.created_at;
+                    if age < self.step_timeout.as_millis() as i64 {
+                        info!(
+                            order_id,
+                            serial,
+                            age_ms = age,
+                            "sign-precert is claimed; leaving it"
+                        );
+                        return Ok(Claim::Held);
+                    }
+                    warn!(
+                        order_id,
+                        serial,
+                        age_ms = age,
+                        "sign-precert claim is stale (its signer died?); abandoning its serial for a new one"
+                    );
+                    Ok(Claim::Stale(serial.clone()))
+                }
+                // A newer build's state: its replicas handle the order.
+                CertificateState::Unknown => {
+                    warn!(
+                        order_id,
+                        serial, "serial in a state this build does not know; leaving it"
+                    );
+                    Ok(Claim::Held)
+                }
+                _ => Ok(Claim::Moved(serial.clone())),
+            },
+            _ => Err(StageError::Permanent(format!(
+                "order at sign-precert names serial {serial}, not on record for it"
+            ))),
+        }
+    }
+
+    /// The order read with `serial` claimed had moved on by the time its
+    /// certificate was read: go by the order as it is now. Only an order
+    /// still at sign-precert naming that same serial is inconsistent.
+    async fn after_moved_claim(
+        &self,
+        order_id: &str,
+        serial: &str,
+    ) -> Result<Vec<Job>, StageError> {
+        match self.order_at(order_id, FinalizeStep::SignPrecert).await? {
+            Err(jobs) => Ok(jobs),
+            Ok(order) if order.certificate_serial.as_deref() != Some(serial) => {
+                // Restarted with another claim (or none) meanwhile: its
+                // holder, or the next delivery, carries it on.
+                Ok(vec![])
+            }
+            Ok(_) => Err(StageError::Permanent(format!(
+                "order at sign-precert names serial {serial}, which is past its claim"
+            ))),
+        }
     }
 
     async fn sign_final(&self, order_id: &str) -> Result<Vec<Job>, StageError> {
@@ -195,10 +326,15 @@ impl Signer {
                     order_id,
                     serial, "final signing was begun before; restarting with a new serial"
                 );
-                self.store
+                if !self
+                    .store
                     .restart_issuance(order_id, &serial, self.deadline())
                     .await
-                    .map_err(StageError::retry)?;
+                    .map_err(StageError::retry)?
+                {
+                    // Another delivery restarted it (and published the job).
+                    return Ok(vec![]);
+                }
                 return Ok(vec![Job::SignPrecert {
                     order_id: order_id.to_string(),
                 }]);
@@ -210,10 +346,18 @@ impl Signer {
                 info!(order_id, serial, state = ?cert.state, "sign-final already handled by another delivery");
                 return Ok(vec![]);
             }
-            CertificateState::Reserved => {
+            CertificateState::Reserved | CertificateState::PrecertSigning => {
                 return Err(StageError::Permanent(format!(
                     "serial {serial} has no precertificate at sign-final"
                 )));
+            }
+            // A newer build's state: its replicas handle the order.
+            CertificateState::Unknown => {
+                warn!(
+                    order_id,
+                    serial, "serial in a state this build does not know; leaving it"
+                );
+                return Ok(vec![]);
             }
         }
         let (Some(precert_der), Some(sct_list)) = (&cert.precert_der, &cert.sct_list) else {

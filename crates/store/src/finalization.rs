@@ -4,8 +4,8 @@
 //! compare-and-set (invariant 3) whose `bool` says whether this caller made
 //! it; where an order and its certificate change together they change in
 //! one transaction. Intent is stored before every irreversible act
-//! (invariant 5): the serial before signing, `final-signing` before the
-//! final signature.
+//! (invariant 5): the serial's claim (`precert-signing`) before the
+//! precertificate's signature, `final-signing` before the final signature.
 
 use crate::db::{Backend, Script};
 use crate::notifications::notify_done;
@@ -142,38 +142,83 @@ impl Store {
         }
     }
 
-    /// Records a serial and the validity before anything is signed with it
-    /// (invariant 5). The serial's uniqueness is the primary key's.
-    pub async fn reserve_serial(&self, cert: &NewCertificate) -> Result<()> {
-        self.db
-            .execute(stmt!(
+    /// sign-precert → claimed by `cert.serial`, before anything is signed
+    /// with it (invariant 5): in one transaction, the order names the serial
+    /// only if it is still at sign-precert with the claim the caller saw
+    /// (`superseding`: none, or the serial of a claim the caller found
+    /// stale), and the serial's row is written `precert-signing`, which has
+    /// revocation status from then on. Of two deliveries of one SignPrecert
+    /// exactly one gets `true`; the other must not sign. A superseded claim
+    /// keeps its row in `precert-signing` (a precertificate may exist for
+    /// it) and is never reused. `now` is the claim's time, `created_at`, by
+    /// which a later delivery tells how old the claim is.
+    pub async fn claim_precert(
+        &self,
+        cert: &NewCertificate,
+        superseding: Option<&str>,
+        now: i64,
+        step_deadline: i64,
+    ) -> Result<bool> {
+        let claim = match superseding {
+            None => stmt!(
+                "UPDATE orders SET certificate_serial = $2, step_deadline = $3
+                 WHERE id = $1 AND status = 'processing' AND step = $4
+                   AND certificate_serial IS NULL",
+                &cert.order_id,
+                &cert.serial,
+                step_deadline,
+                FinalizeStep::SignPrecert.as_str(),
+            ),
+            Some(stale) => stmt!(
+                "UPDATE orders SET certificate_serial = $2, step_deadline = $3
+                 WHERE id = $1 AND status = 'processing' AND step = $4
+                   AND certificate_serial = $5",
+                &cert.order_id,
+                &cert.serial,
+                step_deadline,
+                FinalizeStep::SignPrecert.as_str(),
+                stale,
+            ),
+        };
+        // The order's row first: the loser's UPDATE waits for the winner's
+        // commit (PostgreSQL's row lock; SQLite's one writer), then matches
+        // nothing, and its transaction ends before writing a serial.
+        let script = Script::new().require(1, claim).require(
+            1,
+            stmt!(
                 "INSERT INTO certificates (serial, order_id, account_id, state, not_before,
                                            not_after, created_at, issuer_id, spki_sha256,
                                            crl_shard)
-                 VALUES ($1, $2, $3, 'reserved', $4, $5, $6, $7, $8, $9)",
+                 VALUES ($1, $2, $3, 'precert-signing', $4, $5, $6, $7, $8, $9)",
                 &cert.serial,
                 &cert.order_id,
                 &cert.account_id,
                 cert.not_before,
                 cert.not_after,
-                now_ms(),
+                now,
                 &cert.issuer_id,
                 cert.key.as_str(),
                 i64::from(cert.crl_shard),
-            ))
-            .await
-            .map_err(|e| {
-                if e.is_unique_violation() {
-                    StoreError::Conflict(format!("serial {} already used", cert.serial))
-                } else {
-                    e.into()
-                }
-            })?;
-        Ok(())
+            ),
+        );
+        match self.db.run(script).await {
+            Ok(outcome) => Ok(outcome.committed()),
+            // The serial's uniqueness is the primary key's.
+            Err(e) if e.is_unique_violation() => Err(StoreError::Conflict(format!(
+                "serial {} already used",
+                cert.serial
+            ))),
+            Err(e) => Err(e.into()),
+        }
     }
 
-    /// Stores the signed precertificate and moves the order to `submit-ct`,
-    /// in one transaction.
+    /// Stores the signed precertificate of the order's claim and moves the
+    /// order to `submit-ct`, in one transaction: `true`. If the claim is no
+    /// longer the order's (superseded as stale, or the order ended
+    /// meanwhile), the precertificate is still recorded, on its serial's
+    /// row, which becomes `abandoned` (revocable, never issued): `false`,
+    /// and the order is left to whoever holds it now. No signed
+    /// precertificate is dropped.
     pub async fn store_precert(
         &self,
         order_id: &str,
@@ -185,9 +230,9 @@ impl Store {
             .require(
                 1,
                 stmt!(
-                    "UPDATE orders SET step = $3, step_deadline = $4, certificate_serial = $2,
-                            precert_at = $6
-                     WHERE id = $1 AND status = 'processing' AND step = $5",
+                    "UPDATE orders SET step = $3, step_deadline = $4, precert_at = $6
+                     WHERE id = $1 AND status = 'processing' AND step = $5
+                       AND certificate_serial = $2",
                     order_id,
                     serial,
                     FinalizeStep::SubmitCt.as_str(),
@@ -200,12 +245,33 @@ impl Store {
                 1,
                 stmt!(
                     "UPDATE certificates SET state = 'precert', precert_der = $2
-                     WHERE serial = $1 AND state = 'reserved'",
+                     WHERE serial = $1 AND state = 'precert-signing'",
                     serial,
                     der,
                 ),
             );
-        Ok(self.db.run(script).await?.committed())
+        if self.db.run(script).await?.committed() {
+            return Ok(true);
+        }
+        let kept = self
+            .db
+            .execute(stmt!(
+                "UPDATE certificates SET state = 'abandoned', precert_der = $2
+                 WHERE serial = $1 AND state = 'precert-signing'",
+                serial,
+                der,
+            ))
+            .await?;
+        if kept != 1 {
+            // Only the delivery that claimed a serial signs with it, so its
+            // row can only be where the claim left it.
+            tracing::error!(
+                order_id,
+                serial,
+                "a signed precertificate found its serial's row no longer precert-signing"
+            );
+        }
+        Ok(false)
     }
 
     /// Stores the SCT list extension for the order's precertificate and moves
@@ -294,7 +360,9 @@ impl Store {
 
     /// After a final signing that may or may not have happened: abandon the
     /// serial (its precertificate stays recorded, so it can be revoked) and
-    /// send the order back to `sign-precert` for a new serial.
+    /// send the order back to `sign-precert` for a new serial, together or
+    /// not at all: `false` if another delivery restarted it first (or the
+    /// order moved on).
     pub async fn restart_issuance(
         &self,
         order_id: &str,
@@ -302,18 +370,27 @@ impl Store {
         step_deadline: i64,
     ) -> Result<bool> {
         let script = Script::new()
-            .then(stmt!(
-                "UPDATE certificates SET state = 'abandoned' WHERE serial = $1 AND state <> 'issued'",
-                serial
-            ))
-            .then(stmt!(
-                "UPDATE orders SET step = $3, step_deadline = $4, certificate_serial = NULL
-                 WHERE id = $1 AND status = 'processing' AND certificate_serial = $2",
-                order_id,
-                serial,
-                FinalizeStep::SignPrecert.as_str(),
-                step_deadline,
-            ));
-        Ok(self.db.run(script).await?.rows(1) == 1)
+            .require(
+                1,
+                stmt!(
+                    "UPDATE orders SET step = $3, step_deadline = $4, certificate_serial = NULL
+                     WHERE id = $1 AND status = 'processing' AND step = $5
+                       AND certificate_serial = $2",
+                    order_id,
+                    serial,
+                    FinalizeStep::SignPrecert.as_str(),
+                    step_deadline,
+                    FinalizeStep::SignFinal.as_str(),
+                ),
+            )
+            .require(
+                1,
+                stmt!(
+                    "UPDATE certificates SET state = 'abandoned'
+                     WHERE serial = $1 AND state = 'final-signing'",
+                    serial
+                ),
+            );
+        Ok(self.db.run(script).await?.committed())
     }
 }

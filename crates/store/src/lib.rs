@@ -119,6 +119,7 @@ macro_rules! migrations {
             migrations!(@one $backend, 12, "crl shards", "0012_crl_shards.sql"),
             migrations!(@one $backend, 13, "alternate chains", "0013_alternate_chains.sql"),
             migrations!(@one $backend, 14, "perspectives", "0014_perspectives.sql"),
+            migrations!(@one $backend, 15, "precert signing", "0015_precert_signing.sql"),
         ]
     };
     (@one $backend:literal, $version:literal, $description:literal, $file:literal) => {

@@ -134,7 +134,12 @@ async fn issued_for_key(store: &Store, id: &str, serial: &str, key: &KeyDigest, 
         not_after,
         ..common::new_certificate(serial, id)
     };
-    store.reserve_serial(&cert).await.unwrap();
+    assert!(
+        store
+            .claim_precert(&cert, None, now, now + 60_000)
+            .await
+            .unwrap()
+    );
     assert!(
         store
             .store_precert(id, serial, b"precert", now)

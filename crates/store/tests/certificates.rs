@@ -43,27 +43,31 @@ async fn an_orders_certificates_are_listed_oldest_first(store: Store) {
         .advance_step("o1", FinalizeStep::CheckCaa, FinalizeStep::SignPrecert, now)
         .await
         .unwrap();
-    store
-        .reserve_serial(&new_certificate("01", "o1"))
-        .await
-        .unwrap();
+    assert!(
+        store
+            .claim_precert(&new_certificate("01", "o1"), None, now, now)
+            .await
+            .unwrap()
+    );
     assert!(store.store_precert("o1", "01", b"p1", now).await.unwrap());
     assert!(store.store_scts("o1", "01", b"s1", now).await.unwrap());
     assert!(store.begin_final_signing("01").await.unwrap());
     assert!(store.restart_issuance("o1", "01", now).await.unwrap());
     // Created after the first, whatever the clock says within a millisecond.
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    store
-        .reserve_serial(&new_certificate("02", "o1"))
-        .await
-        .unwrap();
+    assert!(
+        store
+            .claim_precert(&new_certificate("02", "o1"), None, now_ms(), now)
+            .await
+            .unwrap()
+    );
     let certs = store.certificates_for_order("o1").await.unwrap();
     let listed: Vec<_> = certs.iter().map(|c| (c.serial.as_str(), c.state)).collect();
     assert_eq!(
         listed,
         vec![
             ("01", CertificateState::Abandoned),
-            ("02", CertificateState::Reserved)
+            ("02", CertificateState::PrecertSigning)
         ]
     );
     assert_eq!(certs[0], store.certificate("01").await.unwrap().unwrap());

@@ -144,7 +144,7 @@ async fn an_order_is_issued_step_by_step(store: Store) {
             .unwrap()
     );
 
-    // Serials are reserved before signing and never reused.
+    // The serial claims the step before signing: once, and never reused.
     let cert = NewCertificate {
         serial: "01ab".into(),
         order_id: "o1".into(),
@@ -155,13 +155,45 @@ async fn an_order_is_issued_step_by_step(store: Store) {
         key: store::KeyDigest::of_spki(b"the CSR's key"),
         crl_shard: 0,
     };
-    store.reserve_serial(&cert).await.unwrap();
+    assert!(
+        store
+            .claim_precert(&cert, None, now, now + 1000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim_precert(&cert, None, now, now + 1000)
+            .await
+            .unwrap(),
+        "claimed once"
+    );
+    processing_order(&store, "o9", now, now + 1000).await;
+    store
+        .advance_step("o9", FinalizeStep::CheckCaa, FinalizeStep::SignPrecert, now)
+        .await
+        .unwrap();
+    let same_serial = NewCertificate {
+        order_id: "o9".into(),
+        ..cert.clone()
+    };
     assert!(matches!(
-        store.reserve_serial(&cert).await,
+        store
+            .claim_precert(&same_serial, None, now, now + 1000)
+            .await,
         Err(StoreError::Conflict(_))
     ));
+    let o9 = store.order("o9").await.unwrap().unwrap();
+    assert_eq!(
+        o9.certificate_serial, None,
+        "a refused claim claims nothing"
+    );
     let reserved = store.certificate("01ab").await.unwrap().unwrap();
-    assert_eq!(reserved.state, CertificateState::Reserved);
+    assert_eq!(reserved.state, CertificateState::PrecertSigning);
+    assert_eq!(
+        (reserved.order_id.as_str(), reserved.created_at),
+        ("o1", now)
+    );
     assert_eq!(reserved.precert_der, None);
     assert!(
         store
@@ -221,11 +253,13 @@ async fn a_restart_after_final_signing_abandons_the_serial(store: Store) {
         .advance_step("o2", FinalizeStep::CheckCaa, FinalizeStep::SignPrecert, now)
         .await
         .unwrap();
-    store
-        .reserve_serial(&new_certificate("02", "o2"))
-        .await
-        .unwrap();
-    store.store_precert("o2", "02", b"p2", now).await.unwrap();
+    assert!(
+        store
+            .claim_precert(&new_certificate("02", "o2"), None, now, now)
+            .await
+            .unwrap()
+    );
+    assert!(store.store_precert("o2", "02", b"p2", now).await.unwrap());
     store.store_scts("o2", "02", b"s2", now).await.unwrap();
     store.begin_final_signing("02").await.unwrap();
     assert!(store.restart_issuance("o2", "02", now).await.unwrap());
@@ -246,10 +280,12 @@ async fn a_restart_after_final_signing_abandons_the_serial(store: Store) {
         "abandoned serial never issues"
     );
     // The order starts over with a new serial.
-    store
-        .reserve_serial(&new_certificate("03", "o2"))
-        .await
-        .unwrap();
+    assert!(
+        store
+            .claim_precert(&new_certificate("03", "o2"), None, now, now)
+            .await
+            .unwrap()
+    );
     assert!(store.store_precert("o2", "03", b"p3", now).await.unwrap());
 }
 

@@ -4,6 +4,7 @@
 #[macro_use]
 mod common;
 
+use domain::FinalizeStep;
 use store::{Issuer, Store};
 
 on_both_backends!(issuers_are_recorded_once_and_named_by_certificates);
@@ -29,14 +30,29 @@ async fn issuers_are_recorded_once_and_named_by_certificates(store: Store) {
     assert_eq!(store.issuer(Some("00")).await.unwrap(), None);
 
     // Certificates name their issuer; one that was never recorded is refused.
-    common::processing_order(&store, "o1", store::now_ms(), store::now_ms() + 60_000).await;
+    let now = store::now_ms();
+    for id in ["o1", "o2"] {
+        common::processing_order(&store, id, now, now + 60_000).await;
+        assert!(
+            store
+                .advance_step(id, FinalizeStep::CheckCaa, FinalizeStep::SignPrecert, now)
+                .await
+                .unwrap()
+        );
+    }
     let mut cert = common::new_certificate("0a", "o1");
-    store.reserve_serial(&cert).await.unwrap();
+    assert!(store.claim_precert(&cert, None, now, now).await.unwrap());
     let stored = store.certificate("0a").await.unwrap().unwrap();
     assert_eq!(stored.issuer_id.as_deref(), Some(test.id.as_str()));
     cert.serial = "0b".into();
+    cert.order_id = "o2".into();
     cert.issuer_id = "f".repeat(64);
-    assert!(store.reserve_serial(&cert).await.is_err(), "unknown issuer");
+    assert!(
+        store.claim_precert(&cert, None, now, now).await.is_err(),
+        "unknown issuer"
+    );
+    let o2 = store.order("o2").await.unwrap().unwrap();
+    assert_eq!(o2.certificate_serial, None, "the refused claim rolled back");
 }
 
 on_both_backends!(url: alternate_chains_are_the_recording_signers);

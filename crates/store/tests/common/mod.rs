@@ -207,7 +207,7 @@ pub async fn processing_order(store: &Store, id: &str, now: i64, step_deadline: 
     );
 }
 
-/// The certificate row a signer would reserve for `order_id`.
+/// The certificate row a signer would claim `order_id`'s sign-precert with.
 pub fn new_certificate(serial: &str, order_id: &str) -> NewCertificate {
     let now = now_ms();
     NewCertificate {
@@ -232,10 +232,12 @@ pub async fn signing_final(store: &Store, id: &str, serial: &str, now: i64) {
             .await
             .unwrap()
     );
-    store
-        .reserve_serial(&new_certificate(serial, id))
-        .await
-        .unwrap();
+    assert!(
+        store
+            .claim_precert(&new_certificate(serial, id), None, now, now + 60_000)
+            .await
+            .unwrap()
+    );
     assert!(
         store
             .store_precert(id, serial, b"precert", now)
