@@ -85,13 +85,15 @@ impl Api {
     pub fn authz_json(&self, authz: &Authz, challenges: &[Challenge]) -> Value {
         let status = authz_status(authz, store::now_ms());
         // A valid authorization shows only the challenge that validated it.
+        // A challenge of a type a newer build added (read back as
+        // `Unknown`) is not offered: this replica could not validate it.
+        let known = challenges
+            .iter()
+            .filter(|c| c.kind != ChallengeType::Unknown);
         let shown: Vec<&Challenge> = if status == AuthzStatus::Valid {
-            challenges
-                .iter()
-                .filter(|c| c.status == ChallengeStatus::Valid)
-                .collect()
+            known.filter(|c| c.status == ChallengeStatus::Valid).collect()
         } else {
-            challenges.iter().collect()
+            known.collect()
         };
         let mut doc = json!({
             "identifier": domain::Identifier::from_authz_value(&authz.identifier),

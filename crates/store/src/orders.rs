@@ -54,6 +54,8 @@ impl Order {
             FinalizeStep::SignPrecert => proto::Job::SignPrecert { order_id },
             FinalizeStep::SubmitCt => proto::Job::SubmitCt { order_id },
             FinalizeStep::SignFinal => proto::Job::SignFinal { order_id },
+            // A newer build's step: its stages drive the order.
+            FinalizeStep::Unknown => return None,
         })
     }
 }
@@ -548,6 +550,11 @@ mod tests {
     fn an_order_not_processing_a_step_has_no_job() {
         assert_eq!(
             order(OrderStatus::Processing, None).job_for_current_step(),
+            None
+        );
+        // A step only a newer build knows: its stages drive it, not ours.
+        assert_eq!(
+            order(OrderStatus::Processing, Some(FinalizeStep::Unknown)).job_for_current_step(),
             None
         );
         for status in [

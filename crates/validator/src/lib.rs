@@ -60,7 +60,9 @@ impl Validator {
                 "challenge {id} does not exist"
             )));
         };
-        Ok((chal.status == ChallengeStatus::Processing).then_some((chal, authz)))
+        // A type a newer build offered is left to that build's validators.
+        let ours = chal.kind != ChallengeType::Unknown;
+        Ok((chal.status == ChallengeStatus::Processing && ours).then_some((chal, authz)))
     }
 
     /// The primary check; when it passes and remote perspectives are
@@ -226,6 +228,13 @@ impl Validator {
                 dns_persist::validate(&self.dns, name, &expected)
                     .await
                     .map(|_record| ())
+            }
+            // Never processing for this build (`processing` leaves it).
+            ChallengeType::Unknown => {
+                return Err(StageError::retry(format!(
+                    "challenge type {} unknown to this build",
+                    chal.kind
+                )));
             }
             ChallengeType::TlsAlpn01 => {
                 challenge::validate_tlsalpn01(
