@@ -140,15 +140,18 @@ impl CtSubmitter {
         let extension = ct::encode_sct_list_extension(&list)
             .map_err(|e| StageError::Permanent(e.to_string()))?;
         let deadline = now_ms() + self.step_timeout.as_millis() as i64;
-        if self
+        if !self
             .store
             .store_scts(order_id, &serial, &extension, deadline)
             .await
             .map_err(StageError::retry)?
         {
-            let logs: Vec<&str> = scts.iter().map(|s| s.log_name.as_str()).collect();
-            info!(order_id, serial, ?logs, "SCTs obtained");
+            // Another delivery stored its SCTs first and sent the order on.
+            info!(order_id, serial, "SCTs already stored by another delivery");
+            return Ok(vec![]);
         }
+        let logs: Vec<&str> = scts.iter().map(|s| s.log_name.as_str()).collect();
+        info!(order_id, serial, ?logs, "SCTs obtained");
         Ok(vec![Job::SignFinal {
             order_id: order_id.to_string(),
         }])
