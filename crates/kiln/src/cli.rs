@@ -83,6 +83,8 @@ impl Cli {
             Some(Command::Eab(EabCommand::Revoke { key_id, db })) => {
                 commands::eab::revoke(&db, &key_id).await
             }
+            Some(Command::Audit(args)) => crate::audit::main(args).await,
+            Some(Command::DeadLetters(command)) => commands::dead_letters::run(command).await,
         }
     }
 }
@@ -385,6 +387,13 @@ enum Command {
     /// needs for a new account when Kiln requires one.
     #[command(subcommand)]
     Eab(EabCommand),
+    /// Check every stored order and certificate against what Kiln must
+    /// have done (issue 16): exit 1 on any violation, 2 if it cannot run.
+    Audit(crate::audit::AuditArgs),
+    /// The jobs a distributed deployment's stages gave up on (RabbitMQ's
+    /// `kiln.dead`), with why; replay chosen ones once the cause is fixed.
+    #[command(subcommand)]
+    DeadLetters(commands::dead_letters::DeadLettersCommand),
     /// Apply the database migrations (PostgreSQL or SQLite), then exit.
     Migrate {
         #[arg(

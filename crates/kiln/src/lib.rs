@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+mod audit;
 pub mod cli;
 mod commands;
 mod data_dir;

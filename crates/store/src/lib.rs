@@ -37,6 +37,7 @@
 #![forbid(unsafe_code)]
 
 mod accounts;
+pub mod audit;
 mod authz_reuse;
 mod blocked_keys;
 mod certificates;
