@@ -298,10 +298,13 @@ impl fmt::Display for HttpFault {
             Fault::Slow(d) => format!("slow={}", show_duration(d)),
         };
         write!(f, "{}:{kind}", self.endpoint)?;
+        // Both, when both are set: the management API's document is read
+        // back with this (`to_doc`), so dropping one would change the fault.
+        if self.rate < 1.0 {
+            write!(f, ":rate={}", self.rate)?;
+        }
         if let Some(n) = self.remaining {
             write!(f, ":next={n}")?;
-        } else if self.rate < 1.0 {
-            write!(f, ":rate={}", self.rate)?;
         }
         Ok(())
     }
@@ -431,6 +434,7 @@ mod tests {
         for fault in [
             "new-order:bad-nonce:next=1",
             "*:503:rate=0.1",
+            "x:503:rate=0.5:next=3",
             "finalize:slow=3000ms",
             "order:429",
             "cert:500",
