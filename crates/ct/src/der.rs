@@ -15,15 +15,15 @@ const TAG_VERSION: u8 = 0xa0;
 const TAG_EXTENSIONS: u8 = 0xa3;
 
 /// One DER element: `raw` is the whole encoding, `content` the value bytes.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Tlv<'a> {
-    pub(crate) tag: u8,
-    pub(crate) content: &'a [u8],
-    pub(crate) raw: &'a [u8],
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tlv<'a> {
+    pub tag: u8,
+    pub content: &'a [u8],
+    pub raw: &'a [u8],
 }
 
 /// Reads one element and returns it with the bytes that follow it.
-pub(crate) fn read_tlv(input: &[u8]) -> Result<(Tlv<'_>, &[u8]), CtError> {
+pub fn read_tlv(input: &[u8]) -> Result<(Tlv<'_>, &[u8]), CtError> {
     let (&tag, rest) = input.split_first().ok_or(CtError::Der("truncated tag"))?;
     if tag & 0x1f == 0x1f {
         // High tag numbers never occur in certificates.
@@ -68,7 +68,7 @@ pub(crate) fn read_tlv(input: &[u8]) -> Result<(Tlv<'_>, &[u8]), CtError> {
 }
 
 /// The elements of a constructed value's contents.
-fn children(mut content: &[u8]) -> Result<Vec<Tlv<'_>>, CtError> {
+pub fn children(mut content: &[u8]) -> Result<Vec<Tlv<'_>>, CtError> {
     let mut out = Vec::new();
     while !content.is_empty() {
         let (tlv, rest) = read_tlv(content)?;
@@ -86,7 +86,8 @@ fn expect_tag<'a>(tlv: Tlv<'a>, tag: u8, what: &'static str) -> Result<Tlv<'a>, 
     }
 }
 
-pub(crate) fn write_tlv(out: &mut Vec<u8>, tag: u8, content: &[u8]) {
+/// Encodes one element (definite, minimal length).
+pub fn write_tlv(out: &mut Vec<u8>, tag: u8, content: &[u8]) {
     out.push(tag);
     let len = content.len();
     if len < 0x80 {

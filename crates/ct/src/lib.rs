@@ -14,8 +14,8 @@ mod tls;
 pub mod test_util;
 
 pub use der::{
-    Extension, encode_oid, find_extension, is_precertificate, issuer_key_hash,
-    subject_public_key_info, tbs_matches_precert, tbs_without_extension,
+    Extension, Tlv, children, encode_oid, find_extension, is_precertificate, issuer_key_hash,
+    read_tlv, subject_public_key_info, tbs_matches_precert, tbs_without_extension, write_tlv,
 };
 pub use error::CtError;
 pub use merkle::{GetSthResponse, leaf_hash, merkle_tree_hash, tree_head_signed_data, verify_sth};

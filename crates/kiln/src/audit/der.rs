@@ -24,76 +24,18 @@ pub mod oid {
     pub const CT_SCT_LIST: &[u8] = &[0x2b, 0x06, 0x01, 0x04, 0x01, 0xd6, 0x79, 0x02, 0x04, 0x02];
 }
 
-/// One DER element: `raw` is the whole encoding, `content` its value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Tlv<'a> {
-    pub tag: u8,
-    pub content: &'a [u8],
-    pub raw: &'a [u8],
-}
+/// The DER walker is `ct`'s (one strict reader for the CA and its audit),
+/// with its errors as the audit's text.
+pub use ct::{Tlv, write_tlv};
 
 /// Reads one element (definite, minimal lengths only) and what follows it.
 pub fn read_tlv(input: &[u8]) -> Result<(Tlv<'_>, &[u8]), String> {
-    let bad = |why: &str| Err(format!("DER: {why}"));
-    let [tag, first, rest @ ..] = input else {
-        return bad("truncated");
-    };
-    if tag & 0x1f == 0x1f {
-        return bad("high tag number");
-    }
-    let (len, rest) = if *first < 0x80 {
-        (usize::from(*first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n || rest[0] == 0 {
-            return bad("bad length");
-        }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-        if len < 0x80 {
-            return bad("non-minimal length");
-        }
-        (len, &rest[n..])
-    };
-    if rest.len() < len {
-        return bad("truncated content");
-    }
-    let header = input.len() - rest.len();
-    Ok((
-        Tlv {
-            tag: *tag,
-            content: &rest[..len],
-            raw: &input[..header + len],
-        },
-        &rest[len..],
-    ))
+    ct::read_tlv(input).map_err(|e| e.to_string())
 }
 
 /// The elements of a constructed value's content.
-pub fn children(mut content: &[u8]) -> Result<Vec<Tlv<'_>>, String> {
-    let mut out = Vec::new();
-    while !content.is_empty() {
-        let (tlv, rest) = read_tlv(content)?;
-        out.push(tlv);
-        content = rest;
-    }
-    Ok(out)
-}
-
-/// Encodes one element.
-pub fn write_tlv(out: &mut Vec<u8>, tag: u8, content: &[u8]) {
-    out.push(tag);
-    let len = content.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes = len.to_be_bytes();
-        let skip = bytes.iter().take_while(|&&b| b == 0).count();
-        out.push(0x80 | (bytes.len() - skip) as u8);
-        out.extend_from_slice(&bytes[skip..]);
-    }
-    out.extend_from_slice(content);
+pub fn children(content: &[u8]) -> Result<Vec<Tlv<'_>>, String> {
+    ct::children(content).map_err(|e| e.to_string())
 }
 
 /// One extension of a certificate.
