@@ -91,7 +91,9 @@ impl Api {
             .iter()
             .filter(|c| c.kind != ChallengeType::Unknown);
         let shown: Vec<&Challenge> = if status == AuthzStatus::Valid {
-            known.filter(|c| c.status == ChallengeStatus::Valid).collect()
+            known
+                .filter(|c| c.status == ChallengeStatus::Valid)
+                .collect()
         } else {
             known.collect()
         };
