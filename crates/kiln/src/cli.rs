@@ -218,11 +218,6 @@ pub struct ServeArgs {
     /// Retry-After.
     #[arg(long, env = "KILN_MAX_IN_FLIGHT_REQUESTS", default_value_t = api::request_limits::DEFAULT_MAX_IN_FLIGHT)]
     pub(crate) max_in_flight_requests: usize,
-    /// How far above the api's nice value the pipeline stages' threads run
-    /// (0–19): above 0 the kernel runs the api's threads first, so finalize
-    /// answers at once while signing and CT submission wait their turn.
-    #[arg(long, env = "KILN_PIPELINE_NICENESS", default_value_t = crate::DEFAULT_PIPELINE_NICENESS, value_parser = clap::value_parser!(i32).range(0..=19))]
-    pub(crate) pipeline_niceness: i32,
     #[command(flatten)]
     pub(crate) knobs: KnobArgs,
 }

@@ -9,19 +9,14 @@ mod audit;
 pub mod cli;
 mod commands;
 mod data_dir;
-mod fake_logs;
 pub mod knobs;
 mod mgmt;
 mod order_report;
 pub mod perspectives;
-mod pipeline_runtime;
 
 pub use data_dir::write_private;
 use data_dir::{lock_data_dir, private_database_file};
-pub use fake_logs::RunningLog;
 pub use order_report::order_report;
-pub use pipeline_runtime::DEFAULT_PIPELINE_NICENESS;
-use pipeline_runtime::PipelineRuntime;
 
 use anyhow::Context;
 use api::ApiConfig;
@@ -29,13 +24,15 @@ use caa_checker::CaaChecker;
 use ct_submitter::{CtLog, CtSubmitter, SubmitPolicy};
 use dns::caa::CaaPolicy;
 use dns::{Dns, DnsMode};
+use fake_ct_log::{FakeLog, FakeLogConfig};
+use openssl::pkey::PKey;
 use openssl::ssl::{SslAcceptor, SslMethod};
 use queue::{Handler, MemoryQueue, Queue, RunnerConfig, run_stage};
 use signer::Signer;
 use signer::ca::CaHierarchy;
 use signer::certificate::Profile;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use store::Store;
@@ -118,9 +115,6 @@ pub struct EmbeddedConfig {
     /// A valid authorization validated within this is reused in the same
     /// account's new orders (`--authz-reuse-secs`; zero: never).
     pub authz_reuse: Duration,
-    /// How far above the api's the pipeline threads' nice value is
-    /// (`pipeline_runtime`; zero: the same priority).
-    pub pipeline_niceness: i32,
 }
 
 impl EmbeddedConfig {
@@ -161,9 +155,14 @@ impl EmbeddedConfig {
             mpic: Default::default(),
             max_in_flight_requests: api::request_limits::DEFAULT_MAX_IN_FLIGHT,
             authz_reuse: Duration::from_secs(7 * 24 * 3600),
-            pipeline_niceness: DEFAULT_PIPELINE_NICENESS,
         }
     }
+}
+
+/// A CT log Kiln submits to, with the fake that serves it.
+pub struct RunningLog {
+    pub log: CtLog,
+    pub fake: Arc<FakeLog>,
 }
 
 /// A running embedded Kiln. Drop does not stop it: call `shutdown`.
@@ -181,8 +180,6 @@ pub struct Kiln {
     pub public_http_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
-    /// Where the stages run; after `tasks`, so a drop aborts them first.
-    _pipeline: PipelineRuntime,
     /// Held while running: this process is the only one serving the data
     /// directory, which the api's sole-replica mode relies on.
     _data_dir_lock: std::fs::File,
@@ -223,8 +220,6 @@ impl Kiln {
 
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
-        let pipeline = PipelineRuntime::start(config.pipeline_niceness)?;
-        let on_pipeline = pipeline.handle();
 
         // Bind first: with port 0 (tests) the URL needs the real port.
         let listener = std::net::TcpListener::bind(config.listen)
@@ -252,8 +247,7 @@ impl Kiln {
             (None, None) => base_url.replacen("https://", "http://", 1),
         };
 
-        let on = (&mut tasks, on_pipeline);
-        let ct_logs = fake_logs::start(dir, config.fake_ct_logs, &shutdown, on)?;
+        let ct_logs = start_fake_logs(dir, config.fake_ct_logs, &shutdown, &mut tasks).await?;
         let dns = Dns::new(match config.dns_server {
             Some(addr) => DnsMode::Server(addr),
             None => DnsMode::Loopback,
@@ -294,13 +288,7 @@ impl Kiln {
         for (queue_name, remote) in config.mpic.remote_validators(&validator)? {
             let runner = RunnerConfig::default();
             spawn_stage(
-                (&mut tasks, on_pipeline),
-                &queue_dyn,
-                queue_name,
-                remote,
-                runner,
-                &seams,
-                &shutdown,
+                &mut tasks, &queue_dyn, queue_name, remote, runner, &seams, &shutdown,
             );
         }
         tracing::warn!(
@@ -308,7 +296,7 @@ impl Kiln {
              this all-in-one CA is for testing clients, not for the internet"
         );
         spawn_stage(
-            (&mut tasks, on_pipeline),
+            &mut tasks,
             &queue_dyn,
             proto::queues::VALIDATOR,
             validator,
@@ -326,7 +314,7 @@ impl Kiln {
             corroboration: config.mpic.corroboration(&queue_dyn),
         };
         spawn_stage(
-            (&mut tasks, on_pipeline),
+            &mut tasks,
             &queue_dyn,
             proto::queues::CAA_CHECKER,
             caa,
@@ -343,10 +331,9 @@ impl Kiln {
             step_timeout: config.step_timeout,
         };
         signer.record_issuer().await?;
-        let crl_updater = signer::crls::CrlUpdater::of(&signer).run(shutdown.clone());
-        tasks.spawn_on(crl_updater, on_pipeline);
+        tasks.spawn(signer::crls::CrlUpdater::of(&signer).run(shutdown.clone()));
         spawn_stage(
-            (&mut tasks, on_pipeline),
+            &mut tasks,
             &queue_dyn,
             proto::queues::SIGNER,
             signer,
@@ -366,7 +353,7 @@ impl Kiln {
             step_timeout: config.step_timeout,
         };
         spawn_stage(
-            (&mut tasks, on_pipeline),
+            &mut tasks,
             &queue_dyn,
             proto::queues::CT_SUBMITTER,
             submitter,
@@ -387,10 +374,7 @@ impl Kiln {
             step_timeout: config.step_timeout,
         };
         sweeper.sweep(i64::MAX).await?;
-        tasks.spawn_on(
-            sweeper.run(Duration::from_secs(1), shutdown.clone()),
-            on_pipeline,
-        );
+        tasks.spawn(sweeper.run(Duration::from_secs(1), shutdown.clone()));
 
         let mut api_config = ApiConfig::new(&base_url);
         api_config.caa_identities = caa_identities;
@@ -494,7 +478,6 @@ impl Kiln {
             public_http_addr,
             shutdown,
             tasks,
-            _pipeline: pipeline,
             _data_dir_lock: data_dir_lock,
         })
     }
@@ -514,9 +497,8 @@ struct Seams {
     queue: MemoryQueue,
 }
 
-/// Runs a stage on the pipeline's runtime, tracked by the api's `JoinSet`.
 fn spawn_stage<H: Handler>(
-    (tasks, on_pipeline): (&mut JoinSet<()>, &tokio::runtime::Handle),
+    tasks: &mut JoinSet<()>,
     queue: &Arc<dyn Queue>,
     name: &'static str,
     handler: H,
@@ -528,26 +510,68 @@ fn spawn_stage<H: Handler>(
     let faulty = seams
         .as_ref()
         .map(|s| (s.knobs.clone(), s.store.clone(), s.queue.clone()));
-    tasks.spawn_on(
-        async move {
-            let ran = match faulty {
-                Some((knobs, store, memory)) => {
-                    let handler = knobs::Faulty {
-                        inner: handler,
-                        knobs,
-                        store,
-                        queue: memory,
-                    };
-                    run_stage(queue, name, Arc::new(handler), runner, shutdown).await
-                }
-                None => run_stage(queue, name, Arc::new(handler), runner, shutdown).await,
-            };
-            if let Err(e) = ran {
-                tracing::error!(stage = name, error = %e, "stage stopped");
+    tasks.spawn(async move {
+        let ran = match faulty {
+            Some((knobs, store, memory)) => {
+                let handler = knobs::Faulty {
+                    inner: handler,
+                    knobs,
+                    store,
+                    queue: memory,
+                };
+                run_stage(queue, name, Arc::new(handler), runner, shutdown).await
             }
-        },
-        on_pipeline,
-    );
+            None => run_stage(queue, name, Arc::new(handler), runner, shutdown).await,
+        };
+        if let Err(e) = ran {
+            tracing::error!(stage = name, error = %e, "stage stopped");
+        }
+    });
+}
+
+/// Fake CT logs on loopback, one operator each; keys persist in the data
+/// directory so SCTs stay verifiable across restarts.
+async fn start_fake_logs(
+    dir: &Path,
+    count: usize,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> anyhow::Result<Vec<RunningLog>> {
+    let key_dir = dir.join("ct-logs");
+    std::fs::create_dir_all(&key_dir)?;
+    let mut logs = Vec::new();
+    for i in 0..count {
+        let key_path = key_dir.join(format!("log-{i}.key.pem"));
+        let key = match std::fs::read(&key_path) {
+            Ok(pem) => PKey::private_key_from_pem(&pem)?,
+            Err(_) => {
+                let key = FakeLogConfig::generate()?.key;
+                write_private(&key_path, &key.private_key_to_pem_pkcs8()?)?;
+                key
+            }
+        };
+        let fake = Arc::new(FakeLog::new(FakeLogConfig::new(key))?);
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let stop = shutdown.clone();
+        let served = fake.clone();
+        tasks.spawn(async move {
+            let stopped = async move { stop.cancelled().await };
+            if let Err(e) = fake_ct_log::serve(listener, served, stopped).await {
+                tracing::error!(error = %e, "fake CT log stopped");
+            }
+        });
+        logs.push(RunningLog {
+            log: CtLog::new(
+                format!("kiln-fake-log-{i}"),
+                url,
+                fake.public_key_der().to_vec(),
+                format!("Fake Operator {i}"),
+            ),
+            fake,
+        });
+    }
+    Ok(logs)
 }
 
 /// TLS for the ACME listener: a localhost certificate from Kiln's own CA,

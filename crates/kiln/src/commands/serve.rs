@@ -33,7 +33,6 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.mpic.enforcement = mpic::quorum::Enforcement::ObserveOnly;
     }
     config.max_in_flight_requests = args.max_in_flight_requests;
-    config.pipeline_niceness = args.pipeline_niceness;
     let rate_limits = match config.rate_limits == Default::default() {
         true => "none".to_string(),
         false => config
