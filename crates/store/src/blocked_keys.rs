@@ -113,8 +113,11 @@ impl Store {
     }
 
     /// Revokes an issued certificate for keyCompromise, blocks its key
-    /// (`key`, the certificate's) and revokes every other issued, unexpired
-    /// certificate for that key (BR 4.9.1.1), in one transaction. A
+    /// (`key`, the certificate's) and revokes every other unexpired
+    /// certificate for that key (BR 4.9.1.1), in one transaction: issued
+    /// ones, and those whose precertificate is or may be signed (still in
+    /// the pipeline, or given up after it), since a precertificate is a
+    /// promise to issue and its serial's revocation covers both. A
     /// certificate already revoked for another reason has its reason raised
     /// to keyCompromise (its revocation time stays); one already revoked for
     /// keyCompromise is left alone. Nothing happens unless `serial` is
@@ -149,7 +152,8 @@ impl Store {
             .then(stmt!(
                 "UPDATE certificates SET revoked_at = COALESCE(revoked_at, $3), revoked_reason = $2,
                                         crl_pending = 1
-                 WHERE spki_sha256 = $1 AND serial <> $4 AND state = 'issued' AND not_after > $3
+                 WHERE spki_sha256 = $1 AND serial <> $4 AND not_after > $3
+                   AND state IN ('precert-signing', 'precert', 'final-signing', 'issued', 'abandoned')
                    AND (revoked_at IS NULL OR revoked_reason IS NULL OR revoked_reason <> $2)
                    AND EXISTS (SELECT 1 FROM certificates asked
                                WHERE asked.serial = $4 AND asked.state = 'issued')",

@@ -14,6 +14,7 @@ on_both_backends!(
     a_revocation_for_another_reason_can_be_raised_to_key_compromise,
     no_key_is_blocked_for_a_certificate_not_issued,
     a_key_compromise_revokes_every_unexpired_certificate_for_the_key,
+    a_key_compromise_revokes_the_precertificates_for_the_key_too,
 );
 
 fn operator_entry(digest: &KeyDigest, comment: &str) -> BlockedKey {
@@ -207,4 +208,66 @@ async fn a_key_compromise_revokes_every_unexpired_certificate_for_the_key(store:
             others: 0
         }
     );
+}
+
+/// Serial `serial` of order `id` claimed for `key` (`precert-signing`), and
+/// with `signed` its precertificate stored (`precert`).
+async fn precert_for_key(store: &Store, id: &str, serial: &str, key: &KeyDigest, signed: bool) {
+    let now = now_ms();
+    processing_order(store, id, now, now + 60_000).await;
+    assert!(
+        store
+            .advance_step(id, FinalizeStep::CheckCaa, FinalizeStep::SignPrecert, now)
+            .await
+            .unwrap()
+    );
+    let cert = NewCertificate {
+        key: key.clone(),
+        not_after: now + 86_400_000,
+        ..common::new_certificate(serial, id)
+    };
+    assert!(
+        store
+            .claim_precert(&cert, None, now, now + 60_000)
+            .await
+            .unwrap()
+    );
+    if signed {
+        assert!(
+            store
+                .store_precert(id, serial, b"precert", now)
+                .await
+                .unwrap()
+        );
+    }
+}
+
+/// Orders still in the pipeline with the compromised key hold
+/// precertificates (or may: `precert-signing`), which have revocation
+/// status: they are revoked with the rest, not left to be issued unrevoked.
+async fn a_key_compromise_revokes_the_precertificates_for_the_key_too(store: Store) {
+    let now = now_ms();
+    let key = KeyDigest::of_spki(b"compromised while orders were in flight");
+    issued_for_key(&store, "o1", "1a", &key, now + 86_400_000).await;
+    precert_for_key(&store, "o2", "1b", &key, true).await;
+    precert_for_key(&store, "o3", "1c", &key, false).await;
+    let outcome = store
+        .revoke_for_key_compromise("1a", &key, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        store::KeyCompromiseRevocation {
+            revoked: true,
+            others: 2
+        }
+    );
+    for serial in ["1b", "1c"] {
+        let cert = store.certificate(serial).await.unwrap().unwrap();
+        assert_eq!(
+            (cert.revoked_at, cert.revoked_reason),
+            (Some(now), Some(1)),
+            "{serial}"
+        );
+    }
 }
