@@ -8,7 +8,7 @@ use kiln_tests::instant::{self, answer_http01, new_order};
 use kiln_tests::{TestKiln, csr_der, parse_chain, serial_hex};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A certificate issued through the ACME API.
 struct Issued {
@@ -35,23 +35,9 @@ async fn issue(kiln: &TestKiln, account: &Account, names: &[&str]) -> Issued {
 
 /// `kiln audit --data-dir DIR --json ARGS…`: its exit code and document.
 fn audit(dir: &Path, args: &[&str]) -> (i32, Value) {
-    let started = Instant::now();
-    let out = std::process::Command::new(kiln_tests::cluster::binary("kiln"))
-        .args(["audit", "--json", "--data-dir"])
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("kiln audit runs");
-    eprintln!("kiln audit {args:?}: {:?}", started.elapsed());
-    let code = out.status.code().expect("an exit code");
-    let doc = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (code, doc)
+    let verdict = kiln_tests::audit::data_dir(dir, args);
+    eprintln!("kiln audit {args:?}: {:?}", verdict.took);
+    (verdict.code, verdict.doc)
 }
 
 fn check(doc: &Value, id: u64) -> &Value {

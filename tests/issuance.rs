@@ -99,6 +99,13 @@ async fn http01_order_is_finalized_asynchronously() {
     authorize(&mut order, Responder::Http(&kiln.http01)).await;
     finalize_and_check(&kiln, &mut order, &names).await;
     kiln.kiln.shutdown().await;
+    // `kiln audit` on what it stored (issue 16): clean, and it verified
+    // the certificate's SCTs.
+    kiln_tests::cluster::ensure_binaries_built().await;
+    let verdict = kiln_tests::audit::data_dir(kiln.data_dir.path(), &[]);
+    println!("[issuance] audit: {}", verdict.summary());
+    verdict.assert_clean("issuance");
+    assert_eq!(verdict.check(7)["checked"], 1, "{:#}", verdict.doc);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -115,12 +115,24 @@ pub async fn wait_for_broker(within: Duration) {
 }
 
 /// A base for `count` consecutive admin ports, all free now and none of
-/// `avoid`, somewhere in 20000–60000.
+/// `avoid`, from 20000 up to the kernel's ephemeral range
+/// (`ip_local_port_range`, 32768 by default): a port in that range may be
+/// taken by any outgoing connection between this check and the process
+/// binding it (an api once started without its admin endpoints so).
 fn free_admin_base(count: u16, avoid: &[u16]) -> u16 {
     use std::hash::{BuildHasher, RandomState};
+    let ephemeral_low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768);
+    // Should the ephemeral range start low, 20000–60000 as before.
+    let span = match ephemeral_low.checked_sub(20_000 + count) {
+        Some(span) if span >= 1_000 => span,
+        _ => 40_000,
+    };
     for attempt in 0u64..200 {
         let random = RandomState::new().hash_one((std::process::id(), attempt));
-        let base = 20_000 + (random % 40_000) as u16;
+        let base = 20_000 + (random % u64::from(span)) as u16;
         let ports = base..base + count;
         if ports.clone().any(|p| avoid.contains(&p)) {
             continue;
@@ -327,7 +339,8 @@ impl Cluster {
             .collect()
     }
 
-    fn pid_of(&self, name: &str) -> u32 {
+    /// The pid of process `name` (`api`, `signer-1`, `ct-log-0`…).
+    pub fn pid_of(&self, name: &str) -> u32 {
         std::fs::read_to_string(self.data().join(format!("pids/{name}.pid")))
             .unwrap_or_else(|e| panic!("pid of {name}: {e}"))
             .trim()
@@ -345,6 +358,110 @@ impl Cluster {
         assert!(status.success(), "kill -9 {name} ({pid}): {status}");
         // Its pid may be reused later: `down` must not signal it.
         let _ = std::fs::remove_file(self.data().join(format!("pids/{name}.pid")));
+    }
+
+    /// Starts `name` again after [`Cluster::kill_nine`], as a supervisor
+    /// would and as cluster.sh started it: the same binary, config file,
+    /// admin port and environment, its output appended to its log, its pid
+    /// recorded for `down`. Works for `api` and the workers (`signer-2`…).
+    pub fn restart(&self, name: &str) {
+        let program = match name.rsplit_once('-') {
+            _ if name == "api" => "api",
+            Some((worker, n)) if WORKERS.contains(&worker) && n.parse::<u32>().is_ok() => worker,
+            _ => panic!("restart: {name} is neither the api nor a worker replica"),
+        };
+        let admin = self
+            .admin_ports()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("{name} has no admin port"))
+            .1;
+        let pid_file = self.data().join(format!("pids/{name}.pid"));
+        assert!(!pid_file.exists(), "{name} is still running");
+        // Through bash, as cluster.sh does: the process outlives the
+        // command and is reaped by init, not left a zombie of the test.
+        let script = r#"setsid "$1" --config "$2" >>"$3" 2>&1 </dev/null & echo $! >"$4""#;
+        let mut command = Command::new("bash");
+        command
+            .args(["-c", script, "restart"])
+            .arg(binary(program))
+            .arg(self.config_path(program))
+            .arg(self.data().join(format!("logs/{name}.log")))
+            .arg(&pid_file)
+            .current_dir(self.data())
+            .env("KILN_ADMIN__LISTEN", &admin)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            );
+        for (k, v) in &self.env {
+            command.env(k, v);
+        }
+        let status = command.status().expect("run bash");
+        assert!(status.success(), "restarting {name}: {status}");
+    }
+
+    /// Waits (at most `within`) until the api serves its directory again.
+    pub async fn await_api_serving(&self, within: Duration) {
+        let root = reqwest::Certificate::from_pem(self.root_pem.as_bytes()).expect("root pem");
+        let http = reqwest::Client::builder()
+            .add_root_certificate(root)
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("client");
+        let until = Instant::now() + within;
+        loop {
+            let answer = http.get(&self.directory_url).send().await;
+            if answer.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            assert!(
+                Instant::now() < until,
+                "[{}] the api does not serve its directory {within:?} on",
+                self.label
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The queue and exchange prefix of this cluster (`kiln.dead` is
+    /// `{prefix}kiln.dead`).
+    pub fn queue_prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The config file cluster.sh wrote for `binary` (`api`, `signer`…).
+    pub fn config_path(&self, binary: &str) -> PathBuf {
+        self.data().join(format!("config/{binary}.toml"))
+    }
+
+    /// Fake CT log `i` (0, 1 or 2): its URL and its key file. Its process
+    /// is `ct-log-{i}` for [`Cluster::kill_nine`].
+    pub fn ct_log(&self, i: usize) -> (String, PathBuf) {
+        let out = std::fs::read_to_string(self.data().join(format!("ct/log-{i}.out")))
+            .unwrap_or_else(|e| panic!("CT log {i}'s output: {e}"));
+        let url = out
+            .lines()
+            .find(|l| l.starts_with("http"))
+            .unwrap_or_else(|| panic!("CT log {i} printed no URL: {out}"))
+            .to_string();
+        (url, self.data().join(format!("ct/log-{i}.pem")))
+    }
+
+    /// Lines containing `needle` over every process's log.
+    pub fn log_lines_containing(&self, needle: &str) -> usize {
+        let Ok(entries) = std::fs::read_dir(self.data().join("logs")) else {
+            return 0;
+        };
+        entries
+            .filter_map(|e| std::fs::read(e.ok()?.path()).ok())
+            .map(|bytes| {
+                String::from_utf8_lossy(&bytes)
+                    .lines()
+                    .filter(|l| l.contains(needle))
+                    .count()
+            })
+            .sum()
     }
 
     /// Consumers RabbitMQ sees on each of this cluster's stage queues.

@@ -259,8 +259,10 @@ pub fn has_poison(cert_der: &[u8]) -> bool {
         .any(|e| e.oid.to_id_string() == ct::POISON_OID)
 }
 pub mod acme;
+pub mod audit;
 pub mod clients;
 pub mod cluster;
+pub mod dist;
 pub mod instant;
 pub mod metrics;
 pub mod perspectives;
