@@ -964,8 +964,9 @@ async fn a_poison_message_in_each_queue_is_dead_lettered() {
     fault_report(&cluster, &tally, &verdict, took);
     for letter in &letters {
         println!(
-            "[{label}] kiln.dead: {} {:?}: {}",
+            "[{label}] kiln.dead: {} (given up by {}) {:?}: {}",
             letter.queue,
+            letter.stage.as_deref().unwrap_or("the broker"),
             letter.job.as_ref().map(Job::name),
             letter.reason
         );
@@ -978,7 +979,13 @@ async fn a_poison_message_in_each_queue_is_dead_lettered() {
     let mut unmatched: Vec<&queue::amqp::DeadLetter> = letters.iter().collect();
     for poison in &poisons {
         let found = unmatched.iter().position(|l| match (&poison.job, &l.job) {
-            (Some(job), Ok(dead)) => job == dead && l.reason.starts_with("permanent:"),
+            // Filed under the stage that gave up on it: for a job of the
+            // wrong kind, not the one its kind routes to.
+            (Some(job), Ok(dead)) => {
+                job == dead
+                    && l.reason.starts_with("permanent:")
+                    && l.stage.as_deref() == poison.queue.strip_prefix("kiln.")
+            }
             (None, Err(_)) => l.queue == poison.queue,
             _ => false,
         });

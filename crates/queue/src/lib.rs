@@ -27,6 +27,9 @@ use std::time::Duration;
 /// The header of a dead letter that says why its stage gave up on it
 /// (`attempts_exhausted: …`, `permanent: …`).
 pub const DEAD_REASON_HEADER: &str = "kiln-dead-reason";
+/// The stage that gave up on a dead letter: where it died, which for a job
+/// that reached the wrong queue is not the queue its kind routes to.
+pub const DEAD_STAGE_HEADER: &str = "kiln-dead-stage";
 
 /// A job with its transport headers (W3C trace context travels here).
 #[derive(Clone, Debug, PartialEq)]
@@ -36,6 +39,15 @@ pub struct Message {
 }
 
 impl Message {
+    /// This message as given up on by `stage`, before it is published dead.
+    pub fn given_up_by(&self, stage: &str) -> Message {
+        let mut dying = self.clone();
+        dying
+            .headers
+            .insert(DEAD_STAGE_HEADER.to_string(), stage.to_string());
+        dying
+    }
+
     /// This message as a dead letter: the same job, with why.
     pub fn dead(&self, reason: &str) -> Message {
         let mut dead = self.clone();

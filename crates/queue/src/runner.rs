@@ -226,13 +226,14 @@ async fn process<H: Handler>(
                 dead_letter(stage, "attempts_exhausted");
                 handler.give_up(&job, &reason).await;
                 let why = format!("attempts_exhausted: {reason}");
-                queue.publish_dead(message.clone(), &why).await
+                queue.publish_dead(message.given_up_by(stage), &why).await
             }
             Err(StageError::Permanent(reason)) => {
                 error!(%reason, "permanent failure; giving up");
                 dead_letter(stage, "permanent");
                 handler.give_up(&job, &reason).await;
-                queue.publish_dead(message.clone(), &format!("permanent: {reason}")).await
+                let why = format!("permanent: {reason}");
+                queue.publish_dead(message.given_up_by(stage), &why).await
             }
         };
         match published {
@@ -385,6 +386,14 @@ mod tests {
                 .get(crate::DEAD_REASON_HEADER)
                 .map(String::as_str),
             Some("attempts_exhausted: flaky")
+        );
+        assert_eq!(
+            buried
+                .headers
+                .get(crate::DEAD_STAGE_HEADER)
+                .map(String::as_str),
+            Some("test"),
+            "the stage that gave up"
         );
     }
 

@@ -633,8 +633,12 @@ async fn dead_letters_are_listed_in_place_and_replayed_by_choice() {
     let queue = connect(options("dead-letters")).await;
     let mut exhausted = check_caa("o-exhausted");
     exhausted.envelope.attempt = 7;
+    // Given up by a stage other than its kind's (it reached the wrong queue).
     queue
-        .publish_dead(exhausted, "attempts_exhausted: DNS timed out")
+        .publish_dead(
+            exhausted.given_up_by("validator"),
+            "attempts_exhausted: DNS timed out",
+        )
         .await
         .expect("confirmed");
     queue
@@ -667,12 +671,14 @@ async fn dead_letters_are_listed_in_place_and_replayed_by_choice() {
         assert_eq!(first.reason, "attempts_exhausted: DNS timed out");
         assert_eq!(first.attempt, 7);
         assert_eq!(first.queue, CAA_CHECKER);
+        assert_eq!(first.stage.as_deref(), Some("validator"));
         assert_eq!(
             first.headers.get("traceparent").map(String::as_str),
             Some(TRACEPARENT)
         );
         assert!(letters[2].job.is_err());
         assert_eq!(letters[2].reason, "unknown");
+        assert_eq!(letters[2].stage, None, "the broker's own");
         // Listing took nothing.
         wait_for_depth(&queue, DEAD, 3).await;
     }
@@ -699,6 +705,7 @@ async fn dead_letters_are_listed_in_place_and_replayed_by_choice() {
     let message = back.message.as_ref().expect("decodes");
     assert_eq!(message.envelope.attempt, 1);
     assert!(!message.headers.contains_key(queue::DEAD_REASON_HEADER));
+    assert!(!message.headers.contains_key(queue::DEAD_STAGE_HEADER));
     assert_eq!(
         message.headers.get("traceparent").map(String::as_str),
         Some(TRACEPARENT)

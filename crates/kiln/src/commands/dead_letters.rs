@@ -106,16 +106,17 @@ async fn list(queue: &AmqpQueue, limit: usize, as_json: bool) -> anyhow::Result<
         return Ok(());
     }
     println!(
-        "{:<22} {:<24} {:>7}  {:<20} reason",
-        "job", "subject", "attempt", "queue"
+        "{:<22} {:<24} {:>7}  {:<20} {:<14} reason",
+        "job", "subject", "attempt", "queue", "given up by"
     );
     for letter in &letters {
         let (job, subject) = match &letter.job {
             Ok(job) => (job_name(job), job.subject_id().to_string()),
             Err(_) => ("(undecodable)".to_string(), "-".to_string()),
         };
+        let stage = letter.stage.as_deref().unwrap_or("-");
         println!(
-            "{job:<22} {subject:<24} {:>7}  {:<20} {}",
+            "{job:<22} {subject:<24} {:>7}  {:<20} {stage:<14} {}",
             letter.attempt, letter.queue, letter.reason
         );
     }
@@ -146,6 +147,7 @@ fn letter_json(letter: &DeadLetter) -> serde_json::Value {
             "subject": job.subject_id(),
             "attempt": letter.attempt,
             "queue": letter.queue,
+            "given_up_by": letter.stage,
             "reason": letter.reason,
             "traceparent": letter.headers.get("traceparent"),
         }),
@@ -153,6 +155,7 @@ fn letter_json(letter: &DeadLetter) -> serde_json::Value {
             "job": null,
             "error": error,
             "queue": letter.queue,
+            "given_up_by": letter.stage,
             "reason": letter.reason,
         }),
     }

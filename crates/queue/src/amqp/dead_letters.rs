@@ -10,7 +10,7 @@
 //! the stages' idempotence absorbs: invariant 2).
 
 use super::{AmqpQueue, REPLY_SUCCESS, headers::headers_from_amqp, short, unavailable};
-use crate::{DEAD_REASON_HEADER, Message, Queue, QueueError};
+use crate::{DEAD_REASON_HEADER, DEAD_STAGE_HEADER, Message, Queue, QueueError};
 use lapin::Channel;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicGetOptions};
@@ -28,8 +28,12 @@ pub struct DeadLetter {
     /// Why it died: the stage's `kiln-dead-reason`, else the broker's own
     /// (`rejected`, `delivery_limit`, …), else `unknown`.
     pub reason: String,
-    /// The stage queue it was published to (proto name, prefix removed).
+    /// The stage queue its kind routes to (proto name, prefix removed),
+    /// where a replay sends it.
     pub queue: String,
+    /// The stage that gave up on it (`kiln-dead-stage`); `None` for the
+    /// broker's own dead letters (rejected, over the delivery limit).
+    pub stage: Option<String>,
     /// Its transport headers (trace context, the reason).
     pub headers: BTreeMap<String, String>,
 }
@@ -86,6 +90,7 @@ impl AmqpQueue {
             };
             let mut headers = letter.headers;
             headers.remove(DEAD_REASON_HEADER);
+            headers.remove(DEAD_STAGE_HEADER);
             let again = Message {
                 envelope: Envelope::new(job),
                 headers,
@@ -139,6 +144,7 @@ impl AmqpQueue {
                 .topology
                 .unprefixed(routing_key)
                 .to_string(),
+            stage: headers.get(DEAD_STAGE_HEADER).cloned(),
             headers,
         }
     }
