@@ -85,6 +85,7 @@ impl Cli {
             }
             Some(Command::Audit(args)) => crate::audit::main(args).await,
             Some(Command::DeadLetters(command)) => commands::dead_letters::run(command).await,
+            Some(Command::Conformance(args)) => commands::conformance::run(args).await,
         }
     }
 }
@@ -394,6 +395,9 @@ enum Command {
     /// `kiln.dead`), with why; replay chosen ones once the cause is fixed.
     #[command(subcommand)]
     DeadLetters(commands::dead_letters::DeadLettersCommand),
+    /// Put an ACME client through every behaviour a real CA can show, each
+    /// against a fresh all-in-one Kiln, and print its scorecard (issue 17).
+    Conformance(commands::conformance::ConformanceArgs),
     /// Apply the database migrations (PostgreSQL or SQLite), then exit.
     Migrate {
         #[arg(

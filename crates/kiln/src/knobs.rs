@@ -9,14 +9,15 @@
 //! production binaries cannot turn any of this on.
 //!
 //! `values`: the knobs and their syntax; `state`: the knobs at run time and
-//! the api hooks; `pipeline`: the queue and stage decorators.
+//! the api hooks, and the log of the requests they saw; `pipeline`: the
+//! queue and stage decorators.
 
 mod pipeline;
 mod state;
 mod values;
 
 pub use pipeline::{DelayingQueue, Faulty};
-pub use state::KnobState;
+pub use state::{KnobState, MAX_SEEN_REQUESTS, SeenRequest};
 pub use values::{
     FinalizeDelay, HttpFault, InjectedFailure, Knobs, KnobsDoc, RetryAfterFormat, parse_duration,
 };

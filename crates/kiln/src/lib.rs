@@ -8,6 +8,7 @@
 mod audit;
 pub mod cli;
 mod commands;
+mod conformance;
 mod data_dir;
 pub mod knobs;
 mod mgmt;

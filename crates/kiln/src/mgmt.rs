@@ -3,7 +3,10 @@
 //! - `GET /knobs`: the knobs in force;
 //! - `POST /knobs`: change some (JSON, the flags' syntax; absent fields stay);
 //! - `DELETE /knobs` or `POST /reset`: back to the start-up knobs;
-//! - `GET /orders/{id}`: an order's state and finalization timeline.
+//! - `GET /orders/{id}`: an order's state and finalization timeline;
+//! - `GET /requests`: the requests the ACME api received, oldest first
+//!   (`at_ms`, `endpoint`, and the injected `fault` if one answered it):
+//!   what a client did, as `kiln conformance` judges it.
 //!
 //! It has no credentials, so it binds only where it is told (`--mgmt-listen`
 //! has no default, and the README shows a loopback address), and it answers
@@ -55,6 +58,7 @@ pub fn router(
         .route("/knobs", get(show).post(change).delete(reset))
         .route("/reset", post(reset))
         .route("/orders/{id}", get(order))
+        .route("/requests", get(requests))
         .layer(middleware::from_fn(only_for_itself))
         .with_state(Mgmt { knobs, store })
         .into_make_service_with_connect_info::<LocalAddr>()
@@ -195,6 +199,10 @@ async fn change(State(m): State<Mgmt>, headers: HeaderMap, body: Bytes) -> Respo
 async fn reset(State(m): State<Mgmt>) -> Json<KnobsDoc> {
     m.knobs.reset();
     Json(m.knobs.get().to_doc())
+}
+
+async fn requests(State(m): State<Mgmt>) -> Response {
+    Json(json!({ "requests": m.knobs.requests() })).into_response()
 }
 
 async fn order(State(m): State<Mgmt>, Path(id): Path<String>) -> Response {

@@ -4,6 +4,7 @@
 pub mod ari;
 pub mod block_key;
 pub mod ca;
+pub mod conformance;
 pub mod dead_letters;
 pub mod eab;
 pub mod init;

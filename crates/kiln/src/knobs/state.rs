@@ -1,11 +1,31 @@
 //! The knobs at run time: the live values and their seeded random source,
 //! shared by the api's client-testing hooks (implemented here), the
-//! pipeline decorators and the management API.
+//! pipeline decorators and the management API; and the log of the
+//! requests the hooks saw, which `kiln conformance` judges clients by.
 
-use super::values::{FinalizeDelay, Knobs, MAX_RETRY_AFTER_SECONDS, RetryAfterFormat};
+use super::values::{FinalizeDelay, Knobs, MAX_RETRY_AFTER_SECONDS, RetryAfterFormat, fault_kind};
 use api::hooks::{ClientTestHooks, Fault};
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
+
+/// One request the api received. Every request passes the fault hook
+/// before it is handled, so these are the client's requests in order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SeenRequest {
+    /// When it arrived, unix milliseconds.
+    pub at_ms: i64,
+    /// `new-order`, `finalize`, `order`, `cert`, … (`api::hooks::endpoint_of`).
+    pub endpoint: String,
+    /// The fault it was answered with instead of being handled (`bad-nonce`,
+    /// `429`, `503`, `500`; `slow=…` was handled, late).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
+}
+
+/// The request log keeps the latest this many.
+pub const MAX_SEEN_REQUESTS: usize = 10_000;
 
 /// The live knobs and their random source, shared by the api hooks, the
 /// pipeline decorators and the management API.
@@ -13,6 +33,7 @@ pub struct KnobState {
     knobs: Mutex<Knobs>,
     initial: Knobs,
     rng: Mutex<SplitMix64>,
+    seen: Mutex<VecDeque<SeenRequest>>,
 }
 
 impl KnobState {
@@ -21,7 +42,27 @@ impl KnobState {
             rng: Mutex::new(SplitMix64(knobs.seed)),
             initial: knobs.clone(),
             knobs: Mutex::new(knobs),
+            seen: Mutex::new(VecDeque::new()),
         })
+    }
+
+    /// The requests received so far (the latest [`MAX_SEEN_REQUESTS`]),
+    /// oldest first.
+    pub fn requests(&self) -> Vec<SeenRequest> {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.iter().cloned().collect()
+    }
+
+    fn record(&self, endpoint: &str, fault: Option<Fault>) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() == MAX_SEEN_REQUESTS {
+            seen.pop_front();
+        }
+        seen.push_back(SeenRequest {
+            at_ms: store::now_ms(),
+            endpoint: endpoint.to_string(),
+            fault: fault.map(|f| fault_kind(&f)),
+        });
     }
 
     pub fn get(&self) -> Knobs {
@@ -43,6 +84,23 @@ impl KnobState {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .next_f64()
+    }
+
+    /// The fault due for a request to `endpoint`, if one is.
+    fn draw_fault(&self, endpoint: &str) -> Option<Fault> {
+        let mut knobs = self.knobs.lock().unwrap_or_else(|e| e.into_inner());
+        let draw = self.uniform();
+        let rule = knobs
+            .http_faults
+            .iter_mut()
+            .find(|r| (r.endpoint == "*" || r.endpoint == endpoint) && r.remaining != Some(0))?;
+        if draw >= rule.rate {
+            return None;
+        }
+        if let Some(n) = &mut rule.remaining {
+            *n -= 1;
+        }
+        Some(rule.fault)
     }
 
     /// A sample of the finalize delay, if one applies to time-based delays.
@@ -108,19 +166,9 @@ impl ClientTestHooks for KnobState {
     }
 
     fn fault(&self, endpoint: &str) -> Option<Fault> {
-        let mut knobs = self.knobs.lock().unwrap_or_else(|e| e.into_inner());
-        let draw = self.uniform();
-        let rule = knobs
-            .http_faults
-            .iter_mut()
-            .find(|r| (r.endpoint == "*" || r.endpoint == endpoint) && r.remaining != Some(0))?;
-        if draw >= rule.rate {
-            return None;
-        }
-        if let Some(n) = &mut rule.remaining {
-            *n -= 1;
-        }
-        Some(rule.fault)
+        let fault = self.draw_fault(endpoint);
+        self.record(endpoint, fault);
+        fault
     }
 }
 
@@ -174,6 +222,38 @@ mod tests {
             Some(Fault::BadNonce),
             "reset restores the start-up knobs"
         );
+    }
+
+    #[test]
+    fn every_request_is_logged_with_its_fault() {
+        let state = KnobState::new(Knobs {
+            http_faults: vec!["finalize:503:next=1".parse().unwrap()],
+            ..Knobs::default()
+        });
+        for endpoint in ["new-order", "finalize", "finalize", "order"] {
+            state.fault(endpoint);
+        }
+        let seen = state.requests();
+        let shown: Vec<(&str, Option<&str>)> = seen
+            .iter()
+            .map(|r| (r.endpoint.as_str(), r.fault.as_deref()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("new-order", None),
+                ("finalize", Some("503")),
+                ("finalize", None),
+                ("order", None)
+            ]
+        );
+        assert!(seen.windows(2).all(|w| w[0].at_ms <= w[1].at_ms));
+        for _ in 0..MAX_SEEN_REQUESTS {
+            state.fault("order");
+        }
+        let seen = state.requests();
+        assert_eq!(seen.len(), MAX_SEEN_REQUESTS, "bounded");
+        assert!(seen.iter().all(|r| r.endpoint == "order"), "oldest dropped");
     }
 
     #[test]

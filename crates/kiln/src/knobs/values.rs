@@ -288,16 +288,20 @@ impl FromStr for HttpFault {
     }
 }
 
+/// A fault's KIND in the flags' syntax: `bad-nonce`, `429`, `slow=3000ms`, …
+pub fn fault_kind(fault: &Fault) -> String {
+    match fault {
+        Fault::BadNonce => "bad-nonce".to_string(),
+        Fault::RateLimited { .. } => "429".into(),
+        Fault::Unavailable => "503".into(),
+        Fault::Internal => "500".into(),
+        Fault::Slow(d) => format!("slow={}", show_duration(*d)),
+    }
+}
+
 impl fmt::Display for HttpFault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match self.fault {
-            Fault::BadNonce => "bad-nonce".to_string(),
-            Fault::RateLimited { .. } => "429".into(),
-            Fault::Unavailable => "503".into(),
-            Fault::Internal => "500".into(),
-            Fault::Slow(d) => format!("slow={}", show_duration(d)),
-        };
-        write!(f, "{}:{kind}", self.endpoint)?;
+        write!(f, "{}:{}", self.endpoint, fault_kind(&self.fault))?;
         // Both, when both are set: the management API's document is read
         // back with this (`to_doc`), so dropping one would change the fault.
         if self.rate < 1.0 {
