@@ -69,7 +69,11 @@ struct Ca {
 impl Ca {
     async fn start() -> Ca {
         let dns = TestDnsServer::start().await;
-        let kiln = TestKiln::start(Some(dns.addr())).await;
+        // dns-persist-01 is offered only when asked for.
+        let every_type = |c: &mut kiln::EmbeddedConfig| {
+            c.challenge_types = domain::ChallengeType::ALL.to_vec();
+        };
+        let kiln = TestKiln::start_with(Some(dns.addr()), every_type).await;
         let account = account(&kiln).await;
         Ca { dns, kiln, account }
     }
@@ -203,4 +207,45 @@ async fn dns_persist01_records_for_another_account_or_ca_are_refused() {
         "names our issuer domain: {detail}"
     );
     ca.kiln.kiln.shutdown().await;
+}
+
+/// The all-in-one offers dns-persist-01 only when asked: its challenge has
+/// no token, and a client that requires one (uacme 1.7) fails every order
+/// whose authorizations hold it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_persist01_is_offered_only_when_asked_for() {
+    let offered = async |kiln: &TestKiln| {
+        let acme = kiln_tests::acme::Acme::connect(kiln).await;
+        let account = acme.create_account().await;
+        let payload = serde_json::json!({"identifiers": [{"type": "dns", "value": "offer.test"}]});
+        let reply = acme.new_order_reply(&account, &payload).await;
+        reply.expect_status(201);
+        let authz_url = reply.body["authorizations"][0]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let authz = acme.post_as_get(&account, &authz_url).await.body;
+        let mut types: Vec<String> = authz["challenges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["type"].as_str().unwrap().to_string())
+            .collect();
+        types.sort();
+        types
+    };
+    let default = TestKiln::start(None).await;
+    assert_eq!(
+        offered(&default).await,
+        ["dns-01", "dns-account-01", "http-01", "tls-alpn-01"]
+    );
+    let every_type = |c: &mut kiln::EmbeddedConfig| {
+        c.challenge_types = domain::ChallengeType::ALL.to_vec();
+    };
+    let asked = TestKiln::start_with(None, every_type).await;
+    assert!(
+        offered(&asked)
+            .await
+            .contains(&"dns-persist-01".to_string())
+    );
 }

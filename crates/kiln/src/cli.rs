@@ -219,6 +219,11 @@ pub struct ServeArgs {
     /// Retry-After.
     #[arg(long, env = "KILN_MAX_IN_FLIGHT_REQUESTS", default_value_t = api::request_limits::DEFAULT_MAX_IN_FLIGHT)]
     pub(crate) max_in_flight_requests: usize,
+    /// The challenge types offered, comma-separated; by default http-01,
+    /// dns-01, tls-alpn-01 and dns-account-01. Add dns-persist-01 to test it:
+    /// its challenge has no token, which some clients (uacme) cannot parse.
+    #[arg(long, env = "KILN_CHALLENGE_TYPES", value_delimiter = ',', value_parser = parse_challenge_type)]
+    pub(crate) challenge_types: Vec<domain::ChallengeType>,
     #[command(flatten)]
     pub(crate) knobs: KnobArgs,
 }
@@ -530,3 +535,15 @@ fn parse_ct_log(text: &str) -> Result<ct_submitter::CtLog, String> {
 
 #[cfg(test)]
 mod tests;
+
+/// One of the challenge types Kiln can validate, by its ACME name.
+fn parse_challenge_type(name: &str) -> Result<domain::ChallengeType, String> {
+    let all = domain::ChallengeType::ALL;
+    all.into_iter().find(|t| t.as_str() == name).ok_or_else(|| {
+        let names: Vec<_> = all.iter().map(|t| t.as_str()).collect();
+        format!(
+            "not a challenge type Kiln offers: {name:?} (one of {})",
+            names.join(", ")
+        )
+    })
+}

@@ -116,6 +116,9 @@ pub struct EmbeddedConfig {
     /// A valid authorization validated within this is reused in the same
     /// account's new orders (`--authz-reuse-secs`; zero: never).
     pub authz_reuse: Duration,
+    /// Offered challenge types (`--challenge-types`); dns-persist-01 only on
+    /// request: its challenge has no token, and uacme 1.7 then fails every order.
+    pub challenge_types: Vec<domain::ChallengeType>,
 }
 
 impl EmbeddedConfig {
@@ -156,6 +159,7 @@ impl EmbeddedConfig {
             mpic: Default::default(),
             max_in_flight_requests: api::request_limits::DEFAULT_MAX_IN_FLIGHT,
             authz_reuse: Duration::from_secs(7 * 24 * 3600),
+            challenge_types: api::DEFAULT_CHALLENGE_TYPES.to_vec(),
         }
     }
 }
@@ -379,9 +383,7 @@ impl Kiln {
 
         let mut api_config = ApiConfig::new(&base_url);
         api_config.caa_identities = caa_identities;
-        // A laptop CA offers every method, so that client authors can test
-        // dns-persist-01 too (a production api opts in).
-        api_config.challenge_types = domain::ChallengeType::ALL.to_vec();
+        api_config.challenge_types = config.challenge_types.clone();
         api_config.step_timeout = config.step_timeout;
         api_config.finalize_timeout = config.finalize_timeout;
         api_config.authz_reuse = config.authz_reuse;

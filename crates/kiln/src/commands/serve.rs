@@ -33,6 +33,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.mpic.enforcement = mpic::quorum::Enforcement::ObserveOnly;
     }
     config.max_in_flight_requests = args.max_in_flight_requests;
+    if !args.challenge_types.is_empty() {
+        config.challenge_types = args.challenge_types.clone();
+    }
     let rate_limits = match config.rate_limits == Default::default() {
         true => "none".to_string(),
         false => config
