@@ -123,30 +123,7 @@ async fn no_key_is_blocked_for_a_certificate_not_issued(store: Store) {
 /// expires at `not_after`.
 async fn issued_for_key(store: &Store, id: &str, serial: &str, key: &KeyDigest, not_after: i64) {
     let now = now_ms();
-    processing_order(store, id, now, now + 60_000).await;
-    assert!(
-        store
-            .advance_step(id, FinalizeStep::CheckCaa, FinalizeStep::SignPrecert, now)
-            .await
-            .unwrap()
-    );
-    let cert = NewCertificate {
-        key: key.clone(),
-        not_after,
-        ..common::new_certificate(serial, id)
-    };
-    assert!(
-        store
-            .claim_precert(&cert, None, now, now + 60_000)
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .store_precert(id, serial, b"precert", now)
-            .await
-            .unwrap()
-    );
+    precert_for_key(store, id, serial, key, not_after, true).await;
     assert!(store.store_scts(id, serial, b"scts", now).await.unwrap());
     assert!(store.begin_final_signing(serial).await.unwrap());
     assert!(store.store_final(id, serial, b"final").await.unwrap());
@@ -210,9 +187,17 @@ async fn a_key_compromise_revokes_every_unexpired_certificate_for_the_key(store:
     );
 }
 
-/// Serial `serial` of order `id` claimed for `key` (`precert-signing`), and
-/// with `signed` its precertificate stored (`precert`).
-async fn precert_for_key(store: &Store, id: &str, serial: &str, key: &KeyDigest, signed: bool) {
+/// Serial `serial` of order `id` claimed for `key` until `not_after`
+/// (`precert-signing`), and with `signed` its precertificate stored
+/// (`precert`).
+async fn precert_for_key(
+    store: &Store,
+    id: &str,
+    serial: &str,
+    key: &KeyDigest,
+    not_after: i64,
+    signed: bool,
+) {
     let now = now_ms();
     processing_order(store, id, now, now + 60_000).await;
     assert!(
@@ -223,7 +208,7 @@ async fn precert_for_key(store: &Store, id: &str, serial: &str, key: &KeyDigest,
     );
     let cert = NewCertificate {
         key: key.clone(),
-        not_after: now + 86_400_000,
+        not_after,
         ..common::new_certificate(serial, id)
     };
     assert!(
@@ -249,8 +234,8 @@ async fn a_key_compromise_revokes_the_precertificates_for_the_key_too(store: Sto
     let now = now_ms();
     let key = KeyDigest::of_spki(b"compromised while orders were in flight");
     issued_for_key(&store, "o1", "1a", &key, now + 86_400_000).await;
-    precert_for_key(&store, "o2", "1b", &key, true).await;
-    precert_for_key(&store, "o3", "1c", &key, false).await;
+    precert_for_key(&store, "o2", "1b", &key, now + 86_400_000, true).await;
+    precert_for_key(&store, "o3", "1c", &key, now + 86_400_000, false).await;
     let outcome = store
         .revoke_for_key_compromise("1a", &key, now)
         .await
