@@ -26,7 +26,9 @@ db_bytes() { psql "$db_url" -qAtc "SELECT pg_database_size(current_database())" 
 sample() { # seconds-since-start
   local f
   for f in "$CLUSTER_DIR"/pids/*.pid; do
-    echo "$1,$(basename "$f" .pid),$(rss_kb "$(cat "$f")")" >>"$out/rss.csv"
+    # A process that died (a zombie) has no VmRSS: 0, not an empty field.
+    local kb; kb=$(rss_kb "$(cat "$f")")
+    echo "$1,$(basename "$f" .pid),${kb:-0}" >>"$out/rss.csv"
   done
   echo "$1,$(issued_so_far),$(db_bytes)" >>"$out/db.csv"
 }

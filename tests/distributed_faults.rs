@@ -122,6 +122,14 @@ where
     );
     tally.assert_holds(&label);
     assert_eq!((tally.stuck, tally.lost), (0, 0), "[{label}] stuck, lost");
+    // A fault may cost an order or two its deadline, not the run: every
+    // order ending `invalid` with a stored error would pass the above.
+    assert!(
+        tally.valid * 10 >= tally.attempted * 9,
+        "[{label}] only {} of {} orders valid",
+        tally.valid,
+        tally.attempted
+    );
     verdict.assert_clean(&label);
     (tally, runs, faulted)
 }

@@ -107,3 +107,19 @@ fn ids_may_begin_with_a_hyphen() {
         Some(Command::Eab(EabCommand::Revoke { ref key_id, .. })) if key_id == "-K1"
     ));
 }
+
+#[test]
+fn challenge_types_are_named_by_their_acme_names() {
+    use domain::ChallengeType;
+    let parsed = |extra: &[&str]| {
+        Cli::try_parse_from(["kiln"].iter().chain(extra)).map(|cli| cli.serve.challenge_types)
+    };
+    assert_eq!(parsed(&[]).unwrap(), [], "none named: the default");
+    assert_eq!(
+        parsed(&["--challenge-types", "http-01,dns-persist-01"]).unwrap(),
+        [ChallengeType::Http01, ChallengeType::DnsPersist01]
+    );
+    for bad in ["http01", "unknown", ""] {
+        assert!(parsed(&["--challenge-types", bad]).is_err(), "{bad:?}");
+    }
+}

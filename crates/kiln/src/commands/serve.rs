@@ -34,7 +34,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     config.max_in_flight_requests = args.max_in_flight_requests;
     if !args.challenge_types.is_empty() {
-        config.challenge_types = args.challenge_types.clone();
+        config.challenge_types.clear();
+        for kind in &args.challenge_types {
+            if !config.challenge_types.contains(kind) {
+                config.challenge_types.push(*kind); // once, though named twice
+            }
+        }
     }
     let rate_limits = match config.rate_limits == Default::default() {
         true => "none".to_string(),

@@ -23,6 +23,10 @@ impl Verdict {
     }
 }
 
+/// A client told to wait by a 429 that stops instead may still fetch the
+/// directory or a nonce; more than this per second is hammering.
+const MAX_REQUESTS_PER_SEC_AFTER_429: f64 = 2.0;
+
 /// The verdict and why.
 pub fn judge(rule: Rule, e: &Evidence) -> (Verdict, String) {
     match check(rule, e) {
@@ -154,6 +158,12 @@ fn check(rule: Rule, e: &Evidence) -> Result<String, String> {
             if e.timed_out {
                 return Err(format!("hung after the 429 ({rate:.1} requests/s)"));
             }
+            if rate > MAX_REQUESTS_PER_SEC_AFTER_429 {
+                return Err(format!("hammered after the 429: {rate:.1} requests/s"));
+            }
+            if e.exit_code == Some(0) {
+                return Err("exited 0 without a certificate after the 429".into());
+            }
             Ok(format!(
                 "stopped cleanly (exit {}) without retrying",
                 e.exit_code.unwrap_or(-1)
@@ -199,6 +209,13 @@ fn check(rule: Rule, e: &Evidence) -> Result<String, String> {
             }
             if e.exit_code == Some(0) {
                 return Err(format!("exited 0 after {waited} without a valid order"));
+            }
+            // Quitting on the first `processing` is the brownout failure,
+            // not giving up on a stalled order.
+            if e.polls == 0 {
+                return Err(format!(
+                    "gave up after {waited} without polling the processing order"
+                ));
             }
             Ok(format!(
                 "gave up after {waited} (exit {})",
@@ -304,6 +321,14 @@ mod tests {
             e.certificate_downloaded = false;
         });
         assert_eq!(judge(rule, &stopped).0, Verdict::Pass);
+        let hammering = faulted(|e| {
+            e.exit_code = Some(1);
+            e.certificate_downloaded = false;
+            e.request_rate_after_fault = Some(40.0);
+        });
+        assert!(judge(rule, &hammering).1.starts_with("hammered"));
+        let claims_success = faulted(|e| e.certificate_downloaded = false);
+        assert_eq!(judge(rule, &claims_success).0, Verdict::Fail, "exit 0");
         let hung = faulted(|e| {
             e.exit_code = None;
             e.timed_out = true;
@@ -337,6 +362,12 @@ mod tests {
         assert_eq!(judge(Rule::GivesUp, &hung).0, Verdict::Fail);
         let mut gave_up = failed(false);
         gave_up.waited_after_finalize_ms = Some(20_000);
+        let mut at_once = gave_up.clone();
+        at_once.waited_after_finalize_ms = Some(50);
+        let (v, why) = judge(Rule::GivesUp, &at_once);
+        assert_eq!(v, Verdict::Fail, "quit on the first processing");
+        assert!(why.contains("without polling"), "{why}");
+        gave_up.polls = 9;
         let (v, why) = judge(Rule::GivesUp, &gave_up);
         assert_eq!(
             (v, why.as_str()),
