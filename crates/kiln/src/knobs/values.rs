@@ -95,20 +95,20 @@ pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 pub const MAX_RETRY_AFTER_SECONDS: u64 = MAX_DURATION.as_secs();
 
 /// `250ms`, `5s`, `2m`, or a bare number of seconds (decimals allowed, no
-/// exponent), at most [`MAX_DURATION`].
+/// exponent), at most [`MAX_DURATION`]. Read exactly (to the nanosecond,
+/// no floating point), so that what [`show_duration`] prints reads back as
+/// the same duration: through an `f64`, `8428034712ms` came back a
+/// millisecond short each round (found by the `knobs` fuzz target).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (number, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
         Some(i) => s.split_at(i),
         None => (s, "s"),
     };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("bad duration {s:?} (e.g. 250ms, 5s, 2m)"))?;
-    let secs = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
+    let unit_nanos: u128 = match unit {
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
         _ if unit.starts_with(['e', 'E']) => {
             return Err(format!(
                 "bad duration {s:?}: write the number without an exponent (e.g. 250ms, 5s, 2m)"
@@ -116,14 +116,52 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         }
         _ => return Err(format!("bad duration unit in {s:?} (ms, s or m)")),
     };
-    // `from_secs_f64` panics on a value no Duration holds (1e30s).
-    match Duration::try_from_secs_f64(secs) {
-        Ok(d) if d <= MAX_DURATION => Ok(d),
-        _ => Err(format!(
+    let out_of_range = || {
+        format!(
             "duration {s:?} is out of range (at most {} days)",
             MAX_DURATION.as_secs() / 86400
-        )),
+        )
+    };
+    let nanos = decimal_times(number, unit_nanos)
+        .ok_or_else(|| format!("bad duration {s:?} (e.g. 250ms, 5s, 2m)"))?
+        .ok_or_else(out_of_range)?;
+    match u64::try_from(nanos).map(Duration::from_nanos) {
+        Ok(d) if d <= MAX_DURATION => Ok(d),
+        _ => Err(out_of_range()),
     }
+}
+
+/// `number` (digits with at most one `.`) times `unit` nanoseconds, the
+/// fraction below a nanosecond dropped; `None` if it is not such a number,
+/// `Some(None)` if it is too large to matter (beyond any duration).
+fn decimal_times(number: &str, unit: u128) -> Option<Option<u128>> {
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if (whole.is_empty() && fraction.is_empty()) || fraction.contains('.') {
+        return None;
+    }
+    let whole = whole.trim_start_matches('0');
+    // 30 digits of whole units exceed every duration a knob allows.
+    if whole.len() > 30 {
+        return Some(None);
+    }
+    let whole: u128 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    // Digits beyond the 18th are below a nanosecond of any unit here.
+    let kept = &fraction[..fraction.len().min(18)];
+    let scale = 10u128.pow(kept.len() as u32);
+    let fraction: u128 = if kept.is_empty() {
+        0
+    } else {
+        kept.parse().ok()?
+    };
+    Some(
+        whole
+            .checked_mul(unit)
+            .and_then(|w| w.checked_add(fraction * unit / scale)),
+    )
 }
 
 fn show_duration(d: Duration) -> String {
@@ -468,6 +506,19 @@ mod tests {
             assert!(bad.parse::<FinalizeDelay>().is_err(), "{bad}");
         }
         assert!(parse_duration("1e20s").unwrap_err().contains("exponent"));
+        // Exact, so that a printed duration reads back unchanged (a fuzz find).
+        assert_eq!(
+            parse_duration("8428034712ms"),
+            Ok(Duration::from_millis(8_428_034_712))
+        );
+        let delay: FinalizeDelay = "exp:8428034712ms".parse().unwrap();
+        assert_eq!(delay.to_string(), "exp:8428034712ms");
+        assert_eq!(parse_duration("0.25"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration(".5s"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
+        for bad in ["", ".", "1.2.3s", "ms", "-1s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
         assert_eq!(parse_duration("525600m"), Ok(MAX_DURATION));
         for bad in [
             "x:slow=1e20s",
