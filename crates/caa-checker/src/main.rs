@@ -25,10 +25,7 @@ fn main() -> ExitCode {
             .map(|r| proto::queues::perspective(&r.name))
             .collect();
         let wiring = service::Wiring::connect_declaring(common, "caa-checker", queues).await?;
-        let corroboration = config
-            .mpic
-            .corroboration(&wiring.queue, now_secs)
-            .map_err(anyhow::Error::msg)?;
+        let corroboration = config.mpic.corroboration(remotes, &wiring.queue);
         let handler = CaaChecker {
             corroboration,
             store: wiring.store.clone(),

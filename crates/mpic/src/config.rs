@@ -63,16 +63,15 @@ impl MpicConfig {
         Ok(remotes)
     }
 
-    /// The primary's corroboration, `None` without remotes; refuses what
-    /// [`MpicConfig::remotes`] refuses.
+    /// The primary's corroboration by `remotes`, what [`MpicConfig::remotes`]
+    /// returned (parsed and checked once, at start-up); `None` without any.
     pub fn corroboration(
         &self,
+        remotes: Vec<RemotePerspective>,
         queue: &Arc<dyn Queue>,
-        now_secs: i64,
-    ) -> Result<Option<Corroboration>, String> {
-        let remotes = self.remotes(now_secs)?;
+    ) -> Option<Corroboration> {
         if remotes.is_empty() {
-            return Ok(None);
+            return None;
         }
         let enforcement = match self.observe_only {
             true => Enforcement::ObserveOnly,
@@ -81,11 +80,11 @@ impl MpicConfig {
         let deadline = self
             .deadline_secs
             .map_or(DEFAULT_DEADLINE, Duration::from_secs);
-        Ok(Some(Corroboration::new(
+        Some(Corroboration::new(
             remotes,
             deadline,
             enforcement,
             queue.clone(),
-        )))
+        ))
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::address::AddressPolicy;
 use crate::challenge::ChallengePorts;
+use crate::roles::Roles;
 use dns::DnsMode;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -39,6 +40,26 @@ fn default_http01() -> u16 {
 }
 fn default_tlsalpn01() -> u16 {
     443
+}
+
+/// `[validator]` with its roles worked out while the config loads
+/// (`try_from`): the perspective name and the primary's remotes parsed once
+/// and checked against the BRs' minimum, so a validator that could not
+/// start fails `--check-config` with exit code 2 as a bad key does; the
+/// start then uses these roles.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(try_from = "ValidatorConfig")]
+pub struct CheckedValidatorConfig {
+    pub config: ValidatorConfig,
+    pub roles: Roles,
+}
+
+impl TryFrom<ValidatorConfig> for CheckedValidatorConfig {
+    type Error = String;
+    fn try_from(config: ValidatorConfig) -> Result<Self, String> {
+        let roles = Roles::of(&config, store::now_ms() / 1000).map_err(|e| format!("{e:#}"))?;
+        Ok(CheckedValidatorConfig { config, roles })
+    }
 }
 
 impl ValidatorConfig {
@@ -134,6 +155,8 @@ mod tests {
     #[test]
     fn the_deployment_example_loads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/config/validator.toml");
-        service::config::load::<ValidatorConfig>(Some(&path), "validator").unwrap();
+        let (_, checked) =
+            service::config::load::<CheckedValidatorConfig>(Some(&path), "validator").unwrap();
+        assert!(checked.roles.uncorroborated(), "a test deployment");
     }
 }

@@ -5,10 +5,13 @@ use dns::Dns;
 use dns::caa::CaaPolicy;
 use std::process::ExitCode;
 use validator::Validator;
-use validator::config::ValidatorConfig;
+use validator::config::CheckedValidatorConfig;
 
 fn main() -> ExitCode {
-    service::main("validator", async |common, config: ValidatorConfig| {
+    // Loading the config also works out the roles (the remotes checked
+    // against the BRs' minimum), so `--check-config` checks them too.
+    service::main("validator", async |common, own: CheckedValidatorConfig| {
+        let CheckedValidatorConfig { config, roles } = own;
         let dns = Dns::new(config.dns_mode())?;
         if !config.allow_non_public.is_empty() {
             tracing::warn!(
@@ -16,11 +19,15 @@ fn main() -> ExitCode {
                 "validation may connect to these non-public ranges ([validator] allow_non_public)"
             );
         }
+        if roles.uncorroborated() {
+            tracing::warn!(
+                "no remote perspectives: validation is not corroborated (a test deployment)"
+            );
+        }
         let caa_policy = CaaPolicy {
             issuer_domains: common.acme.caa_identities.clone(),
         };
         let account_url_prefix = common.acme.account_url_prefix();
-        let roles = validator::roles::Roles::of(&config, store::now_ms() / 1000)?;
         let wiring =
             service::Wiring::connect_declaring(common, "validator", roles.queues_to_declare())
                 .await?;
@@ -31,13 +38,10 @@ fn main() -> ExitCode {
             addresses: config.addresses(),
             caa_policy,
             account_url_prefix,
-            corroboration: match roles.perspective {
-                Some(_) => None,
-                None => config
-                    .mpic
-                    .corroboration(&wiring.queue, store::now_ms() / 1000)
-                    .map_err(anyhow::Error::msg)?,
-            },
+            // A remote perspective has no remotes: it asks no one.
+            corroboration: config
+                .mpic
+                .corroboration(roles.remotes.clone(), &wiring.queue),
             perspective: roles.perspective.clone(),
         };
         service::run_worker(wiring, roles.consumed_queue(), handler).await

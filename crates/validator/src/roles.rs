@@ -5,6 +5,7 @@
 use crate::config::ValidatorConfig;
 use mpic::RemotePerspective;
 
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Roles {
     /// Set on a remote perspective.
     pub perspective: Option<RemotePerspective>,
@@ -30,15 +31,16 @@ impl Roles {
                 .remotes(now_secs)
                 .map_err(|e| anyhow::anyhow!("[validator.mpic]: {e}"))?,
         };
-        if perspective.is_none() && remotes.is_empty() {
-            tracing::warn!(
-                "no remote perspectives: validation is not corroborated (a test deployment)"
-            );
-        }
         Ok(Roles {
             perspective,
             remotes,
         })
+    }
+
+    /// A primary asking no one: validation is not corroborated (a test
+    /// deployment).
+    pub fn uncorroborated(&self) -> bool {
+        self.perspective.is_none() && self.remotes.is_empty()
     }
 
     /// The queue this process consumes; a perspective's name is fixed for
