@@ -34,6 +34,45 @@ pub(crate) fn parse_reason(text: &str) -> Result<i64, String> {
         })
 }
 
+/// A reason's RFC 5280 name, or its code when the BRs do not allow it
+/// (another revocation path may have stored one).
+fn reason_name(code: i64) -> String {
+    REASONS
+        .iter()
+        .find(|(_, c)| *c == code)
+        .map_or_else(|| code.to_string(), |(name, _)| (*name).to_string())
+}
+
+/// What to say of `serial` when revoking it for `reason` changed no row,
+/// from the row as read afterwards (`found`): `Ok` when it stands revoked
+/// for `reason`, `Err` (refused) otherwise. The update changes every row
+/// on record unless it is already revoked for `reason`, whatever its state
+/// (a signature may exist for every one), so anything else is a row that
+/// another writer changed between the update and the read.
+fn unchanged(
+    serial: &str,
+    reason: i64,
+    found: Option<&store::CertificateRecord>,
+) -> Result<String, String> {
+    let Some(cert) = found else {
+        return Err(format!("{serial}: no such certificate"));
+    };
+    let (state, wanted) = (cert.state.as_str(), reason_name(reason));
+    match (cert.revoked_at, cert.revoked_reason) {
+        (Some(_), Some(r)) if r == reason => Ok(format!(
+            "{serial}: already revoked for this reason ({wanted}, {state})"
+        )),
+        (Some(_), other) => Err(format!(
+            "{serial}: revoked meanwhile by another revocation, for {} rather than {wanted} \
+             ({state}); run again to record {wanted}",
+            other.map_or_else(|| "no reason".to_string(), reason_name)
+        )),
+        (None, _) => Err(format!(
+            "{serial}: stored while this revocation ran ({state}), not revoked; run again"
+        )),
+    }
+}
+
 pub async fn revoke(db: &DatabaseArgs, serials: &[String], reason: i64) -> anyhow::Result<()> {
     let parsed: Vec<String> = serials
         .iter()
@@ -46,16 +85,10 @@ pub async fn revoke(db: &DatabaseArgs, serials: &[String], reason: i64) -> anyho
         if store.revoke_by_operator(serial, reason, now).await? {
             println!("{serial}: revoked (reason {reason}); on its CRL shard at the next update");
         } else {
-            match store.certificate(serial).await? {
-                Some(cert) if cert.revoked_reason == Some(reason) => {
-                    println!("{serial}: already revoked for this reason");
-                }
-                Some(cert) => {
-                    eprintln!("{serial}: nothing was signed with it ({:?})", cert.state);
-                    refused.push(serial.as_str());
-                }
-                None => {
-                    eprintln!("{serial}: no such certificate");
+            match unchanged(serial, reason, store.certificate(serial).await?.as_ref()) {
+                Ok(said) => println!("{said}"),
+                Err(said) => {
+                    eprintln!("{said}");
                     refused.push(serial.as_str());
                 }
             }
@@ -88,5 +121,51 @@ mod tests {
         // cACompromise (2) and certificateHold (6) are not for leaves.
         assert!(parse_reason("2").unwrap_err().contains("superseded"));
         assert!(parse_reason("certificateHold").is_err());
+    }
+
+    fn record(revoked_reason: Option<i64>) -> store::CertificateRecord {
+        store::CertificateRecord {
+            serial: "0a".into(),
+            order_id: "o".into(),
+            account_id: "a".into(),
+            state: store::CertificateState::Precert,
+            not_before: 0,
+            not_after: 1,
+            precert_der: Some(vec![1]),
+            sct_list: None,
+            final_der: None,
+            revoked_at: revoked_reason.map(|_| 5),
+            revoked_reason,
+            issuer_id: None,
+            crl_shard: 0,
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn an_unchanged_row_is_described_as_it_stands() {
+        assert_eq!(
+            unchanged("0a", 1, None),
+            Err("0a: no such certificate".into())
+        );
+        assert_eq!(
+            unchanged("0a", 1, Some(&record(Some(1)))),
+            Ok("0a: already revoked for this reason (keyCompromise, precert)".into())
+        );
+        // Another revocation replaced the reason between update and read.
+        let other = unchanged("0a", 1, Some(&record(Some(5)))).unwrap_err();
+        assert!(other.contains("revoked meanwhile"), "{other}");
+        assert!(
+            other.contains("cessationOfOperation rather than keyCompromise"),
+            "{other}"
+        );
+        let odd = unchanged("0a", 1, Some(&record(Some(2)))).unwrap_err();
+        assert!(odd.contains("for 2 rather than keyCompromise"), "{odd}");
+        // A row written after the update found none.
+        let late = unchanged("0a", 1, Some(&record(None))).unwrap_err();
+        assert!(late.contains("not revoked"), "{late}");
+        for said in [other, odd, late] {
+            assert!(!said.contains("nothing was signed"), "{said}");
+        }
     }
 }
