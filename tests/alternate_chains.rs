@@ -15,7 +15,8 @@ use kiln_tests::clients::{require_binary, run, version};
 use kiln_tests::{TestKiln, free_port, parse_chain, serial_hex, verify_chain};
 use openssl::x509::{X509, X509NameRef};
 use std::path::Path;
-use tokio::process::Command;
+
+use kiln_tests::client_commands;
 
 /// The `rel="alternate"` URLs of a reply's `Link` headers, in order.
 fn alternate_links(reply: &Reply) -> Vec<String> {
@@ -272,38 +273,17 @@ async fn certbot_gets_the_alternate_chain_it_prefers() {
     let alternate = alternate_ca(kiln.data_dir.path());
     let client_dir = tempfile::tempdir().expect("temp dir");
     let name = "certbot.chains.test";
-    let (config_dir, work_dir, logs_dir) = (
-        client_dir.path().join("config"),
-        client_dir.path().join("work"),
-        client_dir.path().join("logs"),
+    let (mut command, dirs) = client_commands::certbot_certonly(
+        &certbot,
+        &kiln.kiln,
+        http01_port,
+        client_dir.path(),
+        &[name],
     );
-    let mut command = Command::new(&certbot);
-    command
-        .env("REQUESTS_CA_BUNDLE", &kiln.kiln.root_pem_path)
-        // No cli.ini from the user running the tests.
-        .env("XDG_CONFIG_HOME", client_dir.path())
-        .arg("certonly")
-        .arg("--non-interactive")
-        .arg("--agree-tos")
-        .args(["-m", "x@chains.test"])
-        .arg("--no-eff-email")
-        .args(["--server", &kiln.directory_url()])
-        .arg("--config-dir")
-        .arg(&config_dir)
-        .arg("--work-dir")
-        .arg(&work_dir)
-        .arg("--logs-dir")
-        .arg(&logs_dir)
-        .arg("--standalone")
-        .args(["--preferred-challenges", "http"])
-        .args(["--http-01-port", &http01_port.to_string()])
-        .args(["--http-01-address", "127.0.0.1"])
-        .args(["--preferred-chain", &alternate.root_name])
-        .args(["-d", name]);
-    let logs = [logs_dir.join("letsencrypt.log")];
-    let outcome = run(&client, command, client_dir.path(), &logs).await;
+    command.args(["--preferred-chain", &alternate.root_name]);
+    let outcome = run(&client, command, client_dir.path(), &dirs.log_files()).await;
     assert!(outcome.status.success(), "{}", outcome.context);
-    let live = config_dir.join("live").join(name);
+    let live = dirs.live(name);
     check_alternate_chain(
         &kiln,
         &alternate,
@@ -327,29 +307,14 @@ async fn lego_gets_the_alternate_chain_it_prefers() {
     let alternate = alternate_ca(kiln.data_dir.path());
     let client_dir = tempfile::tempdir().expect("temp dir");
     let name = "lego.chains.test";
-    let mut command = Command::new(&lego);
+    let mut command =
+        client_commands::lego(&lego, &kiln.kiln, http01_port, client_dir.path(), &[name]);
     command
-        .env("LEGO_CA_CERTIFICATES", &kiln.kiln.root_pem_path)
-        .args(["--server", &kiln.directory_url()])
-        .arg("--accept-tos")
-        .args(["--email", "x@chains.test"])
-        .arg("--path")
-        .arg(client_dir.path())
-        .arg("--http")
-        .args(["--http.port", &format!("127.0.0.1:{http01_port}")])
-        .args(["--domains", name])
         .arg("run")
         .args(["--preferred-chain", &alternate.root_name]);
     let outcome = run(&client, command, client_dir.path(), &[]).await;
     assert!(outcome.status.success(), "{}", outcome.context);
-    let certificates = client_dir.path().join("certificates");
-    check_alternate_chain(
-        &kiln,
-        &alternate,
-        &certificates.join(format!("{name}.crt")),
-        &certificates.join(format!("{name}.issuer.crt")),
-        &outcome.context,
-    )
-    .await;
+    let (cert, issuer) = client_commands::lego_certificate(client_dir.path(), name);
+    check_alternate_chain(&kiln, &alternate, &cert, &issuer, &outcome.context).await;
     kiln.kiln.shutdown().await;
 }

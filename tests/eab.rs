@@ -10,11 +10,15 @@ use api::jws::jwk_of;
 use instant_acme::{Account, AccountCredentials, ExternalAccountKey, NewAccount};
 use kiln_tests::TestKiln;
 use kiln_tests::acme::{Acme, Reply, b64, p256};
+use kiln_tests::clients::{require_binary, run, version};
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
 use openssl::sign::Signer;
 use serde_json::{Value, json};
 use store::{EabKey, now_ms};
+
+// Only lego's command line: eab runs no certbot.
+use kiln_tests::client_commands;
 
 const PROBLEM: &str = "urn:ietf:params:acme:error:";
 
@@ -307,47 +311,49 @@ async fn lego_gets_a_certificate_with_eab() {
     let key = EabKey::new("lego-kid".into(), hmac.to_vec(), "lego".into(), now_ms());
     kiln.store.create_eab_key(&key).await.unwrap();
 
-    let lego = |client_dir: &std::path::Path, eab: bool| {
-        let mut command = tokio::process::Command::new("lego");
-        command
-            .kill_on_drop(true)
-            .env("LEGO_CA_CERTIFICATES", &kiln.root_pem_path)
-            .env("NO_PROXY", "127.0.0.1,localhost")
-            .args(["--server", &kiln.directory_url])
-            .args(["--accept-tos", "--email", "x@eab.test", "--path"])
-            .arg(client_dir)
-            .args(["--http", "--http.port", &format!("127.0.0.1:{http01_port}")])
-            .args(["--domains", "lego.eab.test"]);
+    let lego = require_binary("lego", "apt-get install lego");
+    let client = version(&lego).await;
+    let lego_command = |client_dir: &std::path::Path, eab: bool| {
+        let names = ["lego.eab.test"];
+        let mut command = client_commands::lego(&lego, &kiln, http01_port, client_dir, &names);
         if eab {
             command.args(["--eab", "--kid", "lego-kid", "--hmac", &b64(&hmac)]);
         }
         command.arg("run");
-        async move {
-            let run = tokio::time::timeout(std::time::Duration::from_secs(120), command.output());
-            let output = run
-                .await
-                .expect("lego finished in time")
-                .expect("lego runs");
-            let text = format!(
-                "{}\n{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-            (output.status.success(), text)
-        }
+        command
     };
 
     let without = tempfile::tempdir().unwrap();
-    let (ok, text) = lego(without.path(), false).await;
-    assert!(!ok, "lego without EAB succeeded:\n{text}");
+    let command = lego_command(without.path(), false);
+    let outcome = run(&client, command, without.path(), &[]).await;
+    assert!(
+        !outcome.status.success(),
+        "lego without EAB succeeded:\n{}",
+        outcome.context
+    );
     // lego reads meta.externalAccountRequired and stops before newAccount.
-    assert!(text.contains("requires External Account Binding"), "{text}");
+    assert!(
+        outcome
+            .context
+            .contains("requires External Account Binding"),
+        "{}",
+        outcome.context
+    );
 
     let with = tempfile::tempdir().unwrap();
-    let (ok, text) = lego(with.path(), true).await;
-    assert!(ok, "lego with EAB failed:\n{text}");
-    let cert = with.path().join("certificates").join("lego.eab.test.crt");
-    assert!(cert.exists(), "no certificate written:\n{text}");
+    let command = lego_command(with.path(), true);
+    let outcome = run(&client, command, with.path(), &[]).await;
+    assert!(
+        outcome.status.success(),
+        "lego with EAB failed:\n{}",
+        outcome.context
+    );
+    let (cert, _) = client_commands::lego_certificate(with.path(), "lego.eab.test");
+    assert!(
+        cert.exists(),
+        "no certificate written:\n{}",
+        outcome.context
+    );
     let bound = kiln.store.eab_key("lego-kid").await.unwrap().unwrap();
     assert!(bound.account_id.is_some(), "the key bound lego's account");
     kiln.shutdown().await;

@@ -12,7 +12,8 @@ use kiln_tests::clients::{require_binary, run, version};
 use kiln_tests::{free_port, parse_chain, san_names, serial_hex, verify_chain};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
-use tokio::process::Command;
+
+use kiln_tests::client_commands;
 
 /// A Kiln whose http-01 validation connects to `http01_port`, where the
 /// client's own standalone server will listen.
@@ -165,43 +166,15 @@ async fn certbot_issues(finalize_delay: Option<&str>, profile: Option<(&str, i64
     let http01_port = free_port();
     let kiln = start_kiln(data_dir.path(), http01_port, finalize_delay).await;
     let names = ["certbot.interop.test", "www.certbot.interop.test"];
-    let (config_dir, work_dir, logs_dir) = (
-        client_dir.path().join("config"),
-        client_dir.path().join("work"),
-        client_dir.path().join("logs"),
-    );
-
-    let mut command = Command::new(&certbot);
-    command
-        .env("REQUESTS_CA_BUNDLE", &kiln.root_pem_path)
-        // No cli.ini from the user running the tests.
-        .env("XDG_CONFIG_HOME", client_dir.path())
-        .arg("certonly")
-        .arg("--non-interactive")
-        .arg("--agree-tos")
-        .args(["-m", "x@interop.test"])
-        .arg("--no-eff-email")
-        .args(["--server", &kiln.directory_url])
-        .arg("--config-dir")
-        .arg(&config_dir)
-        .arg("--work-dir")
-        .arg(&work_dir)
-        .arg("--logs-dir")
-        .arg(&logs_dir)
-        .arg("--standalone")
-        .args(["--preferred-challenges", "http"])
-        .args(["--http-01-port", &http01_port.to_string()])
-        .args(["--http-01-address", "127.0.0.1"]);
-    for name in names {
-        command.args(["-d", name]);
-    }
+    let (mut command, dirs) =
+        client_commands::certbot_certonly(&certbot, &kiln, http01_port, client_dir.path(), &names);
     if let Some((name, _)) = profile {
         command.args(["--required-profile", name]);
     }
-    let logs = [logs_dir.join("letsencrypt.log")];
+    let logs = dirs.log_files();
     let outcome = run(&client, command, client_dir.path(), &logs).await;
     assert!(outcome.status.success(), "{}", outcome.context);
-    let fullchain = config_dir.join("live").join(names[0]).join("fullchain.pem");
+    let fullchain = dirs.live(names[0]).join("fullchain.pem");
     check_issued(&kiln, &fullchain, &names, &outcome.context).await;
     check_delay(&kiln, &names, finalize_delay).await;
     if let Some((name, lifetime)) = profile {
@@ -227,26 +200,11 @@ async fn lego_issues(finalize_delay: Option<&str>) {
     let kiln = start_kiln(data_dir.path(), http01_port, finalize_delay).await;
     let names = ["lego.interop.test", "www.lego.interop.test"];
 
-    let mut command = Command::new(&lego);
-    command
-        .env("LEGO_CA_CERTIFICATES", &kiln.root_pem_path)
-        .args(["--server", &kiln.directory_url])
-        .arg("--accept-tos")
-        .args(["--email", "x@interop.test"])
-        .arg("--path")
-        .arg(client_dir.path())
-        .arg("--http")
-        .args(["--http.port", &format!("127.0.0.1:{http01_port}")]);
-    for name in names {
-        command.args(["--domains", name]);
-    }
+    let mut command = client_commands::lego(&lego, &kiln, http01_port, client_dir.path(), &names);
     command.arg("run");
     let outcome = run(&client, command, client_dir.path(), &[]).await;
     assert!(outcome.status.success(), "{}", outcome.context);
-    let bundle = client_dir
-        .path()
-        .join("certificates")
-        .join(format!("{}.crt", names[0]));
+    let (bundle, _) = client_commands::lego_certificate(client_dir.path(), names[0]);
     check_issued(&kiln, &bundle, &names, &outcome.context).await;
     check_delay(&kiln, &names, finalize_delay).await;
     println!(

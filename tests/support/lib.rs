@@ -3,7 +3,8 @@
 //! Beside them: `acme` (a raw ACME client for malformed input), `instant`
 //! (instant-acme set up against a Kiln), `cluster` (Kiln distributed, one
 //! process per binary), `metrics` (reading `/metrics`) and `clients`
-//! (running certbot, lego and the like), `pkilint` (the CA/B Forum linter) and
+//! (running certbot, lego and the like), `client_commands` (their command
+//! lines), `pkilint` (the CA/B Forum linter) and
 //! `relying_party` (finding a leaf on its CRL).
 
 use axum::extract::{Path, State};
@@ -260,6 +261,7 @@ pub fn has_poison(cert_der: &[u8]) -> bool {
 }
 pub mod acme;
 pub mod audit;
+pub mod client_commands;
 pub mod clients;
 pub mod cluster;
 pub mod dist;
