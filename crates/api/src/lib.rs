@@ -60,10 +60,11 @@ pub struct ApiConfig {
     pub nonce_lifetime: Duration,
     /// A finalized order not `valid` by then ends `invalid`.
     pub finalize_timeout: Duration,
-    /// A pipeline step not done by then is re-driven by the sweeper.
+    /// A pipeline step not done by then is re-driven by the sweeper: a
+    /// finalize's first step, and a challenge's validation (the deadline a
+    /// challenge POST sets); the sweeper gives each re-drive the same
+    /// (`[runner] step_timeout_secs`, one setting for every stage).
     pub step_timeout: Duration,
-    /// A challenge still `processing` after this is re-driven.
-    pub challenge_timeout: Duration,
     /// `Retry-After` on `processing` orders and challenges.
     pub retry_after: Duration,
     /// Shown in the directory's `meta.caaIdentities`; also the issuer
@@ -166,7 +167,6 @@ impl ApiConfig {
             nonce_lifetime: Duration::from_secs(3600),
             finalize_timeout: Duration::from_secs(600),
             step_timeout: Duration::from_secs(60),
-            challenge_timeout: Duration::from_secs(60),
             retry_after: Duration::from_secs(1),
             caa_identities: vec!["kiln.test".into()],
             challenge_types: DEFAULT_CHALLENGE_TYPES.to_vec(),

@@ -149,6 +149,9 @@ impl Signer {
         // Intent first (invariant 5): the serial claims the order's step,
         // `precert-signing` and revocable, before any signature exists. Of
         // two deliveries of this job only one claims; the other never signs.
+        // The claim also refuses a key blocked since finalize (a
+        // keyCompromise revocation while the order was in flight), in the
+        // claim's own statement, and then ends the order `invalid`.
         let now = now_ms();
         let claimed = self
             .store
@@ -172,7 +175,7 @@ impl Signer {
         if !claimed {
             info!(
                 order_id,
-                "sign-precert claimed by another delivery; not signing"
+                "sign-precert not claimed (another delivery holds it, or the CSR's key is blocked); not signing"
             );
             return Ok(vec![]);
         }

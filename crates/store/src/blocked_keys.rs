@@ -10,8 +10,9 @@
 //! the canonical encoding (EC points uncompressed; the api's
 //! `csr::key_digest`), or the same key would have two names.
 
-use crate::db::{Row, Script};
+use crate::db::{Backend, Row, Script, Stmt};
 use crate::{Result, Store, stmt};
+use domain::{Problem, ProblemKind};
 
 /// The name of a public key in the blocklist: lowercase hex of the SHA-256
 /// of its canonical DER SubjectPublicKeyInfo.
@@ -55,6 +56,49 @@ pub struct BlockedKey {
     /// Why, for the operator (e.g. where the key was found published).
     pub comment: String,
     pub created_at: i64,
+}
+
+/// What a client is told when `what` (e.g. "the CSR's key") is on the
+/// blocklist, with `kind` `badPublicKey` for an account key and `badCSR`
+/// for a certificate's key: an in-flight order's error when its key is
+/// blocked before the signer claims it ([`Store::claim_precert`]), in the
+/// words of the api's refusal at newAccount, keyChange and finalize.
+pub(crate) fn blocked_key_problem(kind: ProblemKind, what: &str) -> Problem {
+    Problem::new(
+        kind,
+        format!(
+            "{what} is on this CA's blocklist of compromised keys \
+             (e.g. a certificate for it was revoked for keyCompromise); generate a new key"
+        ),
+    )
+}
+
+/// Serializes, on PostgreSQL, a claim for `key` (`Store::claim_precert`)
+/// with a keyCompromise revocation blocking it: the first statement of
+/// both transactions. Under READ COMMITTED each statement sees what was
+/// committed when it began, so without it a claim whose check ran before
+/// the revocation committed, and which committed after the revocation's
+/// sweep of the key's certificates began, would leave a serial for a
+/// blocked key unrevoked. With it, one waits for the other's commit: the
+/// claim then sees the key blocked, or the revocation sees (and revokes)
+/// the claim. SQLite's one writer serializes them already. The two-int4
+/// key space, apart from the bigint one of `leadership`'s locks.
+pub(crate) fn lock_key(script: Script, key: &KeyDigest) -> Script {
+    /// "kb": the class of blocked-key locks.
+    const CLASS: i64 = 0x6b62;
+    // A digest's first 32 bits (a digest is hex): keys that share them
+    // only share a lock.
+    let hash = key
+        .0
+        .get(..8)
+        .and_then(|prefix| u32::from_str_radix(prefix, 16).ok())
+        .unwrap_or(0) as i32;
+    let lock: Stmt = stmt!(
+        "SELECT pg_advisory_xact_lock(CAST($1 AS integer), CAST($2 AS integer))",
+        CLASS,
+        i64::from(hash),
+    );
+    script.only_on(Backend::Postgres, lock)
 }
 
 /// RFC 5280 CRLReason keyCompromise.
@@ -130,7 +174,7 @@ impl Store {
         key: &KeyDigest,
         now: i64,
     ) -> Result<KeyCompromiseRevocation> {
-        let script = Script::new()
+        let script = lock_key(Script::new(), key)
             .then(stmt!(
                 "UPDATE certificates SET revoked_at = COALESCE(revoked_at, $3), revoked_reason = $2,
                                         crl_pending = 1
@@ -164,8 +208,9 @@ impl Store {
             ));
         let outcome = self.db.run(script).await?;
         Ok(KeyCompromiseRevocation {
-            revoked: outcome.rows(0) == 1,
-            others: outcome.rows(2),
+            // Step 0 is the lock.
+            revoked: outcome.rows(1) == 1,
+            others: outcome.rows(3),
         })
     }
 }

@@ -7,10 +7,11 @@
 //! (invariant 5): the serial's claim (`precert-signing`) before the
 //! precertificate's signature, `final-signing` before the final signature.
 
+use crate::blocked_keys::{blocked_key_problem, lock_key};
 use crate::db::{Backend, Script};
 use crate::notifications::notify_done;
 use crate::{FinalizeObservation, NewCertificate, Result, Store, StoreError, json, now_ms, stmt};
-use domain::{FinalizeStep, Problem};
+use domain::{FinalizeStep, Problem, ProblemKind};
 
 /// What a finalize writes on the order as it moves it to `processing`.
 pub struct BeginFinalize<'a> {
@@ -152,6 +153,15 @@ impl Store {
     /// keeps its row in `precert-signing` (a precertificate may exist for
     /// it) and is never reused. `now` is the claim's time, `created_at`, by
     /// which a later delivery tells how old the claim is.
+    ///
+    /// A key on the blocklist (`cert.key`, as [`crate::KeyDigest`] names it)
+    /// is never claimed for: the claim's UPDATE itself requires the key not
+    /// blocked, so no serial is written and nothing may be signed for a key
+    /// blocked (a keyCompromise revocation, an operator) while its order was
+    /// in flight, however late, and a keyCompromise revocation committed
+    /// after the claim revokes its serial (`lock_key`). Such an order ends
+    /// `invalid` with `badCSR`, the api's answer for that key at finalize,
+    /// and the claim is `false`.
     pub async fn claim_precert(
         &self,
         cert: &NewCertificate,
@@ -163,46 +173,57 @@ impl Store {
             None => stmt!(
                 "UPDATE orders SET certificate_serial = $2, step_deadline = $3
                  WHERE id = $1 AND status = 'processing' AND step = $4
-                   AND certificate_serial IS NULL",
+                   AND certificate_serial IS NULL
+                   AND NOT EXISTS (SELECT 1 FROM blocked_keys WHERE spki_sha256 = $5)",
                 &cert.order_id,
                 &cert.serial,
                 step_deadline,
                 FinalizeStep::SignPrecert.as_str(),
+                cert.key.as_str(),
             ),
             Some(stale) => stmt!(
                 "UPDATE orders SET certificate_serial = $2, step_deadline = $3
                  WHERE id = $1 AND status = 'processing' AND step = $4
-                   AND certificate_serial = $5",
+                   AND certificate_serial = $5
+                   AND NOT EXISTS (SELECT 1 FROM blocked_keys WHERE spki_sha256 = $6)",
                 &cert.order_id,
                 &cert.serial,
                 step_deadline,
                 FinalizeStep::SignPrecert.as_str(),
                 stale,
+                cert.key.as_str(),
             ),
         };
-        // The order's row first: the loser's UPDATE waits for the winner's
-        // commit (PostgreSQL's row lock; SQLite's one writer), then matches
-        // nothing, and its transaction ends before writing a serial.
-        let script = Script::new().require(1, claim).require(
-            1,
-            stmt!(
-                "INSERT INTO certificates (serial, order_id, account_id, state, not_before,
+        // The key's lock (PostgreSQL: see `lock_key`), then the order's row:
+        // the loser's UPDATE waits for the winner's commit (the lock, the
+        // row's lock; SQLite's one writer), then matches nothing, and its
+        // transaction ends before writing a serial.
+        let script = lock_key(Script::new(), &cert.key)
+            .require(1, claim)
+            .require(
+                1,
+                stmt!(
+                    "INSERT INTO certificates (serial, order_id, account_id, state, not_before,
                                            not_after, created_at, issuer_id, spki_sha256,
                                            crl_shard)
                  VALUES ($1, $2, $3, 'precert-signing', $4, $5, $6, $7, $8, $9)",
-                &cert.serial,
-                &cert.order_id,
-                &cert.account_id,
-                cert.not_before,
-                cert.not_after,
-                now,
-                &cert.issuer_id,
-                cert.key.as_str(),
-                i64::from(cert.crl_shard),
-            ),
-        );
+                    &cert.serial,
+                    &cert.order_id,
+                    &cert.account_id,
+                    cert.not_before,
+                    cert.not_after,
+                    now,
+                    &cert.issuer_id,
+                    cert.key.as_str(),
+                    i64::from(cert.crl_shard),
+                ),
+            );
         match self.db.run(script).await {
-            Ok(outcome) => Ok(outcome.committed()),
+            Ok(outcome) if outcome.committed() => Ok(true),
+            Ok(_) => {
+                self.fail_claim_for_blocked_key(cert, superseding).await?;
+                Ok(false)
+            }
             // The serial's uniqueness is the primary key's.
             Err(e) if e.is_unique_violation() => Err(StoreError::Conflict(format!(
                 "serial {} already used",
@@ -210,6 +231,59 @@ impl Store {
             ))),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// After a refused claim: the order ends `invalid` if its key is why —
+    /// still at sign-precert with the claim the caller saw (so the refusal
+    /// was not another delivery's claim) and its key blocked, in one
+    /// conditional UPDATE. Blocked keys are never unblocked, so nobody can
+    /// claim such an order; ending it here spares the sweeper's re-drives
+    /// and tells the client now.
+    async fn fail_claim_for_blocked_key(
+        &self,
+        cert: &NewCertificate,
+        superseding: Option<&str>,
+    ) -> Result<()> {
+        let problem = json(&blocked_key_problem(ProblemKind::BadCsr, "the CSR's key"));
+        let fail = match superseding {
+            None => stmt!(
+                "UPDATE orders SET status = 'invalid', step = NULL, step_deadline = NULL,
+                        error = $2, completed_at = $3
+                 WHERE id = $1 AND status = 'processing' AND step = $4
+                   AND certificate_serial IS NULL
+                   AND EXISTS (SELECT 1 FROM blocked_keys WHERE spki_sha256 = $5)",
+                &cert.order_id,
+                problem,
+                now_ms(),
+                FinalizeStep::SignPrecert.as_str(),
+                cert.key.as_str(),
+            ),
+            Some(stale) => stmt!(
+                "UPDATE orders SET status = 'invalid', step = NULL, step_deadline = NULL,
+                        error = $2, completed_at = $3
+                 WHERE id = $1 AND status = 'processing' AND step = $4
+                   AND certificate_serial = $5
+                   AND EXISTS (SELECT 1 FROM blocked_keys WHERE spki_sha256 = $6)",
+                &cert.order_id,
+                problem,
+                now_ms(),
+                FinalizeStep::SignPrecert.as_str(),
+                stale,
+                cert.key.as_str(),
+            ),
+        };
+        let script = Script::new()
+            .require(1, fail)
+            .only_on(Backend::Postgres, notify_done(&cert.order_id));
+        if self.db.run(script).await?.committed() {
+            tracing::warn!(
+                order_id = %cert.order_id,
+                key = %cert.key,
+                "not signing: the CSR's key was blocked while the order was in flight; order invalid"
+            );
+            self.announce_done(&cert.order_id);
+        }
+        Ok(())
     }
 
     /// Stores the signed precertificate of the order's claim and moves the

@@ -5,8 +5,8 @@
 mod common;
 
 use common::{issued_order, processing_order, signing_final};
-use domain::FinalizeStep;
-use store::{BlockedKey, KeyDigest, NewCertificate, Store, now_ms};
+use domain::{FinalizeStep, OrderStatus, ProblemKind};
+use store::{BlockedKey, CertificateState, KeyDigest, NewCertificate, Store, now_ms};
 
 on_both_backends!(
     an_operator_blocks_a_key_once,
@@ -15,7 +15,11 @@ on_both_backends!(
     no_key_is_blocked_for_a_certificate_not_issued,
     a_key_compromise_revokes_every_unexpired_certificate_for_the_key,
     a_key_compromise_revokes_the_precertificates_for_the_key_too,
+    a_key_blocked_while_its_order_is_in_flight_gets_no_serial,
+    a_stale_claim_is_not_superseded_for_a_blocked_key,
+    a_claim_lost_to_another_delivery_does_not_fail_the_order,
 );
+on_both_backends!(url: a_revocation_racing_a_claim_never_leaves_it_unrevoked);
 
 fn operator_entry(digest: &KeyDigest, comment: &str) -> BlockedKey {
     BlockedKey {
@@ -255,4 +259,170 @@ async fn a_key_compromise_revokes_the_precertificates_for_the_key_too(store: Sto
             "{serial}"
         );
     }
+}
+
+/// Order `id` finalized with `key` and moved to sign-precert: what the
+/// signer sees once the caa-checker is done.
+async fn in_flight_at_sign_precert(store: &Store, id: &str) {
+    let now = now_ms();
+    processing_order(store, id, now, now + 60_000).await;
+    assert!(
+        store
+            .advance_step(id, FinalizeStep::CheckCaa, FinalizeStep::SignPrecert, now)
+            .await
+            .unwrap()
+    );
+}
+
+fn claim_for(serial: &str, id: &str, key: &KeyDigest) -> NewCertificate {
+    NewCertificate {
+        key: key.clone(),
+        not_after: now_ms() + 86_400_000,
+        ..common::new_certificate(serial, id)
+    }
+}
+
+/// The order ended `invalid` with the CSR key's refusal, and holds no
+/// serial but `kept` (a claim made before the key was blocked).
+async fn assert_refused_for_blocked_key(store: &Store, id: &str, kept: &[&str]) {
+    let order = store.order(id).await.unwrap().unwrap();
+    assert_eq!(order.status, OrderStatus::Invalid, "{order:?}");
+    assert_eq!(order.step, None);
+    let error = order.error.expect("the order says why");
+    assert_eq!(error.kind, ProblemKind::BadCsr, "{error:?}");
+    assert!(error.detail.contains("blocklist"), "{}", error.detail);
+    let serials: Vec<String> = store
+        .certificates_for_order(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.serial)
+        .collect();
+    assert_eq!(serials, kept, "no serial claimed for the blocked key");
+}
+
+/// A key compromised while an order for it was at check-caa (issue 16):
+/// the revocation of another certificate for the key blocks it, and when
+/// the order reaches the signer its claim is refused, no serial written,
+/// and the order ends `invalid` instead of getting an unrevoked
+/// certificate. Another key's order is claimed as before.
+async fn a_key_blocked_while_its_order_is_in_flight_gets_no_serial(store: Store) {
+    let now = now_ms();
+    let key = KeyDigest::of_spki(b"compromised after finalize");
+    processing_order(&store, "o2", now, now + 60_000).await;
+    issued_for_key(&store, "o1", "2a", &key, now + 86_400_000).await;
+    let revoked = store.revoke_for_key_compromise("2a", &key, now).await;
+    assert!(revoked.unwrap().revoked);
+    assert!(
+        store
+            .advance_step("o2", FinalizeStep::CheckCaa, FinalizeStep::SignPrecert, now)
+            .await
+            .unwrap()
+    );
+    let claim = claim_for("2b", "o2", &key);
+    assert!(!store.claim_precert(&claim, None, now, now).await.unwrap());
+    assert_refused_for_blocked_key(&store, "o2", &[]).await;
+    assert_eq!(store.certificate("2b").await.unwrap(), None);
+    // Ended, so a redelivery claims nothing either.
+    assert!(!store.claim_precert(&claim, None, now, now).await.unwrap());
+
+    in_flight_at_sign_precert(&store, "o3").await;
+    let other = claim_for("2c", "o3", &KeyDigest::of_spki(b"another key"));
+    assert!(store.claim_precert(&other, None, now, now).await.unwrap());
+}
+
+/// A claim made before an operator blocked the key, found stale: it is not
+/// superseded with a fresh serial; the order ends `invalid`, the old
+/// serial kept as it was (revocable).
+async fn a_stale_claim_is_not_superseded_for_a_blocked_key(store: Store) {
+    let now = now_ms();
+    let key = KeyDigest::of_spki(b"blocked by an operator");
+    in_flight_at_sign_precert(&store, "o1").await;
+    let stale = now - 120_000;
+    let first = claim_for("3a", "o1", &key);
+    assert!(
+        store
+            .claim_precert(&first, None, stale, stale)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .block_key(&operator_entry(&key, "published"))
+            .await
+            .unwrap()
+    );
+    let fresh = claim_for("3b", "o1", &key);
+    assert!(
+        !store
+            .claim_precert(&fresh, Some("3a"), now, now)
+            .await
+            .unwrap()
+    );
+    assert_refused_for_blocked_key(&store, "o1", &["3a"]).await;
+    let kept = store.certificate("3a").await.unwrap().unwrap();
+    assert_eq!(kept.state, CertificateState::PrecertSigning);
+}
+
+/// Another delivery claimed the order before the key was blocked: a later
+/// claim is refused, but the order is the first claim's (its signer
+/// stores what it signs, and the revocation covered its serial), not
+/// ended by the refusal.
+async fn a_claim_lost_to_another_delivery_does_not_fail_the_order(store: Store) {
+    let now = now_ms();
+    let key = KeyDigest::of_spki(b"blocked after the claim");
+    in_flight_at_sign_precert(&store, "o1").await;
+    let winner = claim_for("4a", "o1", &key);
+    assert!(store.claim_precert(&winner, None, now, now).await.unwrap());
+    assert!(
+        store
+            .block_key(&operator_entry(&key, "published"))
+            .await
+            .unwrap()
+    );
+    let loser = claim_for("4b", "o1", &key);
+    assert!(!store.claim_precert(&loser, None, now, now).await.unwrap());
+    let order = store.order("o1").await.unwrap().unwrap();
+    assert_eq!(order.status, OrderStatus::Processing);
+    assert_eq!(order.certificate_serial.as_deref(), Some("4a"));
+    assert_eq!(order.error, None);
+    assert_eq!(store.certificate("4b").await.unwrap(), None);
+}
+
+/// Claims and a keyCompromise revocation of their key at once, from two
+/// connections (two replicas): whichever commits first, no serial for the
+/// key is left unrevoked once it is blocked — each claim was either
+/// refused or revoked by the revocation (PostgreSQL: the key's lock).
+async fn a_revocation_racing_a_claim_never_leaves_it_unrevoked(store: Store, url: String) {
+    const ORDERS: usize = 8;
+    let other = Store::connect(&url).await.unwrap();
+    let now = now_ms();
+    for round in 0..ORDERS {
+        let key = KeyDigest::of_spki(format!("raced key {round}").as_bytes());
+        let (issued, id) = (format!("i{round}"), format!("o{round}"));
+        let serial = format!("{round:02x}5a");
+        issued_for_key(&store, &issued, &serial, &key, now + 86_400_000).await;
+        in_flight_at_sign_precert(&store, &id).await;
+        let claim = {
+            let (store, cert) = (
+                store.clone(),
+                claim_for(&format!("{round:02x}5b"), &id, &key),
+            );
+            tokio::spawn(async move { store.claim_precert(&cert, None, now, now).await })
+        };
+        let revoke = {
+            let (other, key, serial) = (other.clone(), key.clone(), serial.clone());
+            tokio::spawn(async move { other.revoke_for_key_compromise(&serial, &key, now).await })
+        };
+        let claimed = claim.await.unwrap().unwrap();
+        assert!(revoke.await.unwrap().unwrap().revoked);
+        let certs = store.certificates_for_order(&id).await.unwrap();
+        if claimed {
+            assert_eq!(certs.len(), 1, "{certs:#?}");
+            assert_eq!(certs[0].revoked_reason, Some(1), "claimed first: revoked");
+        } else {
+            assert_refused_for_blocked_key(&store, &id, &[]).await;
+        }
+    }
+    other.close().await;
 }

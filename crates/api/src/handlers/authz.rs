@@ -110,7 +110,9 @@ pub async fn challenge(
     let now = now_ms();
     let mut challenge = challenge;
     if challenge.status == ChallengeStatus::Pending {
-        let deadline = now + api.config.challenge_timeout.as_millis() as i64;
+        // The sweeper re-drives a validation not done by then, with the
+        // same timeout again: one step timeout for every stage.
+        let deadline = now + api.config.step_timeout.as_millis() as i64;
         if api.store.start_challenge(&id, deadline).await? {
             if let Err(e) = api
                 .queue
