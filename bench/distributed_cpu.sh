@@ -5,13 +5,16 @@
 # and after one load; with PERF=1 also `perf record -a` for 5 s of it. Where
 # PostgreSQL has pg_stat_statements loaded (shared_preload_libraries), also
 # the statements the load ran, with calls per order (pg-statements.txt).
+# With PROFILE_PROCESS=api (or validator-1, signer-1, …: a name under the
+# cluster's pids/), also a dwarf-unwound `perf record` of that one process
+# and where its CPU goes per order (profile-<name>.md, as bench/profile.sh).
 #
 #   N=1000 C=64 POLL_MS=10 WARMUP=120 bench/distributed_cpu.sh
 source "$(dirname "$0")/lib.sh"
 N=${N:-1000}; C=${C:-64}; POLL_MS=${POLL_MS:-10}; WARMUP=${WARMUP:-120}
 out=$RESULTS/distributed-cpu-$(date -u +%Y%m%dT%H%M%SZ); mkdir -p "$out"
 machine_line >"$out/machine.txt"
-echo "API_SOLE=${API_SOLE:-0} N=$N C=$C POLL_MS=$POLL_MS WARMUP=$WARMUP PERF=${PERF:-0} bench/distributed_cpu.sh" >"$out/command.txt"
+echo "API_SOLE=${API_SOLE:-0} N=$N C=$C POLL_MS=$POLL_MS WARMUP=$WARMUP PERF=${PERF:-0} PROFILE_PROCESS=${PROFILE_PROCESS:-} bench/distributed_cpu.sh" >"$out/command.txt"
 
 start_cluster 1
 processes() {
@@ -46,6 +49,11 @@ if [ "${PERF:-0}" = 1 ]; then
   perf report -i "$WORK/dist.perf.data" --no-children --stdio --sort comm -g none 2>/dev/null \
     | grep -v '^#' | sed '/^$/d' | head -20 >"$out/perf-by-comm.txt"
 fi
+if [ -n "${PROFILE_PROCESS:-}" ]; then
+  sleep 3
+  perf record -e cpu-clock -F 199 --call-graph dwarf,16384 -p "$(cat "$CLUSTER_DIR/pids/$PROFILE_PROCESS.pid")" \
+    -o "$WORK/process.perf.data" -- sleep 8 >/dev/null 2>&1
+fi
 wait "$loader" || true
 snapshot >"$out/cpu-after.txt"
 if [ "$pg_statements" = 1 ]; then
@@ -64,4 +72,13 @@ fi
   join "$out/cpu-before.txt" "$out/cpu-after.txt" |
     awk -v n="$N" '{ d = ($3 - $2) / n; t += d; printf "| %s | %.2f |\n", $1, d } END { printf "| **total** | **%.2f** |\n", t }'
 } | tee "$out/summary.md"
+if [ -n "${PROFILE_PROCESS:-}" ]; then
+  per_order=$(join "$out/cpu-before.txt" "$out/cpu-after.txt" |
+    awk -v n="$N" -v p="$PROFILE_PROCESS" '$1 == p { printf "%.2f", ($3 - $2) / n }')
+  perf script -i "$WORK/process.perf.data" -F comm,ip,sym >"$WORK/process.script.txt" 2>/dev/null
+  { echo "**where $PROFILE_PROCESS's CPU goes, per order** ($per_order ms per order over the load)"; echo
+    python3 "$BENCH_ROOT/bench/perf_per_order.py" "$WORK/process.script.txt" "$per_order"
+  } | tee "$out/profile-$PROFILE_PROCESS.md"
+  rm -f "$WORK/process.script.txt"
+fi
 say "results in $out"
