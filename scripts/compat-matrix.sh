@@ -7,12 +7,13 @@
 #   CLIENTS="certbot lego" scripts/compat-matrix.sh
 #   SCENARIOS=baseline,processing-polls scripts/compat-matrix.sh
 #
-# Debian: apt-get install lego dehydrated uacme acme-tiny; PyPI: certbot.
+# Debian: apt-get install lego dehydrated uacme acme-tiny lacme acmetool;
+# PyPI: certbot.
 # Everything runs on loopback; a full run takes a few minutes per client.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-CLIENTS=${CLIENTS:-"certbot lego instant-acme dehydrated uacme acme-tiny"}
+CLIENTS=${CLIENTS:-"certbot lego instant-acme dehydrated uacme acme-tiny lacme acmetool"}
 TIMEOUT=${TIMEOUT:-90s}
 OUT=${OUT:-docs/COMPATIBILITY.md}
 
@@ -52,9 +53,9 @@ client_lego() {
 client_instant-acme() {
   [ -x "$INSTANT" ] || return 1
   version="instant-acme $(awk '/^name = "instant-acme"/{getline; print $3}' Cargo.lock | tr -d '"')"
-  version="$version (tests/bin/conformance_instant_acme.rs, default RetryPolicy)"
+  version="$version (tests/bin/conformance_instant_acme.rs, default RetryPolicy, ARI renewal)"
   cmd=("$INSTANT" --directory '{directory}' --root '{root}' --domain '{domain}'
-    --http01-port '{http01_port}' --email '{email}' --out '{workdir}/cert.pem')
+    --http01-port '{http01_port}' --email '{email}' --out '{workdir}/cert.pem' --ari)
 }
 client_dehydrated() {
   command -v dehydrated >/dev/null || return 1
@@ -78,7 +79,7 @@ client_uacme() {
   script="$SERVE"'
 mount --bind "$2" /etc/ssl/certs/ca-certificates.crt || exit 97
 export UACME_CHALLENGE_PATH="$6/www/.well-known/acme-challenge"
-uacme -v -y -c "$6/conf" -a "$1" new "$5" &&
+{ [ -e "$6/registered" ] || { uacme -v -y -c "$6/conf" -a "$1" new "$5" && touch "$6/registered"; }; } &&
 uacme -v -c "$6/conf" -a "$1" -h /usr/share/uacme/uacme.sh issue "$3"'
   cmd=(unshare --mount --propagation private sh -c "$script" "${ARGS[@]}")
 }
@@ -92,6 +93,64 @@ openssl req -new -newkey rsa:2048 -nodes -keyout domain.key -subj / \
 SSL_CERT_FILE="$2" acme-tiny --account-key account.key --csr domain.csr \
   --acme-dir "$6/www/.well-known/acme-challenge" --disable-check \
   --directory-url "$1" --contact "mailto:$5" > chain.pem'
+  cmd=(sh -c "$script" "${ARGS[@]}")
+}
+
+client_lacme() {
+  command -v lacme >/dev/null || return 1
+  version="lacme $(dpkg-query -W -f '${Version}' lacme 2>/dev/null || echo '?')"
+  # lacme starts its ACME client with a cleaned environment and takes no CA
+  # file for the server: its client command names one through env(1).
+  # No privilege drop (its users need not exist); an RSA account key, the
+  # only kind its accountd signs with; its own http-01 server on the port.
+  script='cd "$6" && umask 077 && mkdir -p run &&
+{ [ -e account.key ] || openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out account.key 2>/dev/null; } &&
+{ [ -e domain.key ] || openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out domain.key 2>/dev/null; } || exit 97
+cat > lacme.conf <<EOF
+config-certs = $6/certs.conf
+[client]
+socket = $6/run/S.lacme
+command = /usr/bin/env PERL_LWP_SSL_CA_FILE=$2 /usr/libexec/lacme/client
+user =
+group =
+server = $1
+[webserver]
+listen = 127.0.0.1:$4
+user =
+group =
+[accountd]
+command = /usr/bin/lacme-accountd --privkey=file:$6/account.key
+EOF
+cat > certs.conf <<EOF
+[$3]
+certificate-chain = $6/chain.pem
+certificate-key = $6/domain.key
+subject = /CN=$3
+subjectAltName = DNS:$3
+CAfile = $2
+EOF
+lacme --config="$6/lacme.conf" account --register --tos-agreed "mailto:$5" &&
+lacme --config="$6/lacme.conf" newOrder'
+  cmd=(sh -c "$script" "${ARGS[@]}")
+}
+client_acmetool() {
+  command -v acmetool >/dev/null || return 1
+  version="acmetool $(dpkg-query -W -f '${Version}' acmetool 2>/dev/null || echo '?')"
+  # Its own http-01 listener on the port (while a challenge is pending it
+  # also listens on its default ports, 80, 402 and 4402); no self-test,
+  # which would look the name up in the system's DNS.
+  script='mkdir -p "$6/state/conf" && cat > "$6/state/conf/target" <<EOF
+request:
+  provider: $1
+  challenge:
+    http-self-test: false
+    http-ports:
+      - 127.0.0.1:$4
+    webroot-paths:
+      - $6/webroot
+EOF
+echo "\"acme-enter-email\": \"$5\"" > "$6/state/conf/responses"
+SSL_CERT_FILE="$2" acmetool --batch --state="$6/state" --hooks="$6/hooks" want "$3"'
   cmd=(sh -c "$script" "${ARGS[@]}")
 }
 
@@ -160,7 +219,6 @@ lines.append("| **passed / failed** | | " + " | ".join(
     f"{c['passed']} / {c['failed']}" if c else "did not run" for c in cards.values()) + " |")
 if missing:
     lines += ["", "Not installed here, so not run: " + ", ".join(missing) + "."]
-lines += ["", "Debian's lacme and acmetool have no recipe in the script yet."]
 for n in names:
     card = cards[n]
     version = open(f"{results}/{n}.version").read().strip()

@@ -12,9 +12,13 @@ use kiln_tests::clients::require_binary;
 use serde_json::Value;
 use std::process::Output;
 
-/// Runs `kiln conformance` with `flags` on `client`; its stdout, parsed
-/// when it is JSON, and the whole output for messages.
-async fn conformance(flags: &[&str], client: &[String]) -> (Output, Option<Value>, String) {
+/// `kiln conformance FLAGS --timeout 90s -- CLIENT`, its temporary
+/// directory (`TMPDIR`) `tmp` when given.
+async fn command(
+    flags: &[&str],
+    client: &[String],
+    tmp: Option<&std::path::Path>,
+) -> tokio::process::Command {
     kiln_tests::cluster::ensure_binaries_built().await;
     let mut command = tokio::process::Command::new(kiln_tests::cluster::binary("kiln"));
     command
@@ -25,6 +29,24 @@ async fn conformance(flags: &[&str], client: &[String]) -> (Output, Option<Value
         // Kiln's own log: warnings only, to keep the failure output short.
         .env("RUST_LOG", "warn")
         .kill_on_drop(true);
+    if let Some(tmp) = tmp {
+        command.env("TMPDIR", tmp);
+    }
+    command
+}
+
+/// Runs `kiln conformance` with `flags` on `client`; its stdout, parsed
+/// when it is JSON, and the whole output for messages.
+async fn conformance(flags: &[&str], client: &[String]) -> (Output, Option<Value>, String) {
+    conformance_in(None, flags, client).await
+}
+
+async fn conformance_in(
+    tmp: Option<&std::path::Path>,
+    flags: &[&str],
+    client: &[String],
+) -> (Output, Option<Value>, String) {
+    let mut command = command(flags, client, tmp).await;
     let out = tokio::time::timeout(std::time::Duration::from_secs(400), command.output())
         .await
         .expect("kiln conformance finishes")
@@ -139,7 +161,7 @@ async fn certbot_polls_through_processing() {
     let flags = [
         "--json",
         "--scenario",
-        "baseline,processing-polls,order-invalid",
+        "baseline,processing-polls,order-invalid,ari-renewal",
     ];
     let (out, card, context) = conformance(&flags, &client).await;
     let card = card.unwrap_or_else(|| panic!("a JSON scorecard\n{context}"));
@@ -147,6 +169,20 @@ async fn certbot_polls_through_processing() {
     for name in ["baseline", "processing-polls", "order-invalid"] {
         assert_eq!(verdict(&card, name, &context), "PASS", "{name}\n{context}");
     }
+    // certbot's second `certonly` for the same name finds its lineage and
+    // asks renewalInfo (certbot ≥ 4.1); the window is past, so it renews,
+    // without `replaces` (certbot 5.8 does not send it).
+    assert_eq!(verdict(&card, "ari-renewal", &context), "INFO", "{context}");
+    let ari = &scenario(&card, "ari-renewal", &context)["evidence"];
+    assert_eq!(ari["exit_code"], 0, "the first run issued\n{context}");
+    assert!(
+        ari["renewal_info_requests"]
+            .as_u64()
+            .is_some_and(|n| n >= 1),
+        "certbot asked renewalInfo\n{context}"
+    );
+    assert_eq!(ari["renewed"], true, "{context}");
+    assert_eq!(ari["renewal_exit_code"], 0, "{context}");
     assert_eq!(
         (card["passed"].as_u64(), card["failed"].as_u64()),
         (Some(3), Some(0))
@@ -194,11 +230,15 @@ async fn lego_retries_bad_nonces_and_survives_a_restart() {
         "{workdir}",
         "run",
     ]);
-    let flags = ["--json", "--scenario", "processing-polls,bad-nonce,restart"];
+    let flags = [
+        "--json",
+        "--scenario",
+        "processing-polls,bad-nonce,restart,dns-persist-01",
+    ];
     let (out, card, context) = conformance(&flags, &client).await;
     let card = card.unwrap_or_else(|| panic!("a JSON scorecard\n{context}"));
     assert_eq!(card["client"], "lego", "{context}");
-    for name in ["processing-polls", "bad-nonce", "restart"] {
+    for name in ["processing-polls", "bad-nonce", "restart", "dns-persist-01"] {
         assert_eq!(verdict(&card, name, &context), "PASS", "{name}\n{context}");
     }
     assert!(out.status.success(), "{context}");
@@ -215,7 +255,23 @@ async fn lego_retries_bad_nonces_and_survives_a_restart() {
         e["requests_after_restart"].as_u64().is_some_and(|n| n >= 1),
         "lego came back after the restart\n{context}"
     );
+    assert_eq!(
+        e["processing_at_restart"], true,
+        "the restart came while the order was processing\n{context}"
+    );
     assert_eq!(e["certificate_downloaded"], true, "{context}");
+    // lego ignores the challenge type it does not know.
+    let e = check_evidence(&card, "dns-persist-01", &context);
+    let offered = e["challenges_offered"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(offered.contains(&"dns-persist-01".into()), "{context}");
+    assert_eq!(
+        e["challenges_answered"],
+        serde_json::json!(["http-01"]),
+        "{context}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -225,9 +281,9 @@ async fn instant_acme_polls_again_when_retry_after_is_too_short() {
         "--client-name",
         "instant-acme",
         "--scenario",
-        "retry-after-too-short,unavailable",
+        "retry-after-too-short,unavailable,ari-renewal",
     ];
-    let (_, card, context) = conformance(&flags, &instant_acme(&[])).await;
+    let (_, card, context) = conformance(&flags, &instant_acme(&["--ari"])).await;
     let card = card.unwrap_or_else(|| panic!("a JSON scorecard\n{context}"));
     assert_eq!(card["client"], "instant-acme", "{context}");
     assert_eq!(
@@ -258,6 +314,30 @@ async fn instant_acme_polls_again_when_retry_after_is_too_short() {
             .as_str()
             .is_some_and(|l| l.contains("service unavailable")),
         "{context}"
+    );
+    // With `--ari` the second run asks renewalInfo, finds the window past,
+    // and renews naming the certificate in `replaces`.
+    let s = scenario(&card, "ari-renewal", &context);
+    assert_eq!(s["verdict"], "INFO", "{context}");
+    assert_eq!(s["required"], false, "{context}");
+    assert!(
+        s["why"]
+            .as_str()
+            .is_some_and(|w| w.contains("renewed at once, naming the old certificate")),
+        "{context}"
+    );
+    let e = &s["evidence"];
+    assert_eq!(e["renewal_info_requests"], 1, "{context}");
+    assert_eq!(
+        (&e["renewed"], &e["renewal_exit_code"]),
+        (&Value::Bool(true), &Value::from(0)),
+        "{context}"
+    );
+    assert!(
+        e["renewal_replaces"]
+            .as_str()
+            .is_some_and(|r| r.contains('.')),
+        "a certID\n{context}"
     );
 }
 
@@ -323,4 +403,164 @@ async fn a_client_that_never_polls_fails_the_processing_scenarios() {
         Some("conformance-instant-acme: 1 passed, 0 failed"),
         "{context}"
     );
+}
+
+/// The scratch directories `kiln conformance` left under `tmp`.
+fn leftovers(tmp: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(tmp)
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("kiln-conformance-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A scenario that cannot be run (here: the client cannot be started) is
+/// reported — FAIL when required — and the next one still runs; nothing
+/// is left in the temporary directory (the CA's keys were there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scenario_that_errors_is_reported_and_the_run_goes_on() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let client = words(&["/nonexistent/acme-client", "{directory}"]);
+    let flags = ["--json", "--scenario", "baseline,profile"];
+    let (out, card, context) = conformance_in(Some(tmp.path()), &flags, &client).await;
+    let card = card.unwrap_or_else(|| panic!("a JSON scorecard\n{context}"));
+    let names: Vec<&str> = card["scenarios"]
+        .as_array()
+        .map(|all| all.iter().filter_map(|s| s["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(names, ["baseline", "profile"], "both ran\n{context}");
+    let baseline = scenario(&card, "baseline", &context);
+    assert_eq!(baseline["verdict"], "FAIL", "{context}");
+    assert!(
+        baseline["evidence"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("starting the client")),
+        "{context}"
+    );
+    assert_eq!(verdict(&card, "profile", &context), "INFO", "{context}");
+    assert_eq!(out.status.code(), Some(1), "{context}");
+    assert_eq!(leftovers(tmp.path()), Vec::<String>::new(), "{context}");
+}
+
+/// Kiln's request log keeps the latest 10,000 requests: a run that
+/// overflows it is not judged (INFO, which fails a required scenario).
+/// The "client" is curl fetching the directory 10,050 times on one
+/// connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_overflows_the_request_log_is_not_judged() {
+    let curl = require_binary("curl", "apt-get install curl");
+    let script = format!(
+        "{} -sS --cacert \"$1\" \"$2?n=[1-10050]\" > /dev/null",
+        curl.display()
+    );
+    let client = words(&["sh", "-c", &script, "curl", "{root}", "{directory}"]);
+    let (out, card, context) = conformance(&["--json", "--scenario", "baseline"], &client).await;
+    let card = card.unwrap_or_else(|| panic!("a JSON scorecard\n{context}"));
+    let s = scenario(&card, "baseline", &context);
+    assert_eq!(s["verdict"], "INFO", "{context}");
+    assert!(
+        s["why"]
+            .as_str()
+            .is_some_and(|w| w.starts_with("not judged")),
+        "{context}"
+    );
+    assert!(
+        s["evidence"]["requests_dropped"]
+            .as_u64()
+            .is_some_and(|n| n >= 50),
+        "{context}"
+    );
+    assert_eq!(s["evidence"]["requests"], 10_000, "{context}");
+    assert_eq!(out.status.code(), Some(1), "not passed\n{context}");
+}
+
+/// The pids a client wrote to `file`, one a line.
+fn pids(file: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn running(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z"))
+}
+
+/// Sends SIGINT to `kiln conformance` once `ready` holds, then expects it
+/// to exit 130 within 30 s with no scorecard, every pid in `pid_file`
+/// dead and nothing left in `tmp`.
+async fn interrupt_when(
+    tmp: &std::path::Path,
+    script: &str,
+    pid_file: &std::path::Path,
+    ready: impl Fn() -> bool,
+) {
+    let client = words(&["sh", "-c", script]);
+    let flags = ["--json", "--scenario", "baseline,processing-polls"];
+    let mut command = command(&flags, &client, Some(tmp)).await;
+    command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = command.spawn().expect("kiln conformance starts");
+    let pid = child.id().expect("a pid").to_string();
+    let waited = tokio::time::timeout(std::time::Duration::from_secs(180), async {
+        while !ready() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "the client never got ready");
+    let sent = std::process::Command::new("kill")
+        .args(["-s", "INT", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("kiln conformance stops within 30 s of SIGINT")
+        .expect("its output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let context = format!("{}\n{stderr}", out.status);
+    assert_eq!(out.status.code(), Some(130), "{context}");
+    assert!(stderr.contains("interrupted (SIGINT)"), "{context}");
+    assert!(out.stdout.is_empty(), "no scorecard\n{context}");
+    for pid in pids(pid_file) {
+        assert!(
+            !running(&pid),
+            "the client's {pid} outlived kiln\n{context}"
+        );
+    }
+    assert_eq!(leftovers(tmp), Vec::<String>::new(), "{context}");
+}
+
+/// Ctrl-C while the client runs kills it and what it started (it has its
+/// own process group, so the terminal's SIGINT would not reach it), stops
+/// Kiln, removes the scratch directory and exits 130; and so does one
+/// between scenarios, which must not be swallowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_the_client_and_kiln_and_cleans_up() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let state = tempfile::tempdir().expect("state dir");
+    let pid_file = state.path().join("pids");
+    let hang = format!(
+        "echo $$ >> {p}; sleep 300 & echo $! >> {p}; wait",
+        p = pid_file.display()
+    );
+    interrupt_when(tmp.path(), &hang, &pid_file, || pids(&pid_file).len() >= 2).await;
+
+    // The first scenario's client exits at once; the signal comes as Kiln
+    // reads its records, stops, or starts the next scenario's.
+    let marker = state.path().join("first-ran");
+    let pid_file = state.path().join("pids-2");
+    let quick_then_hang = format!(
+        "if [ -e {m} ]; then echo $$ >> {p}; sleep 300 & echo $! >> {p}; wait; \
+         else touch {m}; fi",
+        m = marker.display(),
+        p = pid_file.display()
+    );
+    interrupt_when(tmp.path(), &quick_then_hang, &pid_file, || marker.exists()).await;
 }

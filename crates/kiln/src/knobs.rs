@@ -17,7 +17,7 @@ mod state;
 mod values;
 
 pub use pipeline::{DelayingQueue, Faulty};
-pub use state::{KnobState, MAX_SEEN_REQUESTS, SeenRequest};
+pub use state::{KnobState, MAX_SEEN_REQUESTS, RequestLog, SeenRequest};
 pub use values::{
     FinalizeDelay, HttpFault, InjectedFailure, Knobs, KnobsDoc, RetryAfterFormat, parse_duration,
 };

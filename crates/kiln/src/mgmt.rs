@@ -6,7 +6,8 @@
 //! - `GET /orders/{id}`: an order's state and finalization timeline;
 //! - `GET /requests`: the requests the ACME api received, oldest first
 //!   (`at_ms`, `endpoint`, and the injected `fault` if one answered it):
-//!   what a client did, as `kiln conformance` judges it.
+//!   what a client did, as `kiln conformance` judges it; the log keeps the
+//!   latest 10,000, and `dropped` counts the older ones it no longer holds.
 //!
 //! It has no credentials, so it binds only where it is told (`--mgmt-listen`
 //! has no default, and the README shows a loopback address), and it answers
@@ -202,7 +203,7 @@ async fn reset(State(m): State<Mgmt>) -> Json<KnobsDoc> {
 }
 
 async fn requests(State(m): State<Mgmt>) -> Response {
-    Json(json!({ "requests": m.knobs.requests() })).into_response()
+    Json(m.knobs.requests()).into_response()
 }
 
 async fn order(State(m): State<Mgmt>, Path(id): Path<String>) -> Response {

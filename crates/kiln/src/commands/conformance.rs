@@ -1,6 +1,7 @@
 //! `kiln conformance`: the flags, then the scorecard printed (text or
 //! JSON), the HTML page written, and the exit status: 0 only when every
-//! required scenario passed.
+//! required scenario passed; 130 (143) after a SIGINT (SIGTERM), which
+//! stops the client and Kiln and prints no scorecard.
 
 use crate::conformance;
 use clap::Args;
@@ -25,7 +26,8 @@ pub struct ConformanceArgs {
     /// Run only these scenarios (repeatable, or comma-separated): baseline,
     /// processing-polls, retry-after-seconds, retry-after-http-date,
     /// retry-after-too-short, retry-after-absent, bad-nonce, rate-limited,
-    /// unavailable, order-invalid, stall, restart, alternate-chain, profile.
+    /// unavailable, order-invalid, stall, restart, dns-persist-01,
+    /// alternate-chain, profile, ari-renewal.
     #[arg(long = "scenario", value_name = "NAME", value_delimiter = ',', num_args = 1..)]
     scenarios: Vec<String>,
     /// Each run of the client is killed after this (e.g. 90s, 2m).
@@ -50,7 +52,16 @@ pub async fn run(args: ConformanceArgs) -> anyhow::Result<()> {
         client_name: args.client_name,
         keep: args.keep,
     };
-    let card = conformance::run(&options).await?;
+    let card = match conformance::run(&options).await {
+        Ok(card) => card,
+        Err(e) => match e.downcast_ref::<conformance::Interrupted>() {
+            Some(interrupted) => {
+                eprintln!("kiln conformance: {interrupted}");
+                std::process::exit(interrupted.exit_code);
+            }
+            None => return Err(e),
+        },
+    };
     if args.json {
         println!("{}", card.to_json());
     } else {

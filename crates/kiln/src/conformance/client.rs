@@ -100,7 +100,9 @@ pub fn last_error_line(output: &str, masks: &[&str]) -> Option<String> {
 }
 
 /// Runs `command` (placeholders filled) in `placeholders.workdir` within
-/// `limit`; its stdout and stderr go to `out_dir`.
+/// `limit`; its stdout and stderr go to `out_dir`. The client runs in its
+/// own process group, so a Ctrl-C at the terminal does not reach it: the
+/// caller's handler drops this future, which kills the group.
 pub async fn run(
     command: &[String],
     placeholders: &Placeholders,
@@ -128,20 +130,14 @@ pub async fn run(
     let mut child = child
         .spawn()
         .map_err(|e| anyhow::anyhow!("starting the client {program:?}: {e}"))?;
-    let group = child.id();
-    // The client has its own process group, so a Ctrl-C at the terminal
-    // does not reach it: pass it on.
-    let waited = tokio::select! {
-        waited = tokio::time::timeout(limit, child.wait()) => waited,
-        _ = tokio::signal::ctrl_c() => {
-            kill_group(group);
-            anyhow::bail!("interrupted; the client was stopped");
-        }
-    };
-    let (took, ended_ms) = (started.elapsed(), store::now_ms());
     // Whatever the client left running (a standalone http-01 server, a
-    // hook's child) goes with it.
-    kill_group(group);
+    // hook's child) goes with it: when it ends, and on every other way out
+    // of here — this future dropped on Ctrl-C or on a failed restart.
+    // (`kill_on_drop` alone would kill only the client itself.)
+    let mut group = Group(child.id());
+    let waited = tokio::time::timeout(limit, child.wait()).await;
+    let (took, ended_ms) = (started.elapsed(), store::now_ms());
+    group.kill();
     let (exit_code, timed_out) = match waited {
         Ok(status) => (status?.code(), false),
         Err(_) => {
@@ -156,19 +152,35 @@ pub async fn run(
         ended_ms,
         took,
         output: format!("{}{}", read(&stdout), read(&stderr)),
-        masks: vec![out_dir.display().to_string(), placeholders.domain.clone()],
+        masks: vec![
+            out_dir.display().to_string(),
+            placeholders.workdir.display().to_string(),
+            placeholders.domain.clone(),
+        ],
     })
 }
 
-/// Kills the process group `group` (the client's pid: it leads it), with
-/// `kill(1)`, since this crate links no libc wrapper.
-fn kill_group(group: Option<u32>) {
-    if let Some(group) = group {
-        let _ = std::process::Command::new("kill")
-            .args(["-s", "KILL", "--", &format!("-{group}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+/// The client's process group (its pid: it leads it), killed when this
+/// is dropped.
+struct Group(Option<u32>);
+
+impl Group {
+    /// Kills the group with `kill(1)`, since this crate links no libc
+    /// wrapper; once (its id could be reused after).
+    fn kill(&mut self) {
+        if let Some(group) = self.0.take() {
+            let _ = std::process::Command::new("kill")
+                .args(["-s", "KILL", "--", &format!("-{group}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -275,6 +287,58 @@ mod tests {
             stat.as_deref().map_or(true, |s| s.contains(") Z")),
             "{stat:?}"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A run abandoned half way (Ctrl-C, a failed restart) takes the whole
+    /// process group with it, not only the client.
+    #[tokio::test]
+    async fn a_dropped_run_kills_what_the_client_started() {
+        let dir = std::env::temp_dir().join(format!("kiln-client-drop-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = Placeholders {
+            directory: String::new(),
+            root: dir.clone(),
+            domain: "d.test".into(),
+            http01_port: 1,
+            tlsalpn01_port: 2,
+            email: String::new(),
+            workdir: dir.clone(),
+        };
+        let command = [
+            "sh",
+            "-c",
+            "sleep 60 & echo $! > bg.pid; echo $$ > sh.pid; wait",
+        ]
+        .map(String::from);
+        let pid_of = |name: &str| std::fs::read_to_string(dir.join(name)).ok();
+        let running = run(&command, &p, Duration::from_secs(60), &dir);
+        let abandoned = tokio::time::timeout(Duration::from_secs(20), async {
+            tokio::pin!(running);
+            loop {
+                tokio::select! {
+                    _ = &mut running => panic!("the client ended on its own"),
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+                if pid_of("bg.pid").is_some() && pid_of("sh.pid").is_some() {
+                    break;
+                }
+            }
+            // `running` is dropped here, the client still running.
+        });
+        abandoned.await.expect("the client started");
+        for name in ["bg.pid", "sh.pid"] {
+            let pid = pid_of(name).unwrap();
+            let gone = (0..50).any(|_| {
+                let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()));
+                let dead = stat.as_deref().map_or(true, |s| s.contains(") Z"));
+                if !dead {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                dead
+            });
+            assert!(gone, "{name} ({}) outlived the abandoned run", pid.trim());
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

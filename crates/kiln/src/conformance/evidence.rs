@@ -58,12 +58,81 @@ pub struct Evidence {
     pub downtime_ms: Option<i64>,
     /// Requests the client made after Kiln came back, in `restart`.
     pub requests_after_restart: Option<usize>,
+    /// An order was `processing` when Kiln went down, in `restart` (else
+    /// the restart tested nothing).
+    pub processing_at_restart: Option<bool>,
     /// The certificate profile the order named.
     pub profile: Option<String>,
     /// Certificate downloads (the alternate chains' included).
     pub certificate_requests: usize,
     /// The client's last error line, when it did not get its certificate.
     pub last_error_line: Option<String>,
+    /// Requests missing from Kiln's request log, which keeps the latest
+    /// [`crate::knobs::MAX_SEEN_REQUESTS`]: a log that dropped any is not
+    /// judged from.
+    pub requests_dropped: u64,
+    /// The challenge types the authorizations offered, and those the
+    /// client answered.
+    pub challenges_offered: Vec<String>,
+    pub challenges_answered: Vec<String>,
+    /// `ari-renewal`, the second run: its exit, the renewalInfo requests it
+    /// made, whether it downloaded a new certificate, the `replaces` its
+    /// order named, and, unless it renewed, its last error line (else its
+    /// last line).
+    pub renewal_exit_code: Option<i32>,
+    pub renewal_info_requests: Option<usize>,
+    pub renewed: Option<bool>,
+    pub renewal_replaces: Option<String>,
+    pub renewal_said: Option<String>,
+    /// Why the scenario could not be run to the end (Kiln did not start,
+    /// the client could not be started, …): then nothing else is measured.
+    pub error: Option<String>,
+}
+
+/// The distinct challenge types of `challenges`, in order.
+fn kinds<'a>(challenges: impl Iterator<Item = &'a store::Challenge>) -> Vec<String> {
+    let mut kinds: Vec<String> = challenges.map(|c| c.kind.as_str().to_string()).collect();
+    kinds.sort();
+    kinds.dedup();
+    kinds
+}
+
+/// The second run of `ari-renewal`, which started after `first_ended_ms`
+/// (`second`: `None` when there was none) added to `e`.
+pub fn with_renewal(
+    mut e: Evidence,
+    records: &Records,
+    first_ended_ms: i64,
+    second: Option<&ClientRun>,
+) -> Evidence {
+    let Some(second) = second else {
+        return e;
+    };
+    let later = |at: i64| at > first_ended_ms;
+    let renewals: Vec<&store::Order> = records
+        .orders
+        .iter()
+        .filter(|o| later(o.created_at))
+        .collect();
+    let downloaded = renewals.iter().any(|o| {
+        o.status.as_str() == "valid"
+            && o.timeline.completed_at.is_some_and(|c| {
+                of(&records.requests, "cert").any(|r| r.fault.is_none() && r.at_ms >= c)
+            })
+    });
+    e.renewal_exit_code = second.exit_code;
+    e.renewal_info_requests = Some(
+        of(&records.requests, "renewal-info")
+            .filter(|r| later(r.at_ms))
+            .count(),
+    );
+    e.renewed = Some(downloaded);
+    e.renewal_replaces = renewals.iter().find_map(|o| o.replaces.clone());
+    // Why it did not renew, in its words.
+    e.renewal_said = (!downloaded || second.exit_code != Some(0))
+        .then(|| second.last_error_line())
+        .flatten();
+    e
 }
 
 fn of<'a>(requests: &'a [SeenRequest], endpoint: &'a str) -> impl Iterator<Item = &'a SeenRequest> {
@@ -170,11 +239,26 @@ pub fn measure(records: &Records, run: &ClientRun) -> Evidence {
         downtime_ms: restart.map(|(down, up)| up - down),
         requests_after_restart: restart
             .map(|(_, up)| requests.iter().filter(|r| r.at_ms >= up).count()),
+        processing_at_restart: restart.map(|(down, _)| {
+            records.orders.iter().any(|o| {
+                o.processing_since.is_some_and(|p| p <= down)
+                    && o.timeline.completed_at.is_none_or(|c| c > down)
+            })
+        }),
         profile: order.map(|o| o.profile.name().to_string()),
         certificate_requests: certificates.len(),
         last_error_line: (run.exit_code != Some(0) || !downloaded)
             .then(|| run.last_error_line())
             .flatten(),
+        requests_dropped: records.requests_dropped,
+        challenges_offered: kinds(records.challenges.iter()),
+        challenges_answered: kinds(
+            records
+                .challenges
+                .iter()
+                .filter(|c| c.status != domain::ChallengeStatus::Pending),
+        ),
+        ..Evidence::default()
     }
 }
 
@@ -260,7 +344,7 @@ mod tests {
             requests: vec![seen(1_000, "finalize", None), seen(1_010, "cert", None)],
             orders: vec![order],
             observations: vec![observed("o")],
-            downtime: None,
+            ..Records::default()
         };
         let e = measure(&records, &run_ending(1_100, 1));
         assert_eq!(e.early_certificate_requests, 1);
@@ -270,6 +354,109 @@ mod tests {
             (0, None, None)
         );
         assert_eq!(e.retried_after_fault, None);
+    }
+
+    #[test]
+    fn a_restart_is_checked_against_the_order_it_came_upon() {
+        let mut order = test_order();
+        order.processing_since = Some(1_000);
+        order.timeline.completed_at = Some(9_000);
+        let at_restart = |down: i64| {
+            let records = Records {
+                requests: vec![seen(1_000, "finalize", None), seen(8_000, "order", None)],
+                orders: vec![order.clone()],
+                downtime: Some((down, down + 2_000)),
+                ..Records::default()
+            };
+            let e = measure(&records, &run_ending(9_500, 0));
+            (
+                e.processing_at_restart,
+                e.downtime_ms,
+                e.requests_after_restart,
+            )
+        };
+        assert_eq!(at_restart(1_500), (Some(true), Some(2_000), Some(1)));
+        assert_eq!(at_restart(500).0, Some(false), "before the finalize");
+        assert_eq!(at_restart(9_000).0, Some(false), "already valid");
+        let unrestarted = Records {
+            orders: vec![order],
+            ..Records::default()
+        };
+        let e = measure(&unrestarted, &run_ending(9_500, 0));
+        assert_eq!(e.processing_at_restart, None);
+    }
+
+    #[test]
+    fn the_second_run_of_a_renewal_is_measured_apart() {
+        let challenge = |kind: &str, status: &str| store::Challenge {
+            id: kind.into(),
+            authz_id: "z".into(),
+            kind: kind.parse().unwrap(),
+            token: String::new(),
+            status: status.parse().unwrap(),
+            validated_at: None,
+            error: None,
+        };
+        let mut first = test_order();
+        first.processing_since = Some(1_000);
+        first.timeline.completed_at = Some(1_100);
+        first.certificate_serial = Some("01".into());
+        let mut renewal = test_order();
+        renewal.id = "r".into();
+        renewal.created_at = 6_000;
+        renewal.processing_since = Some(6_500);
+        renewal.timeline.completed_at = Some(6_600);
+        renewal.replaces = Some("aki.serial".into());
+        let records = Records {
+            requests: vec![
+                seen(900, "new-order", None),
+                seen(1_000, "finalize", None),
+                seen(1_200, "cert", None),
+                seen(5_000, "renewal-info", None),
+                seen(6_000, "new-order", None),
+                seen(6_500, "finalize", None),
+                seen(6_700, "cert", None),
+            ],
+            orders: vec![first, renewal],
+            challenges: vec![
+                challenge("http-01", "valid"),
+                challenge("dns-persist-01", "pending"),
+                challenge("dns-01", "pending"),
+            ],
+            ..Records::default()
+        };
+        let first_run = run_ending(2_000, 0);
+        let e = measure(&records.until(first_run.ended_ms), &first_run);
+        assert_eq!((e.orders, e.finalize_requests, e.requests), (1, 1, 3));
+        assert!(e.certificate_downloaded);
+        assert_eq!(e.challenges_answered, ["http-01"]);
+        assert_eq!(
+            e.challenges_offered,
+            ["dns-01", "dns-persist-01", "http-01"]
+        );
+        let mut second = run_ending(7_000, 0);
+        second.output = "renewing\n".into();
+        let e = with_renewal(e, &records, first_run.ended_ms, Some(&second));
+        assert_eq!(e.renewal_info_requests, Some(1));
+        assert_eq!(e.renewed, Some(true));
+        assert_eq!(e.renewal_replaces.as_deref(), Some("aki.serial"));
+        assert_eq!((e.renewal_exit_code, e.renewal_said), (Some(0), None));
+        // A client that never renews: what it said is kept.
+        let no_renewal = Records {
+            requests: records.requests[..3].to_vec(),
+            orders: records.orders[..1].to_vec(),
+            ..records.clone()
+        };
+        second.output = "Certificate not yet due for renewal\n".into();
+        let e = measure(&no_renewal, &first_run);
+        let e = with_renewal(e, &no_renewal, first_run.ended_ms, Some(&second));
+        assert_eq!((e.renewal_info_requests, e.renewed), (Some(0), Some(false)));
+        assert_eq!(
+            e.renewal_said.as_deref(),
+            Some("Certificate not yet due for renewal")
+        );
+        let e = with_renewal(Evidence::default(), &records, 2_000, None);
+        assert_eq!((e.renewal_info_requests, e.renewed), (None, None));
     }
 
     fn observed(order_id: &str) -> store::FinalizeObservation {

@@ -82,6 +82,7 @@ fn evidence_list(e: &Evidence) -> String {
         for (key, value) in fields {
             let shown = match value {
                 serde_json::Value::Null => continue,
+                serde_json::Value::Array(items) if items.is_empty() => continue,
                 serde_json::Value::String(s) => s,
                 other => other.to_string(),
             };

@@ -29,11 +29,35 @@ const MAX_REQUESTS_PER_SEC_AFTER_429: f64 = 2.0;
 
 /// The verdict and why.
 pub fn judge(rule: Rule, e: &Evidence) -> (Verdict, String) {
-    match check(rule, e) {
-        Ok(why) if rule == Rule::Info => (Verdict::Info, why),
+    let (verdict, why) = match check(rule, e) {
+        Ok(why) if rule.informational() => (Verdict::Info, why),
         Ok(why) => (Verdict::Pass, why),
         Err(why) => (Verdict::Fail, why),
+    };
+    if e.requests_dropped > 0 && !rule.informational() {
+        // Every rule counts requests: from a truncated log a PASS could be
+        // as wrong as a FAIL. A required scenario left INFO fails the run.
+        return (
+            Verdict::Info,
+            format!(
+                "not judged: Kiln's request log overflowed ({} oldest requests dropped; it \
+                 keeps the latest {}), so the rule's \"{why}\" rests on part of the run",
+                e.requests_dropped,
+                crate::knobs::MAX_SEEN_REQUESTS
+            ),
+        );
     }
+    if rule == Rule::IssuesAcrossRestart && e.processing_at_restart != Some(true) {
+        let what = match e.processing_at_restart {
+            None => "Kiln was never restarted: the client finished before its finalize was seen",
+            Some(_) => "no order was processing when Kiln went down, so the restart tested nothing",
+        };
+        return match verdict {
+            Verdict::Fail => (Verdict::Fail, format!("{why}; {what}")),
+            _ => (Verdict::Info, format!("{why}, but {what}")),
+        };
+    }
+    (verdict, why)
 }
 
 fn secs(ms: i64) -> String {
@@ -61,7 +85,25 @@ fn issued(e: &Evidence) -> Result<(), String> {
 
 fn check(rule: Rule, e: &Evidence) -> Result<String, String> {
     match rule {
-        Rule::Issues => issued(e).map(|()| "downloaded the certificate".into()),
+        Rule::Issues | Rule::IssuesAcrossRestart => {
+            issued(e).map(|()| "downloaded the certificate".into())
+        }
+        Rule::IssuesDespiteNewChallenge => {
+            let answered = match e.challenges_answered.as_slice() {
+                [] => "no challenge".to_string(),
+                kinds => kinds.join(", "),
+            };
+            match issued(e) {
+                Ok(()) => Ok(format!(
+                    "downloaded the certificate, answering {answered} (offered: {})",
+                    e.challenges_offered.join(", ")
+                )),
+                Err(why) => Err(format!(
+                    "{why} with dns-persist-01 offered too; answered {answered}"
+                )),
+            }
+        }
+        Rule::RenewsOnAri => Ok(renewal(e)),
         Rule::PollsThrough { min_polls } => {
             if e.early_certificate_requests > 0 {
                 return Err(format!(
@@ -233,6 +275,41 @@ fn check(rule: Rule, e: &Evidence) -> Result<String, String> {
     }
 }
 
+/// What the client did in `ari-renewal`'s second run.
+fn renewal(e: &Evidence) -> String {
+    if let Err(why) = issued(e) {
+        return format!("the first run did not issue ({why}): no renewal to look at");
+    }
+    let (Some(asked), Some(renewed)) = (e.renewal_info_requests, e.renewed) else {
+        return "issued; no second run".into();
+    };
+    let exit = match e.renewal_exit_code {
+        Some(code) => format!("exit {code}"),
+        None => "killed".into(),
+    };
+    let said = e
+        .renewal_said
+        .as_ref()
+        .map(|l| format!(", said \"{l}\""))
+        .unwrap_or_default();
+    let replaces = match &e.renewal_replaces {
+        Some(_) => "naming the old certificate in `replaces`",
+        None => "without `replaces`",
+    };
+    match (asked > 0, renewed) {
+        (true, true) => {
+            format!("asked renewalInfo ({asked}×) and renewed at once, {replaces} ({exit})")
+        }
+        (true, false) => format!(
+            "asked renewalInfo ({asked}×) but did not renew, the window being past ({exit}{said})"
+        ),
+        (false, true) => {
+            format!("never asked renewalInfo; issued again anyway, {replaces} ({exit})")
+        }
+        (false, false) => format!("never asked renewalInfo and did not renew ({exit}{said})"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,5 +454,110 @@ mod tests {
         assert_eq!(v, Verdict::Fail, "it failed before the stall");
         assert!(why.starts_with("never finalized"), "{why}");
         assert_eq!(judge(Rule::Info, &hung).0, Verdict::Info);
+    }
+
+    #[test]
+    fn a_truncated_request_log_is_not_judged_from() {
+        let truncated = issued_with(|e| {
+            e.polls = 4;
+            e.requests_dropped = 12;
+        });
+        let (v, why) = judge(Rule::PollsThrough { min_polls: 3 }, &truncated);
+        assert_eq!(v, Verdict::Info, "{why}");
+        assert!(
+            why.starts_with("not judged") && why.contains("12 oldest"),
+            "{why}"
+        );
+        let mut failing = truncated.clone();
+        failing.polls = 0;
+        assert_eq!(
+            judge(Rule::PollsThrough { min_polls: 3 }, &failing).0,
+            Verdict::Info
+        );
+        assert_eq!(judge(Rule::Info, &truncated).0, Verdict::Info);
+    }
+
+    #[test]
+    fn a_restart_counts_only_while_the_order_is_processing() {
+        let restarted = |processing: Option<bool>| {
+            issued_with(|e| {
+                e.downtime_ms = processing.map(|_| 2_000);
+                e.processing_at_restart = processing;
+            })
+        };
+        let rule = Rule::IssuesAcrossRestart;
+        assert_eq!(judge(rule, &restarted(Some(true))).0, Verdict::Pass);
+        let (v, why) = judge(rule, &restarted(Some(false)));
+        assert_eq!(v, Verdict::Info);
+        assert!(why.contains("no order was processing"), "{why}");
+        let (v, why) = judge(rule, &restarted(None));
+        assert_eq!(v, Verdict::Info);
+        assert!(why.contains("never restarted"), "{why}");
+        let mut failed = restarted(Some(false));
+        failed.exit_code = Some(1);
+        failed.certificate_downloaded = false;
+        let (v, why) = judge(rule, &failed);
+        assert_eq!(v, Verdict::Fail);
+        assert!(
+            why.contains("exited 1") && why.contains("tested nothing"),
+            "{why}"
+        );
+        let mut failed = restarted(Some(true));
+        failed.exit_code = Some(1);
+        assert_eq!(judge(rule, &failed).0, Verdict::Fail);
+    }
+
+    #[test]
+    fn a_new_challenge_type_must_not_stop_issuance() {
+        let rule = Rule::IssuesDespiteNewChallenge;
+        let offered = |e: &mut Evidence| {
+            e.challenges_offered = ["dns-01", "dns-persist-01", "http-01"]
+                .map(String::from)
+                .into();
+            e.challenges_answered = vec!["http-01".into()];
+        };
+        let (v, why) = judge(rule, &issued_with(offered));
+        assert_eq!(v, Verdict::Pass);
+        assert!(why.contains("answering http-01"), "{why}");
+        let broke = issued_with(|e| {
+            offered(e);
+            e.challenges_answered.clear();
+            e.exit_code = Some(2);
+            e.certificate_downloaded = false;
+        });
+        let (v, why) = judge(rule, &broke);
+        assert_eq!(v, Verdict::Fail);
+        assert!(
+            why.contains("dns-persist-01 offered") && why.contains("no challenge"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn the_renewal_is_reported_as_the_client_did_it() {
+        let second = |asked: usize, renewed: bool, replaces: bool| {
+            issued_with(|e| {
+                e.renewal_exit_code = Some(0);
+                e.renewal_info_requests = Some(asked);
+                e.renewed = Some(renewed);
+                e.renewal_replaces = replaces.then(|| "aki.serial".to_string());
+                e.renewal_said = Some("Certificate not yet due for renewal".into());
+            })
+        };
+        let rule = Rule::RenewsOnAri;
+        let why = |e: &Evidence| {
+            let (v, why) = judge(rule, e);
+            assert_eq!(v, Verdict::Info, "{why}");
+            why
+        };
+        assert!(why(&second(1, true, true)).contains("renewed at once, naming"));
+        assert!(why(&second(2, true, false)).contains("without `replaces`"));
+        assert!(why(&second(1, false, false)).contains("did not renew"));
+        let never = why(&second(0, false, false));
+        assert!(never.starts_with("never asked renewalInfo"), "{never}");
+        assert!(never.contains("not yet due"), "{never}");
+        assert!(why(&second(0, true, false)).contains("issued again anyway"));
+        let failed = issued_with(|e| e.exit_code = Some(1));
+        assert!(why(&failed).starts_with("the first run did not issue"));
     }
 }

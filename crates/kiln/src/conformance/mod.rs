@@ -8,19 +8,21 @@
 //! the client's exit (`evidence`), then judged by the scenario's rule
 //! (`judge`). `report` and `html` render the scorecard.
 
+mod cleanup;
 mod client;
 mod evidence;
 mod html;
 mod judge;
 mod report;
+mod runner;
 mod scenarios;
 mod server;
 
+pub use cleanup::Interrupted;
 pub use report::Scorecard;
 
 use anyhow::Context;
-use scenarios::Scenario;
-use server::ScenarioKiln;
+use cleanup::{ScratchDir, Signals};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -46,22 +48,46 @@ pub fn scenario_names() -> Vec<&'static str> {
 }
 
 /// Runs every selected scenario and returns the scorecard; progress goes
-/// to stderr.
+/// to stderr. A scenario that cannot be run to the end is reported as
+/// such (FAIL when required) and the next one runs. A SIGINT or SIGTERM
+/// at any moment stops the client (its whole process group) and Kiln and
+/// returns [`Interrupted`]; the scratch directory, which holds the CA's
+/// private keys, is removed on every way out unless `keep`.
 pub async fn run(options: &Options) -> anyhow::Result<Scorecard> {
     let selected = scenarios::select(&options.scenarios).map_err(anyhow::Error::msg)?;
     anyhow::ensure!(
         !options.command.is_empty(),
         "give the client command after --"
     );
-    let base = std::env::temp_dir().join(format!("kiln-conformance-{}", random_label()));
-    std::fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
+    let signals = Signals::watch()?;
+    let base = ScratchDir::create(&random_label(), options.keep)?;
     let mut results = Vec::new();
     for scenario in &selected {
+        if let Some(signal) = signals.received() {
+            return Err(signal.into());
+        }
         eprintln!("kiln conformance: {} ({})", scenario.name, scenario.does);
-        let dir = base.join(scenario.name);
-        let result = run_scenario(scenario, options, &dir)
-            .await
-            .with_context(|| format!("scenario {}", scenario.name))?;
+        let dir = base.path().join(scenario.name);
+        let outcome = tokio::select! {
+            biased;
+            signal = signals.wait() => Err(signal),
+            outcome = runner::scenario(scenario, options, &dir) => Ok(outcome),
+        };
+        let result = match outcome {
+            // The scenario's future is dropped: its client's process group
+            // killed, its Kiln's tasks aborted. A moment for those to let
+            // go of the data directory, which goes with `base`.
+            Err(signal) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                return Err(signal.into());
+            }
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => {
+                let error = format!("{e:#}");
+                eprintln!("kiln conformance: {}: {error}", scenario.name);
+                report::ScenarioResult::errored(scenario, error)
+            }
+        };
         eprintln!(
             "kiln conformance: {} {}",
             result.verdict.as_str(),
@@ -70,10 +96,12 @@ pub async fn run(options: &Options) -> anyhow::Result<Scorecard> {
         results.push(result);
     }
     if options.keep {
-        eprintln!("kiln conformance: directories kept in {}", base.display());
-    } else {
-        let _ = std::fs::remove_dir_all(&base);
+        eprintln!(
+            "kiln conformance: directories kept in {}",
+            base.path().display()
+        );
     }
+    drop(base);
     let name = options
         .client_name
         .clone()
@@ -84,75 +112,6 @@ pub async fn run(options: &Options) -> anyhow::Result<Scorecard> {
 /// Writes the scorecard's HTML page to `path`.
 pub fn write_html(card: &Scorecard, path: &Path) -> anyhow::Result<()> {
     std::fs::write(path, html::render(card)).with_context(|| format!("writing {}", path.display()))
-}
-
-async fn run_scenario(
-    scenario: &Scenario,
-    options: &Options,
-    dir: &Path,
-) -> anyhow::Result<report::ScenarioResult> {
-    let (data_dir, workdir) = (dir.join("kiln"), dir.join("work"));
-    std::fs::create_dir_all(&workdir)?;
-    let (http01_port, tlsalpn01_port) = (server::free_port()?, server::free_port()?);
-    let setup = &scenario.setup;
-    let mut kiln = ScenarioKiln::start(setup, &data_dir, http01_port, tlsalpn01_port).await?;
-    let placeholders = client::Placeholders {
-        directory: kiln.directory_url(),
-        root: kiln.root_pem_path(),
-        domain: format!("{}-{}.conformance.test", scenario.name, random_label()),
-        http01_port,
-        tlsalpn01_port,
-        email: "conformance@kiln.test".into(),
-        workdir: absolute(&workdir),
-    };
-    let (command, limit, out_dir) = (options.command.clone(), options.timeout, dir.to_path_buf());
-    let client =
-        tokio::spawn(async move { client::run(&command, &placeholders, limit, &out_dir).await });
-    let restarted = match &setup.restart_with {
-        Some(after) => restart_when_processing(&mut kiln, &client, after.clone()).await,
-        None => Ok(()),
-    };
-    if restarted.is_err() {
-        client.abort();
-    }
-    let run = client.await;
-    let records = kiln.records().await;
-    kiln.shutdown().await;
-    restarted?;
-    let run = run.context("the client task")??;
-    let evidence = evidence::measure(&records?, &run);
-    let (verdict, why) = judge::judge(scenario.rule, &evidence);
-    Ok(report::ScenarioResult {
-        name: scenario.name.to_string(),
-        verdict,
-        required: scenario.required,
-        does: scenario.does.to_string(),
-        source: scenario.source.to_string(),
-        why,
-        evidence,
-    })
-}
-
-/// Restarts Kiln once the client's finalize was accepted (the order is
-/// then `processing`), unless the client finishes first.
-async fn restart_when_processing<T>(
-    kiln: &mut ScenarioKiln,
-    client: &tokio::task::JoinHandle<T>,
-    knobs: crate::knobs::Knobs,
-) -> anyhow::Result<()> {
-    while !client.is_finished() {
-        let requests = kiln.requests().await?;
-        if requests
-            .iter()
-            .any(|r| r.endpoint == "finalize" && r.fault.is_none())
-        {
-            // Let the client read `processing` and start waiting.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            return kiln.restart(knobs, server::RESTART_DOWNTIME).await;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(())
 }
 
 /// Eight random hex digits.

@@ -19,6 +19,28 @@ pub struct ScenarioResult {
     pub evidence: Evidence,
 }
 
+impl ScenarioResult {
+    /// A scenario that could not be run to the end: FAIL when it is
+    /// required (it was not passed), else INFO; the error is its evidence.
+    pub fn errored(scenario: &super::scenarios::Scenario, error: String) -> ScenarioResult {
+        ScenarioResult {
+            name: scenario.name.to_string(),
+            verdict: match scenario.required {
+                true => Verdict::Fail,
+                false => Verdict::Info,
+            },
+            required: scenario.required,
+            does: scenario.does.to_string(),
+            source: scenario.source.to_string(),
+            why: format!("scenario error: {error}"),
+            evidence: Evidence {
+                error: Some(error),
+                ..Evidence::default()
+            },
+        }
+    }
+}
+
 /// Every scenario's outcome for one client.
 #[derive(Clone, Debug, Serialize)]
 pub struct Scorecard {
@@ -47,9 +69,20 @@ impl Scorecard {
         }
     }
 
-    /// Every required scenario passed.
+    /// Required scenarios whose verdict is INFO: not judged (Kiln's
+    /// request log overflowed, or the restart came too late to test).
+    pub fn required_unjudged(&self) -> usize {
+        self.scenarios
+            .iter()
+            .filter(|s| s.required && s.verdict == Verdict::Info)
+            .count()
+    }
+
+    /// Every required scenario passed (an unjudged one did not).
     pub fn all_passed(&self) -> bool {
-        self.failed == 0
+        self.scenarios
+            .iter()
+            .all(|s| !s.required || s.verdict == Verdict::Pass)
     }
 
     pub fn to_json(&self) -> String {
@@ -80,6 +113,10 @@ impl Scorecard {
                 let _ = writeln!(out, "      {:width$}  client said: {line}", "");
             }
         }
+        let unjudged = match self.required_unjudged() {
+            0 => String::new(),
+            n => format!(" ({n} required, not judged)"),
+        };
         let _ = writeln!(
             out,
             "{}: {} passed, {} failed{}",
@@ -87,7 +124,7 @@ impl Scorecard {
             self.passed,
             self.failed,
             if self.info > 0 {
-                format!(", {} info", self.info)
+                format!(", {} info{unjudged}", self.info)
             } else {
                 String::new()
             }
@@ -102,6 +139,9 @@ fn secs(ms: i64) -> String {
 
 /// The evidence in a line: exit, time, polls, gaps, retries.
 pub fn evidence_line(e: &Evidence) -> String {
+    if e.error.is_some() {
+        return "no evidence: the scenario did not run to the end".into();
+    }
     let mut parts = vec![
         match (e.timed_out, e.exit_code) {
             (true, _) => "killed at the time limit".to_string(),
@@ -127,6 +167,15 @@ pub fn evidence_line(e: &Evidence) -> String {
     }
     if let Some(down) = e.downtime_ms {
         parts.push(format!("down {}", secs(down)));
+    }
+    if e.requests_dropped > 0 {
+        parts.push(format!(
+            "{} requests dropped from Kiln's log",
+            e.requests_dropped
+        ));
+    }
+    if let Some(asked) = e.renewal_info_requests {
+        parts.push(format!("{asked} renewalInfo requests"));
     }
     if let Some(status) = &e.order_status {
         parts.push(format!("order {status}"));
@@ -182,6 +231,39 @@ pub(crate) mod tests {
         assert!(lines[2].contains("client said: Error: <boom>"), "{text}");
         assert!(lines[3].starts_with("INFO  profile"), "{text}");
         assert_eq!(lines[4], "lego: 1 passed, 1 failed, 1 info");
+    }
+
+    #[test]
+    fn an_errored_or_unjudged_required_scenario_fails_the_run() {
+        let scenarios = super::super::scenarios::all();
+        let by_name = |n: &str| scenarios.iter().find(|s| s.name == n).unwrap();
+        let errored = ScenarioResult::errored(by_name("baseline"), "Kiln did not start".into());
+        assert_eq!((errored.verdict, errored.required), (Verdict::Fail, true));
+        assert_eq!(
+            errored.evidence.error.as_deref(),
+            Some("Kiln did not start")
+        );
+        let optional = ScenarioResult::errored(by_name("profile"), "boom".into());
+        assert_eq!(optional.verdict, Verdict::Info);
+        let card = |results| Scorecard::new("c".into(), Vec::new(), results);
+        let failed = card(vec![errored.clone(), optional.clone()]);
+        assert!(!failed.all_passed());
+        let text = failed.to_text();
+        assert!(
+            text.contains("scenario error: Kiln did not start; no evidence"),
+            "{text}"
+        );
+        assert!(card(vec![optional.clone()]).all_passed(), "INFO only");
+        let mut unjudged = errored;
+        unjudged.verdict = Verdict::Info;
+        let card = card(vec![unjudged, optional]);
+        assert!(!card.all_passed(), "a required INFO is not a pass");
+        assert!(
+            card.to_text()
+                .ends_with("c: 0 passed, 0 failed, 2 info (1 required, not judged)\n"),
+            "{}",
+            card.to_text()
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! rule the client's run is judged by (`judge`).
 
 use crate::knobs::{FinalizeDelay, InjectedFailure, Knobs, RetryAfterFormat};
+use domain::ChallengeType;
 use std::time::Duration;
 
 /// What a scenario asks of the client; `judge` applies it.
@@ -10,6 +11,12 @@ use std::time::Duration;
 pub enum Rule {
     /// Exit 0 having downloaded the certificate.
     Issues,
+    /// Issues, and Kiln's restart came while the order was `processing`
+    /// (else the restart tested nothing: INFO, or FAIL if it did not issue).
+    IssuesAcrossRestart,
+    /// Issues through a challenge it knows although the authorization
+    /// also offers one it may not (dns-persist-01, which has no token).
+    IssuesDespiteNewChallenge,
     /// Issues, polling the order at least `min_polls` times after finalize,
     /// finalizing once and fetching no certificate before the order is valid.
     PollsThrough { min_polls: usize },
@@ -30,8 +37,19 @@ pub enum Rule {
     /// Exits non-zero within the limit: it gave up (on its own deadline or
     /// on the order turning `invalid`) instead of hanging or claiming success.
     GivesUp,
+    /// Reported, not judged: whether the client's second run, after Kiln
+    /// moved the certificate's ARI window to the past, asked renewalInfo,
+    /// renewed, and named the certificate in `replaces`.
+    RenewsOnAri,
     /// Reported, not judged.
     Info,
+}
+
+impl Rule {
+    /// Reported only: the scenario is not required.
+    pub fn informational(self) -> bool {
+        matches!(self, Rule::Info | Rule::RenewsOnAri)
+    }
 }
 
 /// What Kiln does differently in a scenario.
@@ -49,6 +67,11 @@ pub struct Setup {
     /// Restart Kiln once the order is `processing`, with these knobs after.
     pub restart_with: Option<Knobs>,
     pub alternate_chain: bool,
+    /// The challenge types offered, if not Kiln's default.
+    pub challenge_types: Option<Vec<ChallengeType>>,
+    /// Run the client a second time (same placeholders, same workdir)
+    /// after moving the first certificate's ARI window to the past.
+    pub renewal_run: bool,
 }
 
 impl Default for Setup {
@@ -60,6 +83,8 @@ impl Default for Setup {
             step_timeout: Duration::from_secs(30),
             restart_with: None,
             alternate_chain: false,
+            challenge_types: None,
+            renewal_run: false,
         }
     }
 }
@@ -229,10 +254,27 @@ pub fn all() -> Vec<Scenario> {
             "restart",
             "Kiln restarts (2 s down) while the order is `processing`",
             "RFC 8555 §7.4; CA deploys and failovers mid-issuance",
-            Rule::Issues,
+            Rule::IssuesAcrossRestart,
             Setup {
                 knobs: knobs(|k| k.finalize_delay = FinalizeDelay::Fixed(Duration::from_secs(4))),
                 restart_with: Some(Knobs::default()),
+                ..Setup::default()
+            },
+        ),
+        required(
+            "dns-persist-01",
+            "each authorization also offers dns-persist-01, a challenge without a token",
+            "RFC 8555 §7.1.4, §8 (the client picks a challenge it can fulfil); \
+             draft-ietf-acme-dns-persist; Kiln offering it by default made uacme 1.7 fail \
+             every order",
+            Rule::IssuesDespiteNewChallenge,
+            Setup {
+                challenge_types: Some(
+                    api::DEFAULT_CHALLENGE_TYPES
+                        .into_iter()
+                        .chain([ChallengeType::DnsPersist01])
+                        .collect(),
+                ),
                 ..Setup::default()
             },
         ),
@@ -254,6 +296,19 @@ pub fn all() -> Vec<Scenario> {
             source: "draft-ietf-acme-profiles",
             rule: Rule::Info,
             setup: Setup::default(),
+        },
+        Scenario {
+            name: "ari-renewal",
+            required: false,
+            does: "after the first run, the certificate's ARI window moves to the past \
+                   (`kiln ari renew-now`); the client runs again",
+            source: "RFC 9773 §4.2 (renew once the window has passed), §5 (`replaces`); \
+                     mass revocations such as Let's Encrypt's CAA-recheck bug (March 2020)",
+            rule: Rule::RenewsOnAri,
+            setup: Setup {
+                renewal_run: true,
+                ..Setup::default()
+            },
         },
     ]
 }
@@ -308,7 +363,15 @@ mod tests {
     #[test]
     fn informational_scenarios_are_not_required() {
         for s in all() {
-            assert_eq!(s.required, s.rule != Rule::Info, "{}", s.name);
+            assert_eq!(s.required, !s.rule.informational(), "{}", s.name);
         }
+        let persist = select(&["dns-persist-01".into()]).unwrap();
+        let offered = persist[0].setup.challenge_types.clone().unwrap();
+        assert!(offered.contains(&ChallengeType::DnsPersist01));
+        assert!(offered.contains(&ChallengeType::Http01));
+        assert!(
+            !api::DEFAULT_CHALLENGE_TYPES.contains(&ChallengeType::DnsPersist01),
+            "the scenario adds what Kiln does not offer by default"
+        );
     }
 }

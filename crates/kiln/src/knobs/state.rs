@@ -27,13 +27,31 @@ pub struct SeenRequest {
 /// The request log keeps the latest this many.
 pub const MAX_SEEN_REQUESTS: usize = 10_000;
 
+/// The request log as the management API's `GET /requests` serves it: the
+/// latest [`MAX_SEEN_REQUESTS`] requests, oldest first, and how many older
+/// ones it no longer holds, so that a reader (`kiln conformance`) never
+/// takes a truncated log for the whole.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RequestLog {
+    pub requests: Vec<SeenRequest>,
+    /// Requests dropped from the front of the log when it was full.
+    #[serde(default)]
+    pub dropped: u64,
+}
+
+#[derive(Default)]
+struct Seen {
+    log: VecDeque<SeenRequest>,
+    dropped: u64,
+}
+
 /// The live knobs and their random source, shared by the api hooks, the
 /// pipeline decorators and the management API.
 pub struct KnobState {
     knobs: Mutex<Knobs>,
     initial: Knobs,
     rng: Mutex<SplitMix64>,
-    seen: Mutex<VecDeque<SeenRequest>>,
+    seen: Mutex<Seen>,
 }
 
 impl KnobState {
@@ -42,23 +60,27 @@ impl KnobState {
             rng: Mutex::new(SplitMix64(knobs.seed)),
             initial: knobs.clone(),
             knobs: Mutex::new(knobs),
-            seen: Mutex::new(VecDeque::new()),
+            seen: Mutex::new(Seen::default()),
         })
     }
 
     /// The requests received so far (the latest [`MAX_SEEN_REQUESTS`]),
-    /// oldest first.
-    pub fn requests(&self) -> Vec<SeenRequest> {
+    /// oldest first, and how many were dropped to keep it at that.
+    pub fn requests(&self) -> RequestLog {
         let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        seen.iter().cloned().collect()
+        RequestLog {
+            requests: seen.log.iter().cloned().collect(),
+            dropped: seen.dropped,
+        }
     }
 
     fn record(&self, endpoint: &str, fault: Option<Fault>) {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.len() == MAX_SEEN_REQUESTS {
-            seen.pop_front();
+        if seen.log.len() == MAX_SEEN_REQUESTS {
+            seen.log.pop_front();
+            seen.dropped += 1;
         }
-        seen.push_back(SeenRequest {
+        seen.log.push_back(SeenRequest {
             at_ms: store::now_ms(),
             endpoint: endpoint.to_string(),
             fault: fault.map(|f| fault_kind(&f)),
@@ -233,7 +255,7 @@ mod tests {
         for endpoint in ["new-order", "finalize", "finalize", "order"] {
             state.fault(endpoint);
         }
-        let seen = state.requests();
+        let seen = state.requests().requests;
         let shown: Vec<(&str, Option<&str>)> = seen
             .iter()
             .map(|r| (r.endpoint.as_str(), r.fault.as_deref()))
@@ -248,12 +270,24 @@ mod tests {
             ]
         );
         assert!(seen.windows(2).all(|w| w[0].at_ms <= w[1].at_ms));
+        assert_eq!(state.requests().dropped, 0);
         for _ in 0..MAX_SEEN_REQUESTS {
             state.fault("order");
         }
-        let seen = state.requests();
-        assert_eq!(seen.len(), MAX_SEEN_REQUESTS, "bounded");
-        assert!(seen.iter().all(|r| r.endpoint == "order"), "oldest dropped");
+        let log = state.requests();
+        assert_eq!(log.requests.len(), MAX_SEEN_REQUESTS, "bounded");
+        assert!(
+            log.requests.iter().all(|r| r.endpoint == "order"),
+            "oldest dropped"
+        );
+        assert_eq!(log.dropped, 4, "and counted");
+        // As `GET /requests` serves it, and as a reader without the count
+        // (an older Kiln's) reads it.
+        let served: RequestLog =
+            serde_json::from_str(&serde_json::to_string(&log).unwrap()).unwrap();
+        assert_eq!(served, log);
+        let older: RequestLog = serde_json::from_str(r#"{"requests": []}"#).unwrap();
+        assert_eq!(older.dropped, 0);
     }
 
     #[test]
