@@ -26,6 +26,28 @@ fn default_recheck_after_secs() -> u64 {
     7 * 3600
 }
 
+/// `[caa-checker]` with its remote perspectives parsed and checked against
+/// the BRs' minimum while the config loads (`try_from`), as the validator's
+/// are: a caa-checker that could not start fails `--check-config` with exit
+/// code 2, and the start uses these remotes.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(try_from = "CaaCheckerConfig")]
+pub struct CheckedCaaCheckerConfig {
+    pub config: CaaCheckerConfig,
+    pub remotes: Vec<mpic::RemotePerspective>,
+}
+
+impl TryFrom<CaaCheckerConfig> for CheckedCaaCheckerConfig {
+    type Error = String;
+    fn try_from(config: CaaCheckerConfig) -> Result<Self, String> {
+        let remotes = config
+            .mpic
+            .remotes(store::now_ms() / 1000)
+            .map_err(|e| format!("[caa-checker.mpic]: {e}"))?;
+        Ok(CheckedCaaCheckerConfig { config, remotes })
+    }
+}
+
 impl CaaCheckerConfig {
     pub fn dns_mode(&self) -> DnsMode {
         self.dns_server.map_or(DnsMode::System, DnsMode::Server)
@@ -69,6 +91,34 @@ mod tests {
     fn the_deployment_example_loads() {
         let path =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/config/caa-checker.toml");
-        service::config::load::<CaaCheckerConfig>(Some(&path), "caa-checker").unwrap();
+        service::config::load::<CheckedCaaCheckerConfig>(Some(&path), "caa-checker").unwrap();
+    }
+
+    #[test]
+    fn too_few_remotes_are_refused_while_the_config_loads() {
+        let err = service::config::load::<CheckedCaaCheckerConfig>(
+            Some(&write("[caa-checker.mpic]\nremotes = [\"a@ARIN\"]\n")),
+            "caa-checker",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("[caa-checker.mpic]"), "{err}");
+        assert!(err.contains("test_deployment"), "{err}");
+        let test = "[caa-checker.mpic]\nremotes = [\"a@ARIN\"]\ntest_deployment = true\n";
+        let checked =
+            service::config::load::<CheckedCaaCheckerConfig>(Some(&write(test)), "caa-checker")
+                .unwrap()
+                .1;
+        assert_eq!(checked.remotes.len(), 1);
+    }
+
+    /// A config file with `own` as its `[caa-checker]`, removed when dropped.
+    fn write(own: &str) -> tempfile::TempPath {
+        let file = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+        let text = format!(
+            "[database]\nurl = \"sqlite://x\"\n[acme]\nbase_url = \"https://a\"\n[caa-checker]\n{own}"
+        );
+        std::fs::write(&file, text).unwrap();
+        file
     }
 }
