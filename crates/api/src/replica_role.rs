@@ -52,30 +52,96 @@ pub async fn claim(store: &Store, sole: bool) -> anyhow::Result<Role> {
 
 /// Checks the role every second until shutdown; cancels `shutdown` if it
 /// is lost. A shared replica whose connection dropped takes the role again
-/// if no sole replica has taken it meanwhile.
+/// if no sole replica has taken it meanwhile; while the database cannot be
+/// reached (a restart) it serves on and asks again, since no sole replica
+/// can take the lock then either.
 pub async fn hold(mut role: Role, store: Store, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(CHECK_EVERY);
+    let mut lost = false;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if role.lock.still_held().await {
+        if !lost && role.lock.still_held().await {
             continue;
         }
-        if !role.sole
-            && let Ok(again) = claim(&store, false).await
-        {
-            tracing::warn!("the api role's database connection was lost; taken again");
-            role = again;
-            continue;
+        let retaken = match role.sole {
+            true => None,
+            false => Some(store.try_shared_lock(API_ROLE_LOCK).await),
+        };
+        match after_loss(retaken) {
+            AfterLoss::Retaken(lock) => {
+                tracing::warn!("the api role's database connection was lost; taken again");
+                role.lock = lock;
+                lost = false;
+            }
+            AfterLoss::AskAgain(error) => {
+                if !lost {
+                    tracing::warn!(
+                        %error,
+                        "the api role's database connection was lost and the database cannot \
+                         be reached; serving on and asking again every second"
+                    );
+                }
+                lost = true;
+            }
+            AfterLoss::Stop => {
+                tracing::error!(
+                    sole_replica = role.sole,
+                    "lost the api role lock (its database connection closed); another replica \
+                     may now serve, so this one stops"
+                );
+                shutdown.cancel();
+                return;
+            }
         }
-        tracing::error!(
-            sole_replica = role.sole,
-            "lost the api role lock (its database connection closed); another replica may now \
-             serve, so this one stops"
+    }
+}
+
+/// What a replica does once its role's connection is gone.
+#[derive(Debug)]
+enum AfterLoss<L> {
+    /// The shared lock is held again: serve on.
+    Retaken(L),
+    /// The database cannot be reached, so nobody can take the role
+    /// exclusively meanwhile: serve on and ask again.
+    AskAgain(store::StoreError),
+    /// A sole replica may serve now (it took the lock, or this replica was
+    /// the sole one and its cache can no longer be trusted): stop.
+    Stop,
+}
+
+/// Decides from the attempt to take the shared lock again (`None`: a sole
+/// replica, which does not try, since another may have changed what it
+/// caches while its lock was gone).
+fn after_loss<L>(retaken: Option<store::Result<Option<L>>>) -> AfterLoss<L> {
+    match retaken {
+        Some(Ok(Some(lock))) => AfterLoss::Retaken(lock),
+        Some(Err(error)) => AfterLoss::AskAgain(error),
+        Some(Ok(None)) | None => AfterLoss::Stop,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shared_replica_serves_on_through_an_outage_and_stops_for_a_sole_one() {
+        let outage = || Err(store::StoreError::Corrupt("connection refused".into()));
+        assert!(matches!(
+            after_loss(Some(outage())),
+            AfterLoss::<()>::AskAgain(_)
+        ));
+        assert!(matches!(
+            after_loss(Some(Ok(Some(())))),
+            AfterLoss::Retaken(())
+        ));
+        assert!(matches!(after_loss::<()>(Some(Ok(None))), AfterLoss::Stop));
+        assert!(
+            matches!(after_loss::<()>(None), AfterLoss::Stop),
+            "a sole replica stops"
         );
-        shutdown.cancel();
-        return;
     }
 }
