@@ -28,7 +28,7 @@ use dns::{Dns, DnsMode};
 use fake_ct_log::{FakeLog, FakeLogConfig};
 use openssl::pkey::PKey;
 use openssl::ssl::{SslAcceptor, SslMethod};
-use queue::{Handler, MemoryQueue, Queue, RunnerConfig, run_stage};
+use queue::{Handler, MemoryQueue, Queue, RunnerConfig, StageIo, run_stage};
 use signer::Signer;
 use signer::ca::CaHierarchy;
 use signer::certificate::Profile;
@@ -263,7 +263,7 @@ impl Kiln {
         };
         let account_url_prefix = format!("{base_url}/acme/acct/");
         let queue = MemoryQueue::new();
-        let queue_dyn: Arc<dyn Queue> = Arc::new(queue.clone());
+        let io = service::stage_io(Arc::new(queue.clone()), &store);
         // Client-testing knobs are wired in only when asked for.
         let seams = config
             .knobs
@@ -287,13 +287,13 @@ impl Kiln {
             addresses: AddressPolicy::public_and_loopback(),
             caa_policy: caa_policy.clone(),
             account_url_prefix: account_url_prefix.clone(),
-            corroboration: config.mpic.corroboration(&queue_dyn),
+            corroboration: config.mpic.corroboration(&io.queue),
             perspective: None,
         };
         for (queue_name, remote) in config.mpic.remote_validators(&validator)? {
             let runner = RunnerConfig::default();
             spawn_stage(
-                &mut tasks, &queue_dyn, queue_name, remote, runner, &seams, &shutdown,
+                &mut tasks, &io, queue_name, remote, runner, &seams, &shutdown,
             );
         }
         tracing::warn!(
@@ -302,7 +302,7 @@ impl Kiln {
         );
         spawn_stage(
             &mut tasks,
-            &queue_dyn,
+            &io,
             proto::queues::VALIDATOR,
             validator,
             RunnerConfig::default(),
@@ -316,11 +316,11 @@ impl Kiln {
             recheck_after: config.caa_recheck_after,
             step_timeout: config.step_timeout,
             account_url_prefix,
-            corroboration: config.mpic.corroboration(&queue_dyn),
+            corroboration: config.mpic.corroboration(&io.queue),
         };
         spawn_stage(
             &mut tasks,
-            &queue_dyn,
+            &io,
             proto::queues::CAA_CHECKER,
             caa,
             RunnerConfig::default(),
@@ -339,7 +339,7 @@ impl Kiln {
         tasks.spawn(signer::crls::CrlUpdater::of(&signer).run(shutdown.clone()));
         spawn_stage(
             &mut tasks,
-            &queue_dyn,
+            &io,
             proto::queues::SIGNER,
             signer,
             RunnerConfig::default(),
@@ -359,7 +359,7 @@ impl Kiln {
         };
         spawn_stage(
             &mut tasks,
-            &queue_dyn,
+            &io,
             proto::queues::CT_SUBMITTER,
             submitter,
             // Retries until each order's finalize deadline, not a fixed count.
@@ -375,7 +375,7 @@ impl Kiln {
         // run left in flight, then keep sweeping.
         let sweeper = sweeper::Sweeper {
             store: store.clone(),
-            queue: queue_dyn.clone(),
+            queue: io.queue.clone(),
             step_timeout: config.step_timeout,
         };
         sweeper.sweep(i64::MAX).await?;
@@ -437,7 +437,7 @@ impl Kiln {
                     store: store.clone(),
                 })
             }
-            None => queue_dyn,
+            None => io.queue.clone(),
         };
         if let Some(listener) = public_http {
             listener.set_nonblocking(true)?;
@@ -502,14 +502,14 @@ struct Seams {
 
 fn spawn_stage<H: Handler>(
     tasks: &mut JoinSet<()>,
-    queue: &Arc<dyn Queue>,
+    io: &StageIo,
     name: &'static str,
     handler: H,
     runner: RunnerConfig,
     seams: &Option<Seams>,
     shutdown: &CancellationToken,
 ) {
-    let (queue, shutdown) = (queue.clone(), shutdown.clone());
+    let (io, shutdown) = (io.clone(), shutdown.clone());
     let faulty = seams
         .as_ref()
         .map(|s| (s.knobs.clone(), s.store.clone(), s.queue.clone()));
@@ -522,9 +522,9 @@ fn spawn_stage<H: Handler>(
                     store,
                     queue: memory,
                 };
-                run_stage(queue, name, Arc::new(handler), runner, shutdown).await
+                run_stage(io, name, Arc::new(handler), runner, shutdown).await
             }
-            None => run_stage(queue, name, Arc::new(handler), runner, shutdown).await,
+            None => run_stage(io, name, Arc::new(handler), runner, shutdown).await,
         };
         if let Err(e) = ran {
             tracing::error!(stage = name, error = %e, "stage stopped");

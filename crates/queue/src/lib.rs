@@ -10,13 +10,15 @@
 #![forbid(unsafe_code)]
 
 pub mod amqp;
+mod dead_log;
 mod memory;
 mod runner;
 pub mod trace;
 
 pub use amqp::{AmqpOptions, AmqpQueue};
+pub use dead_log::{DeadLetterEntry, DeadLetterLog, MemoryDeadLetters};
 pub use memory::MemoryQueue;
-pub use runner::{Handler, RunnerConfig, StageError, run_stage, run_stage_reporting};
+pub use runner::{Handler, RunnerConfig, StageError, StageIo, run_stage, run_stage_reporting};
 pub use trace::Propagation;
 
 use async_trait::async_trait;
@@ -85,6 +87,9 @@ pub enum QueueError {
     NotConfirmed(String),
     #[error("queue closed")]
     Closed,
+    /// A dead letter could not be recorded in the database.
+    #[error("dead letter not recorded: {0}")]
+    NotRecorded(String),
 }
 
 /// The broker as a stage sees it.

@@ -1,6 +1,6 @@
 //! The stage runner: consume, handle, publish the follow-up jobs, ack.
 
-use crate::{Delivery, Message, Queue};
+use crate::{DeadLetterEntry, DeadLetterLog, Delivery, Message, Queue, QueueError};
 use async_trait::async_trait;
 use proto::Job;
 use std::sync::Arc;
@@ -78,31 +78,38 @@ impl RunnerConfig {
     }
 }
 
+/// What a stage runs on: the broker, and where dead letters are recorded.
+#[derive(Clone)]
+pub struct StageIo {
+    pub queue: Arc<dyn Queue>,
+    pub dead_letters: Arc<dyn DeadLetterLog>,
+}
+
 /// Runs `handler` on `queue_name` until `shutdown` is cancelled, then stops
 /// taking deliveries and returns once the jobs in hand are finished and acked.
 pub async fn run_stage<H: Handler>(
-    queue: Arc<dyn Queue>,
+    io: StageIo,
     queue_name: &str,
     handler: Arc<H>,
     config: RunnerConfig,
     shutdown: CancellationToken,
-) -> Result<(), crate::QueueError> {
+) -> Result<(), QueueError> {
     let consuming = Arc::new(AtomicBool::new(false));
-    run_stage_reporting(queue, queue_name, handler, config, shutdown, consuming).await
+    run_stage_reporting(io, queue_name, handler, config, shutdown, consuming).await
 }
 
 /// `run_stage`, setting `consuming` while a consumer is registered (for
 /// readiness probes).
 pub async fn run_stage_reporting<H: Handler>(
-    queue: Arc<dyn Queue>,
+    io: StageIo,
     queue_name: &str,
     handler: Arc<H>,
     config: RunnerConfig,
     shutdown: CancellationToken,
     consuming: Arc<AtomicBool>,
-) -> Result<(), crate::QueueError> {
+) -> Result<(), QueueError> {
     let prefetch = u16::try_from(config.concurrency).unwrap_or(u16::MAX);
-    let mut consumer = queue.consume(queue_name, prefetch).await?;
+    let mut consumer = io.queue.consume(queue_name, prefetch).await?;
     register_metrics(handler.stage());
     consuming.store(true, Ordering::Release);
     let permits = Arc::new(Semaphore::new(config.concurrency));
@@ -124,17 +131,10 @@ pub async fn run_stage_reporting<H: Handler>(
                 None => break,
             },
         };
-        let (queue, handler, config) = (queue.clone(), handler.clone(), config.clone());
+        let (io, handler, config) = (io.clone(), handler.clone(), config.clone());
         let queue_name = queue_name.to_string();
         tokio::spawn(async move {
-            process(
-                queue.as_ref(),
-                &queue_name,
-                handler.as_ref(),
-                &config,
-                delivery,
-            )
-            .await;
+            process(&io, &queue_name, handler.as_ref(), &config, delivery).await;
             drop(permit);
         });
     }
@@ -164,18 +164,31 @@ fn dead_letter(stage: &'static str, reason: &'static str) {
 }
 
 async fn process<H: Handler>(
-    queue: &dyn Queue,
+    io: &StageIo,
     queue_name: &str,
     handler: &H,
     config: &RunnerConfig,
     delivery: Delivery,
 ) {
+    let queue = io.queue.as_ref();
     let Delivery { message, acker, .. } = delivery;
     let message = match message {
         Ok(message) => message,
         Err(why) => {
             error!(stage = handler.stage(), %why, "undecodable message dead-lettered");
             dead_letter(handler.stage(), "undecodable");
+            let reason = format!("undecodable: {why}");
+            let entry = DeadLetterEntry {
+                stage: handler.stage(),
+                job: None,
+                attempt: 1,
+                reason: &reason,
+            };
+            // Nothing can come back for a body no build reads: the broker
+            // keeps it (rejected into kiln.dead) even if the record fails.
+            if let Err(e) = io.dead_letters.record(&entry).await {
+                error!(error = %e, "the undecodable message's dead letter was not recorded");
+            }
             let _ = acker.reject().await;
             return;
         }
@@ -217,23 +230,17 @@ async fn process<H: Handler>(
                 again.envelope.attempt = attempt + 1;
                 queue.publish_delayed(again, delay).await
             }
-            // Given up: the stage records it, then the job itself goes to
-            // `kiln.dead` with why, so that the dead-letter count describes
-            // messages that exist. Should that publish fail, the input comes
-            // back (below) and is given up on again.
             Err(StageError::Retry { reason, .. }) => {
                 error!(%reason, "attempts exhausted; giving up");
                 dead_letter(stage, "attempts_exhausted");
-                handler.give_up(&job, &reason).await;
                 let why = format!("attempts_exhausted: {reason}");
-                queue.publish_dead(message.given_up_by(stage), &why).await
+                bury(io, handler, &message, &reason, &why).await
             }
             Err(StageError::Permanent(reason)) => {
                 error!(%reason, "permanent failure; giving up");
                 dead_letter(stage, "permanent");
-                handler.give_up(&job, &reason).await;
                 let why = format!("permanent: {reason}");
-                queue.publish_dead(message.given_up_by(stage), &why).await
+                bury(io, handler, &message, &reason, &why).await
             }
         };
         match published {
@@ -261,11 +268,35 @@ async fn process<H: Handler>(
     .await
 }
 
-async fn publish_all(
-    queue: &dyn Queue,
-    input: &Message,
-    next: Vec<Job>,
-) -> Result<(), crate::QueueError> {
+/// Gives a job up for good: its dead letter is recorded in the database,
+/// the stage ends its order, and the job itself goes to `kiln.dead` with
+/// `why`, so that the dead-letter count describes messages that exist and
+/// the audit can account for them. Should the record or the publish fail,
+/// the input comes back (in `process`) and is given up on again.
+async fn bury<H: Handler>(
+    io: &StageIo,
+    handler: &H,
+    message: &Message,
+    reason: &str,
+    why: &str,
+) -> Result<(), QueueError> {
+    let stage = handler.stage();
+    let job = &message.envelope.job;
+    let entry = DeadLetterEntry {
+        stage,
+        job: Some(job),
+        attempt: message.envelope.attempt,
+        reason: why,
+    };
+    io.dead_letters
+        .record(&entry)
+        .await
+        .map_err(QueueError::NotRecorded)?;
+    handler.give_up(job, reason).await;
+    io.queue.publish_dead(message.given_up_by(stage), why).await
+}
+
+async fn publish_all(queue: &dyn Queue, input: &Message, next: Vec<Job>) -> Result<(), QueueError> {
     for job in next {
         // Created inside this job's `process` span, the message carries its
         // trace context (`Message::new`); other headers of the input follow
@@ -290,7 +321,7 @@ async fn publish_all(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::MemoryQueue;
+    use crate::{MemoryDeadLetters, MemoryQueue};
     use std::sync::Mutex;
 
     /// Fails `fail_times` times, then passes the order on to the signer.
@@ -322,7 +353,16 @@ mod tests {
         }
     }
 
-    async fn run(fail_times: u32, max_attempts: u32) -> (Arc<Flaky>, MemoryQueue) {
+    struct Running {
+        handler: Arc<Flaky>,
+        queue: MemoryQueue,
+        ledger: Arc<MemoryDeadLetters>,
+        shutdown: CancellationToken,
+        task: tokio::task::JoinHandle<Result<(), QueueError>>,
+    }
+
+    /// A runner on the caa-checker queue with one `CheckCaa` job in it.
+    async fn start(fail_times: u32, max_attempts: u32, ledger: Arc<MemoryDeadLetters>) -> Running {
         let queue = MemoryQueue::new();
         let handler = Arc::new(Flaky {
             fail_times,
@@ -336,8 +376,12 @@ mod tests {
             backoff_base: Duration::from_millis(1),
             backoff_max: Duration::from_millis(5),
         };
+        let io = StageIo {
+            queue: Arc::new(queue.clone()),
+            dead_letters: ledger.clone(),
+        };
         let task = tokio::spawn(run_stage(
-            Arc::new(queue.clone()),
+            io,
             proto::queues::CAA_CHECKER,
             handler.clone(),
             config,
@@ -349,32 +393,65 @@ mod tests {
             }))
             .await
             .unwrap();
+        Running {
+            handler,
+            queue,
+            ledger,
+            shutdown,
+            task,
+        }
+    }
+
+    /// Waits (up to 1 s) until `done` holds.
+    async fn until(done: impl Fn() -> bool) {
         for _ in 0..200 {
-            if queue.depth(proto::queues::SIGNER) == 1
-                || !handler.gave_up.lock().unwrap().is_empty()
-            {
+            if done() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        shutdown.cancel();
-        task.await.unwrap().unwrap();
-        (handler, queue)
+    }
+
+    async fn run(
+        fail_times: u32,
+        max_attempts: u32,
+    ) -> (Arc<Flaky>, MemoryQueue, Arc<MemoryDeadLetters>) {
+        let r = start(fail_times, max_attempts, Arc::default()).await;
+        until(|| {
+            r.queue.depth(proto::queues::SIGNER) == 1
+                || !r.handler.gave_up.lock().unwrap().is_empty()
+        })
+        .await;
+        r.shutdown.cancel();
+        r.task.await.unwrap().unwrap();
+        (r.handler, r.queue, r.ledger)
     }
 
     #[tokio::test]
     async fn retries_then_publishes_the_next_job() {
-        let (handler, queue) = run(2, 5).await;
+        let (handler, queue, ledger) = run(2, 5).await;
         assert_eq!(*handler.calls.lock().unwrap(), vec![1, 2, 3]);
         assert_eq!(queue.depth(proto::queues::SIGNER), 1);
         assert!(handler.gave_up.lock().unwrap().is_empty());
+        assert!(ledger.entries().is_empty(), "nothing died");
     }
 
     #[tokio::test]
     async fn gives_up_after_max_attempts() {
-        let (handler, queue) = run(10, 3).await;
+        let (handler, queue, ledger) = run(10, 3).await;
         assert_eq!(*handler.calls.lock().unwrap(), vec![1, 2, 3]);
         assert_eq!(*handler.gave_up.lock().unwrap(), vec!["o1".to_string()]);
+        assert_eq!(
+            ledger.entries(),
+            vec![(
+                "test".to_string(),
+                "check-caa".to_string(),
+                Some("o1".to_string()),
+                3,
+                "attempts_exhausted: flaky".to_string()
+            )],
+            "the dead letter is recorded, with why"
+        );
         assert_eq!(queue.depth(proto::queues::SIGNER), 0);
         // The job itself is in kiln.dead, saying why.
         let mut dead = queue.consume(proto::queues::DEAD, 1).await.unwrap();
@@ -395,6 +472,34 @@ mod tests {
             Some("test"),
             "the stage that gave up"
         );
+    }
+
+    /// A dead letter the database cannot record is neither buried nor
+    /// acked: the input comes back and is given up on again, until the
+    /// record succeeds; so no message is in kiln.dead without its record.
+    #[tokio::test]
+    async fn a_dead_letter_not_recorded_comes_back() {
+        let ledger = Arc::new(MemoryDeadLetters::default());
+        ledger.refuse(true);
+        let r = start(u32::MAX, 2, ledger.clone()).await;
+        until(|| r.handler.calls.lock().unwrap().len() >= 4).await;
+        assert!(
+            r.handler.calls.lock().unwrap().len() >= 4,
+            "given up on again: {:?}",
+            r.handler.calls.lock().unwrap()
+        );
+        assert!(
+            r.handler.gave_up.lock().unwrap().is_empty(),
+            "order not ended"
+        );
+        assert_eq!(r.queue.depth(proto::queues::DEAD), 0, "not buried");
+        ledger.refuse(false);
+        until(|| r.queue.depth(proto::queues::DEAD) == 1).await;
+        assert_eq!(r.queue.depth(proto::queues::DEAD), 1);
+        assert_eq!(*r.handler.gave_up.lock().unwrap(), vec!["o1".to_string()]);
+        assert_eq!(ledger.entries().len(), 1);
+        r.shutdown.cancel();
+        r.task.await.unwrap().unwrap();
     }
 
     #[test]

@@ -22,8 +22,8 @@ use proto::Job;
 use proto::queues::{CAA_CHECKER, DEAD, SIGNER, VALIDATOR};
 use queue::amqp::Topology;
 use queue::{
-    AmqpOptions, AmqpQueue, Consumer, Delivery, Handler, Message, Queue, QueueError, RunnerConfig,
-    StageError, run_stage,
+    AmqpOptions, AmqpQueue, Consumer, Delivery, Handler, MemoryDeadLetters, Message, Queue,
+    QueueError, RunnerConfig, StageError, StageIo, run_stage,
 };
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -455,7 +455,11 @@ async fn the_stage_runner_retries_and_hands_on_over_amqp() {
     };
     let runner = tokio::spawn({
         let (queue, handler, shutdown) = (queue.queue.clone(), handler.clone(), shutdown.clone());
-        async move { run_stage(Arc::new(queue), CAA_CHECKER, handler, config, shutdown).await }
+        let io = StageIo {
+            queue: Arc::new(queue),
+            dead_letters: Arc::new(MemoryDeadLetters::default()),
+        };
+        async move { run_stage(io, CAA_CHECKER, handler, config, shutdown).await }
     });
 
     queue

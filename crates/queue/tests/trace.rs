@@ -72,13 +72,17 @@ async fn run_pipeline(mode: Propagation) -> (Vec<SpanData>, Message) {
 
     let queue = MemoryQueue::new();
     let shared: Arc<dyn Queue> = Arc::new(queue.clone());
+    let io = queue::StageIo {
+        queue: shared.clone(),
+        dead_letters: Arc::new(queue::MemoryDeadLetters::default()),
+    };
     let shutdown = CancellationToken::new();
     let config = RunnerConfig {
         concurrency: 1,
         ..RunnerConfig::default()
     };
     let caa = tokio::spawn(queue::run_stage(
-        shared.clone(),
+        io.clone(),
         proto::queues::CAA_CHECKER,
         Arc::new(Stage {
             name: "caa-checker",
@@ -88,7 +92,7 @@ async fn run_pipeline(mode: Propagation) -> (Vec<SpanData>, Message) {
         shutdown.clone(),
     ));
     let signer = tokio::spawn(queue::run_stage(
-        shared.clone(),
+        io.clone(),
         proto::queues::SIGNER,
         Arc::new(Stage {
             name: "signer",

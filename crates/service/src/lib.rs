@@ -6,11 +6,13 @@
 pub mod admin;
 mod binary;
 pub mod config;
+mod dead_letters;
 pub mod telemetry;
 mod worker;
 
 pub use binary::{BAD_CONFIG, Cli, NoFlags, main, main_with_flags};
 pub use config::{Common, ConfigError};
+pub use dead_letters::{StoreDeadLetters, stage_io};
 pub use worker::{Wiring, run_worker};
 
 use tokio_util::sync::CancellationToken;

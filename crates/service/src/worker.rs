@@ -150,7 +150,7 @@ pub async fn run_worker<H: Handler>(
     let stage = handler.stage();
     tracing::info!(stage, queue = queue_name, "stage starting");
     run_stage_reporting(
-        wiring.queue.clone(),
+        crate::stage_io(wiring.queue.clone(), &wiring.store),
         queue_name,
         Arc::new(handler),
         wiring.common.runner.runner_config(),

@@ -44,6 +44,7 @@ mod certificates;
 mod compat;
 mod crls;
 pub mod db;
+mod dead_letters;
 mod eab;
 mod finalization;
 mod issuers;
@@ -65,6 +66,7 @@ pub use certificates::{CertificateRecord, CertificateState, NewCertificate};
 pub use compat::FinalizeObservation;
 pub use crls::{CRL_PATH, CrlStatus, RevokedEntry, StoredCrl, crl_name};
 pub use db::Backend;
+pub use dead_letters::DeadLetterRecord;
 pub use eab::{EabBinding, EabKey};
 pub use finalization::BeginFinalize;
 pub use issuers::Issuer;
@@ -121,6 +123,7 @@ macro_rules! migrations {
             migrations!(@one $backend, 13, "alternate chains", "0013_alternate_chains.sql"),
             migrations!(@one $backend, 14, "perspectives", "0014_perspectives.sql"),
             migrations!(@one $backend, 15, "precert signing", "0015_precert_signing.sql"),
+            migrations!(@one $backend, 16, "dead letters", "0016_dead_letters.sql"),
         ]
     };
     (@one $backend:literal, $version:literal, $description:literal, $file:literal) => {
