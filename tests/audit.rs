@@ -115,24 +115,22 @@ async fn real_issuance_audits_clean_and_each_corruption_is_found() {
     kiln.shutdown().await;
     let clean = data_dir.path();
 
-    // Clean: every check passes but message accounting, which the data
-    // cannot support and says so.
+    // Clean: every check passes; message accounting over the three
+    // finalized orders, every step's message applied.
     let (code, doc) = audit(clean, &[]);
     assert_eq!((code, &doc["violations"]), (0, &Value::from(0)), "{doc:#}");
-    for id in 1..=10 {
+    for id in 1..=11 {
         let c = check(&doc, id);
         assert_eq!(c["status"], "pass", "{c:#}");
         assert!(c["checked"].as_u64().unwrap() > 0, "{c:#}");
     }
     assert_eq!(check(&doc, 10)["checked"], 4);
     assert_eq!(check(&doc, 7)["checked"], 3);
-    let accounting = check(&doc, 11);
-    assert_eq!(accounting["status"], "not-checked");
+    assert_eq!(check(&doc, 11)["checked"], 3);
+    let notes = check(&doc, 11)["notes"].to_string();
     assert!(
-        accounting["why_not_checked"]
-            .as_str()
-            .unwrap()
-            .contains("published")
+        notes.contains("12 applied, 0 in flight, 0 dead-lettered"),
+        "{notes}"
     );
     // Text mode, and a run over nothing newer than an hour from now.
     let out = std::process::Command::new(kiln_tests::cluster::binary("kiln"))
@@ -220,6 +218,57 @@ async fn real_issuance_audits_clean_and_each_corruption_is_found() {
         "order_id",
         &pending_id,
         "past its finalize deadline",
+    );
+
+    // 11: an order waiting at a step past the step's deadline (its
+    // finalize deadline still ahead: check 11's, not check 10's), with no
+    // dead letter; then with its step's job dead-lettered but the order
+    // not ended; and a challenge left processing past its deadline.
+    let ahead = store::now_ms() + 3_600_000;
+    let waiting = format!(
+        "UPDATE orders SET status = 'processing', step = 'sign-precert', processing_since = 1000,
+                           step_deadline = 2000, finalize_deadline = {ahead}
+         WHERE id = '{pending_id}'"
+    );
+    let dir = corrupted(clean, scratch, "lost", &waiting).await;
+    let (code, doc) = audit(&dir, &[]);
+    assert_eq!(code, 1);
+    assert_found(
+        &doc,
+        11,
+        "order_id",
+        &pending_id,
+        "its sign-precert message is neither applied nor dead-lettered",
+    );
+    assert_eq!(check(&doc, 10)["status"], "pass", "{doc:#}");
+    let sql = format!(
+        "{waiting};
+         INSERT INTO dead_letters (stage, job, subject_id, attempt, reason, dead_at)
+         VALUES ('signer', 'sign-precert', '{pending_id}', 8, 'permanent: test', 1500)"
+    );
+    let dir = corrupted(clean, scratch, "buried", &sql).await;
+    let (code, doc) = audit(&dir, &[]);
+    assert_eq!(code, 1);
+    assert_found(
+        &doc,
+        11,
+        "order_id",
+        &pending_id,
+        "dead-lettered by signer (permanent: test) without the order being ended",
+    );
+    let sql = format!(
+        "UPDATE challenges SET status = 'processing', deadline = 2000
+         WHERE authz_id IN (SELECT id FROM authzs WHERE order_id = '{pending_id}')"
+    );
+    let dir = corrupted(clean, scratch, "challenge", &sql).await;
+    let (code, doc) = audit(&dir, &[]);
+    assert_eq!(code, 1);
+    assert_found(
+        &doc,
+        11,
+        "order_id",
+        &pending_id,
+        "its validation message is neither applied nor dead-lettered",
     );
 
     // 3 and 10: an order's issued certificate stored twice.

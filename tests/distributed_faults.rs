@@ -1010,6 +1010,29 @@ async fn a_poison_message_in_each_queue_is_dead_lettered() {
         "[{label}] other dead letters: {unmatched:#?}"
     );
 
+    // The database recorded each of them too (what the audit accounts
+    // dead letters by), the jobs under the orders they name.
+    let (recorded, _) = db_read("dead letters", || {
+        cluster.store.audit_dead_letter_counts(i64::MIN)
+    })
+    .await;
+    assert_eq!(
+        usize::try_from(recorded).unwrap(),
+        letters.len(),
+        "[{label}] dead letters recorded in the database, and in kiln.dead"
+    );
+    for poison in &poisons {
+        if let (Some(job), Some(victim)) = (&poison.job, &poison.victim) {
+            let rows = db_read("dead letters of", || cluster.store.dead_letters_of(victim)).await;
+            assert!(
+                rows.iter()
+                    .any(|r| r.job == job.name() && r.reason.starts_with("permanent:")),
+                "[{label}] {victim}'s {} is not recorded dead: {rows:?}",
+                job.name()
+            );
+        }
+    }
+
     // The orders named end invalid with serverInternal; every other ends valid.
     let named: Vec<&String> = poisons.iter().filter_map(|p| p.victim.as_ref()).collect();
     let orders = orders_in_db(&cluster.store, &accounts).await;

@@ -9,10 +9,6 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// The one check an audit in a test may leave not made: every message
-/// accounted for, which needs an outbox of published messages (issue 16).
-const MESSAGE_ACCOUNTING: u64 = 11;
-
 /// What one `kiln audit --json` run said.
 #[derive(Debug)]
 pub struct Verdict {
@@ -114,9 +110,7 @@ impl Verdict {
         )
     }
 
-    /// Exit 0, no violation, and every check made except check 11 (message
-    /// accounting, which needs an outbox Kiln does not have yet); otherwise
-    /// panics with every failing check's first violations and every other
+    /// Exit 0, no violation, and every check made; otherwise panics with every failing check's first violations and every other
     /// check not made, with why (e.g. check 7 without CT log keys: the
     /// test's audit is missing its `--ct-config`).
     pub fn assert_clean(&self, label: &str) {
@@ -124,7 +118,7 @@ impl Verdict {
             .as_array()
             .into_iter()
             .flatten()
-            .filter(|c| c["status"] == "not-checked" && c["id"] != MESSAGE_ACCOUNTING)
+            .filter(|c| c["status"] == "not-checked")
             .map(|c| {
                 format!(
                     "check {} {} was not checked: {}",
@@ -190,11 +184,10 @@ mod tests {
     }
 
     #[test]
-    fn only_message_accounting_may_go_unchecked() {
+    fn every_check_must_be_made() {
         clean_but_for(&[]).assert_clean("all made");
-        clean_but_for(&[11]).assert_clean("outbox missing");
-        for id in [1, 7, 10] {
-            let refused = std::panic::catch_unwind(|| clean_but_for(&[id, 11]).assert_clean("t"));
+        for id in [1, 7, 10, 11] {
+            let refused = std::panic::catch_unwind(|| clean_but_for(&[id]).assert_clean("t"));
             let message = *refused
                 .expect_err("not clean")
                 .downcast::<String>()
@@ -205,7 +198,6 @@ mod tests {
                 )),
                 "{message}"
             );
-            assert!(!message.contains("check 11"), "{message}");
         }
     }
 }

@@ -14,7 +14,7 @@
 //! statements: on a live database the audit sees each page as of its read.
 
 use crate::db::Row;
-use crate::{Result, Store, StoreError, stmt};
+use crate::{DeadLetterRecord, Result, Store, StoreError, stmt};
 use domain::Identifier;
 
 /// An order as stored.
@@ -29,10 +29,14 @@ pub struct AuditOrder {
     pub expires_at: i64,
     pub processing_since: Option<i64>,
     pub finalize_deadline: Option<i64>,
+    /// When the current step's stage must have acted, or the sweeper
+    /// re-drives the step.
+    pub step_deadline: Option<i64>,
     pub certificate_serial: Option<String>,
     /// When the order left check-caa (the finalize-time CAA recheck).
     pub caa_checked_at: Option<i64>,
     pub precert_at: Option<i64>,
+    pub scts_at: Option<i64>,
     pub completed_at: Option<i64>,
     /// `None` for orders made before profiles (`classic`).
     pub profile: Option<String>,
@@ -80,6 +84,15 @@ pub struct AuditCertificate {
     pub account_jwk: Option<String>,
     /// When the recorded key was put on the blocklist, if it is on it.
     pub key_blocked_at: Option<i64>,
+}
+
+/// A challenge still `processing` (its validation job not yet applied).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditChallenge {
+    pub id: String,
+    pub order_id: String,
+    /// When the validator must have decided, or the sweeper re-drives it.
+    pub deadline: Option<i64>,
 }
 
 /// A certificate row whose order does not exist.
@@ -179,6 +192,75 @@ impl Store {
         rows.iter().map(AuditCertificate::from_row).collect()
     }
 
+    /// The dead letters naming an order whose id is after `after` and at
+    /// most `last`.
+    pub async fn audit_dead_letters_in(
+        &self,
+        after: &str,
+        last: &str,
+    ) -> Result<Vec<DeadLetterRecord>> {
+        let rows = self
+            .db
+            .all(stmt!(
+                "SELECT * FROM dead_letters WHERE subject_id > $1 AND subject_id <= $2
+                 ORDER BY id",
+                after,
+                last
+            ))
+            .await?;
+        rows.iter().map(DeadLetterRecord::from_row).collect()
+    }
+
+    /// Every dead letter recorded at or after `since`, and how many of
+    /// them name no order or challenge that exists (a poison message, or
+    /// one no build could read).
+    pub async fn audit_dead_letter_counts(&self, since: i64) -> Result<(i64, i64)> {
+        let row = self
+            .db
+            .optional(stmt!(
+                "SELECT COUNT(*) AS total,
+                        COALESCE(SUM(CASE WHEN NOT EXISTS (SELECT 1 FROM orders o
+                                                           WHERE o.id = d.subject_id)
+                                            AND NOT EXISTS (SELECT 1 FROM challenges c
+                                                            WHERE c.id = d.subject_id)
+                                          THEN 1 ELSE 0 END), 0) AS naming_nothing
+                 FROM dead_letters d WHERE d.dead_at >= $1",
+                since
+            ))
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("COUNT returned no row".into()))?;
+        Ok((row.i64("total")?, row.i64("naming_nothing")?))
+    }
+
+    /// Up to `limit` challenges still `processing` whose deadline passed
+    /// before `before` (down the `challenges_by_deadline` index).
+    pub async fn audit_overdue_challenges(
+        &self,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditChallenge>> {
+        let rows = self
+            .db
+            .all(stmt!(
+                "SELECT c.id, a.order_id, c.deadline FROM challenges c
+                 JOIN authzs a ON a.id = c.authz_id
+                 WHERE c.status = 'processing' AND (c.deadline IS NULL OR c.deadline < $1)
+                 ORDER BY c.id LIMIT $2",
+                before,
+                limit
+            ))
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditChallenge {
+                    id: r.text("id")?,
+                    order_id: r.text("order_id")?,
+                    deadline: r.opt_i64("deadline")?,
+                })
+            })
+            .collect()
+    }
+
     /// Up to `limit` certificate rows created at or after `since` whose
     /// order does not exist (a scan probing the orders' primary key).
     pub async fn audit_orphan_certificates(
@@ -234,9 +316,11 @@ impl AuditOrder {
             expires_at: r.i64("expires_at")?,
             processing_since: r.opt_i64("processing_since")?,
             finalize_deadline: r.opt_i64("finalize_deadline")?,
+            step_deadline: r.opt_i64("step_deadline")?,
             certificate_serial: r.opt_text("certificate_serial")?,
             caa_checked_at: r.opt_i64("caa_checked_at")?,
             precert_at: r.opt_i64("precert_at")?,
+            scts_at: r.opt_i64("scts_at")?,
             completed_at: r.opt_i64("completed_at")?,
             profile: r.opt_text("profile")?,
         })

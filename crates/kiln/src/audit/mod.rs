@@ -10,7 +10,7 @@
 //! - `certs`: checks 1, 2 (per serial), 3 and 6, on one certificate row;
 //! - `identifiers`: checks 4 and 5 (authorizations, CAA);
 //! - `lint` and `scts`: checks 8 and 7;
-//! - `revocation`: check 9; `orders`: check 10;
+//! - `revocation`: check 9; `orders`: check 10; `messages`: check 11;
 //! - `settings`: what the flags and config files say to check against;
 //! - `der` and `serials`: the pure parts.
 
@@ -18,6 +18,7 @@ mod certs;
 mod der;
 mod identifiers;
 mod lint;
+mod messages;
 mod orders;
 mod report;
 mod revocation;

@@ -32,6 +32,8 @@ pub struct Audit {
     /// Names whose CAA check at validation was too old, passed on their
     /// order's finalize-time recheck (recorded per order, not per name).
     pub rechecked_names: u64,
+    /// Check 11's totals.
+    pub accounts: super::messages::Accounts,
     issuers: HashMap<Option<String>, Option<Arc<IssuerInfo>>>,
     /// The serials each stored CRL lists, by (issuer id, shard); `None`: no
     /// CRL stored for it.
@@ -46,6 +48,7 @@ pub async fn run(args: &AuditArgs) -> anyhow::Result<Report> {
         report: Report::new(args.json),
         frequency: BitFrequency::default(),
         rechecked_names: 0,
+        accounts: Default::default(),
         issuers: HashMap::new(),
         crls: HashMap::new(),
         settings,
@@ -61,7 +64,7 @@ pub async fn run(args: &AuditArgs) -> anyhow::Result<Report> {
         let Some(last) = orders.last().map(|o| o.id.clone()) else {
             break;
         };
-        let (mut authzs, mut certs) = (HashMap::new(), HashMap::new());
+        let (mut authzs, mut certs, mut dead) = (HashMap::new(), HashMap::new(), HashMap::new());
         if by_range {
             for a in audit.store.audit_authzs_in(&after, &last).await? {
                 authzs
@@ -75,19 +78,27 @@ pub async fn run(args: &AuditArgs) -> anyhow::Result<Report> {
                     .or_insert_with(Vec::new)
                     .push(c);
             }
+            for d in audit.store.audit_dead_letters_in(&after, &last).await? {
+                dead.entry(d.subject_id.clone().unwrap_or_default())
+                    .or_insert_with(Vec::new)
+                    .push(d);
+            }
         }
         for order in &orders {
-            let (order_authzs, order_certs) = if by_range {
+            let (order_authzs, order_certs, order_dead) = if by_range {
                 (
                     authzs.remove(&order.id).unwrap_or_default(),
                     certs.remove(&order.id).unwrap_or_default(),
+                    dead.remove(&order.id).unwrap_or_default(),
                 )
             } else {
                 (
                     audit.store.audit_authzs_of(&order.id).await?,
                     audit.store.audit_certificates_of(&order.id).await?,
+                    audit.store.dead_letters_of(&order.id).await?,
                 )
             };
+            audit.order_messages(order, &order_dead);
             audit.order(order, &order_authzs, &order_certs).await?;
         }
         after = last;
@@ -129,16 +140,10 @@ impl Audit {
                  --data-dir the fake logs' keys are read from DIR/ct-logs)",
             );
         }
-        self.report.not_checked(
-            11,
-            "the database does not record published messages or their deliveries (the \
-             queue is RabbitMQ's or in memory); needs an outbox of published messages \
-             (id, queue, job, published_at) and per-message outcomes (applied, \
-             dead-lettered with kiln.dead's reason) to compare with the broker",
-        );
     }
 
     async fn finish(&mut self) -> anyhow::Result<()> {
+        self.message_summary().await?;
         match self.frequency.stuck_bits() {
             Some(stuck) => {
                 for detail in stuck {
