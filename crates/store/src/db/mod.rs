@@ -57,6 +57,28 @@ impl DbError {
             _ => false,
         }
     }
+
+    /// The database could not be reached or its connection broke (no
+    /// server, a restart, a pool waiting for a connection), as opposed to
+    /// an answer from a server that is up.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            DbError::Postgres(
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed,
+            )
+            | DbError::Closed => true,
+            // SQLSTATE class 08 (connection exception) and 57P01-57P03
+            // (shutting down, or starting up: cannot connect now).
+            DbError::Postgres(sqlx::Error::Database(db)) => db
+                .code()
+                .is_some_and(|code| code.starts_with("08") || code.starts_with("57P0")),
+            _ => false,
+        }
+    }
 }
 
 /// Writes that commit together or not at all.
