@@ -36,11 +36,11 @@ pub trait DeadLetterLog: Send + Sync + 'static {
 pub type RecordedDeadLetter = (String, String, Option<String>, u32, String);
 
 /// Dead letters kept in memory, for tests of a stage on its own; it can be
-/// told to refuse, as a database that is down would.
+/// told to refuse records, as a database that is down would.
 #[derive(Default)]
 pub struct MemoryDeadLetters {
     entries: std::sync::Mutex<Vec<RecordedDeadLetter>>,
-    refusing: std::sync::atomic::AtomicBool,
+    refusals_left: std::sync::atomic::AtomicUsize,
 }
 
 impl MemoryDeadLetters {
@@ -48,10 +48,10 @@ impl MemoryDeadLetters {
         self.entries.lock().expect("not poisoned").clone()
     }
 
-    /// While `refuse` holds, every record fails.
-    pub fn refuse(&self, refuse: bool) {
+    /// The next `n` records fail (`usize::MAX`: every one).
+    pub fn refuse_next(&self, n: usize) {
         use std::sync::atomic::Ordering;
-        self.refusing.store(refuse, Ordering::SeqCst);
+        self.refusals_left.store(n, Ordering::SeqCst);
     }
 }
 
@@ -59,7 +59,10 @@ impl MemoryDeadLetters {
 impl DeadLetterLog for MemoryDeadLetters {
     async fn record(&self, entry: &DeadLetterEntry<'_>) -> Result<(), String> {
         use std::sync::atomic::Ordering;
-        if self.refusing.load(Ordering::SeqCst) {
+        let refused = self
+            .refusals_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if refused.is_ok() {
             return Err("refused (as told)".into());
         }
         self.entries.lock().expect("not poisoned").push((

@@ -153,6 +153,7 @@ const DEAD_LETTER_REASONS: [&str; 3] = ["undecodable", "attempts_exhausted", "pe
 /// and alerts see them before the first failure.
 fn register_metrics(stage: &'static str) {
     metrics::counter!("kiln_job_retries_total", "stage" => stage).increment(0);
+    metrics::counter!("kiln_dead_letters_unrecorded_total", "stage" => stage).increment(0);
     for reason in DEAD_LETTER_REASONS {
         metrics::counter!("kiln_dead_letters_total", "stage" => stage, "reason" => reason)
             .increment(0);
@@ -188,6 +189,8 @@ async fn process<H: Handler>(
             // keeps it (rejected into kiln.dead) even if the record fails.
             if let Err(e) = io.dead_letters.record(&entry).await {
                 error!(error = %e, "the undecodable message's dead letter was not recorded");
+                metrics::counter!("kiln_dead_letters_unrecorded_total", "stage" => handler.stage())
+                    .increment(1);
             }
             let _ = acker.reject().await;
             return;
@@ -232,15 +235,13 @@ async fn process<H: Handler>(
             }
             Err(StageError::Retry { reason, .. }) => {
                 error!(%reason, "attempts exhausted; giving up");
-                dead_letter(stage, "attempts_exhausted");
-                let why = format!("attempts_exhausted: {reason}");
-                bury(io, handler, &message, &reason, &why).await
+                let grave = Grave::new("attempts_exhausted", &reason);
+                bury(io, handler, config, &message, grave).await
             }
             Err(StageError::Permanent(reason)) => {
                 error!(%reason, "permanent failure; giving up");
-                dead_letter(stage, "permanent");
-                let why = format!("permanent: {reason}");
-                bury(io, handler, &message, &reason, &why).await
+                let grave = Grave::new("permanent", &reason);
+                bury(io, handler, config, &message, grave).await
             }
         };
         match published {
@@ -268,32 +269,65 @@ async fn process<H: Handler>(
     .await
 }
 
+/// Comebacks past the attempt limit for a dead letter the database will
+/// not record (down for minutes, or a schema without `dead_letters`):
+/// then it is buried unrecorded rather than handled again for ever.
+const UNRECORDED_COMEBACKS: u32 = 3;
+
+/// Why a job is given up: the metric's reason and the stage's words.
+struct Grave<'a> {
+    kind: &'static str,
+    reason: &'a str,
+    why: String,
+}
+
+impl<'a> Grave<'a> {
+    fn new(kind: &'static str, reason: &'a str) -> Self {
+        Grave {
+            kind,
+            reason,
+            why: format!("{kind}: {reason}"),
+        }
+    }
+}
+
 /// Gives a job up for good: its dead letter is recorded in the database,
 /// the stage ends its order, and the job itself goes to `kiln.dead` with
-/// `why`, so that the dead-letter count describes messages that exist and
+/// why, so that the dead-letter count describes messages that exist and
 /// the audit can account for them. Should the record or the publish fail,
-/// the input comes back (in `process`) and is given up on again.
+/// the input comes back (in `process`) and is handled again, which ends in
+/// another give-up, or in nothing once the order has been ended; a record
+/// still refused [`UNRECORDED_COMEBACKS`] times past the attempt limit is
+/// skipped, with an error and `kiln_dead_letters_unrecorded_total`.
 async fn bury<H: Handler>(
     io: &StageIo,
     handler: &H,
+    config: &RunnerConfig,
     message: &Message,
-    reason: &str,
-    why: &str,
+    grave: Grave<'_>,
 ) -> Result<(), QueueError> {
     let stage = handler.stage();
     let job = &message.envelope.job;
+    let attempt = message.envelope.attempt;
     let entry = DeadLetterEntry {
         stage,
         job: Some(job),
-        attempt: message.envelope.attempt,
-        reason: why,
+        attempt,
+        reason: &grave.why,
     };
-    io.dead_letters
-        .record(&entry)
-        .await
-        .map_err(QueueError::NotRecorded)?;
-    handler.give_up(job, reason).await;
-    io.queue.publish_dead(message.given_up_by(stage), why).await
+    if let Err(e) = io.dead_letters.record(&entry).await {
+        if attempt < config.max_attempts.saturating_add(UNRECORDED_COMEBACKS) {
+            return Err(QueueError::NotRecorded(e));
+        }
+        error!(error = %e, "the dead letter cannot be recorded; burying it unrecorded");
+        metrics::counter!("kiln_dead_letters_unrecorded_total", "stage" => stage).increment(1);
+    }
+    handler.give_up(job, grave.reason).await;
+    io.queue
+        .publish_dead(message.given_up_by(stage), &grave.why)
+        .await?;
+    dead_letter(stage, grave.kind);
+    Ok(())
 }
 
 async fn publish_all(queue: &dyn Queue, input: &Message, next: Vec<Job>) -> Result<(), QueueError> {
@@ -480,24 +514,36 @@ mod tests {
     #[tokio::test]
     async fn a_dead_letter_not_recorded_comes_back() {
         let ledger = Arc::new(MemoryDeadLetters::default());
-        ledger.refuse(true);
+        ledger.refuse_next(2);
         let r = start(u32::MAX, 2, ledger.clone()).await;
-        until(|| r.handler.calls.lock().unwrap().len() >= 4).await;
-        assert!(
-            r.handler.calls.lock().unwrap().len() >= 4,
-            "given up on again: {:?}",
-            r.handler.calls.lock().unwrap()
-        );
-        assert!(
-            r.handler.gave_up.lock().unwrap().is_empty(),
-            "order not ended"
-        );
-        assert_eq!(r.queue.depth(proto::queues::DEAD), 0, "not buried");
-        ledger.refuse(false);
         until(|| r.queue.depth(proto::queues::DEAD) == 1).await;
         assert_eq!(r.queue.depth(proto::queues::DEAD), 1);
+        assert_eq!(
+            *r.handler.calls.lock().unwrap(),
+            vec![1, 2, 3, 4],
+            "given up at 2, 3 (refused) and 4"
+        );
         assert_eq!(*r.handler.gave_up.lock().unwrap(), vec!["o1".to_string()]);
-        assert_eq!(ledger.entries().len(), 1);
+        let recorded = ledger.entries();
+        assert_eq!(recorded.len(), 1, "{recorded:?}");
+        assert_eq!(recorded[0].3, 4, "recorded on the attempt that buried it");
+        r.shutdown.cancel();
+        r.task.await.unwrap().unwrap();
+    }
+
+    /// A record refused for good (a database down for minutes) does not
+    /// keep the job coming back for ever: past the attempt limit plus
+    /// `UNRECORDED_COMEBACKS` it is buried unrecorded.
+    #[tokio::test]
+    async fn a_dead_letter_never_recorded_is_buried_after_a_few_comebacks() {
+        let ledger = Arc::new(MemoryDeadLetters::default());
+        ledger.refuse_next(usize::MAX);
+        let r = start(u32::MAX, 2, ledger.clone()).await;
+        until(|| r.queue.depth(proto::queues::DEAD) == 1).await;
+        assert_eq!(r.queue.depth(proto::queues::DEAD), 1);
+        assert_eq!(*r.handler.calls.lock().unwrap(), vec![1, 2, 3, 4, 5]);
+        assert_eq!(*r.handler.gave_up.lock().unwrap(), vec!["o1".to_string()]);
+        assert!(ledger.entries().is_empty());
         r.shutdown.cancel();
         r.task.await.unwrap().unwrap();
     }
