@@ -222,15 +222,27 @@ async fn real_issuance_audits_clean_and_each_corruption_is_found() {
 
     // 11: an order waiting at a step past the step's deadline (its
     // finalize deadline still ahead: check 11's, not check 10's), with no
-    // dead letter; then with its step's job dead-lettered but the order
-    // not ended; and a challenge left processing past its deadline.
+    // dead letter but a stray one (a sign-precert job the validator got);
+    // then, with the step's deadline ahead, its sign-precert job buried by
+    // the signer long ago without the order being ended; and a challenge
+    // left processing past its deadline.
     let ahead = store::now_ms() + 3_600_000;
-    let waiting = format!(
-        "UPDATE orders SET status = 'processing', step = 'sign-precert', processing_since = 1000,
-                           step_deadline = 2000, finalize_deadline = {ahead}
-         WHERE id = '{pending_id}'"
-    );
-    let dir = corrupted(clean, scratch, "lost", &waiting).await;
+    let waiting = |step_deadline: i64| {
+        format!(
+            "UPDATE orders SET status = 'processing', step = 'sign-precert',
+                               processing_since = 1000, step_deadline = {step_deadline},
+                               finalize_deadline = {ahead}
+             WHERE id = '{pending_id}'"
+        )
+    };
+    let dead_letter = |stage: &str| {
+        format!(
+            "INSERT INTO dead_letters (stage, job, subject_id, attempt, reason, dead_at)
+             VALUES ('{stage}', 'sign-precert', '{pending_id}', 8, 'permanent: test', 1500)"
+        )
+    };
+    let sql = format!("{}; {}", waiting(2000), dead_letter("validator"));
+    let dir = corrupted(clean, scratch, "lost", &sql).await;
     let (code, doc) = audit(&dir, &[]);
     assert_eq!(code, 1);
     assert_found(
@@ -241,21 +253,27 @@ async fn real_issuance_audits_clean_and_each_corruption_is_found() {
         "its sign-precert message is neither applied nor dead-lettered",
     );
     assert_eq!(check(&doc, 10)["status"], "pass", "{doc:#}");
-    let sql = format!(
-        "{waiting};
-         INSERT INTO dead_letters (stage, job, subject_id, attempt, reason, dead_at)
-         VALUES ('signer', 'sign-precert', '{pending_id}', 8, 'permanent: test', 1500)"
-    );
+    let sql = format!("{}; {}", waiting(ahead), dead_letter("signer"));
     let dir = corrupted(clean, scratch, "buried", &sql).await;
-    let (code, doc) = audit(&dir, &[]);
-    assert_eq!(code, 1);
-    assert_found(
-        &doc,
-        11,
-        "order_id",
-        &pending_id,
-        "dead-lettered by signer (permanent: test) without the order being ended",
-    );
+    // The same found page by page and, with --since, order by order.
+    for args in [&[][..], &["--since", &later][..]] {
+        let (code, doc) = audit(&dir, args);
+        assert_eq!(code, 1, "{args:?}");
+        assert_found(
+            &doc,
+            11,
+            "order_id",
+            &pending_id,
+            "dead-lettered by signer (permanent: test)",
+        );
+        assert_found(
+            &doc,
+            11,
+            "order_id",
+            &pending_id,
+            "without the order being ended",
+        );
+    }
     let sql = format!(
         "UPDATE challenges SET status = 'processing', deadline = 2000
          WHERE authz_id IN (SELECT id FROM authzs WHERE order_id = '{pending_id}')"
@@ -269,6 +287,21 @@ async fn real_issuance_audits_clean_and_each_corruption_is_found() {
         "order_id",
         &pending_id,
         "its validation message is neither applied nor dead-lettered",
+    );
+
+    // A database behind this build is refused (exit 2), not misread.
+    let sql = "DELETE FROM _sqlx_migrations
+               WHERE version = (SELECT MAX(version) FROM _sqlx_migrations)";
+    let dir = corrupted(clean, scratch, "behind", sql).await;
+    let out = std::process::Command::new(kiln_tests::cluster::binary("kiln"))
+        .args(["audit", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("run `kiln migrate`"),
+        "{out:?}"
     );
 
     // 3 and 10: an order's issued certificate stored twice.

@@ -26,6 +26,7 @@
 //! - `rate_limits`: counted events behind the api's rate limits;
 //! - `renewal`: ACME Renewal Information (RFC 9773): what a certificate's
 //!   suggested window is made of, and orders that replace a certificate;
+//! - `dead_letters`: the messages the stage runner gave up on;
 //! - `sweeping`: queries over work in flight, for the sweeper;
 //! - `leadership`: one leader among processes (advisory lock);
 //! - `notifications`: finished orders announced to waiters, across
@@ -89,6 +90,13 @@ pub enum StoreError {
     Corrupt(String),
     #[error("conflict: {0}")]
     Conflict(String),
+}
+
+impl StoreError {
+    /// The database could not be reached (see [`db::DbError::is_unreachable`]).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, StoreError::Database(e) if e.is_unreachable())
+    }
 }
 
 impl From<DbError> for StoreError {
@@ -193,6 +201,29 @@ impl Store {
             Backend::Postgres => POSTGRES_MIGRATIONS,
         };
         Ok(self.db.migrate(list).await?)
+    }
+
+    /// The newest migration applied to this database and the newest this
+    /// build has, when the database is behind (`None`: up to date): a
+    /// reader such as `kiln audit` refuses it rather than fail on a table
+    /// it lacks. Both back ends keep sqlx's `_sqlx_migrations` table.
+    pub async fn migrations_behind(&self) -> Result<Option<(i64, i64)>> {
+        let list = match self.backend() {
+            Backend::Sqlite => SQLITE_MIGRATIONS,
+            Backend::Postgres => POSTGRES_MIGRATIONS,
+        };
+        let known = list.last().map_or(0, |m| m.version);
+        let applied = self
+            .db
+            .optional(stmt!(
+                "SELECT MAX(version) AS applied FROM _sqlx_migrations WHERE success"
+            ))
+            .await?
+            .map(|row| row.opt_i64("applied"))
+            .transpose()?
+            .flatten()
+            .unwrap_or(0);
+        Ok((applied < known).then_some((applied, known)))
     }
 
     /// True when the database answers; for readiness probes.

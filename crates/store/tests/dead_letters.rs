@@ -53,3 +53,20 @@ async fn dead_letters_are_recorded_and_read_back(store: Store) {
     );
     assert_eq!(store.audit_dead_letter_counts(2_500).await.unwrap(), (2, 2));
 }
+
+on_both_backends!(a_database_behind_this_build_says_so);
+
+/// A reader of `dead_letters` (the audit) can tell a database migrated
+/// before the table existed from one that has it.
+async fn a_database_behind_this_build_says_so(store: Store) {
+    assert_eq!(store.migrations_behind().await.unwrap(), None, "migrated");
+    store
+        .execute_admin(
+            "DELETE FROM _sqlx_migrations
+             WHERE version = (SELECT MAX(version) FROM _sqlx_migrations)",
+        )
+        .await
+        .unwrap();
+    let (applied, known) = store.migrations_behind().await.unwrap().expect("behind");
+    assert_eq!(applied + 1, known, "the newest migration is missing");
+}

@@ -73,8 +73,10 @@ pub struct AuditArgs {
     /// How long a CAA check is good for before issuance (BR 3.2.2.8: 8 h).
     #[arg(long, default_value_t = 8 * 3600)]
     pub caa_window_secs: u64,
-    /// How long past its finalize deadline an order may stay `processing`
-    /// before it counts (the sweeper's step timeout and period).
+    /// How long past a deadline (an order's finalize or step deadline, a
+    /// challenge's) something may stay `processing`, or after its dead
+    /// letter an order stay unended, before it counts (the sweeper's step
+    /// timeout and period).
     #[arg(long, default_value_t = 300)]
     pub deadline_grace_secs: u64,
     /// A Debian weak-key list (as `kiln --debian-weak-keys`); repeatable.

@@ -200,7 +200,7 @@ mod tests {
     fn a_check_not_made_is_never_a_pass() {
         let mut report = Report::new(true);
         report.checked(1, 3);
-        report.not_checked(11, "no record of published messages");
+        report.not_checked(11, "no dead letters table");
         report.violation(
             10,
             Subject::Order("o1".into()),

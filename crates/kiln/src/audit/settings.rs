@@ -167,9 +167,16 @@ pub async fn open(args: &AuditArgs) -> anyhow::Result<store::Store> {
         let path = path.split('?').next().unwrap_or(path);
         anyhow::ensure!(Path::new(path).is_file(), "no Kiln database at {path}");
     }
-    store::Store::connect(&url)
+    let store = store::Store::connect(&url)
         .await
-        .context("opening the database")
+        .context("opening the database")?;
+    if let Some((applied, known)) = store.migrations_behind().await? {
+        anyhow::bail!(
+            "the database is at migration {applied} and this kiln knows {known}: run `kiln \
+             migrate` with this build first (the audit reads what the newer schema records)"
+        );
+    }
+    Ok(store)
 }
 
 #[cfg(test)]
