@@ -4,7 +4,7 @@
 #[macro_use]
 mod common;
 
-use common::{issued_order, processing_order, signing_final};
+use common::{at_sign_precert, issued_order, processing_order, signing_final};
 use domain::{FinalizeStep, OrderStatus, ProblemKind};
 use store::{BlockedKey, CertificateState, KeyDigest, NewCertificate, Store, now_ms};
 
@@ -203,13 +203,7 @@ async fn precert_for_key(
     signed: bool,
 ) {
     let now = now_ms();
-    processing_order(store, id, now, now + 60_000).await;
-    assert!(
-        store
-            .advance_step(id, FinalizeStep::CheckCaa, FinalizeStep::SignPrecert, now)
-            .await
-            .unwrap()
-    );
+    at_sign_precert(store, id, now).await;
     let cert = NewCertificate {
         key: key.clone(),
         not_after,
@@ -259,19 +253,6 @@ async fn a_key_compromise_revokes_the_precertificates_for_the_key_too(store: Sto
             "{serial}"
         );
     }
-}
-
-/// Order `id` finalized with `key` and moved to sign-precert: what the
-/// signer sees once the caa-checker is done.
-async fn in_flight_at_sign_precert(store: &Store, id: &str) {
-    let now = now_ms();
-    processing_order(store, id, now, now + 60_000).await;
-    assert!(
-        store
-            .advance_step(id, FinalizeStep::CheckCaa, FinalizeStep::SignPrecert, now)
-            .await
-            .unwrap()
-    );
 }
 
 fn claim_for(serial: &str, id: &str, key: &KeyDigest) -> NewCertificate {
@@ -326,7 +307,7 @@ async fn a_key_blocked_while_its_order_is_in_flight_gets_no_serial(store: Store)
     // Ended, so a redelivery claims nothing either.
     assert!(!store.claim_precert(&claim, None, now, now).await.unwrap());
 
-    in_flight_at_sign_precert(&store, "o3").await;
+    at_sign_precert(&store, "o3", now_ms()).await;
     let other = claim_for("2c", "o3", &KeyDigest::of_spki(b"another key"));
     assert!(store.claim_precert(&other, None, now, now).await.unwrap());
 }
@@ -337,7 +318,7 @@ async fn a_key_blocked_while_its_order_is_in_flight_gets_no_serial(store: Store)
 async fn a_stale_claim_is_not_superseded_for_a_blocked_key(store: Store) {
     let now = now_ms();
     let key = KeyDigest::of_spki(b"blocked by an operator");
-    in_flight_at_sign_precert(&store, "o1").await;
+    at_sign_precert(&store, "o1", now_ms()).await;
     let stale = now - 120_000;
     let first = claim_for("3a", "o1", &key);
     assert!(
@@ -371,7 +352,7 @@ async fn a_stale_claim_is_not_superseded_for_a_blocked_key(store: Store) {
 async fn a_claim_lost_to_another_delivery_does_not_fail_the_order(store: Store) {
     let now = now_ms();
     let key = KeyDigest::of_spki(b"blocked after the claim");
-    in_flight_at_sign_precert(&store, "o1").await;
+    at_sign_precert(&store, "o1", now_ms()).await;
     let winner = claim_for("4a", "o1", &key);
     assert!(store.claim_precert(&winner, None, now, now).await.unwrap());
     assert!(
@@ -402,7 +383,7 @@ async fn a_revocation_racing_a_claim_never_leaves_it_unrevoked(store: Store, url
         let (issued, id) = (format!("i{round}"), format!("o{round}"));
         let serial = format!("{round:02x}5a");
         issued_for_key(&store, &issued, &serial, &key, now + 86_400_000).await;
-        in_flight_at_sign_precert(&store, &id).await;
+        at_sign_precert(&store, &id, now_ms()).await;
         let claim = {
             let (store, cert) = (
                 store.clone(),

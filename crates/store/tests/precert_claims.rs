@@ -8,7 +8,7 @@
 #[macro_use]
 mod common;
 
-use common::{ACCOUNT, issuer, new_certificate, processing_order};
+use common::{ACCOUNT, at_sign_precert, issuer, new_certificate};
 use domain::FinalizeStep;
 use store::{CertificateState, NewCertificate, Store, now_ms};
 
@@ -22,17 +22,6 @@ on_both_backends!(
 
 const ORDERS: usize = 12;
 const DAY_MS: i64 = 86_400_000;
-
-/// Order `id`, processing at sign-precert.
-async fn at_sign_precert(store: &Store, id: &str, now: i64) {
-    processing_order(store, id, now, now + 60_000).await;
-    assert!(
-        store
-            .advance_step(id, FinalizeStep::CheckCaa, FinalizeStep::SignPrecert, now)
-            .await
-            .unwrap()
-    );
-}
 
 /// (a) Two signers (two connections, as two replicas have) claim each order
 /// at once with serials of their own: exactly one claim commits, its serial

@@ -225,13 +225,7 @@ pub fn new_certificate(serial: &str, order_id: &str) -> NewCertificate {
 /// A processing order `id` taken to `sign-final` with `serial` in
 /// `final-signing`: the moment before the final signature.
 pub async fn signing_final(store: &Store, id: &str, serial: &str, now: i64) {
-    processing_order(store, id, now, now + 60_000).await;
-    assert!(
-        store
-            .advance_step(id, FinalizeStep::CheckCaa, FinalizeStep::SignPrecert, now)
-            .await
-            .unwrap()
-    );
+    at_sign_precert(store, id, now).await;
     assert!(
         store
             .claim_precert(&new_certificate(serial, id), None, now, now + 60_000)
@@ -246,6 +240,17 @@ pub async fn signing_final(store: &Store, id: &str, serial: &str, now: i64) {
     );
     assert!(store.store_scts(id, serial, b"scts", now).await.unwrap());
     assert!(store.begin_final_signing(serial).await.unwrap());
+}
+
+/// Order `id`, processing at sign-precert.
+pub async fn at_sign_precert(store: &Store, id: &str, now: i64) {
+    processing_order(store, id, now, now + 60_000).await;
+    assert!(
+        store
+            .advance_step(id, FinalizeStep::CheckCaa, FinalizeStep::SignPrecert, now)
+            .await
+            .unwrap()
+    );
 }
 
 /// A `valid` order `id` with its certificate `serial` issued.
