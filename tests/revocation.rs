@@ -8,13 +8,13 @@
 
 use kiln::knobs::{InjectedFailure, Knobs};
 use kiln::{EmbeddedConfig, Kiln};
+use kiln_tests::client_commands::{self, certbot_certonly};
 use kiln_tests::clients::{require_binary, run, version};
 use kiln_tests::{free_port, parse_chain};
 use openssl::x509::X509;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tokio::process::Command;
 
 const PUBLISH_WITHIN: Duration = kiln_tests::relying_party::PUBLISH_WITHIN;
 
@@ -38,48 +38,15 @@ async fn certbot_revokes_and_the_crl_in_the_leaf_lists_it() {
     let http01_port = free_port();
     let kiln = start_kiln(data_dir.path(), http01_port, None).await;
     let name = "revoke.certbot.test";
-    let (config_dir, work_dir, logs_dir) = (
-        client_dir.path().join("config"),
-        client_dir.path().join("work"),
-        client_dir.path().join("logs"),
-    );
-    let certbot_command = |args: &[&str]| {
-        let mut command = Command::new(&certbot);
-        command
-            .env("REQUESTS_CA_BUNDLE", &kiln.root_pem_path)
-            .env("XDG_CONFIG_HOME", client_dir.path())
-            .args(args)
-            .args(["--non-interactive", "--server", &kiln.directory_url])
-            .arg("--config-dir")
-            .arg(&config_dir)
-            .arg("--work-dir")
-            .arg(&work_dir)
-            .arg("--logs-dir")
-            .arg(&logs_dir);
-        command
-    };
-    let logs = [logs_dir.join("letsencrypt.log")];
-    let mut issue = certbot_command(&["certonly", "--agree-tos", "-m", "x@certbot.test"]);
-    issue
-        .args([
-            "--no-eff-email",
-            "--standalone",
-            "--preferred-challenges",
-            "http",
-        ])
-        .args([
-            "--http-01-port",
-            &http01_port.to_string(),
-            "--http-01-address",
-            "127.0.0.1",
-        ])
-        .args(["-d", name]);
+    let (issue, dirs) = certbot_certonly(&certbot, &kiln, http01_port, client_dir.path(), &[name]);
+    let logs = dirs.log_files();
     let issued = run(&client, issue, client_dir.path(), &logs).await;
     assert!(issued.status.success(), "{}", issued.context);
-    let cert_path = config_dir.join("live").join(name).join("cert.pem");
+    let cert_path = dirs.live(name).join("cert.pem");
     let leaf = parse_chain(&std::fs::read_to_string(&cert_path).unwrap())[0].clone();
 
-    let mut revoke = certbot_command(&["revoke", "--reason", "superseded"]);
+    let (mut revoke, _) = client_commands::certbot(&certbot, &kiln, client_dir.path(), "revoke");
+    revoke.args(["--reason", "superseded"]);
     revoke
         .arg("--cert-path")
         .arg(&cert_path)
@@ -103,15 +70,9 @@ async fn lego_revokes_and_the_crl_lints_clean_on_a_public_base_url() {
     let kiln = start_kiln(data_dir.path(), http01_port, Some(public)).await;
     let name = "revoke.lego.test";
     let lego_command = |action: &[&str]| {
-        let mut command = Command::new(&lego);
-        command
-            .env("LEGO_CA_CERTIFICATES", &kiln.root_pem_path)
-            .args(["--server", &kiln.directory_url, "--accept-tos"])
-            .args(["--email", "x@lego.test", "--domains", name])
-            .arg("--path")
-            .arg(client_dir.path())
-            .args(["--http", "--http.port", &format!("127.0.0.1:{http01_port}")])
-            .args(action);
+        let mut command =
+            client_commands::lego(&lego, &kiln, http01_port, client_dir.path(), &[name]);
+        command.args(action);
         command
     };
     let issued = run(&client, lego_command(&["run"]), client_dir.path(), &[]).await;

@@ -1,5 +1,5 @@
 //! The certbot and lego command lines the real-client tests share
-//! (tests/interop.rs, tests/alternate_chains.rs, tests/eab.rs): one client against one Kiln, trusting its root and
+//! (tests/interop.rs, tests/alternate_chains.rs, tests/eab.rs, tests/revocation.rs): one client against one Kiln, trusting its root and
 //! answering http-01 with its own standalone server on loopback, its files
 //! in a directory of the test's. A test appends what is its own (a profile,
 //! a preferred chain, EAB) and runs it with `kiln_tests::clients::run`.
@@ -39,34 +39,46 @@ impl CertbotDirs {
     }
 }
 
-/// `certbot certonly --standalone` for `names` from `kiln`, its standalone
-/// server on `http01_port` (where Kiln's http-01 validation connects), its
-/// directories under `client_dir` and no cli.ini of the user running the
-/// tests.
-pub fn certbot_certonly(
+/// `certbot SUBCOMMAND` against `kiln`, non-interactive, its directories
+/// under `client_dir` and no cli.ini of the user running the tests.
+pub fn certbot(
     certbot: &Path,
     kiln: &Kiln,
-    http01_port: u16,
     client_dir: &Path,
-    names: &[&str],
+    subcommand: &str,
 ) -> (Command, CertbotDirs) {
     let dirs = CertbotDirs::under(client_dir);
     let mut command = Command::new(certbot);
     command
         .env("REQUESTS_CA_BUNDLE", &kiln.root_pem_path)
         .env("XDG_CONFIG_HOME", client_dir)
-        .arg("certonly")
+        .arg(subcommand)
         .arg("--non-interactive")
-        .arg("--agree-tos")
-        .args(["-m", EMAIL])
-        .arg("--no-eff-email")
         .args(["--server", &kiln.directory_url])
         .arg("--config-dir")
         .arg(&dirs.config)
         .arg("--work-dir")
         .arg(&dirs.work)
         .arg("--logs-dir")
-        .arg(&dirs.logs)
+        .arg(&dirs.logs);
+    (command, dirs)
+}
+
+/// `certbot certonly --standalone` for `names` from `kiln`, its standalone
+/// server on `http01_port` (where Kiln's http-01 validation connects), its
+/// directories under `client_dir`.
+pub fn certbot_certonly(
+    certbot_path: &Path,
+    kiln: &Kiln,
+    http01_port: u16,
+    client_dir: &Path,
+    names: &[&str],
+) -> (Command, CertbotDirs) {
+    let (mut command, dirs) = certbot(certbot_path, kiln, client_dir, "certonly");
+    command
+        .arg("--agree-tos")
+        .args(["-m", EMAIL])
+        .arg("--no-eff-email")
         .arg("--standalone")
         .args(["--preferred-challenges", "http"])
         .args(["--http-01-port", &http01_port.to_string()])
