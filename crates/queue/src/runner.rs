@@ -160,6 +160,11 @@ fn register_metrics(stage: &'static str) {
     }
 }
 
+/// A dead letter buried without its database record.
+fn unrecorded(stage: &'static str) {
+    metrics::counter!("kiln_dead_letters_unrecorded_total", "stage" => stage).increment(1);
+}
+
 fn dead_letter(stage: &'static str, reason: &'static str) {
     metrics::counter!("kiln_dead_letters_total", "stage" => stage, "reason" => reason).increment(1);
 }
@@ -189,8 +194,7 @@ async fn process<H: Handler>(
             // keeps it (rejected into kiln.dead) even if the record fails.
             if let Err(e) = io.dead_letters.record(&entry).await {
                 error!(error = %e, "the undecodable message's dead letter was not recorded");
-                metrics::counter!("kiln_dead_letters_unrecorded_total", "stage" => handler.stage())
-                    .increment(1);
+                unrecorded(handler.stage());
             }
             let _ = acker.reject().await;
             return;
@@ -320,7 +324,7 @@ async fn bury<H: Handler>(
             return Err(QueueError::NotRecorded(e));
         }
         error!(error = %e, "the dead letter cannot be recorded; burying it unrecorded");
-        metrics::counter!("kiln_dead_letters_unrecorded_total", "stage" => stage).increment(1);
+        unrecorded(stage);
     }
     handler.give_up(job, grave.reason).await;
     io.queue

@@ -196,11 +196,15 @@ impl Store {
 
     /// Applies the back end's migrations (idempotent).
     pub async fn migrate(&self) -> Result<()> {
-        let list = match self.backend() {
+        Ok(self.db.migrate(self.migrations()).await?)
+    }
+
+    /// This build's migrations for the back end.
+    fn migrations(&self) -> &'static [Migration] {
+        match self.backend() {
             Backend::Sqlite => SQLITE_MIGRATIONS,
             Backend::Postgres => POSTGRES_MIGRATIONS,
-        };
-        Ok(self.db.migrate(list).await?)
+        }
     }
 
     /// The newest migration applied to this database and the newest this
@@ -208,11 +212,7 @@ impl Store {
     /// reader such as `kiln audit` refuses it rather than fail on a table
     /// it lacks. Both back ends keep sqlx's `_sqlx_migrations` table.
     pub async fn migrations_behind(&self) -> Result<Option<(i64, i64)>> {
-        let list = match self.backend() {
-            Backend::Sqlite => SQLITE_MIGRATIONS,
-            Backend::Postgres => POSTGRES_MIGRATIONS,
-        };
-        let known = list.last().map_or(0, |m| m.version);
+        let known = self.migrations().last().map_or(0, |m| m.version);
         let applied = self
             .db
             .optional(stmt!(
